@@ -1,0 +1,306 @@
+//! Error types, one per family of operations. Each names what failed and on what.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::hash::Hash;
+use crate::identity::PublicKey;
+use crate::names::NameError;
+
+/// A failure of the underlying storage: the database or a blob file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The metadata database failed.
+    #[error("store database: {0}")]
+    Database(#[from] redb::Error),
+    /// A file of the store could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Stored metadata did not decode: the database is damaged or was written by other software.
+    #[error("damaged store metadata: {0}")]
+    Damaged(String),
+}
+
+macro_rules! redb_into_storage {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Database(e.into())
+            }
+        }
+    )*};
+}
+redb_into_storage!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl StorageError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Opening or creating a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No store lives in this folder.
+    #[error("no archive store at {} (run `archive init` first)", dir.display())]
+    NotInitialized {
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// `init` found a store already there.
+    #[error("an archive store already exists at {}", dir.display())]
+    AlreadyInitialized {
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// The store was written by a newer version of this software.
+    #[error("the store at {} has format version {found}, newer than this program supports ({supported}); upgrade archive", dir.display())]
+    NewerFormat {
+        /// The data folder.
+        dir: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The FORMAT file is not one this software wrote.
+    #[error("{} is not an archive format file: {reason}", path.display())]
+    BadFormatFile {
+        /// The FORMAT file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another process has the store open.
+    #[error("the store at {} is in use by another archive process", dir.display())]
+    Locked {
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// The database file cannot be opened: damaged or not a redb file.
+    #[error("cannot open the store database {}: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: redb::Error,
+    },
+    /// Any other storage failure.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reading a blob or file out of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The store has no blob or file by this hash.
+    #[error("no blob or file {hash} in the store")]
+    NotFound {
+        /// The hash asked for.
+        hash: Hash,
+    },
+    /// A blob's bytes do not match its hash: the store is damaged.
+    #[error("blob {hash} is corrupt: {detail}")]
+    Corrupt {
+        /// The damaged blob.
+        hash: Hash,
+        /// What was found.
+        detail: String,
+    },
+    /// A blob the store recorded is gone from disk.
+    #[error("blob {hash} is missing from {}", path.display())]
+    Missing {
+        /// The lost blob.
+        hash: Hash,
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// The requested range lies outside the blob.
+    #[error("range {start}..{end} is outside blob {hash} of {size} bytes")]
+    OutOfRange {
+        /// The blob.
+        hash: Hash,
+        /// Start of the range.
+        start: u64,
+        /// End of the range.
+        end: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// Writing the bytes out failed.
+    #[error("writing output: {0}")]
+    Output(#[source] io::Error),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Creating, decoding or inserting an entry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The signature does not verify against the author's key.
+    #[error("entry {id} has a bad signature")]
+    BadSignature {
+        /// The entry id.
+        id: Hash,
+    },
+    /// Tried to sign an entry for another author.
+    #[error("entry author {author} is not this store's key")]
+    WrongAuthor {
+        /// The claimed author.
+        author: PublicKey,
+    },
+    /// The encoding is too large.
+    #[error("entry of {size} bytes exceeds the limit of {} bytes", crate::format::entry::MAX_ENCODED_ENTRY)]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// An entry version this build does not know.
+    #[error("entry format version {version} is not supported")]
+    UnknownVersion {
+        /// The version byte.
+        version: u8,
+    },
+    /// Bytes that are not a valid entry.
+    #[error("malformed entry: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key or collection name breaks the rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The key holds nothing (for `remove`).
+    #[error("`{key}` is not in collection `{collection}`")]
+    NoSuchKey {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Adding files from disk.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddError {
+    /// A path given to add does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A path cannot become a key.
+    #[error("{}: {reason}", path.display())]
+    BadPath {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The entry for the file could not be written.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Snapshots: creating or naming one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A snapshot of this name exists in the collection.
+    #[error("snapshot `{name}` already exists in collection `{collection}`")]
+    Exists {
+        /// The collection.
+        collection: String,
+        /// The name.
+        name: String,
+    },
+    /// The collection has no entries.
+    #[error("no collection `{collection}`")]
+    NoSuchCollection {
+        /// The collection.
+        collection: String,
+    },
+    /// No snapshot of this name exists in the collection.
+    #[error("no snapshot `{name}` in collection `{collection}`")]
+    NotFound {
+        /// The collection.
+        collection: String,
+        /// The name.
+        name: String,
+    },
+    /// The name breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Exporting a view to a folder or comparing one with a folder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A file would be overwritten with different content.
+    #[error("{} exists and differs from `{key}`; refusing to overwrite it", path.display())]
+    WouldOverwrite {
+        /// The existing file.
+        path: PathBuf,
+        /// The key that would go there.
+        key: String,
+    },
+    /// Writing or reading the folder failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A file's content could not be read from the store.
+    #[error("`{key}`: {source}")]
+    Read {
+        /// The key.
+        key: String,
+        /// The cause.
+        source: ReadError,
+    },
+    /// The snapshot does not exist.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,0 +1,69 @@
+//! The store's on-disk layout, version 1.
+//!
+//! ```text
+//! DATA_DIR/
+//!   FORMAT          "archive-store 1\n": written last by `init`; checked before anything else
+//!   store.redb      metadata (redb): the tables below
+//!   blobs/ab/<hex>  blobs larger than INLINE_MAX, one file each, named by BLAKE3 hex
+//!   tmp/            files being written; renamed into blobs/ once complete
+//! ```
+//! Table names carry their version; a change of a table's types is a new name plus a migration.
+//! Integers in keys and values use redb's fixed little-endian encodings; `&str` is UTF-8.
+
+use redb::TableDefinition;
+
+/// The store format this build reads and writes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_FILE: &str = "FORMAT";
+pub(crate) const FORMAT_PREFIX: &str = "archive-store ";
+pub(crate) const DB_FILE: &str = "store.redb";
+pub(crate) const BLOB_DIR: &str = "blobs";
+pub(crate) const TMP_DIR: &str = "tmp";
+
+/// Blobs up to this size live inside redb; larger ones are files under `blobs/`. One BLAKE3
+/// chunk group (16 KiB): a blob this small has an empty bao outboard.
+pub(crate) const INLINE_MAX: u64 = 16 * 1024;
+
+pub(crate) fn format_file_contents() -> String {
+    format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n")
+}
+
+/// Single values: `secret-key` (32 bytes), `clock` (u64 LE, the largest entry time seen),
+/// `next-seq` (u64 LE, the next local insertion number).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
+pub(crate) const META_SECRET_KEY: &str = "secret-key";
+pub(crate) const META_CLOCK: &str = "clock";
+pub(crate) const META_NEXT_SEQ: &str = "next-seq";
+
+/// Every complete blob: hash -> (size, location). Location 0: bytes in `inline-blobs-v1`;
+/// 1: bytes in `blobs/<hh>/<hex>`.
+pub(crate) const BLOBS: TableDefinition<[u8; 32], (u64, u8)> = TableDefinition::new("blobs-v1");
+pub(crate) const LOCATION_INLINE: u8 = 0;
+pub(crate) const LOCATION_FILE: u8 = 1;
+/// Bytes of inline blobs.
+pub(crate) const INLINE_BLOBS: TableDefinition<[u8; 32], &[u8]> =
+    TableDefinition::new("inline-blobs-v1");
+/// Post-order bao outboards (16 KiB chunk groups, no size suffix) of file blobs.
+pub(crate) const OUTBOARDS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("outboards-v1");
+/// Every stored file, by its whole-content hash: hash -> (size, manifest hash or all zeros
+/// when the file is a single blob).
+pub(crate) const FILES: TableDefinition<[u8; 32], (u64, [u8; 32])> =
+    TableDefinition::new("files-v1");
+/// Every entry ever accepted: id -> encoded entry (see `format::entry`).
+pub(crate) const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries-v1");
+/// The current view: (collection, key) -> (time, entry id) of the latest entry, tombstones
+/// included so a later-arriving older entry cannot resurrect a removed key.
+pub(crate) const VIEWS: TableDefinition<(&str, &str), (u64, [u8; 32])> =
+    TableDefinition::new("views-v1");
+/// Every version of every key in local insertion order: (collection, key, seq) -> (time, id).
+/// A snapshot is a seq; its view is the latest version with seq <= it.
+pub(crate) const HISTORY: TableDefinition<(&str, &str, u64), (u64, [u8; 32])> =
+    TableDefinition::new("history-v1");
+/// Collections: name -> number of entries.
+pub(crate) const COLLECTIONS: TableDefinition<&str, u64> = TableDefinition::new("collections-v1");
+/// Snapshots: (collection, name) -> (seq, creation time, files, bytes). The view of a snapshot
+/// is every version with seq < its seq; files and bytes are its totals, kept for listings.
+pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> =
+    TableDefinition::new("snapshots-v1");
+
+pub(crate) const NO_MANIFEST: [u8; 32] = [0; 32];

@@ -1,0 +1,68 @@
+//! `archive-core`: a content-addressed, deduplicated, verified archive store.
+//!
+//! A [`Store`] keeps **blobs** (bytes named by their BLAKE3 hash, verified on every read),
+//! **files** (one blob, or content-defined chunks listed in a manifest blob), and **entries**:
+//! small signed records that put a file (or a tombstone) at a key of a **collection**. A
+//! collection is a grow-only set of entries; its **view** shows, per key, the latest entry.
+//! **Snapshots** name points in a collection's history.
+//!
+//! This crate does no network I/O. See `ARCHITECTURE.md` for the formats and invariants.
+//!
+//! ```no_run
+//! use archive_core::{Store, ViewPoint, DEFAULT_COLLECTION};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::init("/tmp/my-archive")?;
+//! store.add_bytes(DEFAULT_COLLECTION, "hello.txt", b"hello")?;
+//! for item in store.list(DEFAULT_COLLECTION, ViewPoint::Current, "")? {
+//!     println!("{} {} {}", item.key, item.file.size, item.file.hash);
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+mod blobs;
+mod clock;
+mod diff;
+mod entry;
+mod error;
+mod format;
+mod hash;
+mod identity;
+mod ingest;
+mod names;
+mod store;
+mod walk;
+
+pub use clock::Timestamp;
+pub use diff::{Change, ChangeKind, FileSummary};
+pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
+pub use error::{
+    AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
+};
+pub use format::entry::MAX_ENCODED_ENTRY;
+pub use hash::{Hash, ParseHashError};
+pub use identity::{PublicKey, SecretKey};
+pub use ingest::{CHUNKING_THRESHOLD, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
+pub use names::{
+    validate_collection, validate_key, validate_snapshot_name, NameError, MAX_KEY_LEN, MAX_NAME_LEN,
+};
+pub use store::{
+    AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, ExportReport, FailedFile,
+    GcReport, NoProgress, SnapshotInfo, Stats, Store, VerifyReport, ViewItem, ViewPoint,
+    DEFAULT_COLLECTION,
+};
+pub use walk::Skipped;
+
+/// The largest blob kept inside the database rather than as a file of its own.
+pub const INLINE_MAX: u64 = format::layout::INLINE_MAX;
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<super::Store>();
+        assert_send_sync::<super::SignedEntry>();
+        assert_send_sync::<super::OpenError>();
+    }
+}

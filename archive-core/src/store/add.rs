@@ -1,0 +1,237 @@
+//! Adding files and folders from disk.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use redb::ReadableDatabase;
+
+use super::{EntryTables, Store};
+use crate::blobs::{self, BlobTables, PreparedBlob};
+use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::error::{AddError, EntryError, StorageError};
+use crate::format::layout::{BLOBS, FILES, LOCATION_FILE, NO_MANIFEST};
+use crate::hash::Hash;
+use crate::ingest::{ingest, IngestError};
+use crate::names::{validate_collection, validate_key};
+use crate::walk::{walk, FoundFile, Skipped};
+
+/// Commit at least this often while adding (bytes read), so a crash loses little work and the
+/// pending blob records stay small.
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// ... or after this many files.
+const BATCH_FILES: usize = 1000;
+
+/// Hears how an `add` is going (for a progress bar).
+pub trait AddProgress {
+    /// The walk is done: this many files and bytes will be read.
+    fn start(&mut self, _files: u64, _bytes: u64) {}
+    /// Bytes were read.
+    fn bytes(&mut self, _n: u64) {}
+    /// A file is done.
+    fn file_done(&mut self, _key: &str) {}
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl AddProgress for NoProgress {}
+
+/// A file that could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// What an `add` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddReport {
+    /// Files that got a new entry (new keys or new content).
+    pub added: u64,
+    /// Files whose key already held the same content: no entry written.
+    pub unchanged: u64,
+    /// Bytes read from disk.
+    pub bytes_read: u64,
+    /// Bytes of blobs the store did not have before (after deduplication).
+    pub bytes_new: u64,
+    /// Symbolic links, special files and unusable names, left out.
+    pub skipped: Vec<Skipped>,
+    /// Files that could not be read; everything else was added.
+    pub failed: Vec<FailedFile>,
+}
+
+/// Work read from disk but not yet committed.
+#[derive(Default)]
+struct Batch {
+    blobs: Vec<PreparedBlob>,
+    /// Hashes in `blobs`, so a blob is staged once.
+    staged: HashSet<Hash>,
+    files: Vec<(String, FileRef)>,
+    bytes: u64,
+    has_file_blobs: bool,
+}
+
+impl Store {
+    /// Adds a file or folder (recursively) to `collection`. A file's key is `as_key` or its
+    /// name; a folder's files go under `as_key` (empty: at the root) or the folder's name.
+    /// Symbolic links and special files are skipped and reported; a file that cannot be read is
+    /// reported in [`AddReport::failed`] while the rest is added.
+    pub fn add_path(
+        &self,
+        collection: &str,
+        path: &Path,
+        as_key: Option<&str>,
+        progress: &mut dyn AddProgress,
+    ) -> Result<AddReport, AddError> {
+        validate_collection(collection).map_err(EntryError::from)?;
+        let (found, skipped) = walk(path, as_key)?;
+        let mut report = AddReport {
+            skipped,
+            ..AddReport::default()
+        };
+        progress.start(found.len() as u64, found.iter().map(|f| f.size).sum());
+        let _guard = self.gc_lock.read().expect("gc lock");
+        let mut batch = Batch::default();
+        for file in &found {
+            match self.ingest_file(file, &batch, progress) {
+                Ok((file_ref, new_blobs)) => {
+                    report.bytes_read += file_ref.size;
+                    batch.bytes += file_ref.size;
+                    for blob in new_blobs {
+                        if batch.staged.insert(blob.hash) {
+                            batch.has_file_blobs |= blob.is_file();
+                            batch.blobs.push(blob);
+                        }
+                    }
+                    batch.files.push((file.key.clone(), file_ref));
+                }
+                Err(IngestError::Read(e)) => report.failed.push(FailedFile {
+                    path: file.path.clone(),
+                    error: e.to_string(),
+                }),
+                Err(IngestError::Store(e)) => return Err(e.into()),
+            }
+            progress.file_done(&file.key);
+            if batch.bytes >= BATCH_BYTES || batch.files.len() >= BATCH_FILES {
+                self.commit_batch(collection, std::mem::take(&mut batch), &mut report)?;
+            }
+        }
+        self.commit_batch(collection, batch, &mut report)?;
+        Ok(report)
+    }
+
+    /// Stores `data` as a file (chunked if large) and puts it at `key`. Returns the entry, or
+    /// `None` if the key already held exactly this content.
+    pub fn add_bytes(
+        &self,
+        collection: &str,
+        key: &str,
+        data: &[u8],
+    ) -> Result<Option<SignedEntry>, AddError> {
+        validate_collection(collection).map_err(EntryError::from)?;
+        validate_key(key).map_err(EntryError::from)?;
+        let _guard = self.gc_lock.read().expect("gc lock");
+        let batch = Batch::default();
+        let known = |h: &Hash| self.has_intact_blob(h, &batch);
+        let ingested = match ingest(data, &self.files, &known, &mut |_| {}) {
+            Ok(i) => i,
+            Err(IngestError::Read(e)) => unreachable!("reading a slice cannot fail: {e}"),
+            Err(IngestError::Store(e)) => return Err(e.into()),
+        };
+        let file = ingested.file;
+        let batch = Batch {
+            has_file_blobs: ingested.new_blobs.iter().any(PreparedBlob::is_file),
+            blobs: ingested.new_blobs,
+            files: vec![(key.to_owned(), file)],
+            ..Batch::default()
+        };
+        let mut report = AddReport::default();
+        let entries = self.commit_batch(collection, batch, &mut report)?;
+        Ok(entries.into_iter().next())
+    }
+
+    fn ingest_file(
+        &self,
+        file: &FoundFile,
+        batch: &Batch,
+        progress: &mut dyn AddProgress,
+    ) -> Result<(FileRef, Vec<PreparedBlob>), IngestError> {
+        let f = File::open(&file.path).map_err(IngestError::Read)?;
+        let known = |h: &Hash| self.has_intact_blob(h, batch);
+        let ingested = ingest(f, &self.files, &known, &mut |n| progress.bytes(n))?;
+        Ok((ingested.file, ingested.new_blobs))
+    }
+
+    /// True when the blob is staged in this batch, or recorded and (for a file blob) present
+    /// on disk with the right size. A recorded blob whose file vanished is written again.
+    fn has_intact_blob(&self, hash: &Hash, batch: &Batch) -> bool {
+        if batch.staged.contains(hash) {
+            return true;
+        }
+        let check = || -> Result<bool, StorageError> {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(BLOBS)?;
+            Ok(match blobs::lookup(&table, hash)? {
+                None => false,
+                Some((size, LOCATION_FILE)) => std::fs::metadata(self.files.path(hash))
+                    .map(|m| m.len() == size)
+                    .unwrap_or(false),
+                Some(_) => true,
+            })
+        };
+        check().unwrap_or(false)
+    }
+
+    /// Makes the batch's blob files durable, then records blobs, files and entries in one
+    /// transaction. Keys whose view already holds the same content get no new entry.
+    fn commit_batch(
+        &self,
+        collection: &str,
+        batch: Batch,
+        report: &mut AddReport,
+    ) -> Result<Vec<SignedEntry>, AddError> {
+        if batch.files.is_empty() && batch.blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.has_file_blobs {
+            self.files.make_durable()?;
+        }
+        let tx = self.db.begin_write().map_err(StorageError::from)?;
+        let mut written = Vec::new();
+        {
+            let mut blob_tables = BlobTables::open(&tx)?;
+            for blob in &batch.blobs {
+                blobs::record(&mut blob_tables, blob)?;
+                report.bytes_new += blob.size;
+            }
+            let mut files = tx.open_table(FILES).map_err(StorageError::from)?;
+            for (_, f) in &batch.files {
+                let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
+                files
+                    .insert(f.hash.as_bytes(), (f.size, manifest))
+                    .map_err(StorageError::from)?;
+            }
+            let mut entries = EntryTables::open(&tx)?;
+            for (key, file) in &batch.files {
+                let holds = entries.current(collection, key)?.is_some_and(|e| {
+                    matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
+                });
+                if holds {
+                    report.unchanged += 1;
+                    continue;
+                }
+                let entry = self.new_entry(collection, key, EntryValue::File(*file));
+                let signed = SignedEntry::sign(entry, &self.key)?;
+                entries.insert(&signed)?;
+                written.push(signed);
+                report.added += 1;
+            }
+            entries.finish(&self.clock.lock().expect("clock lock"))?;
+        }
+        tx.commit().map_err(StorageError::from)?;
+        Ok(written)
+    }
+}

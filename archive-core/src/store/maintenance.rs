@@ -1,0 +1,393 @@
+//! Whole-store operations: verify, garbage collection, statistics.
+
+use std::collections::HashSet;
+use std::fs;
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::{Store, ViewPoint};
+use crate::blobs::BlobReader;
+use crate::entry::{FileRef, SignedEntry};
+use crate::error::{ReadError, SnapshotError, StorageError};
+use crate::format::layout::{
+    BLOBS, COLLECTIONS, ENTRIES, FILES, INLINE_BLOBS, LOCATION_FILE, OUTBOARDS, SNAPSHOTS,
+};
+use crate::format::manifest::decode_manifest;
+use crate::hash::Hash;
+
+/// A blob that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobProblem {
+    /// The blob.
+    pub hash: Hash,
+    /// What is wrong (corrupt bytes, missing file, damaged outboard).
+    pub problem: String,
+}
+
+/// A key whose content cannot be read back intact.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DamagedKey {
+    /// The collection.
+    pub collection: String,
+    /// The key.
+    pub key: String,
+    /// The snapshot whose view holds it, or `None` for the current view.
+    pub snapshot: Option<String>,
+}
+
+/// The outcome of [`Store::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blobs re-hashed.
+    pub blobs_checked: u64,
+    /// Bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Entries whose signature and id were checked.
+    pub entries_checked: u64,
+    /// Blobs that are corrupt or missing.
+    pub bad_blobs: Vec<BlobProblem>,
+    /// Entries that fail to decode or verify.
+    pub bad_entries: Vec<(Hash, String)>,
+    /// Keys (in views and snapshots) whose content is damaged.
+    pub damaged_keys: Vec<DamagedKey>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.bad_blobs.is_empty() && self.bad_entries.is_empty() && self.damaged_keys.is_empty()
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub blobs_removed: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Leftover files of interrupted writes removed.
+    pub leftovers_removed: u64,
+}
+
+/// Totals for one collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// Entries (all versions and tombstones).
+    pub entries: u64,
+    /// Files in its current view.
+    pub files: u64,
+    /// Bytes in its current view.
+    pub bytes: u64,
+}
+
+/// Totals for the whole store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Collections.
+    pub collections: u64,
+    /// Entries in all collections.
+    pub entries: u64,
+    /// Files in all current views.
+    pub files: u64,
+    /// Bytes in all current views (what an export of everything would write).
+    pub logical_bytes: u64,
+    /// Distinct blobs stored.
+    pub blobs: u64,
+    /// Bytes of distinct blobs stored (after deduplication).
+    pub stored_bytes: u64,
+    /// Snapshots.
+    pub snapshots: u64,
+}
+
+impl Store {
+    /// Re-hashes every blob, checks every entry's signature, and names every key in a view or
+    /// snapshot whose content is damaged.
+    pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        let _guard = self.gc_lock.read().expect("gc lock");
+        let tx = self.db.begin_read()?;
+        let reader = BlobReader::open(&self.files, &tx)?;
+        let mut report = VerifyReport::default();
+        let mut bad: HashSet<Hash> = HashSet::new();
+        for row in reader.blobs.iter()? {
+            let (k, v) = row?;
+            let hash = Hash::from_bytes(k.value());
+            let (size, _) = v.value();
+            report.blobs_checked += 1;
+            report.bytes_checked += size;
+            let result = reader.read(&hash).and_then(|data| reader.check_outboard(&hash, &data));
+            if let Err(e) = result {
+                if let ReadError::Storage(s) = e {
+                    return Err(s);
+                }
+                bad.insert(hash);
+                report.bad_blobs.push(BlobProblem {
+                    hash,
+                    problem: e.to_string(),
+                });
+            }
+        }
+        let entries = tx.open_table(ENTRIES)?;
+        for row in entries.iter()? {
+            let (k, v) = row?;
+            report.entries_checked += 1;
+            let id = Hash::from_bytes(k.value());
+            match SignedEntry::decode(v.value()) {
+                Ok(e) if e.id() == id => {}
+                Ok(e) => report
+                    .bad_entries
+                    .push((id, format!("stored under the wrong id (content id {})", e.id()))),
+                Err(e) => report.bad_entries.push((id, e.to_string())),
+            }
+        }
+        drop(entries);
+        for (collection, snapshot) in self.all_views()? {
+            let at = snapshot.as_deref().map_or(ViewPoint::Current, ViewPoint::Snapshot);
+            for item in self.list(&collection, at, "").map_err(into_storage)? {
+                if !self.file_intact(&reader, &item.file, &bad)? {
+                    report.damaged_keys.push(DamagedKey {
+                        collection: collection.clone(),
+                        key: item.key,
+                        snapshot: snapshot.clone(),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every (collection, snapshot) view: the current one (`None`) and each snapshot.
+    fn all_views(&self) -> Result<Vec<(String, Option<String>)>, StorageError> {
+        let mut views: Vec<(String, Option<String>)> = self
+            .collection_names()?
+            .into_iter()
+            .map(|c| (c, None))
+            .collect();
+        for s in self.snapshots()? {
+            views.push((s.collection, Some(s.name)));
+        }
+        Ok(views)
+    }
+
+    fn collection_names(&self) -> Result<Vec<String>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COLLECTIONS)?;
+        let mut names = Vec::new();
+        for row in table.iter()? {
+            names.push(row?.0.value().to_owned());
+        }
+        Ok(names)
+    }
+
+    /// True when every blob of `file` is present and not in `bad`.
+    fn file_intact(
+        &self,
+        reader: &BlobReader<'_>,
+        file: &FileRef,
+        bad: &HashSet<Hash>,
+    ) -> Result<bool, StorageError> {
+        let ok = |h: &Hash| -> Result<bool, StorageError> { Ok(!bad.contains(h) && reader.size(h)?.is_some()) };
+        match file.manifest {
+            None => ok(&file.hash),
+            Some(m) => {
+                if !ok(&m)? {
+                    return Ok(false);
+                }
+                let Ok(chunks) = self.manifest_chunks(reader, &m) else {
+                    return Ok(false);
+                };
+                for c in chunks {
+                    if !ok(&c)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn manifest_chunks(&self, reader: &BlobReader<'_>, manifest: &Hash) -> Result<Vec<Hash>, ReadError> {
+        let bytes = reader.read(manifest)?;
+        let (_, chunks) = decode_manifest(&bytes).map_err(|e| ReadError::Corrupt {
+            hash: *manifest,
+            detail: e.to_string(),
+        })?;
+        Ok(chunks.into_iter().map(|c| c.hash).collect())
+    }
+
+    /// Removes every blob and file record that no current view or snapshot reaches, and files
+    /// left behind by interrupted writes. Waits for operations in flight to finish and blocks
+    /// new ones while it runs, so nothing they use is removed. Refuses to run if a manifest
+    /// cannot be read (it would not know which chunks are still needed): run `verify`.
+    pub fn gc(&self) -> Result<GcReport, StorageError> {
+        let _guard = self.gc_lock.write().expect("gc lock");
+        let mut live_blobs: HashSet<Hash> = HashSet::new();
+        let mut live_files: HashSet<Hash> = HashSet::new();
+        {
+            let tx = self.db.begin_read()?;
+            let reader = BlobReader::open(&self.files, &tx)?;
+            for (collection, snapshot) in self.all_views()? {
+                let at = snapshot.as_deref().map_or(ViewPoint::Current, ViewPoint::Snapshot);
+                for item in self.list(&collection, at, "").map_err(into_storage)? {
+                    live_files.insert(item.file.hash);
+                    match item.file.manifest {
+                        None => {
+                            live_blobs.insert(item.file.hash);
+                        }
+                        Some(m) => {
+                            if live_blobs.insert(m) {
+                                let chunks = self.manifest_chunks(&reader, &m).map_err(|e| {
+                                    StorageError::Damaged(format!(
+                                        "gc stopped: cannot read the manifest of `{}` ({e}); run `archive verify`",
+                                        item.key
+                                    ))
+                                })?;
+                                live_blobs.extend(chunks);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let mut doomed_files = Vec::new();
+        let tx = self.db.begin_write()?;
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            let mut inline = tx.open_table(INLINE_BLOBS)?;
+            let mut outboards = tx.open_table(OUTBOARDS)?;
+            let mut doomed = Vec::new();
+            for row in blobs.iter()? {
+                let (k, v) = row?;
+                let hash = Hash::from_bytes(k.value());
+                if !live_blobs.contains(&hash) {
+                    doomed.push((hash, v.value()));
+                }
+            }
+            for (hash, (size, location)) in doomed {
+                blobs.remove(hash.as_bytes())?;
+                inline.remove(hash.as_bytes())?;
+                outboards.remove(hash.as_bytes())?;
+                if location == LOCATION_FILE {
+                    doomed_files.push(self.files.path(&hash));
+                }
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+            }
+            let mut files = tx.open_table(FILES)?;
+            let dead: Vec<[u8; 32]> = files
+                .iter()?
+                .filter_map(|r| r.ok())
+                .map(|(k, _)| k.value())
+                .filter(|k| !live_files.contains(&Hash::from_bytes(*k)))
+                .collect();
+            for k in dead {
+                files.remove(&k)?;
+            }
+        }
+        tx.commit()?;
+        for path in doomed_files {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(path, e)),
+            }
+        }
+        report.leftovers_removed = self.remove_leftovers()?;
+        Ok(report)
+    }
+
+    /// Deletes temporary files and blob files the database does not record (left by a crash
+    /// between writing a blob and committing it). Runs under the exclusive gc lock.
+    fn remove_leftovers(&self) -> Result<u64, StorageError> {
+        let tx = self.db.begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        let mut removed = 0;
+        let io = |p: &std::path::Path| {
+            let p = p.to_owned();
+            move |e| StorageError::io(p, e)
+        };
+        let tmp = self.files.tmp_dir();
+        for entry in fs::read_dir(tmp).map_err(io(tmp))? {
+            let path = entry.map_err(io(tmp))?.path();
+            fs::remove_file(&path).map_err(io(&path))?;
+            removed += 1;
+        }
+        let dir = self.files.blob_dir();
+        for shard in fs::read_dir(dir).map_err(io(dir))? {
+            let shard = shard.map_err(io(dir))?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&shard).map_err(io(&shard))? {
+                let path = entry.map_err(io(&shard))?.path();
+                let recorded = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<Hash>().ok())
+                    .map(|h| blobs.get(h.as_bytes()).map(|v| v.is_some()))
+                    .transpose()?;
+                if recorded != Some(true) {
+                    fs::remove_file(&path).map_err(io(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Each collection with its totals.
+    pub fn collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
+        let counts: Vec<(String, u64)> = {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(COLLECTIONS)?;
+            let mut v = Vec::new();
+            for row in table.iter()? {
+                let (k, n) = row?;
+                v.push((k.value().to_owned(), n.value()));
+            }
+            v
+        };
+        let mut out = Vec::with_capacity(counts.len());
+        for (name, entries) in counts {
+            let items = self.list(&name, ViewPoint::Current, "").map_err(into_storage)?;
+            out.push(CollectionInfo {
+                files: items.len() as u64,
+                bytes: items.iter().map(|i| i.file.size).sum(),
+                name,
+                entries,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Totals for the whole store.
+    pub fn stats(&self) -> Result<Stats, StorageError> {
+        let collections = self.collections()?;
+        let tx = self.db.begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        let mut stored_bytes = 0;
+        for row in blobs.iter()? {
+            stored_bytes += row?.1.value().0;
+        }
+        Ok(Stats {
+            collections: collections.len() as u64,
+            entries: tx.open_table(ENTRIES)?.len()?,
+            files: collections.iter().map(|c| c.files).sum(),
+            logical_bytes: collections.iter().map(|c| c.bytes).sum(),
+            blobs: blobs.len()?,
+            stored_bytes,
+            snapshots: tx.open_table(SNAPSHOTS)?.len()?,
+        })
+    }
+}
+
+fn into_storage(e: SnapshotError) -> StorageError {
+    match e {
+        SnapshotError::Storage(s) => s,
+        other => StorageError::Damaged(other.to_string()),
+    }
+}
+

@@ -1,0 +1,388 @@
+//! The store: blobs, files, entries, views and snapshots in one data folder.
+
+mod add;
+mod maintenance;
+mod view;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table};
+
+pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
+pub use maintenance::{BlobProblem, CollectionInfo, DamagedKey, GcReport, Stats, VerifyReport};
+pub use view::{ExportReport, SnapshotInfo, ViewItem, ViewPoint};
+
+use crate::blobs::BlobFiles;
+use crate::clock::{HybridClock, Timestamp};
+use crate::entry::{Entry, EntryValue, FileRef, SignedEntry};
+use crate::error::{EntryError, OpenError, StorageError};
+use crate::format::layout::{
+    format_file_contents, BLOBS, COLLECTIONS, DB_FILE, ENTRIES, FILES, FORMAT_FILE, FORMAT_PREFIX,
+    FORMAT_VERSION, HISTORY, INLINE_BLOBS, META, META_CLOCK, META_NEXT_SEQ, META_SECRET_KEY,
+    OUTBOARDS, SNAPSHOTS, VIEWS,
+};
+use crate::identity::{PublicKey, SecretKey};
+use crate::names::{validate_collection, validate_key};
+
+/// The collection used when none is named.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// Metadata cache for redb: small enough for a 1 GB Raspberry Pi.
+const DB_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// A content-addressed archive store in one data folder.
+///
+/// One process opens a store at a time (the database is locked); inside the process a `Store`
+/// is shared by reference across threads.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    db: Database,
+    files: BlobFiles,
+    key: SecretKey,
+    clock: Mutex<HybridClock>,
+    /// Held shared by every operation that writes or reads blobs, exclusively by `gc`, so
+    /// garbage collection never removes a blob an operation in flight is using.
+    gc_lock: RwLock<()>,
+}
+
+impl Store {
+    /// Creates a store in `dir` (created if missing), with a new signing key.
+    /// Fails with [`OpenError::AlreadyInitialized`] if a store is there already.
+    pub fn init(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
+        let dir = dir.as_ref().to_owned();
+        let format_path = dir.join(FORMAT_FILE);
+        if format_path.exists() {
+            check_format(&dir)?;
+            return Err(OpenError::AlreadyInitialized { dir });
+        }
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        let files = BlobFiles::new(&dir);
+        files.create_dirs()?;
+        let db_path = dir.join(DB_FILE);
+        let db = open_db(&dir, &db_path, true)?;
+        let tx = db.begin_write().map_err(StorageError::from)?;
+        {
+            let mut meta = tx.open_table(META).map_err(StorageError::from)?;
+            // A crashed earlier `init` may have left a key: keep it.
+            if meta.get(META_SECRET_KEY).map_err(StorageError::from)?.is_none() {
+                let key = SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?;
+                meta.insert(META_SECRET_KEY, key.to_bytes().as_slice())
+                    .map_err(StorageError::from)?;
+                meta.insert(META_CLOCK, 0u64.to_le_bytes().as_slice())
+                    .map_err(StorageError::from)?;
+                meta.insert(META_NEXT_SEQ, 0u64.to_le_bytes().as_slice())
+                    .map_err(StorageError::from)?;
+            }
+            create_tables(&tx)?;
+        }
+        tx.commit().map_err(StorageError::from)?;
+        write_durably(&format_path, format_file_contents().as_bytes())
+            .map_err(|e| StorageError::io(&format_path, e))?;
+        drop(db);
+        Store::open(dir)
+    }
+
+    /// Opens the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
+        let dir = dir.as_ref().to_owned();
+        check_format(&dir)?;
+        let db_path = dir.join(DB_FILE);
+        if !db_path.exists() {
+            return Err(OpenError::Storage(StorageError::Damaged(format!(
+                "{} is missing",
+                db_path.display()
+            ))));
+        }
+        let db = open_db(&dir, &db_path, false)?;
+        let tx = db.begin_read().map_err(StorageError::from)?;
+        let meta = tx.open_table(META).map_err(StorageError::from)?;
+        let seed: [u8; 32] = read_meta(&meta, META_SECRET_KEY)?;
+        let clock = u64::from_le_bytes(read_meta(&meta, META_CLOCK)?);
+        drop(meta);
+        drop(tx);
+        let files = BlobFiles::new(&dir);
+        files.create_dirs()?;
+        Ok(Store {
+            dir,
+            db,
+            files,
+            key: SecretKey::from_bytes(seed),
+            clock: Mutex::new(HybridClock::new(Timestamp::from_raw(clock))),
+            gc_lock: RwLock::new(()),
+        })
+    }
+
+    /// The data folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This store's public key: the author of the entries it writes.
+    pub fn author(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// This store's secret key (the server identity; `archive-net` uses it for the endpoint).
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// Writes a signed entry that puts `file` at `key`. The file's blobs must be in the store
+    /// (see [`Store::add_bytes`]).
+    pub fn put(&self, collection: &str, key: &str, file: FileRef) -> Result<SignedEntry, EntryError> {
+        self.write_entries(collection, &[(key.to_owned(), EntryValue::File(file))])
+            .map(|mut v| v.remove(0))
+    }
+
+    /// Removes keys by writing tombstones. Every key must currently hold a file; if one does
+    /// not, nothing is written.
+    pub fn remove(&self, collection: &str, keys: &[String]) -> Result<Vec<SignedEntry>, EntryError> {
+        for key in keys {
+            if self.get(collection, key)?.is_none() {
+                return Err(EntryError::NoSuchKey {
+                    collection: collection.to_owned(),
+                    key: key.clone(),
+                });
+            }
+        }
+        let values: Vec<_> = keys.iter().map(|k| (k.clone(), EntryValue::Tombstone)).collect();
+        self.write_entries(collection, &values)
+    }
+
+    fn write_entries(
+        &self,
+        collection: &str,
+        values: &[(String, EntryValue)],
+    ) -> Result<Vec<SignedEntry>, EntryError> {
+        validate_collection(collection)?;
+        for (k, _) in values {
+            validate_key(k)?;
+        }
+        let tx = self.db.begin_write().map_err(StorageError::from)?;
+        let mut out = Vec::with_capacity(values.len());
+        {
+            let mut tables = EntryTables::open(&tx)?;
+            for (key, value) in values {
+                let entry = self.new_entry(collection, key, *value);
+                let signed = SignedEntry::sign(entry, &self.key)?;
+                tables.insert(&signed)?;
+                out.push(signed);
+            }
+            tables.finish(&self.clock.lock().expect("clock lock"))?;
+        }
+        tx.commit().map_err(StorageError::from)?;
+        Ok(out)
+    }
+
+    fn new_entry(&self, collection: &str, key: &str, value: EntryValue) -> Entry {
+        Entry {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value,
+            author: self.key.public(),
+            time: self.clock.lock().expect("clock lock").tick(),
+        }
+    }
+
+    /// Inserts an entry that arrived from elsewhere, after checking its signature and that
+    /// its blobs' presence is not required (entries may arrive before their blobs). Returns
+    /// false if the store already had it.
+    pub fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
+        let entry = SignedEntry::decode(encoded)?;
+        let tx = self.db.begin_write().map_err(StorageError::from)?;
+        let inserted;
+        {
+            let mut tables = EntryTables::open(&tx)?;
+            inserted = tables.insert(&entry)?;
+            let mut clock = self.clock.lock().expect("clock lock");
+            clock.observe(entry.entry().time);
+            tables.finish(&clock)?;
+        }
+        tx.commit().map_err(StorageError::from)?;
+        Ok(inserted)
+    }
+
+    /// The entry with this id, if the store has it.
+    pub fn entry(&self, id: &crate::EntryId) -> Result<Option<SignedEntry>, EntryError> {
+        let tx = self.db.begin_read().map_err(StorageError::from)?;
+        let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
+        if entries.get(id.as_bytes()).map_err(StorageError::from)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(decode_stored_entry(&entries, id.as_bytes())?))
+    }
+}
+
+/// The tables touched when entries are inserted, inside one write transaction.
+struct EntryTables<'txn> {
+    meta: Table<'txn, &'static str, &'static [u8]>,
+    entries: Table<'txn, [u8; 32], &'static [u8]>,
+    views: Table<'txn, (&'static str, &'static str), (u64, [u8; 32])>,
+    history: Table<'txn, (&'static str, &'static str, u64), (u64, [u8; 32])>,
+    collections: Table<'txn, &'static str, u64>,
+    next_seq: u64,
+}
+
+impl<'txn> EntryTables<'txn> {
+    fn open(tx: &'txn redb::WriteTransaction) -> Result<Self, StorageError> {
+        let meta = tx.open_table(META)?;
+        let next_seq = u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?);
+        Ok(EntryTables {
+            meta,
+            entries: tx.open_table(ENTRIES)?,
+            views: tx.open_table(VIEWS)?,
+            history: tx.open_table(HISTORY)?,
+            collections: tx.open_table(COLLECTIONS)?,
+            next_seq,
+        })
+    }
+
+    /// Adds an entry to the set, its key's history and (if it is the latest) the view.
+    fn insert(&mut self, entry: &SignedEntry) -> Result<bool, StorageError> {
+        let id = *entry.id().as_bytes();
+        if self.entries.get(&id)?.is_some() {
+            return Ok(false);
+        }
+        let e = entry.entry();
+        let (c, k) = (e.collection.as_str(), e.key.as_str());
+        let version = (e.time.raw(), id);
+        self.entries.insert(&id, entry.encoded())?;
+        let count = self.collections.get(c)?.map(|v| v.value()).unwrap_or(0);
+        self.collections.insert(c, count + 1)?;
+        self.history.insert((c, k, self.next_seq), version)?;
+        self.next_seq += 1;
+        let current = self.views.get((c, k))?.map(|v| v.value());
+        if current.is_none_or(|cur| version > cur) {
+            self.views.insert((c, k), version)?;
+        }
+        Ok(true)
+    }
+
+    /// The entry the view shows for a key (a tombstone included), as of this transaction.
+    fn current(&self, collection: &str, key: &str) -> Result<Option<SignedEntry>, StorageError> {
+        let Some(row) = self.views.get((collection, key))? else {
+            return Ok(None);
+        };
+        let (_, id) = row.value();
+        decode_stored_entry(&self.entries, &id).map(Some)
+    }
+
+    fn finish(&mut self, clock: &HybridClock) -> Result<(), StorageError> {
+        self.meta
+            .insert(META_NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
+        self.meta
+            .insert(META_CLOCK, clock.last().raw().to_le_bytes().as_slice())?;
+        Ok(())
+    }
+}
+
+/// Reads an entry the store accepted earlier; a missing or undecodable one means damage.
+fn decode_stored_entry(
+    entries: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    id: &[u8; 32],
+) -> Result<SignedEntry, StorageError> {
+    let bytes = entries.get(id)?.ok_or_else(|| {
+        StorageError::Damaged(format!("entry {} is missing", crate::Hash::from_bytes(*id)))
+    })?;
+    SignedEntry::decode_unverified(bytes.value()).map_err(|e| {
+        StorageError::Damaged(format!("entry {}: {e}", crate::Hash::from_bytes(*id)))
+    })
+}
+
+fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
+    tx.open_table(BLOBS)?;
+    tx.open_table(INLINE_BLOBS)?;
+    tx.open_table(OUTBOARDS)?;
+    tx.open_table(FILES)?;
+    tx.open_table(ENTRIES)?;
+    tx.open_table(VIEWS)?;
+    tx.open_table(HISTORY)?;
+    tx.open_table(COLLECTIONS)?;
+    tx.open_table(SNAPSHOTS)?;
+    Ok(())
+}
+
+fn read_meta<const N: usize>(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<[u8; N], StorageError> {
+    let value = meta
+        .get(name)?
+        .ok_or_else(|| StorageError::Damaged(format!("the `{name}` record is missing")))?;
+    value
+        .value()
+        .try_into()
+        .map_err(|_| StorageError::Damaged(format!("the `{name}` record has the wrong length")))
+}
+
+fn open_db(dir: &Path, path: &Path, create: bool) -> Result<Database, OpenError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(DB_CACHE_BYTES);
+    let result = if create {
+        builder.create(path)
+    } else {
+        builder.open(path)
+    };
+    result.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
+            dir: dir.to_owned(),
+        },
+        other => OpenError::Database {
+            path: path.to_owned(),
+            source: other.into(),
+        },
+    })
+}
+
+fn check_format(dir: &Path) -> Result<(), OpenError> {
+    let path = dir.join(FORMAT_FILE);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(OpenError::NotInitialized {
+                dir: dir.to_owned(),
+            })
+        }
+        Err(e) => return Err(StorageError::io(&path, e).into()),
+    };
+    let bad = |reason: &str| OpenError::BadFormatFile {
+        path: path.clone(),
+        reason: reason.to_owned(),
+    };
+    let text = std::str::from_utf8(&text).map_err(|_| bad("not UTF-8 text"))?;
+    let version: u32 = text
+        .trim_end()
+        .strip_prefix(FORMAT_PREFIX)
+        .ok_or_else(|| bad("it does not start with `archive-store `"))?
+        .parse()
+        .map_err(|_| bad("the version is not a number"))?;
+    if version > FORMAT_VERSION {
+        return Err(OpenError::NewerFormat {
+            dir: dir.to_owned(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(bad("version 0 does not exist"));
+    }
+    Ok(())
+}
+
+/// Writes a small file atomically and durably: temp name, fsync, rename, fsync the folder.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! One function per subcommand: validate what clap could not, call the store, print.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use archive_core::{
+    Change, FileRef, Hash, OpenError, Store, ViewItem, ViewPoint,
+};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::config;
+use crate::output::{human_size, human_time, print_json};
+use crate::progress::AddBar;
+
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    let dir = config::data_dir(cli.data_dir)?;
+    let json = cli.json;
+    match cli.command {
+        Command::Init => init(&dir, json),
+        Command::Add {
+            paths,
+            collection,
+            as_key,
+        } => add(&open(&dir)?, &collection.collection, &paths, as_key.as_deref(), json),
+        Command::Ls {
+            prefix,
+            collection,
+            snapshot,
+        } => ls(&open(&dir)?, &collection.collection, &prefix, snapshot.as_deref(), json),
+        Command::Get {
+            key,
+            hash,
+            output,
+            collection,
+            snapshot,
+        } => get(
+            &open(&dir)?,
+            &collection.collection,
+            key.as_deref(),
+            hash.as_deref(),
+            snapshot.as_deref(),
+            output.as_deref(),
+        ),
+        Command::Export {
+            dest,
+            collection,
+            snapshot,
+            force,
+        } => export(&open(&dir)?, &collection.collection, snapshot.as_deref(), &dest, force, json),
+        Command::Rm {
+            keys,
+            collection,
+            recursive,
+        } => rm(&open(&dir)?, &collection.collection, &keys, recursive, json),
+        Command::Snapshot { name, collection } => {
+            snapshot(&open(&dir)?, &collection.collection, &name, json)
+        }
+        Command::Snapshots => snapshots(&open(&dir)?, json),
+        Command::Diff {
+            from,
+            to,
+            dir: folder,
+            as_key,
+            collection,
+        } => diff(
+            &open(&dir)?,
+            &collection.collection,
+            from.as_deref(),
+            to.as_deref(),
+            folder.as_deref(),
+            as_key.as_deref(),
+            json,
+        ),
+        Command::Verify => verify(&open(&dir)?, json),
+        Command::Gc => gc(&open(&dir)?, json),
+        Command::Stats => stats(&open(&dir)?, json),
+        Command::Collections => collections(&open(&dir)?, json),
+    }
+}
+
+fn open(dir: &Path) -> Result<Store> {
+    Ok(Store::open(dir)?)
+}
+
+fn view_point(snapshot: Option<&str>) -> ViewPoint<'_> {
+    snapshot.map_or(ViewPoint::Current, ViewPoint::Snapshot)
+}
+
+fn init(dir: &Path, json: bool) -> Result<ExitCode> {
+    let (store, created) = match Store::init(dir) {
+        Ok(s) => (s, true),
+        Err(OpenError::AlreadyInitialized { .. }) => (open(dir)?, false),
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "data_dir": dir,
+            "created": created,
+            "author": store.author().to_string(),
+        }))?;
+    } else if created {
+        println!("initialised an archive store in {}", dir.display());
+        println!("server key: {}", store.author());
+    } else {
+        println!("an archive store already exists in {} (left as it is)", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct AddSummary {
+    added: u64,
+    unchanged: u64,
+    bytes_read: u64,
+    bytes_new: u64,
+    skipped: Vec<PathProblem>,
+    failed: Vec<PathProblem>,
+}
+
+#[derive(Serialize)]
+struct PathProblem {
+    path: PathBuf,
+    reason: String,
+}
+
+fn add(store: &Store, collection: &str, paths: &[PathBuf], as_key: Option<&str>, json: bool) -> Result<ExitCode> {
+    if as_key.is_some() && paths.len() > 1 {
+        bail!("--as names one file or folder; give a single PATH with it");
+    }
+    let mut summary = AddSummary {
+        added: 0,
+        unchanged: 0,
+        bytes_read: 0,
+        bytes_new: 0,
+        skipped: Vec::new(),
+        failed: Vec::new(),
+    };
+    for path in paths {
+        let mut bar = AddBar::new();
+        let report = store.add_path(collection, path, as_key, &mut bar);
+        bar.finish();
+        let report = report?;
+        summary.added += report.added;
+        summary.unchanged += report.unchanged;
+        summary.bytes_read += report.bytes_read;
+        summary.bytes_new += report.bytes_new;
+        summary.skipped.extend(report.skipped.into_iter().map(|s| PathProblem {
+            path: s.path,
+            reason: s.reason,
+        }));
+        summary.failed.extend(report.failed.into_iter().map(|f| PathProblem {
+            path: f.path,
+            reason: f.error,
+        }));
+    }
+    for s in &summary.skipped {
+        eprintln!("archive: skipped {}: {}", s.path.display(), s.reason);
+    }
+    for f in &summary.failed {
+        eprintln!("archive: error: cannot read {}: {}", f.path.display(), f.reason);
+    }
+    if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "added {} files, {} unchanged ({} read, {} new after deduplication)",
+            summary.added,
+            summary.unchanged,
+            human_size(summary.bytes_read),
+            human_size(summary.bytes_new)
+        );
+    }
+    if summary.failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "archive: error: {} file(s) could not be read; everything else was added",
+            summary.failed.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+#[derive(Serialize)]
+struct ListedFile<'a> {
+    key: &'a str,
+    size: u64,
+    hash: String,
+    time_ms: u64,
+    author: String,
+    entry: String,
+}
+
+fn ls(store: &Store, collection: &str, prefix: &str, snapshot: Option<&str>, json: bool) -> Result<ExitCode> {
+    let items = store.list(collection, view_point(snapshot), prefix)?;
+    if json {
+        let listed: Vec<_> = items
+            .iter()
+            .map(|i| ListedFile {
+                key: &i.key,
+                size: i.file.size,
+                hash: i.file.hash.to_hex(),
+                time_ms: i.time.unix_millis(),
+                author: i.author.to_string(),
+                entry: i.entry.to_hex(),
+            })
+            .collect();
+        print_json(&listed)?;
+    } else {
+        let mut out = io::stdout().lock();
+        for i in &items {
+            writeln!(out, "{}  {:>10}  {}", i.file.hash, human_size(i.file.size), i.key)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find_key(store: &Store, collection: &str, key: &str, snapshot: Option<&str>) -> Result<FileRef> {
+    let key = key.trim_matches('/');
+    let found = match snapshot {
+        None => store.get(collection, key)?,
+        Some(_) => store
+            .list(collection, view_point(snapshot), key)?
+            .into_iter()
+            .find(|i: &ViewItem| i.key == key)
+            .map(|i| i.file),
+    };
+    match found {
+        Some(f) => Ok(f),
+        None => match snapshot {
+            Some(s) => bail!("`{key}` is not in snapshot `{s}` of collection `{collection}`"),
+            None => bail!("`{key}` is not in collection `{collection}`"),
+        },
+    }
+}
+
+fn get(
+    store: &Store,
+    collection: &str,
+    key: Option<&str>,
+    hash: Option<&str>,
+    snapshot: Option<&str>,
+    output: Option<&Path>,
+) -> Result<ExitCode> {
+    let file = match (key, hash) {
+        (_, Some(h)) => {
+            let hash: Hash = h.parse()?;
+            store
+                .file_by_hash(&hash)?
+                .with_context(|| format!("no file or blob {hash} in the store"))?
+        }
+        (Some(k), None) => find_key(store, collection, k, snapshot)?,
+        (None, None) => bail!("give a KEY or --hash HASH"),
+    };
+    match output {
+        None => {
+            let mut out = io::stdout().lock();
+            store.read_file(&file, &mut out)?;
+            out.flush()?;
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed read leaves no wrong file.
+            let tmp = tmp_beside(path);
+            let result = (|| -> Result<()> {
+                let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+                store.read_file(&file, &mut f)?;
+                f.sync_all()?;
+                fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tmp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    path.with_file_name(format!(".{name}.archive-tmp"))
+}
+
+fn export(store: &Store, collection: &str, snapshot: Option<&str>, dest: &Path, force: bool, json: bool) -> Result<ExitCode> {
+    let report = store.export(collection, view_point(snapshot), dest, force)?;
+    if json {
+        print_json(&serde_json::json!({
+            "written": report.written,
+            "unchanged": report.unchanged,
+            "bytes": report.bytes,
+        }))?;
+    } else {
+        println!(
+            "exported {} files ({}) to {}, {} already up to date",
+            report.written,
+            human_size(report.bytes),
+            dest.display(),
+            report.unchanged
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<ExitCode> {
+    let mut targets = Vec::new();
+    for key in keys {
+        let key = key.trim_matches('/');
+        if recursive {
+            let under = store.list(collection, ViewPoint::Current, key)?;
+            if under.is_empty() {
+                bail!("nothing at or under `{key}` in collection `{collection}`");
+            }
+            targets.extend(under.into_iter().map(|i| i.key));
+        } else {
+            targets.push(key.to_owned());
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    let removed = store.remove(collection, &targets)?;
+    if json {
+        print_json(&serde_json::json!({ "removed": targets }))?;
+    } else {
+        println!("removed {} keys from `{collection}`", removed.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<ExitCode> {
+    let info = store.snapshot(collection, name)?;
+    if json {
+        print_json(&snapshot_json(&info))?;
+    } else {
+        println!(
+            "snapshot `{}` of `{}`: {} files, {}",
+            info.name,
+            info.collection,
+            info.files,
+            human_size(info.bytes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot_json(s: &archive_core::SnapshotInfo) -> serde_json::Value {
+    serde_json::json!({
+        "collection": s.collection,
+        "name": s.name,
+        "created_ms": s.created.unix_millis(),
+        "files": s.files,
+        "bytes": s.bytes,
+    })
+}
+
+fn snapshots(store: &Store, json: bool) -> Result<ExitCode> {
+    let list = store.snapshots()?;
+    if json {
+        print_json(&list.iter().map(snapshot_json).collect::<Vec<_>>())?;
+    } else {
+        for s in &list {
+            println!(
+                "{}  {}  {}  {} files  {}",
+                s.collection,
+                s.name,
+                human_time(s.created),
+                s.files,
+                human_size(s.bytes)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    key: &'a str,
+    change: &'static str,
+    old_size: Option<u64>,
+    new_size: Option<u64>,
+    old_hash: Option<String>,
+    new_hash: Option<String>,
+}
+
+fn diff(
+    store: &Store,
+    collection: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    folder: Option<&Path>,
+    as_key: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let changes = match (folder, from) {
+        (Some(folder), _) => store.diff_dir(collection, folder, as_key)?,
+        (None, Some(from)) => store.diff(collection, ViewPoint::Snapshot(from), view_point(to))?,
+        (None, None) => bail!("give a snapshot name, or --dir PATH"),
+    };
+    print_changes(&changes, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_changes(changes: &[Change], json: bool) -> Result<()> {
+    if json {
+        let out: Vec<_> = changes
+            .iter()
+            .map(|c| ChangeJson {
+                key: &c.key,
+                change: c.kind.as_str(),
+                old_size: c.old.map(|o| o.size),
+                new_size: c.new.map(|n| n.size),
+                old_hash: c.old.map(|o| o.hash.to_hex()),
+                new_hash: c.new.map(|n| n.hash.to_hex()),
+            })
+            .collect();
+        print_json(&out)?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    for c in changes {
+        let (mark, size) = match (c.old, c.new) {
+            (None, Some(n)) => ('+', human_size(n.size)),
+            (Some(o), None) => ('-', human_size(o.size)),
+            (Some(o), Some(n)) => ('~', format!("{} -> {}", human_size(o.size), human_size(n.size))),
+            (None, None) => ('?', String::new()),
+        };
+        writeln!(out, "{mark} {}  ({size})", c.key)?;
+    }
+    let count = |k| changes.iter().filter(|c| c.kind == k).count();
+    writeln!(
+        out,
+        "{} added, {} changed, {} removed",
+        count(archive_core::ChangeKind::Added),
+        count(archive_core::ChangeKind::Changed),
+        count(archive_core::ChangeKind::Removed)
+    )?;
+    Ok(())
+}
+
+fn verify(store: &Store, json: bool) -> Result<ExitCode> {
+    let report = store.verify()?;
+    if json {
+        print_json(&serde_json::json!({
+            "ok": report.is_ok(),
+            "blobs_checked": report.blobs_checked,
+            "bytes_checked": report.bytes_checked,
+            "entries_checked": report.entries_checked,
+            "bad_blobs": report.bad_blobs.iter().map(|b| serde_json::json!({"hash": b.hash.to_hex(), "problem": b.problem})).collect::<Vec<_>>(),
+            "bad_entries": report.bad_entries.iter().map(|(id, why)| serde_json::json!({"id": id.to_hex(), "problem": why})).collect::<Vec<_>>(),
+            "damaged_keys": report.damaged_keys.iter().map(|d| serde_json::json!({"collection": d.collection, "key": d.key, "snapshot": d.snapshot})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for b in &report.bad_blobs {
+            println!("corrupt blob {}: {}", b.hash, b.problem);
+        }
+        for (id, why) in &report.bad_entries {
+            println!("bad entry {id}: {why}");
+        }
+        for d in &report.damaged_keys {
+            match &d.snapshot {
+                None => println!("damaged: `{}` in collection `{}`", d.key, d.collection),
+                Some(s) => println!("damaged: `{}` in snapshot `{s}` of collection `{}`", d.key, d.collection),
+            }
+        }
+        println!(
+            "checked {} blobs ({}) and {} entries: {}",
+            report.blobs_checked,
+            human_size(report.bytes_checked),
+            report.entries_checked,
+            if report.is_ok() { "all intact" } else { "DAMAGE FOUND" }
+        );
+    }
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn gc(store: &Store, json: bool) -> Result<ExitCode> {
+    let r = store.gc()?;
+    if json {
+        print_json(&serde_json::json!({
+            "blobs_removed": r.blobs_removed,
+            "bytes_freed": r.bytes_freed,
+            "leftovers_removed": r.leftovers_removed,
+        }))?;
+    } else {
+        println!(
+            "removed {} blobs ({}) and {} leftover files",
+            r.blobs_removed,
+            human_size(r.bytes_freed),
+            r.leftovers_removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(store: &Store, json: bool) -> Result<ExitCode> {
+    let s = store.stats()?;
+    if json {
+        print_json(&serde_json::json!({
+            "collections": s.collections,
+            "entries": s.entries,
+            "files": s.files,
+            "logical_bytes": s.logical_bytes,
+            "blobs": s.blobs,
+            "stored_bytes": s.stored_bytes,
+            "snapshots": s.snapshots,
+            "author": store.author().to_string(),
+        }))?;
+    } else {
+        println!("data folder:  {}", store.dir().display());
+        println!("server key:   {}", store.author());
+        println!("collections:  {}", s.collections);
+        println!("files:        {} ({})", s.files, human_size(s.logical_bytes));
+        println!("entries:      {}", s.entries);
+        println!("blobs:        {} ({} stored)", s.blobs, human_size(s.stored_bytes));
+        println!("snapshots:    {}", s.snapshots);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collections(store: &Store, json: bool) -> Result<ExitCode> {
+    let list = store.collections()?;
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "entries": c.entries, "files": c.files, "bytes": c.bytes}))
+            .collect();
+        print_json(&v)?;
+    } else {
+        for c in &list {
+            println!("{}  {} files  {}  {} entries", c.name, c.files, human_size(c.bytes), c.entries);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
