@@ -94,7 +94,7 @@ mod tests {
         expected.extend(b"docs/a.txt");
         expected.extend([7; 32]);
         // 0x0001_8f00_0000_0001 as LEB128
-        expected.extend([0x81, 0x80, 0x80, 0x80, 0x80, 0xe0, 0xc7, 0x00]);
+        expected.extend([0x81, 0x80, 0x80, 0x80, 0x80, 0xe0, 0x63]);
         expected.push(1); // File
         expected.extend([0xab; 32]);
         expected.extend([0xac, 0x02]); // 300

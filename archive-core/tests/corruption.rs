@@ -1,0 +1,89 @@
+//! Damaged bytes are found by verify and never returned by reads.
+
+use std::fs;
+use std::path::PathBuf;
+
+use archive_core::{ReadError, Store, DEFAULT_COLLECTION};
+
+use crate::common::{new_store, pseudo_random};
+
+/// Every blob file of the store.
+fn blob_files(store: &Store) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(store.dir().join("blobs")).unwrap() {
+        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn flip_byte(path: &PathBuf, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
+    let (_dir, store) = new_store();
+    store.add_bytes(DEFAULT_COLLECTION, "small.txt", b"fine").unwrap();
+    let data = pseudo_random(3 << 20, 1);
+    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    store.snapshot(DEFAULT_COLLECTION, "before").unwrap();
+    assert!(store.verify().unwrap().is_ok());
+
+    let files = blob_files(&store);
+    assert!(files.len() > 2, "a 3 MiB file is several chunk files");
+    flip_byte(&files[0], 1000);
+
+    let report = store.verify().unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.bad_blobs.len(), 1);
+    let damaged: Vec<(&str, Option<&str>)> = report
+        .damaged_keys
+        .iter()
+        .map(|d| (d.key.as_str(), d.snapshot.as_deref()))
+        .collect();
+    assert_eq!(damaged, vec![("big.bin", None), ("big.bin", Some("before"))]);
+
+    let file = store.get(DEFAULT_COLLECTION, "big.bin").unwrap().unwrap();
+    let mut out = Vec::new();
+    let err = store.read_file(&file, &mut out).unwrap_err();
+    assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
+    assert!(data.starts_with(&out), "only verified bytes were written");
+    assert!(out.len() < data.len());
+    // The intact file still reads.
+    let small = store.get(DEFAULT_COLLECTION, "small.txt").unwrap().unwrap();
+    let mut out = Vec::new();
+    store.read_file(&small, &mut out).unwrap();
+    assert_eq!(out, b"fine");
+}
+
+#[test]
+fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
+    let (_dir, store) = new_store();
+    let data = pseudo_random(2 << 20, 2);
+    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    let files = blob_files(&store);
+    fs::remove_file(&files[1]).unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.damaged_keys.len(), 1);
+    assert!(report.bad_blobs[0].problem.contains("missing"), "{:?}", report.bad_blobs);
+    // Adding the same content again rewrites the lost blob.
+    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_damaged_range_is_refused_but_other_ranges_still_verify() {
+    let (_dir, store) = new_store();
+    let data = pseudo_random(900 * 1024, 3);
+    store.add_bytes(DEFAULT_COLLECTION, "one-blob", &data).unwrap();
+    let file = store.get(DEFAULT_COLLECTION, "one-blob").unwrap().unwrap();
+    flip_byte(&blob_files(&store)[0], 100 * 1024);
+    assert!(store.read_blob_range(&file.hash, 96 * 1024, 112 * 1024).is_err());
+    let fine = store.read_blob_range(&file.hash, 0, 64 * 1024).unwrap();
+    assert!(fine == data[..64 * 1024]);
+}

@@ -1,0 +1,63 @@
+//! Garbage collection frees what nothing reaches and nothing else.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use archive_core::{ViewPoint, DEFAULT_COLLECTION};
+
+use crate::common::{new_store, pseudo_random, read_all};
+
+#[test]
+fn gc_keeps_what_views_and_snapshots_reach() {
+    let (_dir, store) = new_store();
+    let keep = pseudo_random(2 << 20, 10);
+    let in_snapshot = pseudo_random(2 << 20, 11);
+    let doomed = pseudo_random(2 << 20, 12);
+    store.add_bytes(DEFAULT_COLLECTION, "keep", &keep).unwrap();
+    store.add_bytes(DEFAULT_COLLECTION, "snap", &in_snapshot).unwrap();
+    store.snapshot(DEFAULT_COLLECTION, "s").unwrap();
+    store.remove(DEFAULT_COLLECTION, &["snap".into()]).unwrap();
+    store.add_bytes(DEFAULT_COLLECTION, "doomed", &doomed).unwrap();
+    store.remove(DEFAULT_COLLECTION, &["doomed".into()]).unwrap();
+    let before = store.stats().unwrap().stored_bytes;
+
+    let report = store.gc().unwrap();
+    assert!(report.bytes_freed >= 2 << 20, "{report:?}");
+    assert_eq!(store.stats().unwrap().stored_bytes, before - report.bytes_freed);
+    assert!(store.verify().unwrap().is_ok());
+    let k = store.get(DEFAULT_COLLECTION, "keep").unwrap().unwrap();
+    assert!(read_all(&store, &k) == keep);
+    let s = store
+        .list(DEFAULT_COLLECTION, ViewPoint::Snapshot("s"), "snap")
+        .unwrap();
+    assert!(read_all(&store, &s[0].file) == in_snapshot);
+    // Nothing left to collect.
+    assert_eq!(store.gc().unwrap().blobs_removed, 0);
+}
+
+#[test]
+fn gc_running_during_adds_never_removes_what_they_store() {
+    let (dir, store) = new_store();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i}")), pseudo_random(300_000 + i * 1000, i as u64)).unwrap();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                store.gc().unwrap();
+            }
+        });
+        for round in 0..5 {
+            store
+                .add_path(DEFAULT_COLLECTION, &src, Some(&format!("r{round}")), &mut archive_core::NoProgress)
+                .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    store.gc().unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(store.list(DEFAULT_COLLECTION, ViewPoint::Current, "").unwrap().len(), 100);
+}

@@ -1,0 +1,9 @@
+//! archive-core integration tests: everything through the public API.
+
+mod common;
+mod corruption;
+mod entries;
+mod gc;
+mod open;
+mod roundtrip;
+mod view_model;
