@@ -86,6 +86,16 @@ fn open(dir: &Path) -> Result<Store> {
     Ok(Store::open(dir)?)
 }
 
+/// Checks a collection name given on the command line: valid, and known unless it is the
+/// default (which exists implicitly, empty, in a new store) or about to be created by `add`.
+fn existing_collection(store: &Store, collection: &str) -> Result<()> {
+    archive_core::validate_collection(collection)?;
+    if collection != archive_core::DEFAULT_COLLECTION && !store.has_collection(collection)? {
+        bail!("no collection `{collection}` (see `archive collections`)");
+    }
+    Ok(())
+}
+
 fn view_point(snapshot: Option<&str>) -> ViewPoint<'_> {
     snapshot.map_or(ViewPoint::Current, ViewPoint::Snapshot)
 }
@@ -196,6 +206,7 @@ struct ListedFile<'a> {
 }
 
 fn ls(store: &Store, collection: &str, prefix: &str, snapshot: Option<&str>, json: bool) -> Result<ExitCode> {
+    existing_collection(store, collection)?;
     let items = store.list(collection, view_point(snapshot), prefix)?;
     if json {
         let listed: Vec<_> = items
@@ -220,6 +231,7 @@ fn ls(store: &Store, collection: &str, prefix: &str, snapshot: Option<&str>, jso
 }
 
 fn find_key(store: &Store, collection: &str, key: &str, snapshot: Option<&str>) -> Result<FileRef> {
+    existing_collection(store, collection)?;
     let key = key.trim_matches('/');
     let found = match snapshot {
         None => store.get(collection, key)?,
@@ -290,6 +302,7 @@ fn tmp_beside(path: &Path) -> PathBuf {
 }
 
 fn export(store: &Store, collection: &str, snapshot: Option<&str>, dest: &Path, force: bool, json: bool) -> Result<ExitCode> {
+    existing_collection(store, collection)?;
     let report = store.export(collection, view_point(snapshot), dest, force)?;
     if json {
         print_json(&serde_json::json!({
@@ -310,6 +323,7 @@ fn export(store: &Store, collection: &str, snapshot: Option<&str>, dest: &Path, 
 }
 
 fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<ExitCode> {
+    existing_collection(store, collection)?;
     let mut targets = Vec::new();
     for key in keys {
         let key = key.trim_matches('/');
@@ -335,6 +349,7 @@ fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: b
 }
 
 fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<ExitCode> {
+    existing_collection(store, collection)?;
     let info = store.snapshot(collection, name)?;
     if json {
         print_json(&snapshot_json(&info))?;
@@ -398,6 +413,9 @@ fn diff(
     as_key: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
+    if folder.is_none() {
+        existing_collection(store, collection)?;
+    }
     let changes = match (folder, from) {
         (Some(folder), _) => store.diff_dir(collection, folder, as_key)?,
         (None, Some(from)) => store.diff(collection, ViewPoint::Snapshot(from), view_point(to))?,

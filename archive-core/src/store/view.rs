@@ -88,6 +88,7 @@ impl Store {
         at: ViewPoint<'_>,
         prefix: &str,
     ) -> Result<Vec<ViewItem>, SnapshotError> {
+        crate::names::validate_collection(collection)?;
         let prefix = prefix.trim_matches('/');
         let tx = self.db.begin_read().map_err(StorageError::from)?;
         let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
@@ -157,6 +158,13 @@ impl Store {
             }
         }
         Ok(items)
+    }
+
+    /// True when the collection has at least one entry.
+    pub fn has_collection(&self, collection: &str) -> Result<bool, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COLLECTIONS)?;
+        Ok(table.get(collection)?.is_some())
     }
 
     /// The file a key holds now, if any.

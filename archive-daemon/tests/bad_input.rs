@@ -1,0 +1,157 @@
+//! Bad input: each a clear one-line error, no panic, nothing already stored lost.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::harness::{pseudo_random, read_tree, write_file, Archive, BIN};
+
+/// A store holding one file, to check nothing is lost after each failure.
+fn store_with_one_file() -> (Archive, Vec<u8>) {
+    let a = Archive::initialised();
+    let data = pseudo_random(2 << 20, 7);
+    write_file(&a.path("keep.bin"), &data);
+    a.ok(&["add", a.path("keep.bin").to_str().unwrap()]);
+    (a, data)
+}
+
+fn still_intact(a: &Archive, data: &[u8]) {
+    let out = a.run(&["get", "keep.bin"]);
+    assert!(out.status.success());
+    assert!(out.stdout == data);
+    assert!(a.ok(&["verify"]).contains("all intact"));
+}
+
+#[test]
+fn a_missing_path_is_named() {
+    let (a, data) = store_with_one_file();
+    let missing = a.path("no/such/file");
+    let err = a.fails(&["add", missing.to_str().unwrap()]);
+    assert!(err.contains(&format!("{}: no such file or directory", missing.display())), "{err}");
+    still_intact(&a, &data);
+}
+
+#[test]
+fn a_data_dir_never_initialised() {
+    let a = Archive::new();
+    let err = a.fails(&["ls"]);
+    assert!(err.contains("no archive store at") && err.contains("archive init"), "{err}");
+    // Nothing was created by the failed command.
+    assert!(!a.data_dir().exists());
+}
+
+#[test]
+fn a_store_of_a_newer_format_version() {
+    let (a, _data) = store_with_one_file();
+    fs::write(a.data_dir().join("FORMAT"), "archive-store 7\n").unwrap();
+    let err = a.fails(&["ls"]);
+    assert!(err.contains("format version 7") && err.contains("upgrade"), "{err}");
+    let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);
+    assert!(err.contains("format version 7"), "{err}");
+}
+
+#[test]
+fn a_damaged_database_file_is_refused_and_left_as_it_was() {
+    let (a, data) = store_with_one_file();
+    let db = a.data_dir().join("store.redb");
+    let mut bytes = fs::read(&db).unwrap();
+    let saved = bytes.clone();
+    bytes[..4096].fill(0x5a);
+    fs::write(&db, &bytes).unwrap();
+    let blobs_before = read_tree(&a.data_dir().join("blobs"));
+    let err = a.fails(&["ls"]);
+    assert!(err.contains("cannot open the store database"), "{err}");
+    a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);
+    a.fails(&["gc"]);
+    assert_eq!(fs::read(&db).unwrap(), bytes, "the damaged file is not rewritten");
+    assert_eq!(read_tree(&a.data_dir().join("blobs")), blobs_before, "no blob was touched");
+    // Once the database is restored (say from a backup), everything is there.
+    fs::write(&db, saved).unwrap();
+    still_intact(&a, &data);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_is_added() {
+    let a = Archive::new();
+    // Root reads any file, so as root the store runs as `nobody` (the test needs setpriv).
+    let as_root = unsafe_geteuid_is_root();
+    let tmp = a.tmp.path();
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o777)).unwrap();
+    let src = a.path("src");
+    write_file(&src.join("ok.txt"), b"readable");
+    write_file(&src.join("secret.txt"), b"unreadable");
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        c.arg("--data-dir").arg(a.data_dir()).args(args).env_remove("ARCHIVE_DIR");
+        let out = c.output().expect("setpriv (util-linux) is needed to run this test as root");
+        crate::harness::assert_no_panic(&out);
+        out
+    };
+    assert!(run(&["init"]).status.success());
+    let out = run(&["add", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("secret.txt") && err.contains("ermission denied"), "{err}");
+    assert!(err.contains("1 file(s) could not be read"), "{err}");
+    let ls = String::from_utf8(run(&["ls"]).stdout).unwrap();
+    assert!(ls.contains("src/ok.txt") && !ls.contains("secret"), "{ls}");
+    // The unreadable file given directly: an error, and the store keeps what it had.
+    let out = run(&["add", src.join("secret.txt").to_str().unwrap(), "--as", "s"]);
+    assert!(!out.status.success());
+    assert!(run(&["verify"]).status.success());
+    let ls = String::from_utf8(run(&["ls"]).stdout).unwrap();
+    assert!(ls.contains("src/ok.txt"));
+}
+
+fn unsafe_geteuid_is_root() -> bool {
+    // `id -u` avoids a libc dependency in tests.
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let (a, data) = store_with_one_file();
+    let err = a.fails(&["get", "--hash", "not-a-hash"]);
+    assert!(err.contains("`not-a-hash` is not a BLAKE3 hash"), "{err}");
+    let err = a.fails(&["get", "--hash", &"0".repeat(64)]);
+    assert!(err.contains("no file or blob 0000"), "{err}");
+    let err = a.fails(&["get", "nope.txt"]);
+    assert!(err.contains("`nope.txt` is not in collection `default`"), "{err}");
+    let err = a.fails(&["diff", "no-such-snapshot"]);
+    assert!(err.contains("no snapshot `no-such-snapshot`"), "{err}");
+    let err = a.fails(&["ls", "-c", "bad name"]);
+    assert!(err.contains("invalid collection name `bad name`"), "{err}");
+    let err = a.fails(&["ls", "-c", "typo"]);
+    assert!(err.contains("no collection `typo`"), "{err}");
+    let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap(), "-c", "bad name"]);
+    assert!(err.contains("invalid collection name `bad name`"), "{err}");
+    let err = a.fails(&["add", "x", "y", "--as", "z"]);
+    assert!(err.contains("--as names one file or folder"), "{err}");
+    let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap(), "--as", "../escape"]);
+    assert!(err.contains("`.` or `..`"), "{err}");
+    a.ok(&["snapshot", "s1"]);
+    let err = a.fails(&["snapshot", "s1"]);
+    assert!(err.contains("snapshot `s1` already exists"), "{err}");
+    let err = a.fails(&["snapshot", "s/2"]);
+    assert!(err.contains("invalid snapshot name"), "{err}");
+    let err = a.fails(&["rm", "nope"]);
+    assert!(err.contains("`nope` is not in collection"), "{err}");
+    // Exporting over a different file refuses and leaves it.
+    let dest = a.path("dest");
+    write_file(&dest.join("keep.bin"), b"mine");
+    let err = a.fails(&["export", dest.to_str().unwrap()]);
+    assert!(err.contains("exists and differs"), "{err}");
+    assert_eq!(fs::read(dest.join("keep.bin")).unwrap(), b"mine");
+    // clap's own usage errors exit 2 without a panic.
+    let out = a.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    still_intact(&a, &data);
+}

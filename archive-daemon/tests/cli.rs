@@ -1,0 +1,7 @@
+//! The `archive` binary, run as a real process in temporary folders.
+
+mod bad_input;
+mod corruption;
+mod crash;
+mod harness;
+mod quick_start;

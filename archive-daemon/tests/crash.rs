@@ -1,0 +1,80 @@
+//! kill -9 at random moments of `archive add`: the store always opens, verifies clean, and
+//! the next `add` finishes the job.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{pseudo_random, read_tree, write_file, Archive};
+
+/// Kills that must land while `add` is still running.
+const KILLS_MID_ADD: usize = 20;
+const MAX_ROUNDS: usize = 80;
+
+#[test]
+fn sigkill_during_add_never_leaves_a_broken_store() {
+    let a = Archive::initialised();
+    let src = a.path("src");
+    // Many small files, some chunked ones, and repeated content.
+    for i in 0..300u64 {
+        write_file(&src.join(format!("small/{i:03}.txt")), &pseudo_random(500 + (i as usize * 37) % 20_000, i));
+    }
+    for i in 0..8u64 {
+        write_file(&src.join(format!("big/{i}.bin")), &pseudo_random(6 << 20, 1000 + i));
+    }
+    write_file(&src.join("big/copy.bin"), &pseudo_random(6 << 20, 1000));
+    let src_str = src.to_str().unwrap();
+
+    // How long does a full add take? Kill within that window.
+    let probe = Archive::initialised();
+    let started = Instant::now();
+    probe.ok(&["add", src_str]);
+    let full = started.elapsed();
+    drop(probe);
+
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut window = full;
+    let mut interrupted = 0;
+    let mut rounds = 0;
+    while interrupted < KILLS_MID_ADD {
+        rounds += 1;
+        assert!(rounds <= MAX_ROUNDS, "only {interrupted} kills landed mid-add in {MAX_ROUNDS} rounds");
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = Duration::from_micros(rng % (window.as_micros() as u64).max(1));
+        let mut child = a.command(&["add", src_str]).spawn().unwrap();
+        std::thread::sleep(delay);
+        let finished_first = child.try_wait().unwrap().is_some();
+        child.kill().unwrap_or(()); // SIGKILL on Unix
+        child.wait().unwrap();
+        if finished_first {
+            // The machine is faster than the probe said (other tests finished): aim earlier.
+            window = window * 2 / 3;
+        } else {
+            interrupted += 1;
+        }
+        let out = a.run(&["verify"]);
+        assert!(
+            out.status.success(),
+            "round {rounds} (killed after {delay:?}): verify failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Remove what was added, so the next kill hits fresh work again; the last kill's
+        // partial work stays for the final add to complete.
+        if interrupted < KILLS_MID_ADD {
+            if !a.json(&["ls"]).as_array().unwrap().is_empty() {
+                a.ok(&["rm", "-r", "src"]);
+            }
+            a.ok(&["gc"]);
+        }
+    }
+
+    a.ok(&["add", src_str]);
+    assert!(a.ok(&["verify"]).contains("all intact"));
+    let out = a.path("out");
+    a.ok(&["export", out.to_str().unwrap()]);
+    assert_eq!(read_tree(&out.join("src")), read_tree(&src));
+    // Leftovers of the killed runs are collected; the store stays intact.
+    a.ok(&["gc"]);
+    assert!(a.ok(&["verify"]).contains("all intact"));
+}
