@@ -221,7 +221,10 @@ pub(crate) struct BlobReader<'a> {
 }
 
 impl<'a> BlobReader<'a> {
-    pub(crate) fn open(files: &'a BlobFiles, tx: &redb::ReadTransaction) -> Result<Self, StorageError> {
+    pub(crate) fn open(
+        files: &'a BlobFiles,
+        tx: &redb::ReadTransaction,
+    ) -> Result<Self, StorageError> {
         Ok(BlobReader {
             files,
             blobs: tx.open_table(BLOBS)?,
@@ -236,7 +239,8 @@ impl<'a> BlobReader<'a> {
 
     /// The whole blob, verified against its hash.
     pub(crate) fn read(&self, hash: &Hash) -> Result<Vec<u8>, ReadError> {
-        let (size, location) = lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
+        let (size, location) =
+            lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
         let data = match location {
             LOCATION_INLINE => self
                 .inline
@@ -296,8 +300,14 @@ impl<'a> BlobReader<'a> {
 
     /// Bytes `start..end` of a blob, verified through the bao outboard: only the 16 KiB chunk
     /// groups that cover the range are read and hashed.
-    pub(crate) fn read_range(&self, hash: &Hash, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
-        let (size, location) = lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
+    pub(crate) fn read_range(
+        &self,
+        hash: &Hash,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, ReadError> {
+        let (size, location) =
+            lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
         if start > end || end > size {
             return Err(ReadError::OutOfRange {
                 hash: *hash,
@@ -310,7 +320,10 @@ impl<'a> BlobReader<'a> {
             let all = self.read(hash)?;
             return Ok(all[start as usize..end as usize].to_vec());
         }
-        let corrupt = |detail: String| ReadError::Corrupt { hash: *hash, detail };
+        let corrupt = |detail: String| ReadError::Corrupt {
+            hash: *hash,
+            detail,
+        };
         let outboard = self
             .outboards
             .get(hash.as_bytes())
@@ -326,7 +339,10 @@ impl<'a> BlobReader<'a> {
         };
         let path = self.files.path(hash);
         let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ReadError::Missing { hash: *hash, path: path.clone() },
+            io::ErrorKind::NotFound => ReadError::Missing {
+                hash: *hash,
+                path: path.clone(),
+            },
             _ => StorageError::io(&path, e).into(),
         })?;
         let ranges = round_up_to_chunks(&ByteRanges::from(start..end));
@@ -334,15 +350,23 @@ impl<'a> BlobReader<'a> {
         bao_tree::io::sync::encode_ranges_validated(&file, &ob, &ranges, &mut encoded)
             .map_err(|e| corrupt(format!("range {start}..{end} does not verify: {e}")))?;
         let mut out = Vec::with_capacity((end - start) as usize);
-        let decoder = bao_tree::io::sync::DecodeResponseIter::new(root, tree, io::Cursor::new(&encoded), &ranges);
+        let decoder = bao_tree::io::sync::DecodeResponseIter::new(
+            root,
+            tree,
+            io::Cursor::new(&encoded),
+            &ranges,
+        );
         for item in decoder {
-            let item = item.map_err(|e| corrupt(format!("range {start}..{end} does not verify: {e}")))?;
+            let item =
+                item.map_err(|e| corrupt(format!("range {start}..{end} does not verify: {e}")))?;
             if let bao_tree::io::BaoContentItem::Leaf(leaf) = item {
                 let leaf_end = leaf.offset + leaf.data.len() as u64;
                 let from = start.max(leaf.offset);
                 let to = end.min(leaf_end);
                 if from < to {
-                    out.extend_from_slice(&leaf.data[(from - leaf.offset) as usize..(to - leaf.offset) as usize]);
+                    out.extend_from_slice(
+                        &leaf.data[(from - leaf.offset) as usize..(to - leaf.offset) as usize],
+                    );
                 }
             }
         }

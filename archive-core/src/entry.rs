@@ -80,7 +80,9 @@ impl SignedEntry {
         let mut encoded = body;
         encoded.extend_from_slice(&signature);
         if encoded.len() > MAX_ENCODED_ENTRY {
-            return Err(EntryError::TooLarge { size: encoded.len() });
+            return Err(EntryError::TooLarge {
+                size: encoded.len(),
+            });
         }
         Ok(SignedEntry { entry, id, encoded })
     }

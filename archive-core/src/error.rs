@@ -168,7 +168,10 @@ pub enum EntryError {
         author: PublicKey,
     },
     /// The encoding is too large.
-    #[error("entry of {size} bytes exceeds the limit of {} bytes", crate::format::entry::MAX_ENCODED_ENTRY)]
+    #[error(
+        "entry of {size} bytes exceeds the limit of {} bytes",
+        crate::format::entry::MAX_ENCODED_ENTRY
+    )]
     TooLarge {
         /// Its size.
         size: usize,

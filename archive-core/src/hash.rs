@@ -101,6 +101,9 @@ mod tests {
         assert!("xyz".parse::<Hash>().is_err());
         assert!("g".repeat(64).parse::<Hash>().is_err());
         let err = "nothex".parse::<Hash>().unwrap_err();
-        assert_eq!(err.to_string(), "`nothex` is not a BLAKE3 hash (64 hex digits)");
+        assert_eq!(
+            err.to_string(),
+            "`nothex` is not a BLAKE3 hash (64 hex digits)"
+        );
     }
 }

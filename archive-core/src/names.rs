@@ -78,7 +78,9 @@ fn validate_name(what: &'static str, name: &str, allow_slash: bool) -> Result<()
     if name.len() > MAX_NAME_LEN {
         return fail("it is longer than 128 bytes");
     }
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || (allow_slash && c == '/');
+    let ok_char = |c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || (allow_slash && c == '/')
+    };
     if !name.chars().all(ok_char) {
         return fail(if allow_slash {
             "use only letters, digits, `-`, `_`, `.` and `/`"
@@ -86,7 +88,10 @@ fn validate_name(what: &'static str, name: &str, allow_slash: bool) -> Result<()
             "use only letters, digits, `-`, `_` and `.`"
         });
     }
-    if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return fail("it has an empty, `.` or `..` component");
     }
     Ok(())
@@ -112,7 +117,14 @@ mod tests {
         for bad in ["", "/abs", "a/", "a//b", "../x", "a/../b", "./a", "a\0b"] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
-        for good in ["a", "dir/file.txt", "ünïcode/名前", "a b/c", "...", "a/.hidden"] {
+        for good in [
+            "a",
+            "dir/file.txt",
+            "ünïcode/名前",
+            "a b/c",
+            "...",
+            "a/.hidden",
+        ] {
             assert!(validate_key(good).is_ok(), "{good:?} refused");
         }
         assert!(validate_key(&"a".repeat(MAX_KEY_LEN + 1)).is_err());

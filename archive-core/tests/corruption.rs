@@ -28,9 +28,13 @@ fn flip_byte(path: &PathBuf, at: usize) {
 #[test]
 fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
     let (_dir, store) = new_store();
-    store.add_bytes(DEFAULT_COLLECTION, "small.txt", b"fine").unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "small.txt", b"fine")
+        .unwrap();
     let data = pseudo_random(3 << 20, 1);
-    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .unwrap();
     store.snapshot(DEFAULT_COLLECTION, "before").unwrap();
     assert!(store.verify().unwrap().is_ok());
 
@@ -46,7 +50,10 @@ fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
         .iter()
         .map(|d| (d.key.as_str(), d.snapshot.as_deref()))
         .collect();
-    assert_eq!(damaged, vec![("big.bin", None), ("big.bin", Some("before"))]);
+    assert_eq!(
+        damaged,
+        vec![("big.bin", None), ("big.bin", Some("before"))]
+    );
 
     let file = store.get(DEFAULT_COLLECTION, "big.bin").unwrap().unwrap();
     let mut out = Vec::new();
@@ -65,14 +72,22 @@ fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
 fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
     let (_dir, store) = new_store();
     let data = pseudo_random(2 << 20, 2);
-    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .unwrap();
     let files = blob_files(&store);
     fs::remove_file(&files[1]).unwrap();
     let report = store.verify().unwrap();
     assert_eq!(report.damaged_keys.len(), 1);
-    assert!(report.bad_blobs[0].problem.contains("missing"), "{:?}", report.bad_blobs);
+    assert!(
+        report.bad_blobs[0].problem.contains("missing"),
+        "{:?}",
+        report.bad_blobs
+    );
     // Adding the same content again rewrites the lost blob.
-    store.add_bytes(DEFAULT_COLLECTION, "big.bin", &data).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .unwrap();
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -80,10 +95,14 @@ fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
 fn a_damaged_range_is_refused_but_other_ranges_still_verify() {
     let (_dir, store) = new_store();
     let data = pseudo_random(900 * 1024, 3);
-    store.add_bytes(DEFAULT_COLLECTION, "one-blob", &data).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "one-blob", &data)
+        .unwrap();
     let file = store.get(DEFAULT_COLLECTION, "one-blob").unwrap().unwrap();
     flip_byte(&blob_files(&store)[0], 100 * 1024);
-    assert!(store.read_blob_range(&file.hash, 96 * 1024, 112 * 1024).is_err());
+    assert!(store
+        .read_blob_range(&file.hash, 96 * 1024, 112 * 1024)
+        .is_err());
     let fine = store.read_blob_range(&file.hash, 0, 64 * 1024).unwrap();
     assert!(fine == data[..64 * 1024]);
 }

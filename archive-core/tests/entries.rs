@@ -33,14 +33,20 @@ fn signed_entries_are_deterministic_and_pinned() {
     assert_eq!(e.encoded(), again.encoded());
     let decoded = SignedEntry::decode(e.encoded()).unwrap();
     assert_eq!(decoded, e);
-    assert_eq!(decoded.id(), Hash::of(&e.encoded()[..e.encoded().len() - 64]));
+    assert_eq!(
+        decoded.id(),
+        Hash::of(&e.encoded()[..e.encoded().len() - 64])
+    );
     // Golden: the id of this exact entry. A change means the encoding changed.
     assert_eq!(
         e.id().to_hex(),
         "245b73013186112ffc8fac0ff0a44cfdd3363d109be850f2f95d2380dd42685a"
     );
     // ...and of its signed encoding (Ed25519 signatures are deterministic).
-    assert_eq!(Hash::of(e.encoded()).to_hex(), "c38bbf39409a4295c56638b72603912213e8133e0ba1ee61c585602955bf2e91");
+    assert_eq!(
+        Hash::of(e.encoded()).to_hex(),
+        "c38bbf39409a4295c56638b72603912213e8133e0ba1ee61c585602955bf2e91"
+    );
 }
 
 #[test]
@@ -65,7 +71,10 @@ fn tampered_or_forged_entries_are_refused() {
     ));
     assert!(store.insert_entry(&[]).is_err());
     assert!(store.insert_entry(&vec![0u8; 20_000]).is_err());
-    assert!(store.list("shared", ViewPoint::Current, "").unwrap().is_empty());
+    assert!(store
+        .list("shared", ViewPoint::Current, "")
+        .unwrap()
+        .is_empty());
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -87,13 +96,19 @@ fn latest_entry_wins_whatever_the_arrival_order_and_tombstones_stay() {
     )
     .unwrap();
     let put_gone = entry_by(&b, "gone", 25 << 16, b"was here");
-    let orders: [[&SignedEntry; 4]; 2] = [[&old, &new, &put_gone, &tomb], [&tomb, &new, &put_gone, &old]];
+    let orders: [[&SignedEntry; 4]; 2] = [
+        [&old, &new, &put_gone, &tomb],
+        [&tomb, &new, &put_gone, &old],
+    ];
     let mut views = Vec::new();
     for order in orders {
         let (_dir, store) = new_store();
         for e in order {
             assert!(store.insert_entry(e.encoded()).unwrap());
-            assert!(!store.insert_entry(e.encoded()).unwrap(), "second insert is a no-op");
+            assert!(
+                !store.insert_entry(e.encoded()).unwrap(),
+                "second insert is a no-op"
+            );
         }
         let view: Vec<(String, Hash)> = store
             .list("shared", ViewPoint::Current, "")

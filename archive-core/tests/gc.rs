@@ -13,16 +13,25 @@ fn gc_keeps_what_views_and_snapshots_reach() {
     let in_snapshot = pseudo_random(2 << 20, 11);
     let doomed = pseudo_random(2 << 20, 12);
     store.add_bytes(DEFAULT_COLLECTION, "keep", &keep).unwrap();
-    store.add_bytes(DEFAULT_COLLECTION, "snap", &in_snapshot).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "snap", &in_snapshot)
+        .unwrap();
     store.snapshot(DEFAULT_COLLECTION, "s").unwrap();
     store.remove(DEFAULT_COLLECTION, &["snap".into()]).unwrap();
-    store.add_bytes(DEFAULT_COLLECTION, "doomed", &doomed).unwrap();
-    store.remove(DEFAULT_COLLECTION, &["doomed".into()]).unwrap();
+    store
+        .add_bytes(DEFAULT_COLLECTION, "doomed", &doomed)
+        .unwrap();
+    store
+        .remove(DEFAULT_COLLECTION, &["doomed".into()])
+        .unwrap();
     let before = store.stats().unwrap().stored_bytes;
 
     let report = store.gc().unwrap();
     assert!(report.bytes_freed >= 2 << 20, "{report:?}");
-    assert_eq!(store.stats().unwrap().stored_bytes, before - report.bytes_freed);
+    assert_eq!(
+        store.stats().unwrap().stored_bytes,
+        before - report.bytes_freed
+    );
     assert!(store.verify().unwrap().is_ok());
     let k = store.get(DEFAULT_COLLECTION, "keep").unwrap().unwrap();
     assert!(read_all(&store, &k) == keep);
@@ -40,7 +49,11 @@ fn gc_running_during_adds_never_removes_what_they_store() {
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     for i in 0..20 {
-        std::fs::write(src.join(format!("f{i}")), pseudo_random(300_000 + i * 1000, i as u64)).unwrap();
+        std::fs::write(
+            src.join(format!("f{i}")),
+            pseudo_random(300_000 + i * 1000, i as u64),
+        )
+        .unwrap();
     }
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -51,7 +64,12 @@ fn gc_running_during_adds_never_removes_what_they_store() {
         });
         for round in 0..5 {
             store
-                .add_path(DEFAULT_COLLECTION, &src, Some(&format!("r{round}")), &mut archive_core::NoProgress)
+                .add_path(
+                    DEFAULT_COLLECTION,
+                    &src,
+                    Some(&format!("r{round}")),
+                    &mut archive_core::NoProgress,
+                )
                 .unwrap();
         }
         done.store(true, Ordering::Relaxed);
@@ -59,5 +77,11 @@ fn gc_running_during_adds_never_removes_what_they_store() {
     store.gc().unwrap();
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
-    assert_eq!(store.list(DEFAULT_COLLECTION, ViewPoint::Current, "").unwrap().len(), 100);
+    assert_eq!(
+        store
+            .list(DEFAULT_COLLECTION, ViewPoint::Current, "")
+            .unwrap()
+            .len(),
+        100
+    );
 }

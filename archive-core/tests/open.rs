@@ -11,7 +11,10 @@ fn opening_an_uninitialised_folder_says_so() {
     assert!(matches!(err, OpenError::NotInitialized { .. }));
     assert_eq!(
         err.to_string(),
-        format!("no archive store at {} (run `archive init` first)", dir.path().display())
+        format!(
+            "no archive store at {} (run `archive init` first)",
+            dir.path().display()
+        )
     );
 }
 
@@ -24,11 +27,24 @@ fn a_newer_format_is_refused_without_touching_the_store() {
     fs::write(dir.path().join("FORMAT"), "archive-store 2\n").unwrap();
     let db_before = fs::read(dir.path().join("store.redb")).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(err, OpenError::NewerFormat { found: 2, supported: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OpenError::NewerFormat {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade archive"));
     assert_eq!(fs::read(dir.path().join("store.redb")).unwrap(), db_before);
     fs::write(dir.path().join("FORMAT"), "something else").unwrap();
-    assert!(matches!(Store::open(dir.path()), Err(OpenError::BadFormatFile { .. })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(OpenError::BadFormatFile { .. })
+    ));
 }
 
 #[test]
@@ -36,10 +52,20 @@ fn a_second_open_in_use_is_refused_and_init_twice_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path()).unwrap();
     let author = store.author();
-    assert!(matches!(Store::open(dir.path()), Err(OpenError::Locked { .. })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(OpenError::Locked { .. })
+    ));
     drop(store);
-    assert!(matches!(Store::init(dir.path()), Err(OpenError::AlreadyInitialized { .. })));
-    assert_eq!(Store::open(dir.path()).unwrap().author(), author, "the key persists");
+    assert!(matches!(
+        Store::init(dir.path()),
+        Err(OpenError::AlreadyInitialized { .. })
+    ));
+    assert_eq!(
+        Store::open(dir.path()).unwrap().author(),
+        author,
+        "the key persists"
+    );
 }
 
 #[test]
@@ -56,6 +82,12 @@ fn a_damaged_database_is_an_error_and_is_left_as_found() {
     fs::write(&db, &bytes).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, OpenError::Database { .. }), "{err}");
-    assert!(err.to_string().starts_with("cannot open the store database"));
-    assert_eq!(fs::read(&db).unwrap(), bytes, "a failed open changes nothing");
+    assert!(err
+        .to_string()
+        .starts_with("cannot open the store database"));
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        bytes,
+        "a failed open changes nothing"
+    );
 }

@@ -37,9 +37,16 @@ fn add_bytes_reads_back_identically_with_b3sum_hash() {
         store.add_bytes(DEFAULT_COLLECTION, &key, &data).unwrap();
         let file = store.get(DEFAULT_COLLECTION, &key).unwrap().unwrap();
         assert_eq!(file.size, size as u64);
-        assert_eq!(file.hash, Hash::of(&data), "whole-content hash is plain BLAKE3 at {size}");
+        assert_eq!(
+            file.hash,
+            Hash::of(&data),
+            "whole-content hash is plain BLAKE3 at {size}"
+        );
         assert_eq!(file.manifest.is_some(), size as u64 > CHUNKING_THRESHOLD);
-        assert!(read_all(&store, &file) == data, "content differs at size {size}");
+        assert!(
+            read_all(&store, &file) == data,
+            "content differs at size {size}"
+        );
         assert_eq!(store.file_by_hash(&file.hash).unwrap(), Some(file));
     }
     assert!(store.verify().unwrap().is_ok());
@@ -82,7 +89,10 @@ fn export_after_add_gives_back_every_file_byte_for_byte() {
     let readd = store
         .add_path(DEFAULT_COLLECTION, &src, Some(""), &mut NoProgress)
         .unwrap();
-    assert_eq!((readd.added, readd.unchanged, readd.bytes_new), (0, expected.len() as u64, 0));
+    assert_eq!(
+        (readd.added, readd.unchanged, readd.bytes_new),
+        (0, expected.len() as u64, 0)
+    );
 }
 
 #[test]
@@ -94,9 +104,20 @@ fn ranges_of_a_file_blob_read_verified_at_chunk_group_edges() {
     let file = store.get(DEFAULT_COLLECTION, "blob").unwrap().unwrap();
     let g = 16 * 1024u64;
     let n = data.len() as u64;
-    for (start, end) in [(0, 0), (0, 1), (g - 1, g + 1), (g, 2 * g), (5, n), (n - 1, n), (3 * g + 5, 9 * g - 3)] {
+    for (start, end) in [
+        (0, 0),
+        (0, 1),
+        (g - 1, g + 1),
+        (g, 2 * g),
+        (5, n),
+        (n - 1, n),
+        (3 * g + 5, 9 * g - 3),
+    ] {
         let got = store.read_blob_range(&file.hash, start, end).unwrap();
-        assert!(got == data[start as usize..end as usize], "range {start}..{end}");
+        assert!(
+            got == data[start as usize..end as usize],
+            "range {start}..{end}"
+        );
     }
     assert!(store.read_blob_range(&file.hash, 0, n + 1).is_err());
 }

@@ -59,7 +59,10 @@ fn view_as_model(store: &archive_core::Store, at: ViewPoint<'_>) -> BTreeMap<Str
 }
 
 fn hashed(model: &Model) -> BTreeMap<String, Hash> {
-    model.iter().map(|(k, v)| (k.clone(), Hash::of(v))).collect()
+    model
+        .iter()
+        .map(|(k, v)| (k.clone(), Hash::of(v)))
+        .collect()
 }
 
 proptest! {

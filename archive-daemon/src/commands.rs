@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use archive_core::{
-    Change, FileRef, Hash, OpenError, Store, ViewItem, ViewPoint,
-};
+use archive_core::{Change, FileRef, Hash, OpenError, Store, ViewItem, ViewPoint};
 use serde::Serialize;
 
 use crate::cli::{Cli, Command};
@@ -25,12 +23,24 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             paths,
             collection,
             as_key,
-        } => add(&open(&dir)?, &collection.collection, &paths, as_key.as_deref(), json),
+        } => add(
+            &open(&dir)?,
+            &collection.collection,
+            &paths,
+            as_key.as_deref(),
+            json,
+        ),
         Command::Ls {
             prefix,
             collection,
             snapshot,
-        } => ls(&open(&dir)?, &collection.collection, &prefix, snapshot.as_deref(), json),
+        } => ls(
+            &open(&dir)?,
+            &collection.collection,
+            &prefix,
+            snapshot.as_deref(),
+            json,
+        ),
         Command::Get {
             key,
             hash,
@@ -50,7 +60,14 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             collection,
             snapshot,
             force,
-        } => export(&open(&dir)?, &collection.collection, snapshot.as_deref(), &dest, force, json),
+        } => export(
+            &open(&dir)?,
+            &collection.collection,
+            snapshot.as_deref(),
+            &dest,
+            force,
+            json,
+        ),
         Command::Rm {
             keys,
             collection,
@@ -116,7 +133,10 @@ fn init(dir: &Path, json: bool) -> Result<ExitCode> {
         println!("initialised an archive store in {}", dir.display());
         println!("server key: {}", store.author());
     } else {
-        println!("an archive store already exists in {} (left as it is)", dir.display());
+        println!(
+            "an archive store already exists in {} (left as it is)",
+            dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -137,7 +157,13 @@ struct PathProblem {
     reason: String,
 }
 
-fn add(store: &Store, collection: &str, paths: &[PathBuf], as_key: Option<&str>, json: bool) -> Result<ExitCode> {
+fn add(
+    store: &Store,
+    collection: &str,
+    paths: &[PathBuf],
+    as_key: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
     if as_key.is_some() && paths.len() > 1 {
         bail!("--as names one file or folder; give a single PATH with it");
     }
@@ -158,20 +184,28 @@ fn add(store: &Store, collection: &str, paths: &[PathBuf], as_key: Option<&str>,
         summary.unchanged += report.unchanged;
         summary.bytes_read += report.bytes_read;
         summary.bytes_new += report.bytes_new;
-        summary.skipped.extend(report.skipped.into_iter().map(|s| PathProblem {
-            path: s.path,
-            reason: s.reason,
-        }));
-        summary.failed.extend(report.failed.into_iter().map(|f| PathProblem {
-            path: f.path,
-            reason: f.error,
-        }));
+        summary
+            .skipped
+            .extend(report.skipped.into_iter().map(|s| PathProblem {
+                path: s.path,
+                reason: s.reason,
+            }));
+        summary
+            .failed
+            .extend(report.failed.into_iter().map(|f| PathProblem {
+                path: f.path,
+                reason: f.error,
+            }));
     }
     for s in &summary.skipped {
         eprintln!("archive: skipped {}: {}", s.path.display(), s.reason);
     }
     for f in &summary.failed {
-        eprintln!("archive: error: cannot read {}: {}", f.path.display(), f.reason);
+        eprintln!(
+            "archive: error: cannot read {}: {}",
+            f.path.display(),
+            f.reason
+        );
     }
     if json {
         print_json(&summary)?;
@@ -205,7 +239,13 @@ struct ListedFile<'a> {
     entry: String,
 }
 
-fn ls(store: &Store, collection: &str, prefix: &str, snapshot: Option<&str>, json: bool) -> Result<ExitCode> {
+fn ls(
+    store: &Store,
+    collection: &str,
+    prefix: &str,
+    snapshot: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
     existing_collection(store, collection)?;
     let items = store.list(collection, view_point(snapshot), prefix)?;
     if json {
@@ -224,7 +264,13 @@ fn ls(store: &Store, collection: &str, prefix: &str, snapshot: Option<&str>, jso
     } else {
         let mut out = io::stdout().lock();
         for i in &items {
-            writeln!(out, "{}  {:>10}  {}", i.file.hash, human_size(i.file.size), i.key)?;
+            writeln!(
+                out,
+                "{}  {:>10}  {}",
+                i.file.hash,
+                human_size(i.file.size),
+                i.key
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -278,10 +324,12 @@ fn get(
             // Write beside the target and rename, so a failed read leaves no wrong file.
             let tmp = tmp_beside(path);
             let result = (|| -> Result<()> {
-                let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+                let mut f = fs::File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
                 store.read_file(&file, &mut f)?;
                 f.sync_all()?;
-                fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+                fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(())
             })();
             if result.is_err() {
@@ -301,7 +349,14 @@ fn tmp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.archive-tmp"))
 }
 
-fn export(store: &Store, collection: &str, snapshot: Option<&str>, dest: &Path, force: bool, json: bool) -> Result<ExitCode> {
+fn export(
+    store: &Store,
+    collection: &str,
+    snapshot: Option<&str>,
+    dest: &Path,
+    force: bool,
+    json: bool,
+) -> Result<ExitCode> {
     existing_collection(store, collection)?;
     let report = store.export(collection, view_point(snapshot), dest, force)?;
     if json {
@@ -322,7 +377,13 @@ fn export(store: &Store, collection: &str, snapshot: Option<&str>, dest: &Path, 
     Ok(ExitCode::SUCCESS)
 }
 
-fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<ExitCode> {
+fn rm(
+    store: &Store,
+    collection: &str,
+    keys: &[String],
+    recursive: bool,
+    json: bool,
+) -> Result<ExitCode> {
     existing_collection(store, collection)?;
     let mut targets = Vec::new();
     for key in keys {
@@ -446,7 +507,10 @@ fn print_changes(changes: &[Change], json: bool) -> Result<()> {
         let (mark, size) = match (c.old, c.new) {
             (None, Some(n)) => ('+', human_size(n.size)),
             (Some(o), None) => ('-', human_size(o.size)),
-            (Some(o), Some(n)) => ('~', format!("{} -> {}", human_size(o.size), human_size(n.size))),
+            (Some(o), Some(n)) => (
+                '~',
+                format!("{} -> {}", human_size(o.size), human_size(n.size)),
+            ),
             (None, None) => ('?', String::new()),
         };
         writeln!(out, "{mark} {}  ({size})", c.key)?;
@@ -484,7 +548,10 @@ fn verify(store: &Store, json: bool) -> Result<ExitCode> {
         for d in &report.damaged_keys {
             match &d.snapshot {
                 None => println!("damaged: `{}` in collection `{}`", d.key, d.collection),
-                Some(s) => println!("damaged: `{}` in snapshot `{s}` of collection `{}`", d.key, d.collection),
+                Some(s) => println!(
+                    "damaged: `{}` in snapshot `{s}` of collection `{}`",
+                    d.key, d.collection
+                ),
             }
         }
         println!(
@@ -492,10 +559,18 @@ fn verify(store: &Store, json: bool) -> Result<ExitCode> {
             report.blobs_checked,
             human_size(report.bytes_checked),
             report.entries_checked,
-            if report.is_ok() { "all intact" } else { "DAMAGE FOUND" }
+            if report.is_ok() {
+                "all intact"
+            } else {
+                "DAMAGE FOUND"
+            }
         );
     }
-    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn gc(store: &Store, json: bool) -> Result<ExitCode> {
@@ -534,9 +609,17 @@ fn stats(store: &Store, json: bool) -> Result<ExitCode> {
         println!("data folder:  {}", store.dir().display());
         println!("server key:   {}", store.author());
         println!("collections:  {}", s.collections);
-        println!("files:        {} ({})", s.files, human_size(s.logical_bytes));
+        println!(
+            "files:        {} ({})",
+            s.files,
+            human_size(s.logical_bytes)
+        );
         println!("entries:      {}", s.entries);
-        println!("blobs:        {} ({} stored)", s.blobs, human_size(s.stored_bytes));
+        println!(
+            "blobs:        {} ({} stored)",
+            s.blobs,
+            human_size(s.stored_bytes)
+        );
         println!("snapshots:    {}", s.snapshots);
     }
     Ok(ExitCode::SUCCESS)
@@ -552,7 +635,13 @@ fn collections(store: &Store, json: bool) -> Result<ExitCode> {
         print_json(&v)?;
     } else {
         for c in &list {
-            println!("{}  {} files  {}  {} entries", c.name, c.files, human_size(c.bytes), c.entries);
+            println!(
+                "{}  {} files  {}  {} entries",
+                c.name,
+                c.files,
+                human_size(c.bytes),
+                c.entries
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -27,7 +27,10 @@ fn a_missing_path_is_named() {
     let (a, data) = store_with_one_file();
     let missing = a.path("no/such/file");
     let err = a.fails(&["add", missing.to_str().unwrap()]);
-    assert!(err.contains(&format!("{}: no such file or directory", missing.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: no such file or directory", missing.display())),
+        "{err}"
+    );
     still_intact(&a, &data);
 }
 
@@ -35,7 +38,10 @@ fn a_missing_path_is_named() {
 fn a_data_dir_never_initialised() {
     let a = Archive::new();
     let err = a.fails(&["ls"]);
-    assert!(err.contains("no archive store at") && err.contains("archive init"), "{err}");
+    assert!(
+        err.contains("no archive store at") && err.contains("archive init"),
+        "{err}"
+    );
     // Nothing was created by the failed command.
     assert!(!a.data_dir().exists());
 }
@@ -45,7 +51,10 @@ fn a_store_of_a_newer_format_version() {
     let (a, _data) = store_with_one_file();
     fs::write(a.data_dir().join("FORMAT"), "archive-store 7\n").unwrap();
     let err = a.fails(&["ls"]);
-    assert!(err.contains("format version 7") && err.contains("upgrade"), "{err}");
+    assert!(
+        err.contains("format version 7") && err.contains("upgrade"),
+        "{err}"
+    );
     let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);
     assert!(err.contains("format version 7"), "{err}");
 }
@@ -63,8 +72,16 @@ fn a_damaged_database_file_is_refused_and_left_as_it_was() {
     assert!(err.contains("cannot open the store database"), "{err}");
     a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);
     a.fails(&["gc"]);
-    assert_eq!(fs::read(&db).unwrap(), bytes, "the damaged file is not rewritten");
-    assert_eq!(read_tree(&a.data_dir().join("blobs")), blobs_before, "no blob was touched");
+    assert_eq!(
+        fs::read(&db).unwrap(),
+        bytes,
+        "the damaged file is not rewritten"
+    );
+    assert_eq!(
+        read_tree(&a.data_dir().join("blobs")),
+        blobs_before,
+        "no blob was touched"
+    );
     // Once the database is restored (say from a backup), everything is there.
     fs::write(&db, saved).unwrap();
     still_intact(&a, &data);
@@ -89,8 +106,13 @@ fn an_unreadable_file_is_reported_and_the_rest_is_added() {
         } else {
             Command::new(BIN)
         };
-        c.arg("--data-dir").arg(a.data_dir()).args(args).env_remove("ARCHIVE_DIR");
-        let out = c.output().expect("setpriv (util-linux) is needed to run this test as root");
+        c.arg("--data-dir")
+            .arg(a.data_dir())
+            .args(args)
+            .env_remove("ARCHIVE_DIR");
+        let out = c
+            .output()
+            .expect("setpriv (util-linux) is needed to run this test as root");
         crate::harness::assert_no_panic(&out);
         out
     };
@@ -98,7 +120,10 @@ fn an_unreadable_file_is_reported_and_the_rest_is_added() {
     let out = run(&["add", src.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("secret.txt") && err.contains("ermission denied"), "{err}");
+    assert!(
+        err.contains("secret.txt") && err.contains("ermission denied"),
+        "{err}"
+    );
     assert!(err.contains("1 file(s) could not be read"), "{err}");
     let ls = String::from_utf8(run(&["ls"]).stdout).unwrap();
     assert!(ls.contains("src/ok.txt") && !ls.contains("secret"), "{ls}");
@@ -124,18 +149,31 @@ fn bad_arguments_get_clear_errors() {
     let err = a.fails(&["get", "--hash", &"0".repeat(64)]);
     assert!(err.contains("no file or blob 0000"), "{err}");
     let err = a.fails(&["get", "nope.txt"]);
-    assert!(err.contains("`nope.txt` is not in collection `default`"), "{err}");
+    assert!(
+        err.contains("`nope.txt` is not in collection `default`"),
+        "{err}"
+    );
     let err = a.fails(&["diff", "no-such-snapshot"]);
     assert!(err.contains("no snapshot `no-such-snapshot`"), "{err}");
     let err = a.fails(&["ls", "-c", "bad name"]);
     assert!(err.contains("invalid collection name `bad name`"), "{err}");
     let err = a.fails(&["ls", "-c", "typo"]);
     assert!(err.contains("no collection `typo`"), "{err}");
-    let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap(), "-c", "bad name"]);
+    let err = a.fails(&[
+        "add",
+        a.path("keep.bin").to_str().unwrap(),
+        "-c",
+        "bad name",
+    ]);
     assert!(err.contains("invalid collection name `bad name`"), "{err}");
     let err = a.fails(&["add", "x", "y", "--as", "z"]);
     assert!(err.contains("--as names one file or folder"), "{err}");
-    let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap(), "--as", "../escape"]);
+    let err = a.fails(&[
+        "add",
+        a.path("keep.bin").to_str().unwrap(),
+        "--as",
+        "../escape",
+    ]);
     assert!(err.contains("`.` or `..`"), "{err}");
     a.ok(&["snapshot", "s1"]);
     let err = a.fails(&["snapshot", "s1"]);

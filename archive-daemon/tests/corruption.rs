@@ -37,8 +37,15 @@ fn verify_names_the_damaged_key_and_get_fails() {
         let out = a.run(&["verify"]);
         assert_eq!(out.status.code(), Some(1));
         let report = String::from_utf8(out.stdout).unwrap();
-        let damaged = if report.contains("`single.bin`") { "single.bin" } else { "big.bin" };
-        assert!(report.contains(&format!("damaged: `{damaged}`")), "{report}");
+        let damaged = if report.contains("`single.bin`") {
+            "single.bin"
+        } else {
+            "big.bin"
+        };
+        assert!(
+            report.contains(&format!("damaged: `{damaged}`")),
+            "{report}"
+        );
         assert!(!report.contains("`ok.txt`"), "{report}");
         let json = a.json_failing(&["verify"]);
         assert_eq!(json["ok"], false);

@@ -15,10 +15,16 @@ fn sigkill_during_add_never_leaves_a_broken_store() {
     let src = a.path("src");
     // Many small files, some chunked ones, and repeated content.
     for i in 0..300u64 {
-        write_file(&src.join(format!("small/{i:03}.txt")), &pseudo_random(500 + (i as usize * 37) % 20_000, i));
+        write_file(
+            &src.join(format!("small/{i:03}.txt")),
+            &pseudo_random(500 + (i as usize * 37) % 20_000, i),
+        );
     }
     for i in 0..8u64 {
-        write_file(&src.join(format!("big/{i}.bin")), &pseudo_random(6 << 20, 1000 + i));
+        write_file(
+            &src.join(format!("big/{i}.bin")),
+            &pseudo_random(6 << 20, 1000 + i),
+        );
     }
     write_file(&src.join("big/copy.bin"), &pseudo_random(6 << 20, 1000));
     let src_str = src.to_str().unwrap();
@@ -36,7 +42,10 @@ fn sigkill_during_add_never_leaves_a_broken_store() {
     let mut rounds = 0;
     while interrupted < KILLS_MID_ADD {
         rounds += 1;
-        assert!(rounds <= MAX_ROUNDS, "only {interrupted} kills landed mid-add in {MAX_ROUNDS} rounds");
+        assert!(
+            rounds <= MAX_ROUNDS,
+            "only {interrupted} kills landed mid-add in {MAX_ROUNDS} rounds"
+        );
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;

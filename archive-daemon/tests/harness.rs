@@ -62,7 +62,10 @@ impl Archive {
         let out = self.run(args);
         assert!(!out.status.success(), "archive {args:?} succeeded");
         let err = String::from_utf8(out.stderr).unwrap();
-        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("archive: error:")).collect();
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("archive: error:"))
+            .collect();
         assert!(!errors.is_empty(), "no `archive: error:` line in {err:?}");
         err
     }
@@ -76,7 +79,10 @@ impl Archive {
 
 pub fn assert_no_panic(out: &Output) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "panic: {err}"
+    );
 }
 
 /// Deterministic pseudo-random bytes.

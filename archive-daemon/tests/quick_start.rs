@@ -16,7 +16,10 @@ fn quick_start_round_trip() {
     let out = a.run(&["add", src.to_str().unwrap()]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("skipped") && stderr.contains("link"), "{stderr}");
+    assert!(
+        stderr.contains("skipped") && stderr.contains("link"),
+        "{stderr}"
+    );
 
     // ls --json: key, size and the b3sum hash of each file.
     let listed = a.json(&["ls"]);
@@ -27,7 +30,10 @@ fn quick_start_round_trip() {
         .map(|o| {
             (
                 o["key"].as_str().unwrap().to_owned(),
-                (o["size"].as_u64().unwrap(), o["hash"].as_str().unwrap().to_owned()),
+                (
+                    o["size"].as_u64().unwrap(),
+                    o["hash"].as_str().unwrap().to_owned(),
+                ),
             )
         })
         .collect();
@@ -93,13 +99,33 @@ fn collections_keep_apart_and_rm_recursive_and_gc_free_space() {
     let a = Archive::initialised();
     let src = a.path("site");
     for i in 0..5 {
-        write_file(&src.join(format!("page{i}.html")), &pseudo_random(100_000, i));
+        write_file(
+            &src.join(format!("page{i}.html")),
+            &pseudo_random(100_000, i),
+        );
     }
-    a.ok(&["add", src.to_str().unwrap(), "-c", "websites/2026", "--as", ""]);
-    assert_eq!(a.json(&["ls", "-c", "websites/2026"]).as_array().unwrap().len(), 5);
+    a.ok(&[
+        "add",
+        src.to_str().unwrap(),
+        "-c",
+        "websites/2026",
+        "--as",
+        "",
+    ]);
+    assert_eq!(
+        a.json(&["ls", "-c", "websites/2026"])
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
     assert!(a.json(&["ls"]).as_array().unwrap().is_empty());
     a.ok(&["rm", "-r", "", "-c", "websites/2026"]);
-    assert!(a.json(&["ls", "-c", "websites/2026"]).as_array().unwrap().is_empty());
+    assert!(a
+        .json(&["ls", "-c", "websites/2026"])
+        .as_array()
+        .unwrap()
+        .is_empty());
     let gc = a.json(&["gc"]);
     assert_eq!(gc["bytes_freed"], 500_000);
     assert!(a.ok(&["verify"]).contains("all intact"));

@@ -58,7 +58,10 @@ impl<'a> EntryBodyV1<'a> {
         let (decoded, rest): (EntryBodyV1<'a>, _) = postcard::take_from_bytes(&body[1..])
             .map_err(|e| malformed(format!("cannot decode entry body: {e}")))?;
         if !rest.is_empty() {
-            return Err(malformed(format!("{} trailing bytes after the entry body", rest.len())));
+            return Err(malformed(format!(
+                "{} trailing bytes after the entry body",
+                rest.len()
+            )));
         }
         if decoded.encode() != body {
             return Err(malformed("entry body is not in canonical encoding".into()));

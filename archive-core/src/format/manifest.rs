@@ -58,7 +58,10 @@ pub(crate) fn encode_manifest(size: u64, chunks: &[ChunkRef]) -> Vec<u8> {
 pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<(u64, Vec<ChunkRef>), ManifestError> {
     let fail = |s: String| Err(ManifestError(s));
     if bytes.len() > MAX_MANIFEST_SIZE {
-        return fail(format!("{} bytes exceeds the limit of {MAX_MANIFEST_SIZE}", bytes.len()));
+        return fail(format!(
+            "{} bytes exceeds the limit of {MAX_MANIFEST_SIZE}",
+            bytes.len()
+        ));
     }
     let Some(payload) = bytes.strip_prefix(MAGIC) else {
         return fail("missing the `archive-manifest-v1` header".into());
@@ -72,7 +75,10 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<(u64, Vec<ChunkRef>), Mani
     }
     let total: u64 = m.chunks.iter().map(|c| u64::from(c.len)).sum();
     if total != m.size {
-        return fail(format!("chunks add up to {total} bytes, header says {}", m.size));
+        return fail(format!(
+            "chunks add up to {total} bytes, header says {}",
+            m.size
+        ));
     }
     if m.chunks.iter().any(|c| c.len == 0) {
         return fail("a chunk has length 0".into());

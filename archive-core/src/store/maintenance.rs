@@ -117,7 +117,9 @@ impl Store {
             let (size, _) = v.value();
             report.blobs_checked += 1;
             report.bytes_checked += size;
-            let result = reader.read(&hash).and_then(|data| reader.check_outboard(&hash, &data));
+            let result = reader
+                .read(&hash)
+                .and_then(|data| reader.check_outboard(&hash, &data));
             if let Err(e) = result {
                 if let ReadError::Storage(s) = e {
                     return Err(s);
@@ -136,15 +138,18 @@ impl Store {
             let id = Hash::from_bytes(k.value());
             match SignedEntry::decode(v.value()) {
                 Ok(e) if e.id() == id => {}
-                Ok(e) => report
-                    .bad_entries
-                    .push((id, format!("stored under the wrong id (content id {})", e.id()))),
+                Ok(e) => report.bad_entries.push((
+                    id,
+                    format!("stored under the wrong id (content id {})", e.id()),
+                )),
                 Err(e) => report.bad_entries.push((id, e.to_string())),
             }
         }
         drop(entries);
         for (collection, snapshot) in self.all_views()? {
-            let at = snapshot.as_deref().map_or(ViewPoint::Current, ViewPoint::Snapshot);
+            let at = snapshot
+                .as_deref()
+                .map_or(ViewPoint::Current, ViewPoint::Snapshot);
             for item in self.list(&collection, at, "").map_err(into_storage)? {
                 if !self.file_intact(&reader, &item.file, &bad)? {
                     report.damaged_keys.push(DamagedKey {
@@ -188,7 +193,9 @@ impl Store {
         file: &FileRef,
         bad: &HashSet<Hash>,
     ) -> Result<bool, StorageError> {
-        let ok = |h: &Hash| -> Result<bool, StorageError> { Ok(!bad.contains(h) && reader.size(h)?.is_some()) };
+        let ok = |h: &Hash| -> Result<bool, StorageError> {
+            Ok(!bad.contains(h) && reader.size(h)?.is_some())
+        };
         match file.manifest {
             None => ok(&file.hash),
             Some(m) => {
@@ -208,7 +215,11 @@ impl Store {
         }
     }
 
-    fn manifest_chunks(&self, reader: &BlobReader<'_>, manifest: &Hash) -> Result<Vec<Hash>, ReadError> {
+    fn manifest_chunks(
+        &self,
+        reader: &BlobReader<'_>,
+        manifest: &Hash,
+    ) -> Result<Vec<Hash>, ReadError> {
         let bytes = reader.read(manifest)?;
         let (_, chunks) = decode_manifest(&bytes).map_err(|e| ReadError::Corrupt {
             hash: *manifest,
@@ -229,7 +240,9 @@ impl Store {
             let tx = self.db.begin_read()?;
             let reader = BlobReader::open(&self.files, &tx)?;
             for (collection, snapshot) in self.all_views()? {
-                let at = snapshot.as_deref().map_or(ViewPoint::Current, ViewPoint::Snapshot);
+                let at = snapshot
+                    .as_deref()
+                    .map_or(ViewPoint::Current, ViewPoint::Snapshot);
                 for item in self.list(&collection, at, "").map_err(into_storage)? {
                     live_files.insert(item.file.hash);
                     match item.file.manifest {
@@ -352,7 +365,9 @@ impl Store {
         };
         let mut out = Vec::with_capacity(counts.len());
         for (name, entries) in counts {
-            let items = self.list(&name, ViewPoint::Current, "").map_err(into_storage)?;
+            let items = self
+                .list(&name, ViewPoint::Current, "")
+                .map_err(into_storage)?;
             out.push(CollectionInfo {
                 files: items.len() as u64,
                 bytes: items.iter().map(|i| i.file.size).sum(),
@@ -390,4 +405,3 @@ fn into_storage(e: SnapshotError) -> StorageError {
         other => StorageError::Damaged(other.to_string()),
     }
 }
-

@@ -68,7 +68,11 @@ impl Store {
         {
             let mut meta = tx.open_table(META).map_err(StorageError::from)?;
             // A crashed earlier `init` may have left a key: keep it.
-            if meta.get(META_SECRET_KEY).map_err(StorageError::from)?.is_none() {
+            if meta
+                .get(META_SECRET_KEY)
+                .map_err(StorageError::from)?
+                .is_none()
+            {
                 let key = SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?;
                 meta.insert(META_SECRET_KEY, key.to_bytes().as_slice())
                     .map_err(StorageError::from)?;
@@ -133,14 +137,23 @@ impl Store {
 
     /// Writes a signed entry that puts `file` at `key`. The file's blobs must be in the store
     /// (see [`Store::add_bytes`]).
-    pub fn put(&self, collection: &str, key: &str, file: FileRef) -> Result<SignedEntry, EntryError> {
+    pub fn put(
+        &self,
+        collection: &str,
+        key: &str,
+        file: FileRef,
+    ) -> Result<SignedEntry, EntryError> {
         self.write_entries(collection, &[(key.to_owned(), EntryValue::File(file))])
             .map(|mut v| v.remove(0))
     }
 
     /// Removes keys by writing tombstones. Every key must currently hold a file; if one does
     /// not, nothing is written.
-    pub fn remove(&self, collection: &str, keys: &[String]) -> Result<Vec<SignedEntry>, EntryError> {
+    pub fn remove(
+        &self,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<SignedEntry>, EntryError> {
         for key in keys {
             if self.get(collection, key)?.is_none() {
                 return Err(EntryError::NoSuchKey {
@@ -149,7 +162,10 @@ impl Store {
                 });
             }
         }
-        let values: Vec<_> = keys.iter().map(|k| (k.clone(), EntryValue::Tombstone)).collect();
+        let values: Vec<_> = keys
+            .iter()
+            .map(|k| (k.clone(), EntryValue::Tombstone))
+            .collect();
         self.write_entries(collection, &values)
     }
 
@@ -210,7 +226,11 @@ impl Store {
     pub fn entry(&self, id: &crate::EntryId) -> Result<Option<SignedEntry>, EntryError> {
         let tx = self.db.begin_read().map_err(StorageError::from)?;
         let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
-        if entries.get(id.as_bytes()).map_err(StorageError::from)?.is_none() {
+        if entries
+            .get(id.as_bytes())
+            .map_err(StorageError::from)?
+            .is_none()
+        {
             return Ok(None);
         }
         Ok(Some(decode_stored_entry(&entries, id.as_bytes())?))
@@ -288,9 +308,8 @@ fn decode_stored_entry(
     let bytes = entries.get(id)?.ok_or_else(|| {
         StorageError::Damaged(format!("entry {} is missing", crate::Hash::from_bytes(*id)))
     })?;
-    SignedEntry::decode_unverified(bytes.value()).map_err(|e| {
-        StorageError::Damaged(format!("entry {}: {e}", crate::Hash::from_bytes(*id)))
-    })
+    SignedEntry::decode_unverified(bytes.value())
+        .map_err(|e| StorageError::Damaged(format!("entry {}: {e}", crate::Hash::from_bytes(*id))))
 }
 
 fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {

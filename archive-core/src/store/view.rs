@@ -96,7 +96,10 @@ impl Store {
         match at {
             ViewPoint::Current => {
                 let views = tx.open_table(VIEWS).map_err(StorageError::from)?;
-                for row in views.range((collection, prefix)..).map_err(StorageError::from)? {
+                for row in views
+                    .range((collection, prefix)..)
+                    .map_err(StorageError::from)?
+                {
                     let (k, v) = row.map_err(StorageError::from)?;
                     let (c, key) = k.value();
                     if c != collection || !key.starts_with(prefix) {
@@ -218,14 +221,18 @@ impl Store {
             None => emit(&reader.read(&file.hash)?)?,
             Some(m) => {
                 let manifest = reader.read(&m)?;
-                let (size, chunks) = decode_manifest(&manifest).map_err(|e| ReadError::Corrupt {
-                    hash: m,
-                    detail: e.to_string(),
-                })?;
+                let (size, chunks) =
+                    decode_manifest(&manifest).map_err(|e| ReadError::Corrupt {
+                        hash: m,
+                        detail: e.to_string(),
+                    })?;
                 if size != file.size {
                     return Err(ReadError::Corrupt {
                         hash: m,
-                        detail: format!("manifest says {size} bytes, the file record {}", file.size),
+                        detail: format!(
+                            "manifest says {size} bytes, the file record {}",
+                            file.size
+                        ),
                     });
                 }
                 for chunk in chunks {
@@ -259,13 +266,21 @@ impl Store {
         let info;
         {
             let collections = tx.open_table(COLLECTIONS).map_err(StorageError::from)?;
-            if collections.get(collection).map_err(StorageError::from)?.is_none() {
+            if collections
+                .get(collection)
+                .map_err(StorageError::from)?
+                .is_none()
+            {
                 return Err(SnapshotError::NoSuchCollection {
                     collection: collection.to_owned(),
                 });
             }
             let mut snapshots = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
-            if snapshots.get((collection, name)).map_err(StorageError::from)?.is_some() {
+            if snapshots
+                .get((collection, name))
+                .map_err(StorageError::from)?
+                .is_some()
+            {
                 return Err(SnapshotError::Exists {
                     collection: collection.to_owned(),
                     name: name.to_owned(),
@@ -282,7 +297,10 @@ impl Store {
                 bytes: items.iter().map(|i| i.file.size).sum(),
             };
             snapshots
-                .insert((collection, name), (seq, created.raw(), info.files, info.bytes))
+                .insert(
+                    (collection, name),
+                    (seq, created.raw(), info.files, info.bytes),
+                )
                 .map_err(StorageError::from)?;
         }
         tx.commit().map_err(StorageError::from)?;
@@ -336,8 +354,10 @@ impl Store {
         let old = self.list(collection, from, "")?;
         let new = self.list(collection, to, "")?;
         Ok(diff_sorted(
-            old.iter().map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-            new.iter().map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
+            old.iter()
+                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
+            new.iter()
+                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
         ))
     }
 
@@ -361,7 +381,13 @@ impl Store {
             };
             let mut file = fs::File::open(&f.path).map_err(read_err)?;
             let size = io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(read_err)?;
-            on_disk.push((f.key.clone(), FileSummary { hash: hasher.finalize().into(), size }));
+            on_disk.push((
+                f.key.clone(),
+                FileSummary {
+                    hash: hasher.finalize().into(),
+                    size,
+                },
+            ));
         }
         let archived = self
             .list(collection, ViewPoint::Current, &base)
@@ -373,7 +399,9 @@ impl Store {
                 },
             })?;
         Ok(diff_sorted(
-            archived.iter().map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
+            archived
+                .iter()
+                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
             on_disk.iter().map(|(k, s)| (k.as_str(), *s)),
         ))
     }
@@ -400,7 +428,11 @@ impl Store {
         for item in &items {
             let target = key_path(dest, &item.key);
             match fs::symlink_metadata(&target) {
-                Ok(m) if m.is_file() && m.len() == item.file.size && hash_file(&target).map_err(io_err(&target))? == item.file.hash => {
+                Ok(m)
+                    if m.is_file()
+                        && m.len() == item.file.size
+                        && hash_file(&target).map_err(io_err(&target))? == item.file.hash =>
+                {
                     report.unchanged += 1;
                 }
                 Ok(_) if !overwrite => {
@@ -417,7 +449,10 @@ impl Store {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
             let tmp = parent.join(format!(
                 ".{}.archive-tmp",
-                target.file_name().expect("keys have names").to_string_lossy()
+                target
+                    .file_name()
+                    .expect("keys have names")
+                    .to_string_lossy()
             ));
             let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
             let result = self.read_file(&item.file, &mut f);
@@ -460,4 +495,3 @@ impl Write for HashWriter<'_> {
         Ok(())
     }
 }
-
