@@ -53,6 +53,17 @@ pub use store::{
 };
 pub use walk::Skipped;
 
+/// Entry points for `cargo fuzz` targets: decoders of untrusted bytes that are otherwise
+/// internal. Not part of the supported API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    /// Decodes a chunk manifest; on success the bytes must re-encode to themselves.
+    pub fn manifest_round_trips(bytes: &[u8]) -> Option<bool> {
+        let (size, chunks) = crate::format::manifest::decode_manifest(bytes).ok()?;
+        Some(crate::format::manifest::encode_manifest(size, &chunks) == bytes)
+    }
+}
+
 /// The largest blob kept inside the database rather than as a file of its own.
 pub const INLINE_MAX: u64 = format::layout::INLINE_MAX;
 

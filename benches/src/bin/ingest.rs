@@ -1,0 +1,140 @@
+//! Ingest benchmark: `Store::add_path` of one generated file (random data with repeated
+//! regions) against single-threaded BLAKE3 of the same bytes, measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p archive-benches --bin ingest -- [--size-mib 1024] [--dir DIR] [--json]
+//! ```
+//! Both sides read the file from the page cache (it is read once before timing). If `b3sum` is
+//! on PATH, `b3sum --num-threads 1` is timed too. The store is created fresh for each run and
+//! its time includes making the data durable (syncfs) and committing.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use archive_benches::{arg_value, fill_pseudo_random, has_flag, mb_per_s, timed};
+use archive_core::{NoProgress, Store};
+
+/// Regions of this size are either fresh random bytes or a copy of an earlier region.
+const REGION: usize = 4 << 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let size_mib: u64 = arg_value(&args, "--size-mib").map_or(1024, |v| v.parse().expect("--size-mib N"));
+    let json = has_flag(&args, "--json");
+    let base = arg_value(&args, "--dir").map(std::path::PathBuf::from);
+    let tmp = match &base {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .expect("temporary folder");
+    let data_path = tmp.path().join("input.bin");
+    let size = size_mib << 20;
+    generate(&data_path, size);
+    // Warm the page cache so both sides read from memory.
+    blake3_single_thread(&data_path);
+
+    let runs = 3;
+    let hash_secs = (0..runs).map(|_| timed(|| blake3_single_thread(&data_path)).1).fold(f64::MAX, f64::min);
+    let b3sum_secs = b3sum_single_thread(&data_path);
+    // Ceilings, same data, same run: the chunker's cut-point scan alone, and writing the bytes
+    // as files of the average chunk size (no hashing) followed by syncfs-equivalent sync.
+    let data = std::fs::read(&data_path).expect("read input");
+    let cdc_secs = timed(|| cdc_scan(&data)).1;
+    let write_secs = timed(|| raw_writes(&data, &tmp.path().join("raw"))).1;
+    std::fs::remove_dir_all(tmp.path().join("raw")).expect("remove raw");
+    drop(data);
+    let mut ingest_secs = f64::MAX;
+    let mut stored = 0;
+    for run in 0..runs {
+        let store_dir = tmp.path().join(format!("store{run}"));
+        let store = Store::init(&store_dir).expect("init store");
+        let (report, secs) = timed(|| store.add_path("bench", &data_path, None, &mut NoProgress).expect("add"));
+        ingest_secs = ingest_secs.min(secs);
+        stored = report.bytes_new;
+        drop(store);
+        std::fs::remove_dir_all(&store_dir).expect("clean up");
+    }
+    let hash_mbps = mb_per_s(size, hash_secs);
+    let ingest_mbps = mb_per_s(size, ingest_secs);
+    let ratio = ingest_mbps / hash_mbps;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bytes": size,
+                "stored_bytes": stored,
+                "blake3_1t_mb_s": hash_mbps,
+                "b3sum_1t_mb_s": b3sum_secs.map(|s| mb_per_s(size, s)),
+                "ingest_mb_s": ingest_mbps,
+                "fastcdc_scan_mb_s": mb_per_s(size, cdc_secs),
+                "raw_file_writes_mb_s": mb_per_s(size, write_secs),
+                "ratio": ratio,
+                "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            })
+        );
+    } else {
+        println!("input:            {} MiB ({} MiB stored after dedup)", size >> 20, stored >> 20);
+        println!("BLAKE3, 1 thread: {hash_mbps:8.0} MB/s");
+        if let Some(s) = b3sum_secs {
+            println!("b3sum -j1:        {:8.0} MB/s", mb_per_s(size, s));
+        }
+        println!("FastCDC scan:     {:8.0} MB/s (ceiling: one core)", mb_per_s(size, cdc_secs));
+        println!("raw file writes:  {:8.0} MB/s (ceiling: disk)", mb_per_s(size, write_secs));
+        println!("archive ingest:   {ingest_mbps:8.0} MB/s");
+        println!("ratio:            {ratio:8.2} (goal >= 0.5)");
+    }
+}
+
+/// Random regions, with every third region a copy of an earlier one (saved websites and
+/// re-saved files repeat content like this).
+fn generate(path: &Path, size: u64) {
+    let mut f = File::create(path).expect("create input");
+    let mut region = vec![0u8; REGION];
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < size {
+        // Region i is a copy of region i/3 (an earlier one) when i % 3 == 2.
+        let seed = if i % 3 == 2 { i / 3 + 1_000 } else { i + 1_000 };
+        fill_pseudo_random(&mut region, seed);
+        let n = (size - written).min(REGION as u64) as usize;
+        f.write_all(&region[..n]).expect("write input");
+        written += n as u64;
+        i += 1;
+    }
+    f.sync_all().expect("sync input");
+}
+
+fn blake3_single_thread(path: &Path) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap(path).expect("hash input");
+    hasher.finalize()
+}
+
+fn b3sum_single_thread(path: &Path) -> Option<f64> {
+    let (out, secs) = timed(|| Command::new("b3sum").args(["--num-threads", "1"]).arg(path).output());
+    out.ok().filter(|o| o.status.success()).map(|_| secs)
+}
+
+/// Finds every FastCDC cut point with the store's parameters, touching no other byte.
+fn cdc_scan(data: &[u8]) -> usize {
+    fastcdc::v2020::FastCDC::new(
+        data,
+        archive_core::CHUNK_MIN as usize,
+        archive_core::CHUNK_AVG as usize,
+        archive_core::CHUNK_MAX as usize,
+    )
+    .count()
+}
+
+/// Writes `data` as files of the average chunk size, then syncs them: the disk's share of an
+/// ingest without any hashing or chunking.
+fn raw_writes(data: &[u8], dir: &Path) {
+    std::fs::create_dir_all(dir).expect("raw dir");
+    for (i, piece) in data.chunks(archive_core::CHUNK_AVG as usize).enumerate() {
+        std::fs::write(dir.join(i.to_string()), piece).expect("raw write");
+    }
+    File::open(dir).and_then(|d| d.sync_all()).expect("sync dir");
+    Command::new("sync").status().expect("sync");
+}
