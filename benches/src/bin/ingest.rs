@@ -21,7 +21,8 @@ const REGION: usize = 4 << 20;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let size_mib: u64 = arg_value(&args, "--size-mib").map_or(1024, |v| v.parse().expect("--size-mib N"));
+    let size_mib: u64 =
+        arg_value(&args, "--size-mib").map_or(1024, |v| v.parse().expect("--size-mib N"));
     let json = has_flag(&args, "--json");
     let base = arg_value(&args, "--dir").map(std::path::PathBuf::from);
     let tmp = match &base {
@@ -36,7 +37,9 @@ fn main() {
     blake3_single_thread(&data_path);
 
     let runs = 3;
-    let hash_secs = (0..runs).map(|_| timed(|| blake3_single_thread(&data_path)).1).fold(f64::MAX, f64::min);
+    let hash_secs = (0..runs)
+        .map(|_| timed(|| blake3_single_thread(&data_path)).1)
+        .fold(f64::MAX, f64::min);
     let b3sum_secs = b3sum_single_thread(&data_path);
     // Ceilings, same data, same run: the chunker's cut-point scan alone, and writing the bytes
     // as files of the average chunk size (no hashing) followed by syncfs-equivalent sync.
@@ -50,7 +53,11 @@ fn main() {
     for run in 0..runs {
         let store_dir = tmp.path().join(format!("store{run}"));
         let store = Store::init(&store_dir).expect("init store");
-        let (report, secs) = timed(|| store.add_path("bench", &data_path, None, &mut NoProgress).expect("add"));
+        let (report, secs) = timed(|| {
+            store
+                .add_path("bench", &data_path, None, &mut NoProgress)
+                .expect("add")
+        });
         ingest_secs = ingest_secs.min(secs);
         stored = report.bytes_new;
         drop(store);
@@ -75,13 +82,23 @@ fn main() {
             })
         );
     } else {
-        println!("input:            {} MiB ({} MiB stored after dedup)", size >> 20, stored >> 20);
+        println!(
+            "input:            {} MiB ({} MiB stored after dedup)",
+            size >> 20,
+            stored >> 20
+        );
         println!("BLAKE3, 1 thread: {hash_mbps:8.0} MB/s");
         if let Some(s) = b3sum_secs {
             println!("b3sum -j1:        {:8.0} MB/s", mb_per_s(size, s));
         }
-        println!("FastCDC scan:     {:8.0} MB/s (ceiling: one core)", mb_per_s(size, cdc_secs));
-        println!("raw file writes:  {:8.0} MB/s (ceiling: disk)", mb_per_s(size, write_secs));
+        println!(
+            "FastCDC scan:     {:8.0} MB/s (ceiling: one core)",
+            mb_per_s(size, cdc_secs)
+        );
+        println!(
+            "raw file writes:  {:8.0} MB/s (ceiling: disk)",
+            mb_per_s(size, write_secs)
+        );
         println!("archive ingest:   {ingest_mbps:8.0} MB/s");
         println!("ratio:            {ratio:8.2} (goal >= 0.5)");
     }
@@ -113,7 +130,12 @@ fn blake3_single_thread(path: &Path) -> blake3::Hash {
 }
 
 fn b3sum_single_thread(path: &Path) -> Option<f64> {
-    let (out, secs) = timed(|| Command::new("b3sum").args(["--num-threads", "1"]).arg(path).output());
+    let (out, secs) = timed(|| {
+        Command::new("b3sum")
+            .args(["--num-threads", "1"])
+            .arg(path)
+            .output()
+    });
     out.ok().filter(|o| o.status.success()).map(|_| secs)
 }
 
@@ -135,6 +157,8 @@ fn raw_writes(data: &[u8], dir: &Path) {
     for (i, piece) in data.chunks(archive_core::CHUNK_AVG as usize).enumerate() {
         std::fs::write(dir.join(i.to_string()), piece).expect("raw write");
     }
-    File::open(dir).and_then(|d| d.sync_all()).expect("sync dir");
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .expect("sync dir");
     Command::new("sync").status().expect("sync");
 }
