@@ -307,3 +307,27 @@ pub enum ExportError {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+/// A reconciliation session failed. The session is over; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The other side sent bytes that are not a valid frame.
+    #[error(transparent)]
+    Wire(#[from] crate::sync::WireError),
+    /// The other side broke the protocol.
+    #[error("sync protocol violation: {0}")]
+    Protocol(String),
+    /// The session took more rounds than allowed.
+    #[error("sync gave up after {limit} rounds")]
+    TooManyRounds {
+        /// The limit.
+        limit: u32,
+    },
+    /// The session's configuration is unusable.
+    #[error("invalid sync configuration: {0}")]
+    Config(String),
+    /// Reading the local set failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -31,13 +31,14 @@ mod identity;
 mod ingest;
 mod names;
 mod store;
+pub mod sync;
 mod walk;
 
 pub use clock::Timestamp;
 pub use diff::{Change, ChangeKind, FileSummary};
 pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
 pub use error::{
-    AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
+    AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError, SyncError,
 };
 pub use format::entry::MAX_ENCODED_ENTRY;
 pub use hash::{Hash, ParseHashError};

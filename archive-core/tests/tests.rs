@@ -5,5 +5,6 @@ mod corruption;
 mod entries;
 mod gc;
 mod open;
+mod reconcile;
 mod roundtrip;
 mod view_model;

@@ -1,0 +1,18 @@
+//! Range-based set reconciliation of entry sets, sans-IO.
+//!
+//! Two servers find which entries each lacks in a few round trips and bytes proportional to the
+//! difference (negentropy / NIP-77 style, Meyer's RBSR), with a one-round-trip fast path when
+//! they synced before. Nothing here touches a socket: [`Reconciler`] consumes frames and yields
+//! frames, over any [`SyncIndex`] (the store's persisted one, or [`MemoryIndex`]).
+
+mod fingerprint;
+mod index;
+mod session;
+mod wire;
+
+pub use fingerprint::{Accumulator, Fingerprint, SyncKey};
+pub use index::{MemoryIndex, SyncIndex};
+pub use session::{Agreement, ReconcileConfig, Reconciler, SyncStats, MIN_FRAME_LIMIT};
+pub use wire::{Bound, FastReply, Message, Mode, Range, WireError, MAX_FRAME_LIMIT, WIRE_VERSION};
+
+pub(crate) use index::even_split;

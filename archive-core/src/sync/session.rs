@@ -1,0 +1,619 @@
+//! The sans-IO reconciliation session: it consumes frames and yields frames. Whoever moves the
+//! bytes (a test, a benchmark, `archive-net` over QUIC) calls [`Reconciler::initiate`] on one
+//! side, then hands each frame to the other side's [`Reconciler::receive`] until one returns
+//! `None`. Both sides then know exactly which ids they lack ([`Reconciler::need`]) and which
+//! the other lacks ([`Reconciler::have`]).
+//!
+//! Each Ranges frame covers the whole key space. For each range the receiver answers:
+//! matching fingerprint: Skip; mismatch: its own items split into `fanout` fingerprinted parts,
+//! or, when at most `id_list_threshold` items, an IdList; IdList: a Diff (a bitfield of the ids
+//! it lacks, and the ids only it has), so both sides learn that range's difference at once.
+//! A side that sends or receives a frame with no question in it (no Fingerprint, no IdList) is
+//! done. When a frame would exceed the limit, the rest of the key space goes as one
+//! fingerprinted range: the result stays exact, it only takes more rounds.
+
+use std::collections::BTreeSet;
+
+use super::fingerprint::{Accumulator, SyncKey};
+use super::index::SyncIndex;
+use super::wire::{Bound, FastReply, Message, Mode, Range, RangesWriter, MAX_FRAME_LIMIT};
+use crate::error::SyncError;
+
+/// The smallest frame limit accepted: room for the largest single range.
+pub const MIN_FRAME_LIMIT: usize = 4096;
+
+/// Tuning of a session. Both sides may use different values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// Largest frame sent or accepted, in bytes.
+    pub frame_limit: usize,
+    /// Frames received before the session gives up.
+    pub max_rounds: u32,
+    /// Parts a mismatched range is split into.
+    pub fanout: u64,
+    /// Ranges with at most this many items are sent as id lists.
+    pub id_list_threshold: u64,
+    /// Most ids the fast path sends in one frame before falling back.
+    pub fast_path_max_ids: usize,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            frame_limit: 1024 * 1024,
+            max_rounds: 4096,
+            fanout: 16,
+            id_list_threshold: 32,
+            fast_path_max_ids: 1000,
+        }
+    }
+}
+
+/// What two servers last agreed on: each side's insertion counter at that moment. Stored per
+/// (peer, collection) after a completed sync; it lets the next session use the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Agreement {
+    /// This side's insertion counter when the sets were equal.
+    pub my_seq: u64,
+    /// The other side's insertion counter at that moment.
+    pub their_seq: u64,
+}
+
+/// Traffic of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Frames this side sent.
+    pub frames_sent: u32,
+    /// Frames this side received.
+    pub frames_received: u32,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+impl SyncStats {
+    /// Round trips: every two frames, either way, make one.
+    pub fn round_trips(&self) -> u32 {
+        (self.frames_sent + self.frames_received).div_ceil(2)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing sent or received yet.
+    Idle,
+    /// The fast-path request is out; the answer decides what follows.
+    AwaitingFastReply,
+    /// Exchanging Ranges frames.
+    Reconciling,
+    /// Both sides know the difference.
+    Done,
+}
+
+/// One side of a reconciliation session over a [`SyncIndex`].
+#[derive(Debug)]
+pub struct Reconciler<I> {
+    index: I,
+    config: ReconcileConfig,
+    state: State,
+    have: BTreeSet<[u8; 32]>,
+    need: BTreeSet<[u8; 32]>,
+    stats: SyncStats,
+    /// The ids this side offered in its fast-path request.
+    fast_added: Vec<SyncKey>,
+}
+
+impl<I: SyncIndex> Reconciler<I> {
+    /// A session over `index`, which must not change while the session runs.
+    pub fn new(index: I, config: ReconcileConfig) -> Result<Self, SyncError> {
+        if config.frame_limit < MIN_FRAME_LIMIT || config.frame_limit > MAX_FRAME_LIMIT {
+            return Err(SyncError::Config(format!(
+                "frame limit {} is outside {MIN_FRAME_LIMIT}..={MAX_FRAME_LIMIT}",
+                config.frame_limit
+            )));
+        }
+        if config.fanout < 2 || config.id_list_threshold < 1 || config.fanout > 256 {
+            return Err(SyncError::Config(
+                "fanout must be 2..=256, id_list_threshold >= 1".into(),
+            ));
+        }
+        Ok(Reconciler {
+            index,
+            config,
+            state: State::Idle,
+            have: BTreeSet::new(),
+            need: BTreeSet::new(),
+            stats: SyncStats::default(),
+            fast_added: Vec::new(),
+        })
+    }
+
+    /// The first frame, from the side that starts. With an [`Agreement`] from an earlier sync
+    /// with the same peer, it tries the fast path first.
+    pub fn initiate(&mut self, agreement: Option<Agreement>) -> Result<Vec<u8>, SyncError> {
+        if self.state != State::Idle {
+            return Err(SyncError::Protocol("initiate called twice".into()));
+        }
+        if let Some(a) = agreement {
+            if let Some(added) = self
+                .index
+                .added_since(a.my_seq, self.config.fast_path_max_ids)?
+            {
+                let mut agreed = self.index.total()?;
+                let mut new_sum = Accumulator::default();
+                for k in &added {
+                    new_sum.add(&k.id);
+                }
+                agreed = agreed.minus(&new_sum);
+                let frame = Message::FastRequest {
+                    your_seq: a.their_seq,
+                    agreed_count: agreed.count(),
+                    agreed_fingerprint: agreed.fingerprint(),
+                    added: added.iter().map(|k| k.id).collect(),
+                }
+                .encode();
+                self.fast_added = added;
+                self.state = State::AwaitingFastReply;
+                return self.send((frame, true));
+            }
+        }
+        self.state = State::Reconciling;
+        let frame = self.first_ranges()?;
+        self.send(frame)
+    }
+
+    /// Handles a frame from the other side; returns the frame to send back, or `None` when the
+    /// session is over (then [`Reconciler::is_done`] is true).
+    pub fn receive(&mut self, frame: &[u8]) -> Result<Option<Vec<u8>>, SyncError> {
+        if self.state == State::Done {
+            return Err(SyncError::Protocol(
+                "a frame arrived after the session ended".into(),
+            ));
+        }
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += frame.len() as u64;
+        if self.stats.frames_received > self.config.max_rounds {
+            return Err(SyncError::TooManyRounds {
+                limit: self.config.max_rounds,
+            });
+        }
+        let message = Message::decode(frame, self.config.frame_limit)?;
+        let reply = match (self.state, message) {
+            (
+                State::Idle,
+                Message::FastRequest {
+                    your_seq,
+                    agreed_count,
+                    agreed_fingerprint,
+                    added,
+                },
+            ) => {
+                Some(self.answer_fast_request(your_seq, agreed_count, agreed_fingerprint, added)?)
+            }
+            (State::AwaitingFastReply, Message::FastReply(reply)) => self.take_fast_reply(reply)?,
+            (State::Idle | State::Reconciling, Message::Ranges(ranges)) => {
+                self.state = State::Reconciling;
+                self.answer_ranges(ranges)?
+            }
+            (state, m) => {
+                return Err(SyncError::Protocol(format!(
+                    "unexpected {} while {state:?}",
+                    match m {
+                        Message::Ranges(_) => "Ranges",
+                        Message::FastRequest { .. } => "FastRequest",
+                        Message::FastReply(_) => "FastReply",
+                    }
+                )))
+            }
+        };
+        match reply {
+            Some(f) => self.send(f).map(Some),
+            None => {
+                self.state = State::Done;
+                Ok(None)
+            }
+        }
+    }
+
+    /// True when both sides know the difference.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Ids this side has and the other lacks.
+    pub fn have(&self) -> &BTreeSet<[u8; 32]> {
+        &self.have
+    }
+
+    /// Ids the other side has and this side lacks.
+    pub fn need(&self) -> &BTreeSet<[u8; 32]> {
+        &self.need
+    }
+
+    /// Frames and bytes so far.
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+
+    /// The index, back.
+    pub fn into_index(self) -> I {
+        self.index
+    }
+
+    /// Counts an outgoing frame; a frame without a question ends the session for its sender.
+    fn send(&mut self, (frame, asks): (Vec<u8>, bool)) -> Result<Vec<u8>, SyncError> {
+        debug_assert!(
+            frame.len() <= self.config.frame_limit,
+            "frame of {} bytes",
+            frame.len()
+        );
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += frame.len() as u64;
+        if !asks {
+            self.state = State::Done;
+        }
+        Ok(frame)
+    }
+
+    fn first_ranges(&mut self) -> Result<(Vec<u8>, bool), SyncError> {
+        let n = self.index.len()?;
+        let mut out = Output::new(self.config.frame_limit);
+        self.emit_split(&mut out, 0, n, Bound::Infinity)?;
+        Ok(out.finish(&mut self.index)?)
+    }
+
+    fn answer_fast_request(
+        &mut self,
+        your_seq: u64,
+        agreed_count: u64,
+        agreed_fingerprint: super::fingerprint::Fingerprint,
+        their_added: Vec<[u8; 32]>,
+    ) -> Result<(Vec<u8>, bool), SyncError> {
+        let fallback = || Ok((Message::FastReply(FastReply::Fallback).encode(), true));
+        let Some(my_added) = self
+            .index
+            .added_since(your_seq, self.config.fast_path_max_ids)?
+        else {
+            self.state = State::Reconciling;
+            return fallback();
+        };
+        let mut new_sum = Accumulator::default();
+        for k in &my_added {
+            new_sum.add(&k.id);
+        }
+        let agreed = self.index.total()?.minus(&new_sum);
+        if agreed.count() != agreed_count || agreed.fingerprint() != agreed_fingerprint {
+            self.state = State::Reconciling;
+            return fallback();
+        }
+        let mut lacked = Vec::with_capacity(their_added.len());
+        for id in &their_added {
+            let lack = !self.index.contains_id(id)?;
+            if lack {
+                self.need.insert(*id);
+            }
+            lacked.push(lack);
+        }
+        let theirs: BTreeSet<[u8; 32]> = their_added.into_iter().collect();
+        let only_mine: Vec<[u8; 32]> = my_added
+            .iter()
+            .map(|k| k.id)
+            .filter(|id| !theirs.contains(id))
+            .collect();
+        self.have.extend(only_mine.iter().copied());
+        let reply = Message::FastReply(FastReply::Settled {
+            lacked,
+            added: only_mine,
+        });
+        Ok((reply.encode(), false))
+    }
+
+    fn take_fast_reply(&mut self, reply: FastReply) -> Result<Option<(Vec<u8>, bool)>, SyncError> {
+        match reply {
+            FastReply::Fallback => {
+                self.state = State::Reconciling;
+                Ok(Some(self.first_ranges()?))
+            }
+            FastReply::Settled { lacked, added } => {
+                if lacked.len() != self.fast_added.len() {
+                    return Err(SyncError::Protocol(format!(
+                        "fast reply answers {} ids, {} were sent",
+                        lacked.len(),
+                        self.fast_added.len()
+                    )));
+                }
+                for (k, lack) in self.fast_added.iter().zip(lacked) {
+                    if lack {
+                        self.have.insert(k.id);
+                    }
+                }
+                for id in added {
+                    if self.index.contains_id(&id)? {
+                        return Err(SyncError::Protocol(
+                            "fast reply offers an id this side has".into(),
+                        ));
+                    }
+                    self.need.insert(id);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn answer_ranges(&mut self, ranges: Vec<Range>) -> Result<Option<(Vec<u8>, bool)>, SyncError> {
+        let asked = ranges
+            .iter()
+            .any(|r| matches!(r.mode, Mode::Fingerprint(_) | Mode::IdList(_)));
+        let mut out = Output::new(self.config.frame_limit);
+        let mut lo = 0u64;
+        for range in ranges {
+            let hi = self.index.lower_bound(&range.upper)?;
+            if hi < lo {
+                return Err(SyncError::Protocol("range bounds go backwards".into()));
+            }
+            match range.mode {
+                Mode::Skip => out.skip(range.upper),
+                Mode::Fingerprint(fp) => {
+                    if out.full() {
+                        // the tail fingerprint already covers this range
+                    } else if self.index.accumulate(lo, hi)?.fingerprint() == fp {
+                        out.skip(range.upper);
+                    } else {
+                        self.emit_split(&mut out, lo, hi, range.upper)?;
+                    }
+                }
+                Mode::IdList(their_ids) => {
+                    let ours = self.index.keys(lo, hi)?;
+                    self.learn_from_id_list(&ours, &their_ids, &mut out, lo, hi, range.upper)?;
+                }
+                Mode::Diff { lacked, only_here } => {
+                    let ours = self.index.keys(lo, hi)?;
+                    if lacked.len() != ours.len() {
+                        return Err(SyncError::Protocol(format!(
+                            "a Diff answers {} ids where this side has {}",
+                            lacked.len(),
+                            ours.len()
+                        )));
+                    }
+                    for (k, lack) in ours.iter().zip(&lacked) {
+                        if *lack {
+                            self.have.insert(k.id);
+                        }
+                    }
+                    for id in only_here {
+                        if ours.iter().any(|k| k.id == id) {
+                            return Err(SyncError::Protocol(
+                                "a Diff offers an id this side has".into(),
+                            ));
+                        }
+                        self.need.insert(id);
+                    }
+                    out.skip(range.upper);
+                }
+            }
+            lo = hi;
+        }
+        if !asked {
+            return Ok(None);
+        }
+        Ok(Some(out.finish(&mut self.index)?))
+    }
+
+    fn learn_from_id_list(
+        &mut self,
+        ours: &[SyncKey],
+        theirs: &[[u8; 32]],
+        out: &mut Output,
+        lo: u64,
+        hi: u64,
+        upper: Bound,
+    ) -> Result<(), SyncError> {
+        let our_ids: BTreeSet<[u8; 32]> = ours.iter().map(|k| k.id).collect();
+        let their_set: BTreeSet<[u8; 32]> = theirs.iter().copied().collect();
+        if their_set.len() != theirs.len() {
+            return Err(SyncError::Protocol("an IdList repeats an id".into()));
+        }
+        for id in theirs {
+            if !our_ids.contains(id) {
+                self.need.insert(*id);
+            }
+        }
+        if out.full() {
+            return Ok(());
+        }
+        let only_here: Vec<[u8; 32]> = ours
+            .iter()
+            .map(|k| k.id)
+            .filter(|id| !their_set.contains(id))
+            .collect();
+        if only_here.len() as u64 <= 2 * self.config.id_list_threshold {
+            let lacked: Vec<bool> = theirs.iter().map(|id| !our_ids.contains(id)).collect();
+            let range = Range {
+                upper,
+                mode: Mode::Diff {
+                    lacked,
+                    only_here: only_here.clone(),
+                },
+            };
+            if out.push(range) {
+                self.have.extend(only_here);
+            } else {
+                out.make_tail(lo);
+            }
+        } else {
+            // Too many of ours to list: split them, so the other side asks again in parts.
+            self.emit_split(out, lo, hi, upper)?;
+        }
+        Ok(())
+    }
+
+    /// Describes our items in `lo..hi` (ending at `upper`): an IdList when few, else `fanout`
+    /// fingerprinted parts.
+    fn emit_split(
+        &mut self,
+        out: &mut Output,
+        lo: u64,
+        hi: u64,
+        upper: Bound,
+    ) -> Result<(), SyncError> {
+        if out.full() {
+            return Ok(());
+        }
+        if hi - lo <= self.config.id_list_threshold {
+            let ids = self.index.keys(lo, hi)?.into_iter().map(|k| k.id).collect();
+            if !out.push(Range {
+                upper,
+                mode: Mode::IdList(ids),
+            }) {
+                out.make_tail(lo);
+            }
+            return Ok(());
+        }
+        let cuts = self.index.split_points(lo, hi, self.config.fanout)?;
+        let mut start = lo;
+        for end in cuts.into_iter().chain(std::iter::once(hi)) {
+            if end <= start || end > hi {
+                continue;
+            }
+            let bound = if end == hi {
+                upper
+            } else {
+                let before = self.index.key_at(end - 1)?;
+                let after = self.index.key_at(end)?;
+                Bound::Key(minimal_bound(&before, &after))
+            };
+            let fp = self.index.accumulate(start, end)?.fingerprint();
+            if !out.push(Range {
+                upper: bound,
+                mode: Mode::Fingerprint(fp),
+            }) {
+                out.make_tail(start);
+                return Ok(());
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+/// The shortest bound `b` with `before < b <= after`: the time with the most trailing zero
+/// bits in `(before.time, after.time]`, or, for equal times, the shortest id prefix.
+pub(crate) fn minimal_bound(before: &SyncKey, after: &SyncKey) -> SyncKey {
+    debug_assert!(before < after);
+    if before.time < after.time {
+        let mut shift = 63;
+        loop {
+            let t = (after.time >> shift) << shift;
+            if t > before.time {
+                return SyncKey {
+                    time: t,
+                    id: [0; 32],
+                };
+            }
+            shift -= 1;
+        }
+    }
+    let first_diff = before
+        .id
+        .iter()
+        .zip(&after.id)
+        .position(|(a, b)| a != b)
+        .expect("distinct keys with equal times have distinct ids");
+    let mut id = [0u8; 32];
+    id[..=first_diff].copy_from_slice(&after.id[..=first_diff]);
+    SyncKey {
+        time: after.time,
+        id,
+    }
+}
+
+/// The frame being built: coalesces Skips, watches the size limit, and once full covers the
+/// rest of the key space with one fingerprint.
+struct Output {
+    writer: RangesWriter,
+    limit: usize,
+    /// A Skip not yet written (consecutive Skips become one).
+    pending_skip: Option<Bound>,
+    /// True once a Fingerprint or IdList is written.
+    asks: bool,
+    /// Position where the tail starts, once the frame is full.
+    tail_from: Option<u64>,
+}
+
+/// Room kept for the pending Skip and the tail fingerprint.
+const TAIL_RESERVE: usize = 96;
+
+impl Output {
+    fn new(limit: usize) -> Self {
+        Output {
+            writer: RangesWriter::new(),
+            limit,
+            pending_skip: None,
+            asks: false,
+            tail_from: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.tail_from.is_some()
+    }
+
+    fn skip(&mut self, upper: Bound) {
+        if !self.full() {
+            self.pending_skip = Some(upper);
+        }
+    }
+
+    /// Writes a range; false (nothing written) if it does not fit.
+    fn push(&mut self, range: Range) -> bool {
+        if self.full() {
+            return false;
+        }
+        let checkpoint = self.writer.checkpoint();
+        if let Some(b) = self.pending_skip {
+            self.writer.push(&Range {
+                upper: b,
+                mode: Mode::Skip,
+            });
+        }
+        self.writer.push(&range);
+        if self.writer.len() + TAIL_RESERVE > self.limit {
+            self.writer.rollback(checkpoint);
+            return false;
+        }
+        self.pending_skip = None;
+        self.asks |= matches!(range.mode, Mode::Fingerprint(_) | Mode::IdList(_));
+        true
+    }
+
+    /// From here on, the rest of the key space (from position `from`) is one fingerprint.
+    fn make_tail(&mut self, from: u64) {
+        if !self.full() {
+            self.tail_from = Some(from);
+        }
+    }
+
+    /// The frame, and whether it asks the other side anything.
+    fn finish(
+        mut self,
+        index: &mut impl SyncIndex,
+    ) -> Result<(Vec<u8>, bool), crate::error::StorageError> {
+        if let Some(b) = self.pending_skip.take() {
+            self.writer.push(&Range {
+                upper: b,
+                mode: Mode::Skip,
+            });
+        }
+        if let Some(from) = self.tail_from {
+            let n = index.len()?;
+            let fp = index.accumulate(from, n)?.fingerprint();
+            self.writer.push(&Range {
+                upper: Bound::Infinity,
+                mode: Mode::Fingerprint(fp),
+            });
+            self.asks = true;
+        }
+        Ok((self.writer.finish(), self.asks))
+    }
+}

@@ -1,0 +1,310 @@
+//! The reconciliation engine against exact set differences, over in-memory indexes.
+
+use std::collections::BTreeSet;
+
+use archive_core::sync::{
+    Agreement, Bound, MemoryIndex, Message, Mode, Range, ReconcileConfig, Reconciler, SyncKey,
+    SyncStats, MIN_FRAME_LIMIT,
+};
+use archive_core::SyncError;
+use proptest::prelude::*;
+
+fn key(time: u64, n: u64) -> SyncKey {
+    let mut id = *blake3::hash(&n.to_le_bytes()).as_bytes();
+    // A few equal times with ids that share prefixes exercise prefix bounds.
+    if n % 7 == 0 {
+        id[..3].copy_from_slice(&[1, 2, 3]);
+    }
+    SyncKey { time, id }
+}
+
+/// Runs a whole session between two indexes; returns both sides.
+fn reconcile(
+    a: MemoryIndex,
+    b: MemoryIndex,
+    config: ReconcileConfig,
+    agreement: Option<(Agreement, Agreement)>,
+) -> (Reconciler<MemoryIndex>, Reconciler<MemoryIndex>) {
+    let mut ra = Reconciler::new(a, config).unwrap();
+    let mut rb = Reconciler::new(b, config).unwrap();
+    let mut frame = ra.initiate(agreement.map(|(x, _)| x)).unwrap();
+    let mut to_b = true;
+    loop {
+        assert!(frame.len() <= config.frame_limit);
+        let next = if to_b {
+            rb.receive(&frame)
+        } else {
+            ra.receive(&frame)
+        }
+        .unwrap();
+        match next {
+            Some(f) => frame = f,
+            None => break,
+        }
+        to_b = !to_b;
+    }
+    assert!(ra.is_done() && rb.is_done(), "both sides finish");
+    (ra, rb)
+}
+
+fn ids(keys: &BTreeSet<SyncKey>) -> BTreeSet<[u8; 32]> {
+    keys.iter().map(|k| k.id).collect()
+}
+
+fn check_exact(a: &BTreeSet<SyncKey>, b: &BTreeSet<SyncKey>, config: ReconcileConfig) -> SyncStats {
+    let (ra, rb) = reconcile(
+        MemoryIndex::new(a.iter().copied()),
+        MemoryIndex::new(b.iter().copied()),
+        config,
+        None,
+    );
+    let a_only = ids(&a.difference(b).copied().collect());
+    let b_only = ids(&b.difference(a).copied().collect());
+    assert_eq!(ra.have(), &a_only, "A's have");
+    assert_eq!(ra.need(), &b_only, "A's need");
+    assert_eq!(rb.have(), &b_only, "B's have");
+    assert_eq!(rb.need(), &a_only, "B's need");
+    let s = ra.stats();
+    assert_eq!(s.bytes_sent, rb.stats().bytes_received);
+    s
+}
+
+fn small_frames() -> ReconcileConfig {
+    ReconcileConfig {
+        frame_limit: MIN_FRAME_LIMIT,
+        ..ReconcileConfig::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Random,
+    Identical,
+    Disjoint,
+    AInsideB,
+    Newest,
+}
+
+fn sets(
+    shape: Shape,
+    n: u64,
+    diff_permille: u64,
+    spread: u64,
+    seed: u64,
+) -> (BTreeSet<SyncKey>, BTreeSet<SyncKey>) {
+    let mut a = BTreeSet::new();
+    let mut b = BTreeSet::new();
+    let mut x = seed | 1;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let time = match shape {
+            Shape::Newest => i * 1000,
+            _ => (x >> 8) % spread.max(1),
+        };
+        let k = key(time, seed.wrapping_mul(1_000_003) + i);
+        let r = x % 1000;
+        match shape {
+            Shape::Identical => {
+                a.insert(k);
+                b.insert(k);
+            }
+            Shape::Disjoint => {
+                if i % 2 == 0 {
+                    a.insert(k)
+                } else {
+                    b.insert(k)
+                };
+            }
+            Shape::AInsideB => {
+                b.insert(k);
+                if r >= diff_permille {
+                    a.insert(k);
+                }
+            }
+            Shape::Newest => {
+                a.insert(k);
+                if i < n - n * diff_permille / 1000 {
+                    b.insert(k);
+                }
+            }
+            Shape::Random => {
+                if r < diff_permille / 2 {
+                    a.insert(k);
+                } else if r < diff_permille {
+                    b.insert(k);
+                } else {
+                    a.insert(k);
+                    b.insert(k);
+                }
+            }
+        }
+    }
+    (a, b)
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::Random),
+        Just(Shape::Identical),
+        Just(Shape::Disjoint),
+        Just(Shape::AInsideB),
+        Just(Shape::Newest),
+    ]
+}
+
+/// Sizes around the id-list threshold (32), the fanout (16) and their product.
+fn size() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..4, 30u64..35, 62u64..67, 510u64..515, 1000u64..3000,]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn both_sides_learn_the_exact_difference(
+        shape in shape(),
+        n in size(),
+        diff in prop_oneof![Just(0u64), 1u64..20, 20u64..1000],
+        spread in prop_oneof![Just(1u64), Just(50u64), Just(u64::MAX >> 9)],
+        seed in any::<u64>(),
+        limited in any::<bool>(),
+    ) {
+        let (a, b) = sets(shape, n, diff, spread, seed);
+        let config = if limited { small_frames() } else { ReconcileConfig::default() };
+        check_exact(&a, &b, config);
+    }
+}
+
+#[test]
+fn a_hundred_thousand_items_with_and_without_a_frame_limit() {
+    for (shape, diff) in [
+        (Shape::Random, 3),
+        (Shape::Random, 100),
+        (Shape::Newest, 10),
+        (Shape::Identical, 0),
+    ] {
+        let (a, b) = sets(shape, 100_000, diff, 1 << 40, 77);
+        let free = check_exact(&a, &b, ReconcileConfig::default());
+        let tight = check_exact(&a, &b, small_frames());
+        assert!(tight.round_trips() >= free.round_trips());
+    }
+}
+
+#[test]
+fn identical_sets_settle_in_one_round_trip() {
+    let (a, b) = sets(Shape::Identical, 10_000, 0, 1 << 40, 5);
+    let s = check_exact(&a, &b, ReconcileConfig::default());
+    assert_eq!(s.round_trips(), 1);
+    assert!(s.bytes_sent + s.bytes_received <= 336, "{s:?}");
+}
+
+#[test]
+fn fast_path_settles_additions_on_either_or_both_sides_in_one_round_trip() {
+    let (base, _) = sets(Shape::Identical, 5_000, 0, 1 << 40, 9);
+    let a_new: Vec<SyncKey> = (0..40).map(|i| key(1 << 45, 10_000_000 + i)).collect();
+    let b_new: Vec<SyncKey> = (0..25).map(|i| key(3, 20_000_000 + i)).collect();
+    let shared_new = key(99, 30_000_000);
+    for (add_a, add_b) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut a = MemoryIndex::new(base.iter().copied());
+        let mut b = MemoryIndex::new(base.iter().copied());
+        let agreement = (
+            Agreement {
+                my_seq: a.seq(),
+                their_seq: b.seq(),
+            },
+            Agreement {
+                my_seq: b.seq(),
+                their_seq: a.seq(),
+            },
+        );
+        if add_a {
+            a.insert_all(a_new.iter().copied().chain([shared_new]));
+        }
+        if add_b {
+            b.insert_all(b_new.iter().copied().chain([shared_new]));
+        }
+        let a_set: BTreeSet<SyncKey> = a.items().iter().copied().collect();
+        let b_set: BTreeSet<SyncKey> = b.items().iter().copied().collect();
+        let (ra, rb) = reconcile(a, b, ReconcileConfig::default(), Some(agreement));
+        assert_eq!(ra.stats().round_trips(), 1, "a:{add_a} b:{add_b}");
+        assert_eq!(
+            ra.have(),
+            &ids(&a_set.difference(&b_set).copied().collect())
+        );
+        assert_eq!(
+            ra.need(),
+            &ids(&b_set.difference(&a_set).copied().collect())
+        );
+        assert_eq!(rb.have(), ra.need());
+        assert_eq!(rb.need(), ra.have());
+        if !add_a && !add_b {
+            let s = ra.stats();
+            assert!(s.bytes_sent + s.bytes_received <= 64, "{s:?}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_agreement_falls_back_and_stays_exact() {
+    let (a, b) = sets(Shape::Random, 3_000, 50, 1 << 40, 11);
+    let bogus = Agreement {
+        my_seq: 100,
+        their_seq: 200,
+    };
+    let (ra, rb) = reconcile(
+        MemoryIndex::new(a.iter().copied()),
+        MemoryIndex::new(b.iter().copied()),
+        ReconcileConfig::default(),
+        Some((bogus, bogus)),
+    );
+    assert_eq!(ra.have(), &ids(&a.difference(&b).copied().collect()));
+    assert_eq!(rb.have(), &ids(&b.difference(&a).copied().collect()));
+}
+
+#[test]
+fn garbage_and_hostile_peers_end_the_session_with_an_error() {
+    let (a, _) = sets(Shape::Identical, 2_000, 0, 1 << 40, 13);
+    let index = MemoryIndex::new(a.iter().copied());
+    for garbage in [
+        &b""[..],
+        b"\x01",
+        b"\x02\x00",
+        b"\x01\x00\x00",
+        b"\x01\x07\xff\xff\xff\xff\xff",
+    ] {
+        let mut r = Reconciler::new(index.clone(), ReconcileConfig::default()).unwrap();
+        assert!(r.receive(garbage).is_err(), "{garbage:?} accepted");
+    }
+    // A peer that always claims a different fingerprint for everything never ends the
+    // session; the round limit does.
+    let config = ReconcileConfig {
+        max_rounds: 50,
+        ..ReconcileConfig::default()
+    };
+    let mut r = Reconciler::new(index.clone(), config).unwrap();
+    let liar = Message::Ranges(vec![Range {
+        upper: Bound::Infinity,
+        mode: Mode::Fingerprint(archive_core::sync::Fingerprint([0xee; 16])),
+    }])
+    .encode();
+    let err = loop {
+        match r.receive(&liar) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(err, SyncError::TooManyRounds { limit: 50 }),
+        "{err}"
+    );
+    // A frame over the limit is refused before it is decoded.
+    let mut r = Reconciler::new(index, small_frames()).unwrap();
+    let big = Message::Ranges(vec![Range {
+        upper: Bound::Infinity,
+        mode: Mode::IdList(vec![[1; 32]; 200]),
+    }])
+    .encode();
+    assert!(matches!(r.receive(&big), Err(SyncError::Wire(_))));
+}
