@@ -49,8 +49,8 @@ pub use names::{
 };
 pub use store::{
     AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, ExportReport, FailedFile,
-    GcReport, NoProgress, SnapshotInfo, Stats, Store, VerifyReport, ViewItem, ViewPoint,
-    DEFAULT_COLLECTION,
+    GcReport, NoProgress, SnapshotInfo, Stats, Store, StoreSyncIndex, VerifyReport, ViewItem,
+    ViewPoint, DEFAULT_COLLECTION,
 };
 pub use walk::Skipped;
 

@@ -7,4 +7,5 @@ mod gc;
 mod open;
 mod reconcile;
 mod roundtrip;
+mod sync_index;
 mod view_model;

@@ -67,3 +67,22 @@ pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> 
     TableDefinition::new("snapshots-v1");
 
 pub(crate) const NO_MANIFEST: [u8; 32] = [0; 32];
+
+/// Sync index: every item (entry time and id, 40 bytes big-endian) of a collection.
+pub(crate) const SYNC_ITEMS: TableDefinition<(&str, [u8; 40]), ()> =
+    TableDefinition::new("sync-items-v1");
+/// Sync index blocks: (collection, first item) -> count (u32 LE) || sum and count of ids (40 B,
+/// see `sync::Accumulator`) || last item (40 B). Blocks partition a collection's items; a
+/// block starts at an item whose id starts with a zero byte (so two servers share most block
+/// boundaries), at the collection's first item, or where an oversized block was cut in half.
+pub(crate) const SYNC_BLOCKS: TableDefinition<(&str, [u8; 40]), [u8; 84]> =
+    TableDefinition::new("sync-blocks-v1");
+/// Sum and count of all of a collection's ids (40 B).
+pub(crate) const SYNC_TOTALS: TableDefinition<&str, [u8; 40]> =
+    TableDefinition::new("sync-totals-v1");
+/// Items by local insertion number: (collection, seq) -> item. Answers "what was added since".
+pub(crate) const SYNC_LOG: TableDefinition<(&str, u64), [u8; 40]> =
+    TableDefinition::new("sync-log-v1");
+/// What this store last agreed with a peer: (peer key, collection) -> (my seq, their seq).
+pub(crate) const SYNC_PEERS: TableDefinition<([u8; 32], &str), (u64, u64)> =
+    TableDefinition::new("sync-peers-v1");

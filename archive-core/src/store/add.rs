@@ -201,7 +201,7 @@ impl Store {
         }
         let tx = self.db.begin_write().map_err(StorageError::from)?;
         let mut written = Vec::new();
-        {
+        let touched = {
             let mut blob_tables = BlobTables::open(&tx)?;
             for blob in &batch.blobs {
                 blobs::record(&mut blob_tables, blob)?;
@@ -229,9 +229,11 @@ impl Store {
                 written.push(signed);
                 report.added += 1;
             }
-            entries.finish(&self.clock.lock().expect("clock lock"))?;
-        }
-        tx.commit().map_err(StorageError::from)?;
+            drop(files);
+            drop(blob_tables);
+            entries.finish(&self.clock.lock().expect("clock lock"))?
+        };
+        self.commit_entries(tx, touched)?;
         Ok(written)
     }
 }

@@ -2,6 +2,7 @@
 
 mod add;
 mod maintenance;
+mod sync_index;
 mod view;
 
 use std::fs;
@@ -13,6 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
 pub use maintenance::{BlobProblem, CollectionInfo, DamagedKey, GcReport, Stats, VerifyReport};
+pub use sync_index::StoreSyncIndex;
 pub use view::{ExportReport, SnapshotInfo, ViewItem, ViewPoint};
 
 use crate::blobs::BlobFiles;
@@ -47,6 +49,8 @@ pub struct Store {
     /// Held shared by every operation that writes or reads blobs, exclusively by `gc`, so
     /// garbage collection never removes a blob an operation in flight is using.
     gc_lock: RwLock<()>,
+    /// Sync index block summaries, patched at every commit that inserts entries.
+    sync_cache: sync_index::SummaryCache,
 }
 
 impl Store {
@@ -117,6 +121,7 @@ impl Store {
             key: SecretKey::from_bytes(seed),
             clock: Mutex::new(HybridClock::new(Timestamp::from_raw(clock))),
             gc_lock: RwLock::new(()),
+            sync_cache: sync_index::SummaryCache::default(),
         })
     }
 
@@ -180,7 +185,7 @@ impl Store {
         }
         let tx = self.db.begin_write().map_err(StorageError::from)?;
         let mut out = Vec::with_capacity(values.len());
-        {
+        let touched = {
             let mut tables = EntryTables::open(&tx)?;
             for (key, value) in values {
                 let entry = self.new_entry(collection, key, *value);
@@ -188,9 +193,9 @@ impl Store {
                 tables.insert(&signed)?;
                 out.push(signed);
             }
-            tables.finish(&self.clock.lock().expect("clock lock"))?;
-        }
-        tx.commit().map_err(StorageError::from)?;
+            tables.finish(&self.clock.lock().expect("clock lock"))?
+        };
+        self.commit_entries(tx, touched)?;
         Ok(out)
     }
 
@@ -209,17 +214,73 @@ impl Store {
     /// false if the store already had it.
     pub fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
         let entry = SignedEntry::decode(encoded)?;
+        Ok(self.insert_entries(std::slice::from_ref(&entry))? == 1)
+    }
+
+    /// Inserts verified entries (from [`SignedEntry::decode`] or [`SignedEntry::sign`]) in one
+    /// transaction; returns how many were new. Entries may arrive before their blobs.
+    pub fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
         let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let inserted;
-        {
+        let mut inserted = 0;
+        let touched = {
             let mut tables = EntryTables::open(&tx)?;
-            inserted = tables.insert(&entry)?;
             let mut clock = self.clock.lock().expect("clock lock");
-            clock.observe(entry.entry().time);
-            tables.finish(&clock)?;
-        }
-        tx.commit().map_err(StorageError::from)?;
+            for entry in entries {
+                if tables.insert(entry)? {
+                    inserted += 1;
+                }
+                clock.observe(entry.entry().time);
+            }
+            tables.finish(&clock)?
+        };
+        self.commit_entries(tx, touched)?;
         Ok(inserted)
+    }
+
+    /// Commits a transaction that inserted entries, keeping the sync index cache in step.
+    fn commit_entries(
+        &self,
+        tx: redb::WriteTransaction,
+        touched: Touched,
+    ) -> Result<(), StorageError> {
+        self.sync_cache.commit(&self.db, tx, touched)
+    }
+
+    /// A consistent view of one collection's items for a reconciliation session.
+    pub fn sync_index(&self, collection: &str) -> Result<StoreSyncIndex, StorageError> {
+        StoreSyncIndex::open(&self.db, &self.sync_cache, collection)
+    }
+
+    /// The insertion counter: the number every next inserted entry gets. With the peer's, it
+    /// is what a completed sync records as an [`Agreement`](crate::sync::Agreement).
+    pub fn sync_seq(&self) -> Result<u64, StorageError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?))
+    }
+
+    /// What this store last agreed with `peer` about `collection`.
+    pub fn agreement(
+        &self,
+        peer: &PublicKey,
+        collection: &str,
+    ) -> Result<Option<crate::sync::Agreement>, StorageError> {
+        let tx = self.db.begin_read()?;
+        sync_index::read_agreement(&tx, peer.as_bytes(), collection)
+    }
+
+    /// Remembers that this store and `peer` held the same entries of `collection` at these
+    /// insertion counters.
+    pub fn record_agreement(
+        &self,
+        peer: &PublicKey,
+        collection: &str,
+        agreement: crate::sync::Agreement,
+    ) -> Result<(), StorageError> {
+        let tx = self.db.begin_write()?;
+        sync_index::write_agreement(&tx, peer.as_bytes(), collection, agreement)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The entry with this id, if the store has it.
@@ -244,8 +305,12 @@ struct EntryTables<'txn> {
     views: Table<'txn, (&'static str, &'static str), (u64, [u8; 32])>,
     history: Table<'txn, (&'static str, &'static str, u64), (u64, [u8; 32])>,
     collections: Table<'txn, &'static str, u64>,
+    sync: sync_index::SyncTables<'txn>,
     next_seq: u64,
 }
+
+/// Sync index blocks a transaction touched, per collection.
+type Touched = std::collections::HashMap<String, std::collections::BTreeSet<[u8; 40]>>;
 
 impl<'txn> EntryTables<'txn> {
     fn open(tx: &'txn redb::WriteTransaction) -> Result<Self, StorageError> {
@@ -257,6 +322,7 @@ impl<'txn> EntryTables<'txn> {
             views: tx.open_table(VIEWS)?,
             history: tx.open_table(HISTORY)?,
             collections: tx.open_table(COLLECTIONS)?,
+            sync: sync_index::SyncTables::open(tx)?,
             next_seq,
         })
     }
@@ -274,6 +340,11 @@ impl<'txn> EntryTables<'txn> {
         let count = self.collections.get(c)?.map(|v| v.value()).unwrap_or(0);
         self.collections.insert(c, count + 1)?;
         self.history.insert((c, k, self.next_seq), version)?;
+        let item = crate::sync::SyncKey {
+            time: e.time.raw(),
+            id,
+        };
+        self.sync.insert(c, item, self.next_seq)?;
         self.next_seq += 1;
         let current = self.views.get((c, k))?.map(|v| v.value());
         if current.is_none_or(|cur| version > cur) {
@@ -291,12 +362,13 @@ impl<'txn> EntryTables<'txn> {
         decode_stored_entry(&self.entries, &id).map(Some)
     }
 
-    fn finish(&mut self, clock: &HybridClock) -> Result<(), StorageError> {
+    /// Writes the counters; returns the sync blocks touched, for the commit.
+    fn finish(mut self, clock: &HybridClock) -> Result<Touched, StorageError> {
         self.meta
             .insert(META_NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
         self.meta
             .insert(META_CLOCK, clock.last().raw().to_le_bytes().as_slice())?;
-        Ok(())
+        Ok(std::mem::take(&mut self.sync.touched))
     }
 }
 
@@ -322,6 +394,11 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(HISTORY)?;
     tx.open_table(COLLECTIONS)?;
     tx.open_table(SNAPSHOTS)?;
+    tx.open_table(crate::format::layout::SYNC_ITEMS)?;
+    tx.open_table(crate::format::layout::SYNC_BLOCKS)?;
+    tx.open_table(crate::format::layout::SYNC_TOTALS)?;
+    tx.open_table(crate::format::layout::SYNC_LOG)?;
+    tx.open_table(crate::format::layout::SYNC_PEERS)?;
     Ok(())
 }
 

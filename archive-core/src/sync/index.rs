@@ -12,6 +12,10 @@ use crate::error::StorageError;
 pub trait SyncIndex {
     /// Number of items.
     fn len(&mut self) -> Result<u64, StorageError>;
+    /// True when there are no items.
+    fn is_empty(&mut self) -> Result<bool, StorageError> {
+        Ok(self.len()? == 0)
+    }
     /// Number of items below `bound`.
     fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError>;
     /// The item at `pos` (`pos < len`).

@@ -1,0 +1,234 @@
+//! The persisted sync index against a from-scratch recomputation, and sessions between stores.
+
+use std::collections::BTreeSet;
+
+use archive_core::sync::{
+    Agreement, Bound, MemoryIndex, ReconcileConfig, Reconciler, SyncIndex, SyncKey,
+};
+use archive_core::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
+use proptest::prelude::*;
+
+fn entry(key: &SecretKey, collection: &str, n: u64, time: u64) -> SignedEntry {
+    SignedEntry::sign(
+        Entry {
+            collection: collection.into(),
+            key: format!("k{n}"),
+            value: EntryValue::Tombstone,
+            author: key.public(),
+            time: Timestamp::from_raw(time),
+        },
+        key,
+    )
+    .unwrap()
+}
+
+fn sync_key(e: &SignedEntry) -> SyncKey {
+    SyncKey {
+        time: e.entry().time.raw(),
+        id: *e.id().as_bytes(),
+    }
+}
+
+/// Compares every query of the store's index with the in-memory model.
+fn assert_same(store: &Store, model: &mut MemoryIndex, collection: &str, probes: &[SyncKey]) {
+    let mut index = store.sync_index(collection).unwrap();
+    let n = model.len().unwrap();
+    assert_eq!(index.len().unwrap(), n);
+    assert_eq!(index.total().unwrap(), model.total().unwrap());
+    assert_eq!(index.keys(0, n).unwrap(), model.keys(0, n).unwrap());
+    for p in probes {
+        for b in [Bound::Key(*p), Bound::Infinity] {
+            assert_eq!(
+                index.lower_bound(&b).unwrap(),
+                model.lower_bound(&b).unwrap(),
+                "{p:?}"
+            );
+        }
+    }
+    let step = (n / 37).max(1);
+    for lo in (0..=n).step_by(step as usize) {
+        for hi in (lo..=n).step_by((step * 3) as usize) {
+            assert_eq!(
+                index.accumulate(lo, hi).unwrap(),
+                model.accumulate(lo, hi).unwrap(),
+                "{lo}..{hi}"
+            );
+        }
+        if lo < n {
+            assert_eq!(index.key_at(lo).unwrap(), model.key_at(lo).unwrap());
+        }
+    }
+    for parts in [2, 16] {
+        let cuts = index.split_points(0, n, parts).unwrap();
+        assert!(cuts.windows(2).all(|w| w[0] < w[1]) && cuts.iter().all(|c| *c > 0 && *c < n));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn persisted_index_equals_a_recomputation_after_random_inserts_and_reopening(
+        batches in proptest::collection::vec(
+            proptest::collection::vec((0u64..400, any::<bool>()), 1..300), 1..6),
+        seed in any::<u64>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_bytes([seed as u8; 32]);
+        let mut model = MemoryIndex::default();
+        let mut probes = Vec::new();
+        let mut n = seed.wrapping_mul(1_000_000);
+        {
+            let store = Store::init(dir.path()).unwrap();
+            for batch in &batches {
+                let entries: Vec<SignedEntry> = batch
+                    .iter()
+                    .map(|(t, old)| {
+                        n += 1;
+                        // Mostly new times, some far in the past: inserts land everywhere.
+                        let time = if *old { *t } else { 1_000_000 + n };
+                        entry(&key, "c", n, time)
+                    })
+                    .collect();
+                store.insert_entries(&entries).unwrap();
+                model.insert_all(entries.iter().map(sync_key));
+                probes.extend(entries.iter().take(5).map(sync_key));
+                probes.push(SyncKey { time: n % 500, id: [0x80; 32] });
+                assert_same(&store, &mut model, "c", &probes);
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_same(&store, &mut model, "c", &probes);
+        prop_assert!(store.verify().unwrap().is_ok());
+    }
+}
+
+#[test]
+fn oversized_blocks_are_cut_and_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path()).unwrap();
+    let key = SecretKey::from_bytes([1; 32]);
+    // 3,000 entries none of which starts a block: one block would grow past the limit.
+    let entries: Vec<SignedEntry> = (0..4_000u64)
+        .map(|i| entry(&key, "c", i, 5_000 - i))
+        .filter(|e| e.id().as_bytes()[0] != 0)
+        .take(3_000)
+        .collect();
+    for chunk in entries.chunks(700) {
+        store.insert_entries(chunk).unwrap();
+    }
+    let mut model = MemoryIndex::new(entries.iter().map(sync_key));
+    let probes: Vec<SyncKey> = entries.iter().step_by(97).map(sync_key).collect();
+    assert_same(&store, &mut model, "c", &probes);
+}
+
+fn run(
+    a: &Store,
+    b: &Store,
+    collection: &str,
+    agreement: Option<(Agreement, Agreement)>,
+) -> (
+    Reconciler<archive_core::StoreSyncIndex>,
+    Reconciler<archive_core::StoreSyncIndex>,
+) {
+    let config = ReconcileConfig::default();
+    let mut ra = Reconciler::new(a.sync_index(collection).unwrap(), config).unwrap();
+    let mut rb = Reconciler::new(b.sync_index(collection).unwrap(), config).unwrap();
+    let mut frame = ra.initiate(agreement.map(|x| x.0)).unwrap();
+    let mut to_b = true;
+    while let Some(next) = if to_b {
+        rb.receive(&frame)
+    } else {
+        ra.receive(&frame)
+    }
+    .unwrap()
+    {
+        frame = next;
+        to_b = !to_b;
+    }
+    (ra, rb)
+}
+
+#[test]
+fn two_stores_reconcile_exactly_then_take_the_fast_path() {
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let a = Store::init(da.path()).unwrap();
+    let b = Store::init(db.path()).unwrap();
+    let key = SecretKey::from_bytes([2; 32]);
+    let all: Vec<SignedEntry> = (0..6_000u64)
+        .map(|i| entry(&key, "lib", i, 10_000 + i * 3))
+        .collect();
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    let (mut in_a, mut in_b) = (Vec::new(), Vec::new());
+    for (i, e) in all.iter().enumerate() {
+        match i % 50 {
+            0 => {
+                in_a.push(e.clone());
+                only_a.push(*e.id().as_bytes())
+            }
+            1 => {
+                in_b.push(e.clone());
+                only_b.push(*e.id().as_bytes())
+            }
+            _ => {
+                in_a.push(e.clone());
+                in_b.push(e.clone())
+            }
+        }
+    }
+    a.insert_entries(&in_a).unwrap();
+    b.insert_entries(&in_b).unwrap();
+    let (ra, rb) = run(&a, &b, "lib", None);
+    let set = |v: &Vec<[u8; 32]>| v.iter().copied().collect::<BTreeSet<_>>();
+    assert_eq!(ra.have(), &set(&only_a));
+    assert_eq!(ra.need(), &set(&only_b));
+    assert_eq!(rb.have(), &set(&only_b));
+    assert_eq!(rb.need(), &set(&only_a));
+
+    // Move the entries both ways, as a sync would, and remember the agreement.
+    let by_id = |ids: &BTreeSet<[u8; 32]>| -> Vec<SignedEntry> {
+        all.iter()
+            .filter(|e| ids.contains(e.id().as_bytes()))
+            .cloned()
+            .collect()
+    };
+    b.insert_entries(&by_id(ra.have())).unwrap();
+    a.insert_entries(&by_id(ra.need())).unwrap();
+    let agreement = (
+        Agreement {
+            my_seq: a.sync_seq().unwrap(),
+            their_seq: b.sync_seq().unwrap(),
+        },
+        Agreement {
+            my_seq: b.sync_seq().unwrap(),
+            their_seq: a.sync_seq().unwrap(),
+        },
+    );
+    a.record_agreement(&b.author(), "lib", agreement.0).unwrap();
+    assert_eq!(a.agreement(&b.author(), "lib").unwrap(), Some(agreement.0));
+
+    // Nothing changed: one round trip, at most 64 bytes.
+    let (ra, _) = run(&a, &b, "lib", Some(agreement));
+    let s = ra.stats();
+    assert_eq!(s.round_trips(), 1);
+    assert!(s.bytes_sent + s.bytes_received <= 64, "{s:?}");
+    assert!(ra.have().is_empty() && ra.need().is_empty());
+
+    // Both add: still one round trip, still exact.
+    let more: Vec<SignedEntry> = (6_000..6_010u64)
+        .map(|i| entry(&key, "lib", i, 1_000 + i))
+        .collect();
+    a.insert_entries(&more[..6]).unwrap();
+    b.insert_entries(&more[4..]).unwrap();
+    let (ra, rb) = run(&a, &b, "lib", Some(agreement));
+    assert_eq!(ra.stats().round_trips(), 1);
+    let ids = |r: &[SignedEntry]| {
+        r.iter()
+            .map(|e| *e.id().as_bytes())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ra.have(), &ids(&more[..4]));
+    assert_eq!(ra.need(), &ids(&more[6..]));
+    assert_eq!(rb.have(), ra.need());
+}
