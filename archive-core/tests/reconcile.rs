@@ -12,7 +12,7 @@ use proptest::prelude::*;
 fn key(time: u64, n: u64) -> SyncKey {
     let mut id = *blake3::hash(&n.to_le_bytes()).as_bytes();
     // A few equal times with ids that share prefixes exercise prefix bounds.
-    if n % 7 == 0 {
+    if n.is_multiple_of(7) {
         id[..3].copy_from_slice(&[1, 2, 3]);
     }
     SyncKey { time, id }
