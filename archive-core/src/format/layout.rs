@@ -68,9 +68,10 @@ pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> 
 
 pub(crate) const NO_MANIFEST: [u8; 32] = [0; 32];
 
-/// Sync index: every item (entry time and id, 40 bytes big-endian) of a collection.
-pub(crate) const SYNC_ITEMS: TableDefinition<(&str, [u8; 40]), ()> =
-    TableDefinition::new("sync-items-v1");
+/// Sync index items, packed per block: (collection, first item) -> the block's items
+/// (entry time as u64 big-endian, then the 32-byte id: 40 bytes each), ascending.
+pub(crate) const SYNC_BLOCK_ITEMS: TableDefinition<(&str, [u8; 40]), &[u8]> =
+    TableDefinition::new("sync-block-items-v1");
 /// Sync index blocks: (collection, first item) -> count (u32 LE) || sum and count of ids (40 B,
 /// see `sync::Accumulator`) || last item (40 B). Blocks partition a collection's items; a
 /// block starts at an item whose id starts with a zero byte (so two servers share most block

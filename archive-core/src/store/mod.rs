@@ -364,6 +364,7 @@ impl<'txn> EntryTables<'txn> {
 
     /// Writes the counters; returns the sync blocks touched, for the commit.
     fn finish(mut self, clock: &HybridClock) -> Result<Touched, StorageError> {
+        self.sync.finish()?;
         self.meta
             .insert(META_NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
         self.meta
@@ -394,7 +395,7 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(HISTORY)?;
     tx.open_table(COLLECTIONS)?;
     tx.open_table(SNAPSHOTS)?;
-    tx.open_table(crate::format::layout::SYNC_ITEMS)?;
+    tx.open_table(crate::format::layout::SYNC_BLOCK_ITEMS)?;
     tx.open_table(crate::format::layout::SYNC_BLOCKS)?;
     tx.open_table(crate::format::layout::SYNC_TOTALS)?;
     tx.open_table(crate::format::layout::SYNC_LOG)?;

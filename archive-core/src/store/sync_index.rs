@@ -1,8 +1,8 @@
 //! The persisted sync index: range fingerprints in O(log n) without scanning a collection.
 //!
-//! Items live in `sync-items-v1`; they are grouped into blocks whose summaries (count, sum,
-//! last item) live in `sync-blocks-v1`, updated in the same transaction as the entry insert
-//! (O(1) rows per insert, plus a scan of one block when a block is cut). The summaries of a
+//! Items are grouped into blocks, each stored packed in one `sync-block-items-v1` value (one
+//! read per block), with its summary (count, sum, last item) in `sync-blocks-v1`; both are
+//! updated in the same transaction as the entry insert (one block rewritten per insert). The summaries of a
 //! collection are cached in memory (O(n / 256) entries, loaded once, then patched at every
 //! commit, never rebuilt from items), so a fingerprint at a block boundary costs two binary
 //! searches, and one inside a block reads that block's rows once per session.
@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use redb::{ReadableDatabase, ReadableTable, Table};
 
 use crate::error::StorageError;
-use crate::format::layout::{ENTRIES, SYNC_BLOCKS, SYNC_ITEMS, SYNC_LOG, SYNC_PEERS, SYNC_TOTALS};
+use crate::format::layout::{
+    ENTRIES, SYNC_BLOCKS, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_PEERS, SYNC_TOTALS,
+};
 use crate::sync::{even_split, Accumulator, Agreement, Bound, SyncIndex, SyncKey};
 
 /// Blocks are cut in half above this many items (only ids chosen to avoid boundaries get here).
@@ -60,93 +62,121 @@ impl BlockSummary {
 
 /// The sync tables of one write transaction, and which blocks it touched.
 pub(crate) struct SyncTables<'txn> {
-    items: Table<'txn, (&'static str, [u8; 40]), ()>,
+    items: Table<'txn, (&'static str, [u8; 40]), &'static [u8]>,
     blocks: Table<'txn, (&'static str, [u8; 40]), [u8; 84]>,
     totals: Table<'txn, &'static str, [u8; 40]>,
     log: Table<'txn, (&'static str, u64), [u8; 40]>,
+    /// Running totals of the collections this transaction touched, written at the end.
+    pending_totals: HashMap<String, Accumulator>,
     /// Block first keys written or removed, per collection.
     pub(crate) touched: HashMap<String, BTreeSet<[u8; 40]>>,
+}
+
+fn pack(keys: &[SyncKey]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keys.len() * 40);
+    for k in keys {
+        out.extend_from_slice(&k.to_bytes());
+    }
+    out
+}
+
+fn unpack(bytes: &[u8]) -> Result<Vec<SyncKey>, StorageError> {
+    if bytes.len() % 40 != 0 || bytes.is_empty() {
+        return Err(StorageError::Damaged(
+            "a sync index block has a torn item list".into(),
+        ));
+    }
+    let keys: Vec<SyncKey> = bytes
+        .chunks_exact(40)
+        .map(|c| SyncKey::from_bytes(c.try_into().expect("40 bytes")))
+        .collect();
+    if keys.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(StorageError::Damaged(
+            "a sync index block is not sorted".into(),
+        ));
+    }
+    Ok(keys)
+}
+
+fn summarize(keys: &[SyncKey]) -> BlockSummary {
+    let mut acc = Accumulator::default();
+    for k in keys {
+        acc.add(&k.id);
+    }
+    BlockSummary {
+        first: keys[0],
+        last: *keys.last().expect("blocks are never empty"),
+        acc,
+    }
 }
 
 impl<'txn> SyncTables<'txn> {
     pub(crate) fn open(tx: &'txn redb::WriteTransaction) -> Result<Self, StorageError> {
         Ok(SyncTables {
-            items: tx.open_table(SYNC_ITEMS)?,
+            items: tx.open_table(SYNC_BLOCK_ITEMS)?,
             blocks: tx.open_table(SYNC_BLOCKS)?,
             totals: tx.open_table(SYNC_TOTALS)?,
             log: tx.open_table(SYNC_LOG)?,
+            pending_totals: HashMap::new(),
             touched: HashMap::new(),
         })
     }
 
     /// Adds a new item (never one already present) of collection `c`, inserted as number `seq`.
     pub(crate) fn insert(&mut self, c: &str, k: SyncKey, seq: u64) -> Result<(), StorageError> {
-        let kb = k.to_bytes();
-        self.items.insert((c, kb), ())?;
-        self.log.insert((c, seq), kb)?;
-        let mut total = self
-            .totals
-            .get(c)?
-            .map(|v| Accumulator::from_bytes(&v.value()))
-            .unwrap_or_default();
-        total.add(&k.id);
-        self.totals.insert(c, total.to_bytes())?;
+        self.log.insert((c, seq), k.to_bytes())?;
+        if !self.pending_totals.contains_key(c) {
+            let stored = self
+                .totals
+                .get(c)?
+                .map(|v| Accumulator::from_bytes(&v.value()))
+                .unwrap_or_default();
+            self.pending_totals.insert(c.to_owned(), stored);
+        }
+        self.pending_totals
+            .get_mut(c)
+            .expect("just inserted")
+            .add(&k.id);
 
-        let prev = self.block_at_or_before(c, &kb)?;
-        match prev {
-            Some(mut block) if is_boundary(&k) => {
-                // k starts a block: the items of `block` above k move into it.
-                let next = self.next_block_first(c, &kb)?;
-                let (moved, moved_last) = self.sum_items(c, &kb, next.as_ref())?;
-                let mut new_acc = moved;
-                new_acc.add(&k.id);
-                let new_block = BlockSummary {
-                    first: k,
-                    last: moved_last.unwrap_or(k),
-                    acc: new_acc,
-                };
-                if moved.count() > 0 {
-                    block.acc = block.acc.minus(&moved);
-                    block.last = self
-                        .item_before(c, &kb)?
-                        .expect("the block's first item is below k");
+        let kb = k.to_bytes();
+        match self.block_first_at_or_before(c, &kb)? {
+            Some(first) => {
+                let mut keys = self.block_items(c, &first)?;
+                let at = keys.partition_point(|x| *x < k);
+                keys.insert(at, k);
+                if is_boundary(&k) && at > 0 {
+                    // k starts a block: it and the items above it move into a new one.
+                    let upper = keys.split_off(at);
+                    self.write_block(c, &keys)?;
+                    self.write_block(c, &upper)?;
+                    self.cut_if_oversized(c, upper)?;
+                } else {
+                    self.write_block(c, &keys)?;
+                    self.cut_if_oversized(c, keys)?;
                 }
-                self.put_block(c, &block)?;
-                self.put_block(c, &new_block)?;
-            }
-            Some(mut block) => {
-                block.acc.add(&k.id);
-                block.last = block.last.max(k);
-                self.put_block(c, &block)?;
-                self.cut_if_oversized(c, block)?;
             }
             None => {
-                // k is below every block.
-                let head = self.next_block_first(c, &kb)?;
-                match head {
+                // k is below every block: it joins the first block unless that one starts at
+                // a boundary item, in which case k is a block of its own.
+                match self.next_block_first(c, &kb)? {
                     Some(first) if !is_boundary(&SyncKey::from_bytes(&first)) => {
-                        let mut block = self.block(c, &first)?;
-                        self.blocks.remove((c, first))?;
-                        self.touch(c, first);
-                        block.first = k;
-                        block.acc.add(&k.id);
-                        self.put_block(c, &block)?;
-                        self.cut_if_oversized(c, block)?;
+                        let mut keys = self.block_items(c, &first)?;
+                        self.remove_block(c, first)?;
+                        keys.insert(0, k);
+                        self.write_block(c, &keys)?;
+                        self.cut_if_oversized(c, keys)?;
                     }
-                    _ => self.put_block(
-                        c,
-                        &BlockSummary {
-                            first: k,
-                            last: k,
-                            acc: {
-                                let mut a = Accumulator::default();
-                                a.add(&k.id);
-                                a
-                            },
-                        },
-                    )?,
+                    _ => self.write_block(c, &[k])?,
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the running totals; call once, before the commit.
+    pub(crate) fn finish(&mut self) -> Result<(), StorageError> {
+        for (c, acc) in std::mem::take(&mut self.pending_totals) {
+            self.totals.insert(c.as_str(), acc.to_bytes())?;
         }
         Ok(())
     }
@@ -155,33 +185,39 @@ impl<'txn> SyncTables<'txn> {
         self.touched.entry(c.to_owned()).or_default().insert(first);
     }
 
-    fn put_block(&mut self, c: &str, b: &BlockSummary) -> Result<(), StorageError> {
-        let first = b.first.to_bytes();
-        self.blocks.insert((c, first), b.encode())?;
+    fn write_block(&mut self, c: &str, keys: &[SyncKey]) -> Result<(), StorageError> {
+        let summary = summarize(keys);
+        let first = summary.first.to_bytes();
+        self.items.insert((c, first), pack(keys).as_slice())?;
+        self.blocks.insert((c, first), summary.encode())?;
         self.touch(c, first);
         Ok(())
     }
 
-    fn block(&self, c: &str, first: &[u8; 40]) -> Result<BlockSummary, StorageError> {
-        let v = self
-            .blocks
-            .get((c, *first))?
-            .ok_or_else(|| StorageError::Damaged("a sync index block is missing".into()))?
-            .value();
-        BlockSummary::decode(*first, &v)
+    fn remove_block(&mut self, c: &str, first: [u8; 40]) -> Result<(), StorageError> {
+        self.items.remove((c, first))?;
+        self.blocks.remove((c, first))?;
+        self.touch(c, first);
+        Ok(())
     }
 
-    fn block_at_or_before(
+    fn block_items(&self, c: &str, first: &[u8; 40]) -> Result<Vec<SyncKey>, StorageError> {
+        let v = self
+            .items
+            .get((c, *first))?
+            .ok_or_else(|| StorageError::Damaged("a sync index block is missing".into()))?;
+        unpack(v.value())
+    }
+
+    fn block_first_at_or_before(
         &self,
         c: &str,
         kb: &[u8; 40],
-    ) -> Result<Option<BlockSummary>, StorageError> {
-        let Some(row) = self.blocks.range((c, [0u8; 40])..=(c, *kb))?.next_back() else {
-            return Ok(None);
-        };
-        let (k, v) = row?;
-        let (_, first) = k.value();
-        Ok(Some(BlockSummary::decode(first, &v.value())?))
+    ) -> Result<Option<[u8; 40]>, StorageError> {
+        match self.blocks.range((c, [0u8; 40])..=(c, *kb))?.next_back() {
+            Some(row) => Ok(Some(row?.0.value().1)),
+            None => Ok(None),
+        }
     }
 
     fn next_block_first(&self, c: &str, kb: &[u8; 40]) -> Result<Option<[u8; 40]>, StorageError> {
@@ -199,77 +235,14 @@ impl<'txn> SyncTables<'txn> {
         }
     }
 
-    fn item_before(&self, c: &str, kb: &[u8; 40]) -> Result<Option<SyncKey>, StorageError> {
-        use std::ops::Bound as B;
-        let mut range = self
-            .items
-            .range::<(&str, [u8; 40])>((B::Included((c, [0u8; 40])), B::Excluded((c, *kb))))?;
-        match range.next_back() {
-            Some(row) => Ok(Some(SyncKey::from_bytes(&row?.0.value().1))),
-            None => Ok(None),
-        }
-    }
-
-    /// Sum of the items strictly above `from` and below `to` (or to the collection's end), and
-    /// the last of them.
-    fn sum_items(
-        &self,
-        c: &str,
-        from: &[u8; 40],
-        to: Option<&[u8; 40]>,
-    ) -> Result<(Accumulator, Option<SyncKey>), StorageError> {
-        use std::ops::Bound as B;
-        let upper = match to {
-            Some(t) => B::Excluded((c, *t)),
-            None => B::Included((c, [0xff; 40])),
-        };
-        let mut acc = Accumulator::default();
-        let mut last = None;
-        for row in self
-            .items
-            .range::<(&str, [u8; 40])>((B::Excluded((c, *from)), upper))?
-        {
-            let k = SyncKey::from_bytes(&row?.0.value().1);
-            acc.add(&k.id);
-            last = Some(k);
-        }
-        Ok((acc, last))
-    }
-
     /// Cuts a block in two halves when it has grown past [`BLOCK_MAX`].
-    fn cut_if_oversized(&mut self, c: &str, block: BlockSummary) -> Result<(), StorageError> {
-        if block.acc.count() <= BLOCK_MAX {
+    fn cut_if_oversized(&mut self, c: &str, mut keys: Vec<SyncKey>) -> Result<(), StorageError> {
+        if keys.len() as u64 <= BLOCK_MAX {
             return Ok(());
         }
-        let first = block.first.to_bytes();
-        let last = block.last.to_bytes();
-        let keys: Vec<SyncKey> = self
-            .items
-            .range((c, first)..=(c, last))?
-            .map(|r| r.map(|(k, _)| SyncKey::from_bytes(&k.value().1)))
-            .collect::<Result<_, _>>()?;
-        let mid = keys.len() / 2;
-        let mut left = Accumulator::default();
-        keys[..mid].iter().for_each(|k| left.add(&k.id));
-        let mut right = Accumulator::default();
-        keys[mid..].iter().for_each(|k| right.add(&k.id));
-        self.put_block(
-            c,
-            &BlockSummary {
-                first: keys[0],
-                last: keys[mid - 1],
-                acc: left,
-            },
-        )?;
-        self.put_block(
-            c,
-            &BlockSummary {
-                first: keys[mid],
-                last: *keys.last().expect("non-empty"),
-                acc: right,
-            },
-        )?;
-        Ok(())
+        let upper = keys.split_off(keys.len() / 2);
+        self.write_block(c, &keys)?;
+        self.write_block(c, &upper)
     }
 }
 
@@ -397,7 +370,7 @@ impl SummaryCache {
 pub struct StoreSyncIndex {
     collection: String,
     summaries: Arc<Summaries>,
-    items: redb::ReadOnlyTable<(&'static str, [u8; 40]), ()>,
+    items: redb::ReadOnlyTable<(&'static str, [u8; 40]), &'static [u8]>,
     log: redb::ReadOnlyTable<(&'static str, u64), [u8; 40]>,
     entries: redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
     total: Accumulator,
@@ -427,7 +400,7 @@ impl StoreSyncIndex {
         Ok(StoreSyncIndex {
             collection: collection.to_owned(),
             summaries,
-            items: tx.open_table(SYNC_ITEMS)?,
+            items: tx.open_table(SYNC_BLOCK_ITEMS)?,
             log: tx.open_table(SYNC_LOG)?,
             entries: tx.open_table(ENTRIES)?,
             total,
@@ -435,31 +408,42 @@ impl StoreSyncIndex {
         })
     }
 
-    /// Reads block `i`'s items (once per session).
+    /// Reads block `i`'s items (once per session): one database read, then one pass that
+    /// parses the keys, builds prefix sums and checks both against the block's summary.
     fn load(&mut self, i: usize) -> Result<&(Vec<SyncKey>, Vec<Accumulator>), StorageError> {
         if !self.loaded.contains_key(&i) {
             let b = self.summaries.blocks[i];
             let c = self.collection.as_str();
-            let mut keys = Vec::with_capacity(b.acc.count() as usize);
-            for row in self
+            let damaged = || {
+                StorageError::Damaged(format!(
+                    "sync index of `{c}`: a block's items disagree with its summary"
+                ))
+            };
+            let row = self
                 .items
-                .range((c, b.first.to_bytes())..=(c, b.last.to_bytes()))?
-            {
-                keys.push(SyncKey::from_bytes(&row?.0.value().1));
+                .get((c, b.first.to_bytes()))?
+                .ok_or_else(damaged)?;
+            let bytes = row.value();
+            if bytes.len() as u64 != b.acc.count() * 40 {
+                return Err(damaged());
             }
-            if keys.len() as u64 != b.acc.count() {
-                return Err(StorageError::Damaged(format!(
-                    "sync index of `{c}`: a block should hold {} items, holds {}",
-                    b.acc.count(),
-                    keys.len()
-                )));
-            }
-            let mut prefix = Vec::with_capacity(keys.len() + 1);
+            let n = bytes.len() / 40;
+            let mut keys = Vec::with_capacity(n);
+            let mut prefix = Vec::with_capacity(n + 1);
             let mut acc = Accumulator::default();
             prefix.push(acc);
-            for k in &keys {
+            for chunk in bytes.chunks_exact(40) {
+                let k = SyncKey::from_bytes(chunk.try_into().expect("40 bytes"));
+                if keys.last().is_some_and(|prev: &SyncKey| *prev >= k) {
+                    return Err(damaged());
+                }
                 acc.add(&k.id);
                 prefix.push(acc);
+                keys.push(k);
+            }
+            drop(row);
+            if acc != b.acc || keys.first() != Some(&b.first) || keys.last() != Some(&b.last) {
+                return Err(damaged());
             }
             self.loaded.insert(i, (keys, prefix));
         }

@@ -470,7 +470,17 @@ impl<I: SyncIndex> Reconciler<I> {
             }
             return Ok(());
         }
-        let cuts = self.index.split_points(lo, hi, self.config.fanout)?;
+        // Small ranges are cut into parts of about half the id-list threshold, so that each
+        // part is listed next round even if the other side has a few more items in it, and an
+        // uneven block never costs an extra round trip.
+        let count = hi - lo;
+        let t = self.config.id_list_threshold;
+        let parts = if count <= self.config.fanout * t * 4 {
+            self.config.fanout.max(count.div_ceil((t / 2).max(1)))
+        } else {
+            self.config.fanout
+        };
+        let cuts = self.index.split_points(lo, hi, parts)?;
         let mut start = lo;
         for end in cuts.into_iter().chain(std::iter::once(hi)) {
             if end <= start || end > hi {
