@@ -81,7 +81,7 @@ fn pack(keys: &[SyncKey]) -> Vec<u8> {
 }
 
 fn unpack(bytes: &[u8]) -> Result<Vec<SyncKey>, StorageError> {
-    if bytes.len() % 40 != 0 || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(40) || bytes.is_empty() {
         return Err(StorageError::Damaged(
             "a sync index block has a torn item list".into(),
         ));
