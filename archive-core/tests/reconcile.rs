@@ -308,3 +308,38 @@ fn garbage_and_hostile_peers_end_the_session_with_an_error() {
     .encode();
     assert!(matches!(r.receive(&big), Err(SyncError::Wire(_))));
 }
+
+/// Found by the `sync_session` fuzzer: a fast-path request listed every new id even when they
+/// did not fit in the frame limit (130 ids in a 4 KiB frame).
+#[test]
+fn regression_fast_path_respects_the_frame_limit() {
+    let (base, _) = sets(Shape::Identical, 300, 0, 1 << 40, 21);
+    for (a_new, b_new) in [(200u64, 0u64), (0, 200), (150, 150)] {
+        let mut a = MemoryIndex::new(base.iter().copied());
+        let mut b = MemoryIndex::new(base.iter().copied());
+        let agreement = (
+            Agreement {
+                my_seq: a.seq(),
+                their_seq: b.seq(),
+            },
+            Agreement {
+                my_seq: b.seq(),
+                their_seq: a.seq(),
+            },
+        );
+        a.insert_all((0..a_new).map(|i| key(1 << 50, 40_000_000 + i)));
+        b.insert_all((0..b_new).map(|i| key(1 << 51, 50_000_000 + i)));
+        let a_set: BTreeSet<SyncKey> = a.items().iter().copied().collect();
+        let b_set: BTreeSet<SyncKey> = b.items().iter().copied().collect();
+        // `reconcile` asserts that every frame stays within the limit.
+        let (ra, rb) = reconcile(a, b, small_frames(), Some(agreement));
+        assert_eq!(
+            ra.have(),
+            &ids(&a_set.difference(&b_set).copied().collect())
+        );
+        assert_eq!(
+            rb.have(),
+            &ids(&b_set.difference(&a_set).copied().collect())
+        );
+    }
+}

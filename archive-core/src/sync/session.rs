@@ -138,7 +138,7 @@ impl<I: SyncIndex> Reconciler<I> {
         if let Some(a) = agreement {
             if let Some(added) = self
                 .index
-                .added_since(a.my_seq, self.config.fast_path_max_ids)?
+                .added_since(a.my_seq, self.fast_path_id_budget(0))?
             {
                 let mut agreed = self.index.total()?;
                 let mut new_sum = Accumulator::default();
@@ -241,6 +241,12 @@ impl<I: SyncIndex> Reconciler<I> {
         self.index
     }
 
+    /// How many 32-byte ids a fast-path frame may carry besides `other_bytes`.
+    fn fast_path_id_budget(&self, other_bytes: usize) -> usize {
+        let room = self.config.frame_limit.saturating_sub(64 + other_bytes) / 32;
+        self.config.fast_path_max_ids.min(room)
+    }
+
     /// Counts an outgoing frame; a frame without a question ends the session for its sender.
     fn send(&mut self, (frame, asks): (Vec<u8>, bool)) -> Result<Vec<u8>, SyncError> {
         debug_assert!(
@@ -271,10 +277,9 @@ impl<I: SyncIndex> Reconciler<I> {
         their_added: Vec<[u8; 32]>,
     ) -> Result<(Vec<u8>, bool), SyncError> {
         let fallback = || Ok((Message::FastReply(FastReply::Fallback).encode(), true));
-        let Some(my_added) = self
-            .index
-            .added_since(your_seq, self.config.fast_path_max_ids)?
-        else {
+        // The reply carries a bitfield over their ids and our own new ids: both must fit.
+        let budget = self.fast_path_id_budget(their_added.len().div_ceil(8));
+        let Some(my_added) = self.index.added_since(your_seq, budget)? else {
             self.state = State::Reconciling;
             return fallback();
         };
