@@ -1,1 +1,1 @@
-
+//! Runnable examples live in `src/bin/`; see each file's header for the command.

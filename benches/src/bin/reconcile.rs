@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p archive-benches --bin reconcile -- --entries N --diffs D \
-//!     --mode scattered|newest [--fast-path] [--frame-limit BYTES] [--json]
+//!     --mode scattered|newest [--fast-path] [--frame-limit BYTES] [--fanout F] [--threshold T]
+//!     [--store-dir DIR] [--repeat K] [--json]
 //! ```
 //! `scattered`: each side lacks D/2 of the other's entries, at random times. `newest`: one side
 //! lacks the other's D newest entries. `--fast-path`: the stores synced before the differences
@@ -34,6 +35,12 @@ fn main() {
     if let Some(limit) = arg_value(&args, "--frame-limit") {
         config.frame_limit = limit.parse().expect("--frame-limit BYTES");
     }
+    if let Some(f) = arg_value(&args, "--fanout") {
+        config.fanout = f.parse().expect("--fanout N");
+    }
+    if let Some(t) = arg_value(&args, "--threshold") {
+        config.id_list_threshold = t.parse().expect("--threshold N");
+    }
     assert!(
         mode == "scattered" || mode == "newest",
         "--mode scattered|newest"
@@ -48,37 +55,47 @@ fn main() {
         (n - d, d, 0)
     };
     let build_started = Instant::now();
-    let key = SecretKey::from_bytes([42; 32]);
-    let total = common + only_a + only_b;
-    let newest_from = if mode == "newest" { common } else { total };
-    let entries = sign_all(&key, total, newest_from);
-    let signed_s = build_started.elapsed().as_secs_f64();
-    let (c, rest) = entries.split_at(common as usize);
-    let (a_extra, b_extra) = rest.split_at(only_a as usize);
-
+    // `--store-dir DIR` keeps the two stores there and reuses them on the next run with the
+    // same arguments (for profiling); by default they live in a temporary folder.
     let tmp = tempfile::tempdir().expect("temporary folder");
-    let a = Store::init(tmp.path().join("a")).expect("store a");
-    let b = Store::init(tmp.path().join("b")).expect("store b");
-    insert(&a, c);
-    insert(&b, c);
-    let agreement = fast.then(|| {
-        let (sa, sb) = (a.sync_seq().expect("seq"), b.sync_seq().expect("seq"));
-        a.record_agreement(
-            &b.author(),
-            COLLECTION,
-            Agreement {
+    let root = arg_value(&args, "--store-dir")
+        .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
+    let reuse = root.join("a").join("FORMAT").exists() && root.join("b").join("FORMAT").exists();
+    let (a, b, signed_s, agreement) = if reuse {
+        let a = Store::open(root.join("a")).expect("store a");
+        let b = Store::open(root.join("b")).expect("store b");
+        let agreement = if fast {
+            a.agreement(&b.author(), COLLECTION).expect("agreement")
+        } else {
+            None
+        };
+        (a, b, 0.0, agreement)
+    } else {
+        let key = SecretKey::from_bytes([42; 32]);
+        let total = common + only_a + only_b;
+        let newest_from = if mode == "newest" { common } else { total };
+        let entries = sign_all(&key, total, newest_from);
+        let signed_s = build_started.elapsed().as_secs_f64();
+        let (c, rest) = entries.split_at(common as usize);
+        let (a_extra, b_extra) = rest.split_at(only_a as usize);
+        let a = Store::init(root.join("a")).expect("store a");
+        let b = Store::init(root.join("b")).expect("store b");
+        insert(&a, c);
+        insert(&b, c);
+        let agreement = fast.then(|| {
+            let (sa, sb) = (a.sync_seq().expect("seq"), b.sync_seq().expect("seq"));
+            let agreement = Agreement {
                 my_seq: sa,
                 their_seq: sb,
-            },
-        )
-        .expect("record");
-        Agreement {
-            my_seq: sa,
-            their_seq: sb,
-        }
-    });
-    insert(&a, a_extra);
-    insert(&b, b_extra);
+            };
+            a.record_agreement(&b.author(), COLLECTION, agreement)
+                .expect("record");
+            agreement
+        });
+        insert(&a, a_extra);
+        insert(&b, b_extra);
+        (a, b, signed_s, agreement)
+    };
     let build_s = build_started.elapsed().as_secs_f64();
     if !json {
         eprintln!("signing took {signed_s:.1} s of {build_s:.1} s building");
@@ -90,7 +107,6 @@ fn main() {
     });
     b.sync_index(COLLECTION).expect("index b");
 
-    let agreement = agreement.or_else(|| a.agreement(&b.author(), COLLECTION).expect("agreement"));
     // `--repeat K` runs K extra sessions first (for profilers); the last one is reported.
     let repeat: u32 = arg_value(&args, "--repeat").map_or(0, |v| v.parse().expect("--repeat K"));
     for _ in 0..repeat {
@@ -159,6 +175,8 @@ fn main() {
                 "cold_open_ms": cold_open * 1e3,
                 "frames": stats.frames_sent + stats.frames_received,
                 "frame_limit": config.frame_limit,
+                "fanout": config.fanout,
+                "threshold": config.id_list_threshold,
                 "build_s": build_s,
                 "sign_s": signed_s,
             })
