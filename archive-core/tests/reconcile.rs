@@ -343,3 +343,13 @@ fn regression_fast_path_respects_the_frame_limit() {
         );
     }
 }
+
+#[test]
+fn an_empty_id_list_against_a_large_range_splits_instead_of_listing_everything() {
+    // B has nothing; A has 50,000 items: B's first message is an empty IdList for everything.
+    let (a, _) = sets(Shape::Identical, 50_000, 0, 1 << 40, 31);
+    let b = BTreeSet::new();
+    let s = check_exact(&b, &a, small_frames());
+    assert!(s.round_trips() > 1);
+    check_exact(&a, &b, ReconcileConfig::default());
+}

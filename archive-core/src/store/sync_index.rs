@@ -365,6 +365,8 @@ impl SummaryCache {
     }
 }
 
+type LoadedBlock = Box<(Vec<SyncKey>, Vec<Accumulator>)>;
+
 /// One collection's items, as of one moment, for a reconciliation session.
 #[derive(Debug)]
 pub struct StoreSyncIndex {
@@ -374,8 +376,8 @@ pub struct StoreSyncIndex {
     log: redb::ReadOnlyTable<(&'static str, u64), [u8; 40]>,
     entries: redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
     total: Accumulator,
-    /// Blocks read in this session: keys and prefix sums.
-    loaded: HashMap<usize, (Vec<SyncKey>, Vec<Accumulator>)>,
+    /// Blocks read in this session (by block number): keys and prefix sums.
+    loaded: Vec<Option<LoadedBlock>>,
 }
 
 impl StoreSyncIndex {
@@ -397,6 +399,7 @@ impl StoreSyncIndex {
                 total.count()
             )));
         }
+        let summaries_len = summaries.blocks.len();
         Ok(StoreSyncIndex {
             collection: collection.to_owned(),
             summaries,
@@ -404,14 +407,14 @@ impl StoreSyncIndex {
             log: tx.open_table(SYNC_LOG)?,
             entries: tx.open_table(ENTRIES)?,
             total,
-            loaded: HashMap::new(),
+            loaded: (0..summaries_len).map(|_| None).collect(),
         })
     }
 
     /// Reads block `i`'s items (once per session): one database read, then one pass that
     /// parses the keys, builds prefix sums and checks both against the block's summary.
     fn load(&mut self, i: usize) -> Result<&(Vec<SyncKey>, Vec<Accumulator>), StorageError> {
-        if !self.loaded.contains_key(&i) {
+        if self.loaded[i].is_none() {
             let b = self.summaries.blocks[i];
             let c = self.collection.as_str();
             let damaged = || {
@@ -445,9 +448,9 @@ impl StoreSyncIndex {
             if acc != b.acc || keys.first() != Some(&b.first) || keys.last() != Some(&b.last) {
                 return Err(damaged());
             }
-            self.loaded.insert(i, (keys, prefix));
+            self.loaded[i] = Some(Box::new((keys, prefix)));
         }
-        Ok(&self.loaded[&i])
+        Ok(self.loaded[i].as_deref().expect("just loaded"))
     }
 
     fn prefix(&mut self, pos: u64) -> Result<Accumulator, StorageError> {

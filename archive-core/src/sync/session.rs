@@ -7,7 +7,8 @@
 //! Each Ranges frame covers the whole key space. For each range the receiver answers:
 //! matching fingerprint: Skip; mismatch: its own items split into `fanout` fingerprinted parts,
 //! or, when at most `id_list_threshold` items, an IdList; IdList: a Diff (a bitfield of the ids
-//! it lacks, and the ids only it has), so both sides learn that range's difference at once.
+//! it lacks, and the ids only it has), so both sides learn that range's difference at once
+//! (when that Diff would not fit in the frame, its items are split instead).
 //! A side that sends or receives a frame with no question in it (no Fingerprint, no IdList) is
 //! done. When a frame would exceed the limit, the rest of the key space goes as one
 //! fingerprinted range: the result stays exact, it only takes more rounds.
@@ -368,6 +369,20 @@ impl<I: SyncIndex> Reconciler<I> {
                         self.emit_split(&mut out, lo, hi, range.upper)?;
                     }
                 }
+                Mode::IdList(their_ids) if hi - lo > (self.config.frame_limit / 32) as u64 => {
+                    // More of ours than any frame could list: learn from their ids by lookup
+                    // and split ours, without reading them all.
+                    let distinct: BTreeSet<[u8; 32]> = their_ids.iter().copied().collect();
+                    if distinct.len() != their_ids.len() {
+                        return Err(SyncError::Protocol("an IdList repeats an id".into()));
+                    }
+                    for id in their_ids {
+                        if !self.index.contains_id(&id)? {
+                            self.need.insert(id);
+                        }
+                    }
+                    self.emit_split(&mut out, lo, hi, range.upper)?;
+                }
                 Mode::IdList(their_ids) => {
                     let ours = self.index.keys(lo, hi)?;
                     self.learn_from_id_list(&ours, &their_ids, &mut out, lo, hi, range.upper)?;
@@ -432,23 +447,22 @@ impl<I: SyncIndex> Reconciler<I> {
             .map(|k| k.id)
             .filter(|id| !their_set.contains(id))
             .collect();
-        if only_here.len() as u64 <= 2 * self.config.id_list_threshold {
-            let lacked: Vec<bool> = theirs.iter().map(|id| !our_ids.contains(id)).collect();
-            let range = Range {
-                upper,
-                mode: Mode::Diff {
-                    lacked,
-                    only_here: only_here.clone(),
-                },
-            };
-            if out.push(range) {
-                self.have.extend(only_here);
-            } else {
-                out.make_tail(lo);
-            }
-        } else {
-            // Too many of ours to list: split them, so the other side asks again in parts.
+        // Answer with a Diff whenever it fits in this frame, even with many ids of ours (a
+        // cluster of new entries); otherwise split our items so the other side asks in parts.
+        let lacked: Vec<bool> = theirs.iter().map(|id| !our_ids.contains(id)).collect();
+        let range = Range {
+            upper,
+            mode: Mode::Diff {
+                lacked,
+                only_here: only_here.clone(),
+            },
+        };
+        if out.push(range) {
+            self.have.extend(only_here);
+        } else if only_here.len() as u64 > 2 * self.config.id_list_threshold {
             self.emit_split(out, lo, hi, upper)?;
+        } else {
+            out.make_tail(lo);
         }
         Ok(())
     }
@@ -475,12 +489,13 @@ impl<I: SyncIndex> Reconciler<I> {
             }
             return Ok(());
         }
-        // Small ranges are cut into parts of about half the id-list threshold, so that each
+        // Ranges up to the size of the largest block (1,024 items with the defaults) are cut
+        // into parts of about half the id-list threshold, so that each
         // part is listed next round even if the other side has a few more items in it, and an
         // uneven block never costs an extra round trip.
         let count = hi - lo;
         let t = self.config.id_list_threshold;
-        let parts = if count <= self.config.fanout * t * 4 {
+        let parts = if count <= self.config.fanout * t * 2 {
             self.config.fanout.max(count.div_ceil((t / 2).max(1)))
         } else {
             self.config.fanout
