@@ -83,14 +83,15 @@ pub(crate) fn ingest(
         let worker = scope.spawn(move || -> Result<_, StorageError> {
             let mut chunks = Vec::new();
             let mut new_blobs = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for data in rx {
                 let blob = PreparedBlob::new(data);
                 chunks.push(ChunkRef {
                     hash: blob.hash,
                     len: blob.size as u32,
                 });
-                // Two equal chunks in one file: store the first only.
-                if new_blobs.iter().any(|b: &PreparedBlob| b.hash == blob.hash) {
+                // Two equal chunks in one file: look at (and store) the first only.
+                if !seen.insert(blob.hash) {
                     continue;
                 }
                 store_if_new(blob, files, known, &mut new_blobs)?;

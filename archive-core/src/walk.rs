@@ -61,11 +61,19 @@ fn join_key(base: &str, name: &str) -> String {
     }
 }
 
-/// Every regular file at or under `path`, in key order, plus what was skipped.
-pub(crate) fn walk(
-    path: &Path,
-    as_key: Option<&str>,
-) -> Result<(Vec<FoundFile>, Vec<Skipped>), AddError> {
+/// What a walk found.
+#[derive(Debug, Default)]
+pub(crate) struct Walk {
+    /// Regular files, in key order.
+    pub(crate) found: Vec<FoundFile>,
+    /// Links, special files and unusable names, left out on purpose.
+    pub(crate) skipped: Vec<Skipped>,
+    /// Folders or entries that could not be read: their files are missing from `found`.
+    pub(crate) unreadable: Vec<Skipped>,
+}
+
+/// Every regular file at or under `path`, plus what was skipped or could not be read.
+pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,10 +89,9 @@ pub(crate) fn walk(
         }
     };
     let base = base_key(path, as_key)?;
-    let mut found = Vec::new();
-    let mut skipped = Vec::new();
+    let mut walk = Walk::default();
     if meta.is_dir() {
-        walk_dir(path, &base, &mut found, &mut skipped)?;
+        walk_dir(path, &base, &mut walk)?;
     } else if meta.is_file() {
         if base.is_empty() {
             return Err(AddError::BadPath {
@@ -92,19 +99,19 @@ pub(crate) fn walk(
                 reason: "a file needs a key; --as cannot be empty for a file".into(),
             });
         }
-        found.push(FoundFile {
+        walk.found.push(FoundFile {
             path: path.to_owned(),
             key: base,
             size: meta.len(),
         });
     } else {
-        skipped.push(Skipped {
+        walk.skipped.push(Skipped {
             path: path.to_owned(),
             reason: kind_of(&meta).into(),
         });
     }
-    found.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok((found, skipped))
+    walk.found.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(walk)
 }
 
 fn kind_of(meta: &fs::Metadata) -> &'static str {
@@ -128,12 +135,7 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     "special file"
 }
 
-fn walk_dir(
-    dir: &Path,
-    base: &str,
-    found: &mut Vec<FoundFile>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(), AddError> {
+fn walk_dir(dir: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
     let read_err = |e| AddError::Read {
         path: dir.to_owned(),
         source: e,
@@ -141,7 +143,7 @@ fn walk_dir(
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            skipped.push(Skipped {
+            walk.unreadable.push(Skipped {
                 path: dir.to_owned(),
                 reason: format!("cannot read folder: {e}"),
             });
@@ -153,7 +155,7 @@ fn walk_dir(
     for child in children {
         let path = child.path();
         let Some(name) = child.file_name().to_str().map(str::to_owned) else {
-            skipped.push(Skipped {
+            walk.skipped.push(Skipped {
                 path,
                 reason: "name is not valid UTF-8".into(),
             });
@@ -161,7 +163,7 @@ fn walk_dir(
         };
         let key = join_key(base, &name);
         if let Err(e) = validate_key(&key) {
-            skipped.push(Skipped {
+            walk.skipped.push(Skipped {
                 path,
                 reason: e.to_string(),
             });
@@ -170,7 +172,7 @@ fn walk_dir(
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                skipped.push(Skipped {
+                walk.unreadable.push(Skipped {
                     path,
                     reason: format!("cannot stat: {e}"),
                 });
@@ -178,15 +180,15 @@ fn walk_dir(
             }
         };
         if meta.is_dir() {
-            walk_dir(&path, &key, found, skipped)?;
+            walk_dir(&path, &key, walk)?;
         } else if meta.is_file() {
-            found.push(FoundFile {
+            walk.found.push(FoundFile {
                 path,
                 key,
                 size: meta.len(),
             });
         } else {
-            skipped.push(Skipped {
+            walk.skipped.push(Skipped {
                 path,
                 reason: kind_of(&meta).into(),
             });

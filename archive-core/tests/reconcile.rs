@@ -299,6 +299,18 @@ fn garbage_and_hostile_peers_end_the_session_with_an_error() {
         matches!(err, SyncError::TooManyRounds { limit: 50 }),
         "{err}"
     );
+    // A Diff must answer our own IdList: one claiming to cover everything is refused (before
+    // the session reads the items it covers).
+    let mut r = Reconciler::new(index.clone(), ReconcileConfig::default()).unwrap();
+    let fake_diff = Message::Ranges(vec![Range {
+        upper: Bound::Infinity,
+        mode: Mode::Diff {
+            lacked: vec![true; 3],
+            only_here: vec![],
+        },
+    }])
+    .encode();
+    assert!(matches!(r.receive(&fake_diff), Err(SyncError::Protocol(_))));
     // A frame over the limit is refused before it is decoded.
     let mut r = Reconciler::new(index, small_frames()).unwrap();
     let big = Message::Ranges(vec![Range {

@@ -98,6 +98,8 @@ fn an_unreadable_file_is_reported_and_the_rest_is_added() {
     write_file(&src.join("ok.txt"), b"readable");
     write_file(&src.join("secret.txt"), b"unreadable");
     fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    write_file(&src.join("locked/inside.txt"), b"behind a closed door");
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
     let run = |args: &[&str]| {
         let mut c = if as_root {
             let mut c = Command::new("setpriv");
@@ -124,9 +126,17 @@ fn an_unreadable_file_is_reported_and_the_rest_is_added() {
         err.contains("secret.txt") && err.contains("ermission denied"),
         "{err}"
     );
-    assert!(err.contains("1 file(s) could not be read"), "{err}");
+    assert!(
+        err.contains("locked") && err.contains("cannot read folder"),
+        "{err}"
+    );
+    assert!(err.contains("2 file(s) could not be read"), "{err}");
     let ls = String::from_utf8(run(&["ls"]).stdout).unwrap();
     assert!(ls.contains("src/ok.txt") && !ls.contains("secret"), "{ls}");
+    // diff --dir refuses rather than reporting the unreadable folder's files as removed.
+    let out = run(&["diff", "--dir", src.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read folder"));
     // The unreadable file given directly: an error, and the store keeps what it had.
     let out = run(&["add", src.join("secret.txt").to_str().unwrap(), "--as", "s"]);
     assert!(!out.status.success());

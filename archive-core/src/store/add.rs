@@ -14,7 +14,7 @@ use crate::format::layout::{BLOBS, FILES, LOCATION_FILE, NO_MANIFEST};
 use crate::hash::Hash;
 use crate::ingest::{ingest, IngestError};
 use crate::names::{validate_collection, validate_key};
-use crate::walk::{walk, FoundFile, Skipped};
+use crate::walk::{walk, FoundFile, Skipped, Walk};
 
 /// Commit at least this often while adding (bytes read), so a crash loses little work and the
 /// pending blob records stay small.
@@ -87,9 +87,21 @@ impl Store {
         progress: &mut dyn AddProgress,
     ) -> Result<AddReport, AddError> {
         validate_collection(collection).map_err(EntryError::from)?;
-        let (found, skipped) = walk(path, as_key)?;
+        let Walk {
+            found,
+            skipped,
+            unreadable,
+        } = walk(path, as_key)?;
         let mut report = AddReport {
             skipped,
+            // An unreadable folder is a failure like an unreadable file: the rest is added.
+            failed: unreadable
+                .into_iter()
+                .map(|u| FailedFile {
+                    path: u.path,
+                    error: u.reason,
+                })
+                .collect(),
             ..AddReport::default()
         };
         progress.start(found.len() as u64, found.iter().map(|f| f.size).sum());

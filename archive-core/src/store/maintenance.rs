@@ -290,12 +290,13 @@ impl Store {
                 report.bytes_freed += size;
             }
             let mut files = tx.open_table(FILES)?;
-            let dead: Vec<[u8; 32]> = files
-                .iter()?
-                .filter_map(|r| r.ok())
-                .map(|(k, _)| k.value())
-                .filter(|k| !live_files.contains(&Hash::from_bytes(*k)))
-                .collect();
+            let mut dead: Vec<[u8; 32]> = Vec::new();
+            for row in files.iter()? {
+                let k = row?.0.value();
+                if !live_files.contains(&Hash::from_bytes(k)) {
+                    dead.push(k);
+                }
+            }
             for k in dead {
                 files.remove(&k)?;
             }

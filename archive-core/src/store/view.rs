@@ -370,7 +370,15 @@ impl Store {
         path: &Path,
         as_key: Option<&str>,
     ) -> Result<Vec<Change>, AddError> {
-        let (found, _skipped) = walk(path, as_key)?;
+        let walked = walk(path, as_key)?;
+        // A diff that silently missed an unreadable folder would report its files as removed.
+        if let Some(u) = walked.unreadable.first() {
+            return Err(AddError::BadPath {
+                path: u.path.clone(),
+                reason: u.reason.clone(),
+            });
+        }
+        let found = walked.found;
         let base = crate::walk::base_key(path, as_key)?;
         let mut on_disk = Vec::with_capacity(found.len());
         for f in &found {

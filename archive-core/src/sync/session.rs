@@ -388,14 +388,16 @@ impl<I: SyncIndex> Reconciler<I> {
                     self.learn_from_id_list(&ours, &their_ids, &mut out, lo, hi, range.upper)?;
                 }
                 Mode::Diff { lacked, only_here } => {
-                    let ours = self.index.keys(lo, hi)?;
-                    if lacked.len() != ours.len() {
+                    // Check the count before reading anything: a Diff only ever answers our
+                    // own IdList, so a range with other counts is a lie, however large.
+                    if lacked.len() as u64 != hi - lo {
                         return Err(SyncError::Protocol(format!(
                             "a Diff answers {} ids where this side has {}",
                             lacked.len(),
-                            ours.len()
+                            hi - lo
                         )));
                     }
+                    let ours = self.index.keys(lo, hi)?;
                     for (k, lack) in ours.iter().zip(&lacked) {
                         if *lack {
                             self.have.insert(k.id);
