@@ -25,6 +25,9 @@ pub enum StorageError {
     /// Stored metadata did not decode: the database is damaged or was written by other software.
     #[error("damaged store metadata: {0}")]
     Damaged(String),
+    /// The operation cannot run now; the message says why and when to retry.
+    #[error("{0}")]
+    Busy(String),
 }
 
 macro_rules! redb_into_storage {
@@ -330,4 +333,51 @@ pub enum SyncError {
     /// Reading the local set failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Receiving blobs and entries from another store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// Bytes that do not match the hash they were sent for.
+    #[error("blob {hash} failed verification: {detail}")]
+    Verification {
+        /// The requested hash.
+        hash: Hash,
+        /// What did not match.
+        detail: String,
+    },
+    /// A blob larger than any the protocol moves in one piece.
+    #[error("blob {hash} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The hash.
+        hash: Hash,
+        /// Its announced size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An entry's file is not complete in the store.
+    #[error("the content of file {hash} is not complete in the store")]
+    ContentMissing {
+        /// The file hash.
+        hash: Hash,
+    },
+    /// A file's chunks, manifest or size disagree with the entry that names it.
+    #[error("file {hash} does not match its entry: {detail}")]
+    ContentMismatch {
+        /// The file hash.
+        hash: Hash,
+        /// What disagreed.
+        detail: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An entry could not be stored.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// A stored blob could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }

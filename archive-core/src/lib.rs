@@ -32,13 +32,15 @@ mod ingest;
 mod names;
 mod store;
 pub mod sync;
+pub mod transfer;
 mod walk;
 
 pub use clock::Timestamp;
 pub use diff::{Change, ChangeKind, FileSummary};
 pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
 pub use error::{
-    AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError, SyncError,
+    AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
+    SyncError, TransferError,
 };
 pub use format::entry::MAX_ENCODED_ENTRY;
 pub use hash::{Hash, ParseHashError};
@@ -49,8 +51,8 @@ pub use names::{
 };
 pub use store::{
     AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, ExportReport, FailedFile,
-    GcReport, NoProgress, SnapshotInfo, Stats, Store, StoreSyncIndex, VerifyReport, ViewItem,
-    ViewPoint, DEFAULT_COLLECTION,
+    GcReport, MissingBlob, NoProgress, SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard,
+    VerifyReport, ViewItem, ViewPoint, DEFAULT_COLLECTION,
 };
 pub use walk::Skipped;
 

@@ -1,3 +1,31 @@
-//! `archive-net`: moves `archive-core`'s sync messages and blobs between community servers over
-//! iroh. Not implemented yet: this crate is an empty placeholder in the workspace layout until
-//! the networking issue fills it. It claims no features.
+//! `archive-net`: community archive servers pair and sync over iroh.
+//!
+//! A server's identity is its store's key; peers dial it by that public key (its iroh
+//! endpoint id). Trust is explicit ([`Trust`]): an unpaired endpoint is refused. The protocol
+//! ([`wire`]) runs the reconciliation of [`archive_core::sync`] on one stream, then moves
+//! signed entries and bao-verified blobs on others; see ARCHITECTURE.md, "Network protocol".
+//!
+//! This crate knows QUIC and iroh; it knows nothing of HTTP, configuration files or the CLI.
+#![warn(missing_docs, unreachable_pub)]
+
+mod client;
+mod endpoint;
+mod error;
+mod node;
+mod pull;
+mod server;
+mod ticket;
+mod trust;
+pub mod wire;
+
+pub use client::{connect, DiffReport, SyncOptions, SyncReport};
+pub use endpoint::{bind_endpoint, NetConfig, Profile};
+pub use error::NetError;
+pub use node::{Counters, Limits, Node};
+pub use pull::PullReport;
+pub use server::{ArchiveProtocol, CLOSE_NOT_PAIRED};
+pub use ticket::{Ticket, TicketError, MAX_TICKET_ADDRS};
+pub use trust::{Access, PeerPolicy, Trust};
+pub use wire::ALPN;
+
+pub use iroh::{Endpoint, EndpointAddr, EndpointId};

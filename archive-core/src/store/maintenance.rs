@@ -234,6 +234,11 @@ impl Store {
     /// cannot be read (it would not know which chunks are still needed): run `verify`.
     pub fn gc(&self) -> Result<GcReport, StorageError> {
         let _guard = self.gc_lock.write().expect("gc lock");
+        if self.transfers_in_progress() > 0 {
+            return Err(StorageError::Busy(
+                "a sync is storing blobs ahead of their entries; run gc after it ends".into(),
+            ));
+        }
         let mut live_blobs: HashSet<Hash> = HashSet::new();
         let mut live_files: HashSet<Hash> = HashSet::new();
         {

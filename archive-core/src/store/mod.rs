@@ -3,11 +3,13 @@
 mod add;
 mod maintenance;
 mod sync_index;
+mod transfer;
 mod view;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
@@ -15,6 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table};
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
 pub use maintenance::{BlobProblem, CollectionInfo, DamagedKey, GcReport, Stats, VerifyReport};
 pub use sync_index::StoreSyncIndex;
+pub use transfer::{MissingBlob, TransferGuard};
 pub use view::{ExportReport, SnapshotInfo, ViewItem, ViewPoint};
 
 use crate::blobs::BlobFiles;
@@ -51,6 +54,8 @@ pub struct Store {
     gc_lock: RwLock<()>,
     /// Sync index block summaries, patched at every commit that inserts entries.
     sync_cache: sync_index::SummaryCache,
+    /// Transfers in progress (see [`Store::begin_transfer`]); gc refuses to run while any is.
+    transfers: AtomicUsize,
 }
 
 impl Store {
@@ -122,6 +127,7 @@ impl Store {
             clock: Mutex::new(HybridClock::new(Timestamp::from_raw(clock))),
             gc_lock: RwLock::new(()),
             sync_cache: sync_index::SummaryCache::default(),
+            transfers: AtomicUsize::new(0),
         })
     }
 

@@ -1,0 +1,177 @@
+//! Moving blobs between stores: the bao encoding a server sends and the checks a receiver
+//! makes before anything is stored.
+//!
+//! A blob travels as its size (sent ahead by the transport) followed by the bao encoding of
+//! the whole blob with 16 KiB chunk groups: the data interleaved with the hash tree's parent
+//! nodes, so the receiver verifies every 16 KiB group against the requested hash. Only a
+//! [`VerifiedBlob`] can be imported into a store, and only [`decode_blob`] makes one.
+
+use bao_tree::io::outboard::PostOrderMemOutboard;
+use bao_tree::io::sync::DecodeResponseIter;
+use bao_tree::io::BaoContentItem;
+use bao_tree::{BaoTree, ChunkRanges};
+
+use crate::blobs::{PreparedBlob, BLOCK_SIZE};
+use crate::error::TransferError;
+use crate::format::manifest::MAX_MANIFEST_SIZE;
+use crate::hash::Hash;
+
+/// The largest blob that travels in one piece: the largest manifest. Chunks are at most
+/// [`crate::CHUNK_MAX`]; whole small files at most [`crate::CHUNKING_THRESHOLD`].
+pub const MAX_TRANSFER_BLOB: u64 = MAX_MANIFEST_SIZE as u64;
+
+/// Bytes of the bao encoding of a whole blob of `size` bytes: the data plus 64 bytes for each
+/// parent node of the tree over 16 KiB groups.
+pub fn encoded_len(size: u64) -> u64 {
+    let groups = size.div_ceil(BLOCK_SIZE.bytes() as u64).max(1);
+    size + 64 * (groups - 1)
+}
+
+/// A blob whose bytes were checked against its hash. Only [`decode_blob`] makes one.
+pub struct VerifiedBlob(pub(crate) PreparedBlob);
+
+impl VerifiedBlob {
+    /// Its hash.
+    pub fn hash(&self) -> Hash {
+        self.0.hash
+    }
+
+    /// Its length in bytes.
+    pub fn size(&self) -> u64 {
+        self.0.size
+    }
+}
+
+impl std::fmt::Debug for VerifiedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedBlob({}, {} bytes)", self.0.hash, self.0.size)
+    }
+}
+
+/// The bao encoding of a whole stored blob, as a server sends it after the size.
+pub(crate) fn encode_whole(
+    hash: &Hash,
+    data: &[u8],
+    outboard: &[u8],
+) -> Result<Vec<u8>, TransferError> {
+    let size = data.len() as u64;
+    let ob = PostOrderMemOutboard {
+        root: blake3::Hash::from_bytes(*hash.as_bytes()),
+        tree: BaoTree::new(size, BLOCK_SIZE),
+        data: outboard.to_vec(),
+    };
+    let mut encoded = Vec::with_capacity(encoded_len(size) as usize);
+    bao_tree::io::sync::encode_ranges_validated(data, &ob, &ChunkRanges::all(), &mut encoded)
+        .map_err(|e| TransferError::Verification {
+            hash: *hash,
+            detail: format!("the stored copy does not verify: {e}"),
+        })?;
+    Ok(encoded)
+}
+
+/// Checks the bao encoding of a whole blob of `size` bytes against `hash`. Fails on the
+/// first 16 KiB group or parent node that does not verify, on a wrong length, or on a blob
+/// larger than [`MAX_TRANSFER_BLOB`].
+pub fn decode_blob(hash: Hash, size: u64, encoded: &[u8]) -> Result<VerifiedBlob, TransferError> {
+    if size > MAX_TRANSFER_BLOB {
+        return Err(TransferError::TooLarge {
+            hash,
+            size,
+            limit: MAX_TRANSFER_BLOB,
+        });
+    }
+    if encoded.len() as u64 != encoded_len(size) {
+        return Err(TransferError::Verification {
+            hash,
+            detail: format!(
+                "{} encoded bytes for a blob of {size} bytes, {} expected",
+                encoded.len(),
+                encoded_len(size)
+            ),
+        });
+    }
+    let tree = BaoTree::new(size, BLOCK_SIZE);
+    let root = blake3::Hash::from_bytes(*hash.as_bytes());
+    let mut data = Vec::with_capacity(size as usize);
+    let ranges = ChunkRanges::all();
+    let decoder = DecodeResponseIter::new(root, tree, std::io::Cursor::new(encoded), &ranges);
+    for item in decoder {
+        let item = item.map_err(|e| TransferError::Verification {
+            hash,
+            detail: e.to_string(),
+        })?;
+        if let BaoContentItem::Leaf(leaf) = item {
+            if leaf.offset != data.len() as u64 {
+                return Err(TransferError::Verification {
+                    hash,
+                    detail: "leaves out of order".into(),
+                });
+            }
+            data.extend_from_slice(&leaf.data);
+        }
+    }
+    if data.len() as u64 != size {
+        return Err(TransferError::Verification {
+            hash,
+            detail: format!("{} bytes decoded, {size} expected", data.len()),
+        });
+    }
+    // The outboard is recomputed rather than collected from the parent nodes: simpler, and
+    // it costs one more BLAKE3 pass over at most a few MiB.
+    let prepared = PreparedBlob::new(data);
+    debug_assert_eq!(prepared.hash, hash);
+    Ok(VerifiedBlob(prepared))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(data: &[u8]) -> (Hash, Vec<u8>) {
+        let ob = PostOrderMemOutboard::create(data, BLOCK_SIZE);
+        let hash: Hash = ob.root.into();
+        (hash, encode_whole(&hash, data, &ob.data).unwrap())
+    }
+
+    #[test]
+    fn round_trip_at_group_boundaries() {
+        for size in [0usize, 1, 1024, 16 * 1024, 16 * 1024 + 1, 100_000, 1 << 20] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let (hash, encoded) = encode(&data);
+            assert_eq!(
+                encoded.len() as u64,
+                encoded_len(size as u64),
+                "size {size}"
+            );
+            assert_eq!(hash, Hash::of(&data));
+            let blob = decode_blob(hash, size as u64, &encoded).unwrap();
+            assert_eq!(blob.0.data, data);
+            assert_eq!(blob.size(), size as u64);
+        }
+    }
+
+    #[test]
+    fn any_flipped_byte_is_caught() {
+        let data: Vec<u8> = (0..50_000).map(|i| (i % 13) as u8).collect();
+        let (hash, encoded) = encode(&data);
+        for pos in [0, 100, 16 * 1024, encoded.len() / 2, encoded.len() - 1] {
+            let mut bad = encoded.clone();
+            bad[pos] ^= 1;
+            assert!(
+                matches!(
+                    decode_blob(hash, data.len() as u64, &bad),
+                    Err(TransferError::Verification { .. })
+                ),
+                "flip at {pos} went unnoticed"
+            );
+        }
+        let other = Hash::of(b"other");
+        assert!(decode_blob(other, data.len() as u64, &encoded).is_err());
+        assert!(decode_blob(hash, data.len() as u64 - 1, &encoded).is_err());
+        assert!(decode_blob(hash, data.len() as u64, &encoded[1..]).is_err());
+        assert!(matches!(
+            decode_blob(hash, MAX_TRANSFER_BLOB + 1, &encoded),
+            Err(TransferError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! Driving a sync or a diff against a peer: the initiating half of the protocol.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archive_core::sync::Reconciler;
+use iroh::endpoint::Connection;
+use iroh::{Endpoint, EndpointAddr};
+
+use crate::error::NetError;
+use crate::node::{peer_key, Counters, Node};
+use crate::server::{serve_connection, summary};
+use crate::wire::{
+    read_frame, write_frame, AgreeReply, OfferReply, ReconcileStep, Request, Summary,
+    MAX_CONTROL_FRAME, MAX_OFFER_IDS,
+};
+use crate::{pull, ALPN};
+
+/// Dials a peer, waiting at most `timeout`. A peer that does not know us closes the
+/// connection at once; that shows up as [`NetError::Refused`] on the first request.
+pub async fn connect(
+    endpoint: &Endpoint,
+    addr: EndpointAddr,
+    timeout: Duration,
+) -> Result<Connection, NetError> {
+    let peer = addr.id.to_string();
+    match tokio::time::timeout(timeout, endpoint.connect(addr, ALPN)).await {
+        Err(_) => Err(NetError::Connect {
+            peer,
+            detail: format!("no answer within {timeout:?}"),
+        }),
+        Ok(Err(e)) => Err(NetError::Connect {
+            peer,
+            detail: e.to_string(),
+        }),
+        Ok(Ok(conn)) => Ok(conn),
+    }
+}
+
+/// What `diff --peer` found: the difference, counted both ways.
+#[derive(Debug, Clone, Default)]
+pub struct DiffReport {
+    /// What the peer has and we lack.
+    pub they_have: Summary,
+    /// What we have and the peer lacks.
+    pub we_have: Summary,
+    /// Round trips of the reconciliation.
+    pub round_trips: u32,
+    /// Reconciliation bytes, both ways.
+    pub reconcile_bytes: u64,
+}
+
+/// Which ways a sync goes.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The collection.
+    pub collection: String,
+    /// Fetch what the peer has and we lack.
+    pub pull: bool,
+    /// Offer the peer what we have and it lacks.
+    pub push: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    /// Entries we received (new or not).
+    pub entries_received: u64,
+    /// Entries the peer took from us.
+    pub entries_sent: u64,
+    /// Bytes we received: entries and blob encodings.
+    pub bytes_received: u64,
+    /// Bytes we served to the peer.
+    pub bytes_sent: u64,
+    /// Blobs we imported.
+    pub blobs_received: u64,
+    /// Round trips of the reconciliation.
+    pub round_trips: u32,
+    /// Reconciliation bytes, both ways.
+    pub reconcile_bytes: u64,
+    /// True when the fast path settled the reconciliation.
+    pub fast_path: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The result of the reconciliation step.
+struct Reconciled {
+    have: Vec<[u8; 32]>,
+    need: Vec<[u8; 32]>,
+    round_trips: u32,
+    bytes: u64,
+    ours: Option<Summary>,
+    theirs: Option<Summary>,
+}
+
+impl Node {
+    /// Reconciles `collection` with the peer on `conn` and reports the difference both ways;
+    /// nothing else is transferred.
+    pub async fn diff(&self, conn: &Connection, collection: &str) -> Result<DiffReport, NetError> {
+        let r = self.reconcile(conn, collection, true, false).await?;
+        Ok(DiffReport {
+            they_have: r.theirs.unwrap_or_default(),
+            we_have: r.ours.unwrap_or_default(),
+            round_trips: r.round_trips,
+            reconcile_bytes: r.bytes,
+        })
+    }
+
+    /// Syncs `collection` with the peer on `conn`: reconcile, then pull what we lack and
+    /// offer what the peer lacks (as `options` say). `counters` show progress while it runs.
+    pub async fn sync(
+        &self,
+        conn: &Connection,
+        options: &SyncOptions,
+        counters: Arc<Counters>,
+    ) -> Result<SyncReport, NetError> {
+        let started = Instant::now();
+        let peer = conn.remote_id();
+        self.trust
+            .check_read(&peer, &options.collection)
+            .map_err(NetError::NotAllowed)?;
+        // The peer fetches what we offer over this same connection.
+        let serving = tokio::spawn(serve_connection(
+            self.clone(),
+            conn.clone(),
+            counters.clone(),
+        ));
+        let result = self.sync_inner(conn, options, &counters).await;
+        serving.abort();
+        let mut report = result?;
+        report.elapsed = started.elapsed();
+        report.bytes_sent = Counters::get(&counters.bytes_sent);
+        Ok(report)
+    }
+
+    async fn sync_inner(
+        &self,
+        conn: &Connection,
+        options: &SyncOptions,
+        counters: &Counters,
+    ) -> Result<SyncReport, NetError> {
+        let peer = conn.remote_id();
+        let c = &options.collection;
+        let both = options.pull && options.push;
+        let r = self.reconcile(conn, c, false, both).await?;
+        let mut report = SyncReport {
+            round_trips: r.round_trips,
+            reconcile_bytes: r.bytes,
+            fast_path: r.round_trips <= 1,
+            ..SyncReport::default()
+        };
+        if options.pull && !r.need.is_empty() {
+            let p = pull::pull(self, conn, c, &r.need, counters).await?;
+            report.entries_received = p.entries_received;
+            report.bytes_received = p.bytes_received;
+            report.blobs_received = p.blobs;
+        }
+        let mut their_seq = None;
+        if options.push && (!r.have.is_empty() || both) {
+            let chunks: Vec<&[[u8; 32]]> = if r.have.is_empty() {
+                vec![&[]]
+            } else {
+                r.have.chunks(MAX_OFFER_IDS).collect()
+            };
+            let n = chunks.len();
+            for (i, ids) in chunks.into_iter().enumerate() {
+                let (entries, seq) = self.offer(conn, c, ids, i + 1 == n).await?;
+                report.entries_sent += entries;
+                their_seq = Some(seq);
+            }
+        }
+        if let (true, Some(their_seq)) = (both, their_seq) {
+            let my_seq = self.store.sync_seq()?;
+            let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+            let agree = Request::Agree {
+                collection: c.clone(),
+                your_seq: their_seq,
+                my_seq,
+            };
+            write_frame(&mut send, &agree).await?;
+            let _ = send.finish();
+            match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
+                AgreeReply::Recorded => {
+                    let agreement = archive_core::sync::Agreement { my_seq, their_seq };
+                    self.store
+                        .record_agreement(&peer_key(&peer), c, agreement)?;
+                }
+                AgreeReply::Refused(why) => tracing::info!("no agreement recorded: {why}"),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Offers `ids` to the peer and waits while it fetches them; returns the entries it took
+    /// and its insertion counter afterwards.
+    async fn offer(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        ids: &[[u8; 32]],
+        last: bool,
+    ) -> Result<(u64, u64), NetError> {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+        let offer = Request::Offer {
+            collection: collection.to_owned(),
+            ids: ids.to_vec(),
+            last,
+        };
+        write_frame(&mut send, &offer).await?;
+        let _ = send.finish();
+        loop {
+            match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
+                OfferReply::Progress { .. } => continue,
+                OfferReply::Done { entries, seq, .. } => return Ok((entries, seq)),
+                OfferReply::Refused(why) => return Err(NetError::Refused(why)),
+            }
+        }
+    }
+
+    /// Runs the initiating side of a reconciliation.
+    async fn reconcile(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        want_summary: bool,
+        use_agreement: bool,
+    ) -> Result<Reconciled, NetError> {
+        let t = self.limits.timeout;
+        let limit = self.limits.reconcile.frame_limit + 64;
+        let peer = conn.remote_id();
+        let agreement = if use_agreement {
+            self.store.agreement(&peer_key(&peer), collection)?
+        } else {
+            None
+        };
+        let index = self.store.sync_index(collection)?;
+        let mut r = Reconciler::new(index, self.limits.reconcile)?;
+        let first = r.initiate(agreement)?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+        write_frame(
+            &mut send,
+            &Request::Reconcile {
+                collection: collection.to_owned(),
+                frame: first,
+                want_summary,
+            },
+        )
+        .await?;
+        let theirs = loop {
+            match read_frame(&mut recv, limit, t).await? {
+                ReconcileStep::Frame(f) => match r.receive(&f)? {
+                    Some(reply) => write_frame(&mut send, &ReconcileStep::Frame(reply)).await?,
+                    None => {
+                        let ours = summary(self, collection, &r, want_summary)?;
+                        write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
+                        match read_frame(&mut recv, limit, t).await? {
+                            ReconcileStep::Done(theirs) => break theirs,
+                            ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
+                            ReconcileStep::Frame(_) => {
+                                return Err(NetError::Protocol(
+                                    "a reconciliation frame after the end".into(),
+                                ))
+                            }
+                        }
+                    }
+                },
+                ReconcileStep::Done(theirs) => {
+                    let ours = summary(self, collection, &r, want_summary)?;
+                    write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
+                    break theirs;
+                }
+                ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
+            }
+        };
+        let _ = send.finish();
+        let stats = r.stats();
+        Ok(Reconciled {
+            have: r.have().iter().copied().collect(),
+            need: r.need().iter().copied().collect(),
+            round_trips: stats.round_trips(),
+            bytes: stats.bytes_sent + stats.bytes_received,
+            ours: summary(self, collection, &r, want_summary)?,
+            theirs,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! A server's network side: its store, whom it trusts, and its limits. Serves the protocol
+//! on incoming connections and drives syncs on outgoing ones.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use archive_core::sync::ReconcileConfig;
+use archive_core::Store;
+
+use crate::trust::Trust;
+
+/// Limits of the protocol on this server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for any frame or piece of a blob.
+    pub timeout: Duration,
+    /// Reconciliation tuning (frame limit, rounds).
+    pub reconcile: ReconcileConfig,
+    /// Most bytes of blobs the store may hold after a sync (a quota); `None` for no quota.
+    pub max_store_bytes: Option<u64>,
+    /// Blob requests in flight at once during a fetch.
+    pub parallel_fetches: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(30),
+            reconcile: ReconcileConfig::default(),
+            max_store_bytes: None,
+            parallel_fetches: 4,
+        }
+    }
+}
+
+/// Running totals of a transfer, readable while it runs (for progress bars).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Entries received.
+    pub entries_received: AtomicU64,
+    /// Blob and entry bytes received.
+    pub bytes_received: AtomicU64,
+    /// Blob bytes a fetch expects in total (known once manifests are in).
+    pub bytes_expected: AtomicU64,
+    /// Entries served to the peer.
+    pub entries_sent: AtomicU64,
+    /// Blob and entry bytes served to the peer.
+    pub bytes_sent: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A counter's current value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The network side of one store.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) store: Arc<Store>,
+    pub(crate) trust: Trust,
+    pub(crate) limits: Limits,
+}
+
+impl Node {
+    /// A node serving `store` to the peers in `trust`.
+    pub fn new(store: Arc<Store>, trust: Trust, limits: Limits) -> Self {
+        Node {
+            store,
+            trust,
+            limits,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The paired peers.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The protocol handler to register on an iroh `Router` under [`crate::ALPN`].
+    pub fn protocol(&self) -> crate::server::ArchiveProtocol {
+        crate::server::ArchiveProtocol { node: self.clone() }
+    }
+}
+
+/// The core's view of an endpoint id (for agreements).
+pub(crate) fn peer_key(id: &iroh::EndpointId) -> archive_core::PublicKey {
+    archive_core::PublicKey::from_bytes(*id.as_bytes())
+}

@@ -1,0 +1,330 @@
+//! Taking entries and their content from a peer: the receiving half, used by `sync` for a
+//! pull and by the server for an offer (a push from the other side).
+//!
+//! Order: fetch the entries (signatures are checked as they are decoded), decide which need
+//! content (the latest file version of each key), fetch missing manifests, then missing
+//! chunks, importing each verified batch as it arrives, and insert the entries last, after
+//! each file's content is complete and hashes to the entry's file hash. An interrupted pull
+//! keeps every blob it imported; the next one fetches only what is still missing.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use archive_core::transfer::{decode_blob, encoded_len, VerifiedBlob, MAX_TRANSFER_BLOB};
+use archive_core::{EntryValue, FileRef, Hash, MissingBlob, SignedEntry, MAX_ENCODED_ENTRY};
+use iroh::endpoint::Connection;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::NetError;
+use crate::node::{Counters, Node};
+use crate::wire::{
+    read_exact, read_frame, write_frame, BlobHeader, EntryReply, Request, MAX_CONTROL_FRAME,
+    MAX_ENTRY_IDS,
+};
+
+/// Blobs per request, and bytes per request (a request's blobs are imported together).
+const BLOBS_PER_REQUEST: usize = 64;
+const BYTES_PER_REQUEST: u64 = 16 * 1024 * 1024;
+/// Entries inserted per transaction.
+const ENTRIES_PER_INSERT: usize = 4096;
+/// Blob bytes are read in pieces this large, each within the timeout.
+const READ_PIECE: usize = 256 * 1024;
+
+/// What a pull did.
+#[derive(Debug, Clone, Default)]
+pub struct PullReport {
+    /// Entries received.
+    pub entries_received: u64,
+    /// Entries that were new to the store.
+    pub entries_new: u64,
+    /// Blobs imported.
+    pub blobs: u64,
+    /// Bytes received (entries and blob encodings).
+    pub bytes_received: u64,
+}
+
+pub(crate) async fn pull(
+    node: &Node,
+    conn: &Connection,
+    collection: &str,
+    ids: &[[u8; 32]],
+    counters: &Counters,
+) -> Result<PullReport, NetError> {
+    let _guard = node.store.begin_transfer();
+    let mut report = PullReport::default();
+    let entries = fetch_entries(node, conn, collection, ids, counters, &mut report).await?;
+
+    let store = node.store.clone();
+    let (entries, needs) = blocking(move || {
+        let needs = store.needs_content(&entries)?;
+        Ok::<_, NetError>((entries, needs))
+    })
+    .await?;
+    let mut files: Vec<FileRef> = Vec::new();
+    let mut seen = HashSet::new();
+    for (e, needs) in entries.iter().zip(&needs) {
+        if let (true, EntryValue::File(f)) = (needs, e.entry().value) {
+            if seen.insert(f.hash) {
+                files.push(f);
+            }
+        }
+    }
+
+    // Manifests first (their size is unknown until the peer says), then the chunks.
+    let missing = missing_for(node, &files).await?;
+    let manifests: Vec<MissingBlob> = missing
+        .iter()
+        .filter(|m| m.size.is_none())
+        .copied()
+        .collect();
+    fetch_blobs(node, conn, manifests, counters, &mut report).await?;
+    let missing = missing_for(node, &files).await?;
+    if let Some(m) = missing.iter().find(|m| m.size.is_none()) {
+        return Err(NetError::Protocol(format!(
+            "the peer did not send manifest {}",
+            m.hash
+        )));
+    }
+    check_space(node, &missing)?;
+    Counters::add(
+        &counters.bytes_expected,
+        missing.iter().map(|m| m.size.unwrap_or(0)).sum(),
+    );
+    fetch_blobs(node, conn, missing, counters, &mut report).await?;
+
+    let store = node.store.clone();
+    let new = blocking(move || {
+        let mut new = 0;
+        for (chunk, flags) in entries
+            .chunks(ENTRIES_PER_INSERT)
+            .zip(needs.chunks(ENTRIES_PER_INSERT))
+        {
+            new += store.insert_received(chunk, flags)?;
+        }
+        Ok::<_, NetError>(new)
+    })
+    .await?;
+    report.entries_new = new;
+    Ok(report)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+) -> Result<T, NetError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
+}
+
+/// Blobs still missing for `files`, each once.
+async fn missing_for(node: &Node, files: &[FileRef]) -> Result<Vec<MissingBlob>, NetError> {
+    let store = node.store.clone();
+    let files = files.to_vec();
+    blocking(move || {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for f in &files {
+            for m in store.missing_blobs(f)? {
+                if seen.insert(m.hash) {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+fn check_space(node: &Node, missing: &[MissingBlob]) -> Result<(), NetError> {
+    let needed: u64 = missing.iter().map(|m| m.size.unwrap_or(0)).sum();
+    // Keep a margin for the database and outboards (0.4 %) and the file system.
+    let with_margin = needed + needed / 100 + 16 * 1024 * 1024;
+    let available = node.store.available_space()?;
+    if with_margin > available {
+        return Err(NetError::NoSpace {
+            needed,
+            available,
+            what: "free disk space",
+        });
+    }
+    if let Some(quota) = node.limits.max_store_bytes {
+        let stored = node.store.stats()?.stored_bytes;
+        if stored + needed > quota {
+            return Err(NetError::NoSpace {
+                needed,
+                available: quota.saturating_sub(stored),
+                what: "the configured quota",
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_entries(
+    node: &Node,
+    conn: &Connection,
+    collection: &str,
+    ids: &[[u8; 32]],
+    counters: &Counters,
+    report: &mut PullReport,
+) -> Result<Vec<SignedEntry>, NetError> {
+    let t = node.limits.timeout;
+    let mut out = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(MAX_ENTRY_IDS) {
+        let wanted: BTreeSet<[u8; 32]> = batch.iter().copied().collect();
+        let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+        let request = Request::GetEntries {
+            collection: collection.to_owned(),
+            ids: batch.to_vec(),
+        };
+        write_frame(&mut send, &request).await?;
+        let _ = send.finish();
+        let mut got = 0usize;
+        loop {
+            let reply: EntryReply = read_frame(&mut recv, MAX_ENCODED_ENTRY + 64, t).await?;
+            match reply {
+                EntryReply::Entry(bytes) => {
+                    let e = SignedEntry::decode(&bytes)?;
+                    if !wanted.contains(e.id().as_bytes()) {
+                        return Err(NetError::Protocol(format!(
+                            "sent entry {} that was not asked for",
+                            e.id()
+                        )));
+                    }
+                    if e.entry().collection != collection {
+                        return Err(NetError::Protocol(format!(
+                            "sent entry {} of collection `{}` for `{collection}`",
+                            e.id(),
+                            e.entry().collection
+                        )));
+                    }
+                    got += 1;
+                    if got > batch.len() {
+                        return Err(NetError::Protocol("sent more entries than asked".into()));
+                    }
+                    report.entries_received += 1;
+                    report.bytes_received += bytes.len() as u64;
+                    Counters::add(&counters.entries_received, 1);
+                    Counters::add(&counters.bytes_received, bytes.len() as u64);
+                    out.push(e);
+                }
+                EntryReply::Missing(id) => {
+                    tracing::debug!("peer lacks entry {}", Hash::from_bytes(id));
+                }
+                EntryReply::End => break,
+                EntryReply::Refused(why) => return Err(NetError::Refused(why)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fetches `wanted` with a few requests in flight, importing each request's verified blobs.
+async fn fetch_blobs(
+    node: &Node,
+    conn: &Connection,
+    wanted: Vec<MissingBlob>,
+    counters: &Counters,
+    report: &mut PullReport,
+) -> Result<(), NetError> {
+    let mut requests: Vec<Vec<MissingBlob>> = Vec::new();
+    let mut bytes = 0;
+    for m in wanted {
+        let size = m.size.unwrap_or(MAX_TRANSFER_BLOB / 8);
+        match requests.last_mut() {
+            Some(r) if r.len() < BLOBS_PER_REQUEST && bytes + size <= BYTES_PER_REQUEST => {
+                r.push(m);
+                bytes += size;
+            }
+            _ => {
+                requests.push(vec![m]);
+                bytes = size;
+            }
+        }
+    }
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        node.limits.parallel_fetches.max(1),
+    ));
+    let shared = Arc::new(Counters::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for request in requests {
+        let permit = limit.clone().acquire_owned().await.expect("semaphore open");
+        let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
+        tasks.spawn(async move {
+            let r = fetch_request(&node, &conn, request, &totals).await;
+            drop(permit);
+            r
+        });
+        // Report progress and stop early on the first failure.
+        while let Some(done) = tasks.try_join_next() {
+            done.map_err(|e| NetError::Io(e.to_string()))??;
+        }
+        sync_counters(&shared, counters, report);
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| NetError::Io(e.to_string()))??;
+        sync_counters(&shared, counters, report);
+    }
+    sync_counters(&shared, counters, report);
+    Ok(())
+}
+
+/// Moves the per-fetch totals into the caller's counters and report.
+fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let bytes = shared.bytes_received.swap(0, Relaxed);
+    let blobs = shared.entries_received.swap(0, Relaxed);
+    Counters::add(&counters.bytes_received, bytes);
+    report.bytes_received += bytes;
+    report.blobs += blobs;
+}
+
+async fn fetch_request(
+    node: &Node,
+    conn: &Connection,
+    request: Vec<MissingBlob>,
+    counters: &Counters,
+) -> Result<(), NetError> {
+    let t = node.limits.timeout;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+    let hashes = request.iter().map(|m| *m.hash.as_bytes()).collect();
+    write_frame(&mut send, &Request::GetBlobs { hashes }).await?;
+    let _ = send.finish();
+    let mut verified: Vec<VerifiedBlob> = Vec::with_capacity(request.len());
+    for m in &request {
+        let header: BlobHeader = read_frame(&mut recv, MAX_CONTROL_FRAME, t).await?;
+        let size = match header {
+            BlobHeader::Found { size } => size,
+            BlobHeader::Missing => {
+                return Err(NetError::Protocol(format!(
+                    "the peer lacks blob {} that one of its entries needs",
+                    m.hash
+                )))
+            }
+            BlobHeader::Refused(why) => return Err(NetError::Refused(why)),
+        };
+        if size > MAX_TRANSFER_BLOB || m.size.is_some_and(|s| s != size) {
+            return Err(NetError::Protocol(format!(
+                "announced {size} bytes for blob {} ({})",
+                m.hash,
+                match m.size {
+                    Some(s) => format!("{s} expected"),
+                    None => format!("limit {MAX_TRANSFER_BLOB}"),
+                }
+            )));
+        }
+        let mut encoded = vec![0u8; encoded_len(size) as usize];
+        for piece in encoded.chunks_mut(READ_PIECE) {
+            read_exact(&mut recv, piece, t).await?;
+            Counters::add(&counters.bytes_received, piece.len() as u64);
+        }
+        let hash = m.hash;
+        let blob = blocking(move || Ok(decode_blob(hash, size, &encoded)?)).await?;
+        verified.push(blob);
+        Counters::add(&counters.entries_received, 1);
+    }
+    let store = node.store.clone();
+    blocking(move || Ok(store.import_blobs(verified)?)).await?;
+    let _ = send.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Which endpoints may talk to this server, and what each may read and write.
+//!
+//! Trust is explicit: a peer is paired by its endpoint id (its public key). The daemon keeps the
+//! list in its configuration and hands it here; it can change while the server runs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use iroh::EndpointId;
+
+/// Access to collections.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Every collection.
+    #[default]
+    All,
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+impl Access {
+    /// True when `collection` is covered.
+    pub fn allows(&self, collection: &str) -> bool {
+        match self {
+            Access::All => true,
+            Access::Only(set) => set.contains(collection),
+        }
+    }
+}
+
+/// What a paired peer may do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerPolicy {
+    /// A name for people.
+    pub name: String,
+    /// Collections it may read (reconcile, fetch entries and blobs).
+    pub read: Access,
+    /// Collections it may push entries into.
+    pub write: Access,
+}
+
+/// The paired peers, shared between the server and the commands that change them.
+#[derive(Debug, Clone, Default)]
+pub struct Trust(Arc<RwLock<HashMap<EndpointId, PeerPolicy>>>);
+
+impl Trust {
+    /// Pairs (or updates) a peer.
+    pub fn set(&self, id: EndpointId, policy: PeerPolicy) {
+        self.0.write().expect("trust lock").insert(id, policy);
+    }
+
+    /// Unpairs a peer.
+    pub fn remove(&self, id: &EndpointId) {
+        self.0.write().expect("trust lock").remove(id);
+    }
+
+    /// Replaces the whole list.
+    pub fn replace(&self, peers: impl IntoIterator<Item = (EndpointId, PeerPolicy)>) {
+        *self.0.write().expect("trust lock") = peers.into_iter().collect();
+    }
+
+    /// The policy for `id`, if paired.
+    pub fn policy(&self, id: &EndpointId) -> Option<PeerPolicy> {
+        self.0.read().expect("trust lock").get(id).cloned()
+    }
+
+    /// Checks that `id` may read `collection`.
+    pub(crate) fn check_read(&self, id: &EndpointId, collection: &str) -> Result<(), String> {
+        match self.policy(id) {
+            None => Err(not_paired(id)),
+            Some(p) if p.read.allows(collection) => Ok(()),
+            Some(p) => Err(format!(
+                "peer `{}` may not read collection `{collection}`",
+                p.name
+            )),
+        }
+    }
+
+    /// Checks that `id` may write `collection`.
+    pub(crate) fn check_write(&self, id: &EndpointId, collection: &str) -> Result<(), String> {
+        match self.policy(id) {
+            None => Err(not_paired(id)),
+            Some(p) if p.write.allows(collection) => Ok(()),
+            Some(p) => Err(format!(
+                "peer `{}` may not write collection `{collection}`",
+                p.name
+            )),
+        }
+    }
+}
+
+pub(crate) fn not_paired(id: &EndpointId) -> String {
+    format!("endpoint {id} is not paired with this server (pair it with `archive peer add`)")
+}

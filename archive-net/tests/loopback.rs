@@ -1,0 +1,214 @@
+//! Two and three real stores syncing over real iroh endpoints on 127.0.0.1 (relays, port
+//! mapping and discovery off).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use archive_core::{Store, ViewPoint};
+use archive_net::{
+    bind_endpoint, connect, Access, Counters, Endpoint, Limits, NetConfig, NetError, Node,
+    PeerPolicy, SyncOptions, Trust, ALPN,
+};
+use iroh::protocol::Router;
+
+struct Server {
+    node: Node,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path()).unwrap());
+        let config = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let endpoint = bind_endpoint(store.secret_key(), &config).await.unwrap();
+        let node = Node::new(store, Trust::default(), Limits::default());
+        let router = Router::builder(endpoint)
+            .accept(ALPN, node.protocol())
+            .spawn();
+        Server {
+            node,
+            router,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        self.router.endpoint()
+    }
+
+    fn pair(&self, other: &Server, name: &str, write: bool) {
+        self.node.trust().set(
+            other.endpoint().id(),
+            PeerPolicy {
+                name: name.into(),
+                read: Access::All,
+                write: if write {
+                    Access::All
+                } else {
+                    Access::Only(Default::default())
+                },
+            },
+        );
+    }
+
+    async fn sync_with(
+        &self,
+        other: &Server,
+        pull: bool,
+        push: bool,
+    ) -> Result<archive_net::SyncReport, NetError> {
+        let conn = connect(
+            self.endpoint(),
+            other.endpoint().addr(),
+            Duration::from_secs(5),
+        )
+        .await?;
+        let options = SyncOptions {
+            collection: "default".into(),
+            pull,
+            push,
+        };
+        self.node
+            .sync(&conn, &options, Arc::new(Counters::default()))
+            .await
+    }
+
+    fn listing(&self) -> Vec<(String, archive_core::Hash)> {
+        self.node
+            .store()
+            .list("default", ViewPoint::Current, "")
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.key, i.file.hash))
+            .collect()
+    }
+}
+
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sync_both_ways_and_converge() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let sa = a.node.store();
+    for i in 0..50 {
+        sa.add_bytes(
+            "default",
+            &format!("small/{i}.txt"),
+            &data(i, 100 + i as usize * 300),
+        )
+        .unwrap();
+    }
+    let big = data(99, 3 * 1024 * 1024 + 17);
+    sa.add_bytes("default", "big.bin", &big).unwrap();
+    b.node
+        .store()
+        .add_bytes("default", "only-on-b.txt", b"from b")
+        .unwrap();
+
+    let report = b.sync_with(&a, true, true).await.unwrap();
+    assert_eq!(report.entries_received, 51);
+    assert_eq!(report.entries_sent, 1);
+    assert!(report.bytes_received >= big.len() as u64, "{report:?}");
+    assert_eq!(a.listing(), b.listing());
+    assert_eq!(a.listing().len(), 52);
+    let file = b.node.store().get("default", "big.bin").unwrap().unwrap();
+    let mut out = Vec::new();
+    b.node.store().read_file(&file, &mut out).unwrap();
+    assert_eq!(out, big);
+    assert!(b.node.store().verify().unwrap().is_ok());
+    assert!(a.node.store().verify().unwrap().is_ok());
+
+    // Nothing changed: the fast path settles it in one round trip, nothing moves.
+    let again = b.sync_with(&a, true, true).await.unwrap();
+    assert_eq!(again.round_trips, 1, "{again:?}");
+    assert_eq!(again.entries_received + again.entries_sent, 0);
+    assert!(again.reconcile_bytes <= 64, "{again:?}");
+
+    // A diff reports nothing either way.
+    let conn = connect(b.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let diff = b.node.diff(&conn, "default").await.unwrap();
+    assert_eq!(diff.they_have.entries + diff.we_have.entries, 0);
+
+    // One edit on A: only its new chunks move.
+    let mut edited = big.clone();
+    edited[1_000_000..1_000_100].fill(7);
+    sa.add_bytes("default", "big.bin", &edited).unwrap();
+    let conn = connect(b.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let diff = b.node.diff(&conn, "default").await.unwrap();
+    assert_eq!(diff.they_have.entries, 1);
+    assert_eq!(diff.they_have.file_bytes, edited.len() as u64);
+    assert_eq!(diff.we_have.entries, 0);
+    let third = b.sync_with(&a, true, true).await.unwrap();
+    assert_eq!(third.entries_received, 1);
+    assert!(
+        third.bytes_received < 1024 * 1024 + 64 * 1024,
+        "an edit of 100 bytes moved {} bytes",
+        third.bytes_received
+    );
+    assert_eq!(a.listing(), b.listing());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaired_and_read_only_peers_are_refused() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    b.pair(&a, "a", true);
+    a.node.store().add_bytes("default", "x", b"x").unwrap();
+    // A does not know B.
+    let err = b.sync_with(&a, true, true).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("not paired"), "{msg}");
+    assert!(b.listing().is_empty());
+
+    // A knows B but lets it only read: a pull works, a push is refused.
+    a.pair(&b, "b", false);
+    b.node.store().add_bytes("default", "y", b"y").unwrap();
+    let pulled = b.sync_with(&a, true, false).await.unwrap();
+    assert_eq!(pulled.entries_received, 1);
+    let err = b.sync_with(&a, false, true).await.unwrap_err();
+    assert!(err.to_string().contains("may not write"), "{err}");
+    assert_eq!(a.listing().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_travel_a_to_c_through_b() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    let c = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    b.pair(&c, "c", true);
+    c.pair(&b, "b", true);
+    for i in 0..20 {
+        a.node
+            .store()
+            .add_bytes("default", &format!("f{i}"), &data(i, 40_000))
+            .unwrap();
+    }
+    b.sync_with(&a, true, true).await.unwrap();
+    c.sync_with(&b, true, true).await.unwrap();
+    assert_eq!(c.listing(), a.listing());
+    assert_eq!(c.listing().len(), 20);
+}
