@@ -103,10 +103,11 @@ pub(crate) enum Command {
     },
     /// List snapshots
     Snapshots,
-    /// Show what changed between snapshots, or between a folder and the archive
+    /// Show what changed between snapshots, between a folder and the archive, or between this
+    /// server and a peer (--peer: reconciliation only, nothing is transferred)
     Diff {
         /// Older snapshot
-        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        #[arg(required_unless_present_any = ["dir", "peer"], conflicts_with_all = ["dir", "peer"])]
         from: Option<String>,
         /// Newer snapshot [default: the current view]
         to: Option<String>,
@@ -116,6 +117,9 @@ pub(crate) enum Command {
         /// With --dir: the key prefix the folder was added under
         #[arg(long = "as", value_name = "PREFIX", requires = "dir")]
         as_key: Option<String>,
+        /// Compare with this paired peer: what each side has that the other lacks
+        #[arg(long, value_name = "NAME", conflicts_with = "dir")]
+        peer: Option<String>,
         #[command(flatten)]
         collection: CollectionArg,
     },
@@ -127,4 +131,80 @@ pub(crate) enum Command {
     Stats,
     /// List collections
     Collections,
+    /// Print this server's endpoint id and a ticket other servers pair with
+    Id,
+    /// Pair with other servers, list and remove them
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+    /// Run the server in the foreground: serve paired peers, and the other commands on this
+    /// data folder through a local control socket
+    Serve {
+        /// Listen address [default: 0.0.0.0:7740, or `bind` in net.json]
+        #[arg(long, value_name = "HOST:PORT")]
+        bind: Option<std::net::SocketAddr>,
+    },
+    /// Sync a collection with a paired peer: both ways unless --pull or --push
+    Sync {
+        /// The peer's name (see `archive peer ls`)
+        peer: String,
+        #[command(flatten)]
+        collection: CollectionArg,
+        /// Only fetch what the peer has and this server lacks
+        #[arg(long, conflicts_with = "push")]
+        pull: bool,
+        /// Only give the peer what it lacks
+        #[arg(long)]
+        push: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeerCommand {
+    /// Pair with a server: by ticket (from its `archive id`), or by endpoint id and address
+    Add {
+        /// A ticket, or an endpoint id (then give --addr, or rely on mDNS on the local network)
+        target: String,
+        /// The peer's address (repeatable); with an endpoint id
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Vec<std::net::SocketAddr>,
+        /// A name to refer to it by [default: peer-<first 8 characters of its id>]
+        #[arg(long)]
+        name: Option<String>,
+        /// Collections it may read (comma-separated) [default: all]
+        #[arg(long, value_delimiter = ',', value_name = "C,...")]
+        read: Option<Vec<String>>,
+        /// Collections it may push into (comma-separated; empty for none) [default: all]
+        #[arg(long, value_delimiter = ',', value_name = "C,...")]
+        write: Option<Vec<String>>,
+    },
+    /// List paired peers
+    Ls,
+    /// Unpair a peer
+    Rm {
+        /// Its name
+        name: String,
+    },
+}
+
+impl Command {
+    /// Makes relative paths absolute against `cwd` (for commands run by a server on behalf
+    /// of a client in another folder).
+    pub(crate) fn resolve_paths(&mut self, cwd: &std::path::Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        match self {
+            Command::Add { paths, .. } => paths.iter_mut().for_each(fix),
+            Command::Get {
+                output: Some(p), ..
+            }
+            | Command::Diff { dir: Some(p), .. } => fix(p),
+            Command::Export { dest, .. } => fix(dest),
+            _ => {}
+        }
+    }
 }

@@ -1,30 +1,29 @@
 //! One function per subcommand: validate what clap could not, call the store, print.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use archive_core::{Change, FileRef, Hash, OpenError, Store, ViewItem, ViewPoint};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command};
-use crate::config;
-use crate::output::{human_size, human_time, print_json};
+use crate::cli::Command;
+use crate::context::Ctx;
+use crate::net_commands;
+use crate::output::{errln, human_size, human_time, outln, print_json};
 use crate::progress::AddBar;
 
-pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
-    let dir = config::data_dir(cli.data_dir)?;
-    let json = cli.json;
-    match cli.command {
-        Command::Init => init(&dir, json),
+/// Runs one command against the store in `ctx` (opened here, or the running server's).
+pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
+    match command {
+        Command::Init => init(&ctx.dir, json),
         Command::Add {
             paths,
             collection,
             as_key,
         } => add(
-            &open(&dir)?,
+            ctx.store()?,
             &collection.collection,
             &paths,
             as_key.as_deref(),
@@ -35,7 +34,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             collection,
             snapshot,
         } => ls(
-            &open(&dir)?,
+            ctx.store()?,
             &collection.collection,
             &prefix,
             snapshot.as_deref(),
@@ -48,7 +47,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             collection,
             snapshot,
         } => get(
-            &open(&dir)?,
+            ctx.store()?,
             &collection.collection,
             key.as_deref(),
             hash.as_deref(),
@@ -61,7 +60,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             snapshot,
             force,
         } => export(
-            &open(&dir)?,
+            ctx.store()?,
             &collection.collection,
             snapshot.as_deref(),
             &dest,
@@ -72,19 +71,25 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             keys,
             collection,
             recursive,
-        } => rm(&open(&dir)?, &collection.collection, &keys, recursive, json),
+        } => rm(ctx.store()?, &collection.collection, &keys, recursive, json),
         Command::Snapshot { name, collection } => {
-            snapshot(&open(&dir)?, &collection.collection, &name, json)
+            snapshot(ctx.store()?, &collection.collection, &name, json)
         }
-        Command::Snapshots => snapshots(&open(&dir)?, json),
+        Command::Snapshots => snapshots(ctx.store()?, json),
+        Command::Diff {
+            peer: Some(peer),
+            collection,
+            ..
+        } => net_commands::diff_peer(ctx, &peer, &collection.collection, json),
         Command::Diff {
             from,
             to,
             dir: folder,
             as_key,
             collection,
+            peer: None,
         } => diff(
-            &open(&dir)?,
+            ctx.store()?,
             &collection.collection,
             from.as_deref(),
             to.as_deref(),
@@ -92,10 +97,22 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             as_key.as_deref(),
             json,
         ),
-        Command::Verify => verify(&open(&dir)?, json),
-        Command::Gc => gc(&open(&dir)?, json),
-        Command::Stats => stats(&open(&dir)?, json),
-        Command::Collections => collections(&open(&dir)?, json),
+        Command::Verify => verify(ctx.store()?, json),
+        Command::Gc => gc(ctx.store()?, json),
+        Command::Stats => stats(ctx.store()?, json),
+        Command::Collections => collections(ctx.store()?, json),
+        Command::Id => net_commands::id(ctx, json),
+        Command::Peer { command } => net_commands::peer(ctx, command, json),
+        Command::Sync {
+            peer,
+            collection,
+            pull,
+            push,
+        } => net_commands::sync(ctx, &peer, &collection.collection, pull, push, json),
+        Command::Serve { .. } => bail!(
+            "a server is already running for {} (stop it first)",
+            ctx.dir.display()
+        ),
     }
 }
 
@@ -117,7 +134,7 @@ fn view_point(snapshot: Option<&str>) -> ViewPoint<'_> {
     snapshot.map_or(ViewPoint::Current, ViewPoint::Snapshot)
 }
 
-fn init(dir: &Path, json: bool) -> Result<ExitCode> {
+fn init(dir: &Path, json: bool) -> Result<u8> {
     let (store, created) = match Store::init(dir) {
         Ok(s) => (s, true),
         Err(OpenError::AlreadyInitialized { .. }) => (open(dir)?, false),
@@ -130,15 +147,15 @@ fn init(dir: &Path, json: bool) -> Result<ExitCode> {
             "author": store.author().to_string(),
         }))?;
     } else if created {
-        println!("initialised an archive store in {}", dir.display());
-        println!("server key: {}", store.author());
+        outln!("initialised an archive store in {}", dir.display());
+        outln!("server key: {}", store.author());
     } else {
-        println!(
+        outln!(
             "an archive store already exists in {} (left as it is)",
             dir.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 #[derive(Serialize)]
@@ -163,7 +180,7 @@ fn add(
     paths: &[PathBuf],
     as_key: Option<&str>,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     if as_key.is_some() && paths.len() > 1 {
         bail!("--as names one file or folder; give a single PATH with it");
     }
@@ -198,10 +215,10 @@ fn add(
             }));
     }
     for s in &summary.skipped {
-        eprintln!("archive: skipped {}: {}", s.path.display(), s.reason);
+        errln!("archive: skipped {}: {}", s.path.display(), s.reason);
     }
     for f in &summary.failed {
-        eprintln!(
+        errln!(
             "archive: error: cannot read {}: {}",
             f.path.display(),
             f.reason
@@ -210,7 +227,7 @@ fn add(
     if json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "added {} files, {} unchanged ({} read, {} new after deduplication)",
             summary.added,
             summary.unchanged,
@@ -219,13 +236,13 @@ fn add(
         );
     }
     if summary.failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
+        Ok(0)
     } else {
-        eprintln!(
+        errln!(
             "archive: error: {} file(s) could not be read; everything else was added",
             summary.failed.len()
         );
-        Ok(ExitCode::FAILURE)
+        Ok(1)
     }
 }
 
@@ -245,7 +262,7 @@ fn ls(
     prefix: &str,
     snapshot: Option<&str>,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     existing_collection(store, collection)?;
     let items = store.list(collection, view_point(snapshot), prefix)?;
     if json {
@@ -262,7 +279,7 @@ fn ls(
             .collect();
         print_json(&listed)?;
     } else {
-        let mut out = io::stdout().lock();
+        let mut out = crate::output::stdout();
         for i in &items {
             writeln!(
                 out,
@@ -273,7 +290,7 @@ fn ls(
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn find_key(store: &Store, collection: &str, key: &str, snapshot: Option<&str>) -> Result<FileRef> {
@@ -303,7 +320,7 @@ fn get(
     hash: Option<&str>,
     snapshot: Option<&str>,
     output: Option<&Path>,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     let file = match (key, hash) {
         (_, Some(h)) => {
             let hash: Hash = h.parse()?;
@@ -316,7 +333,7 @@ fn get(
     };
     match output {
         None => {
-            let mut out = io::stdout().lock();
+            let mut out = crate::output::stdout();
             store.read_file(&file, &mut out)?;
             out.flush()?;
         }
@@ -338,7 +355,7 @@ fn get(
             result?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn tmp_beside(path: &Path) -> PathBuf {
@@ -356,7 +373,7 @@ fn export(
     dest: &Path,
     force: bool,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     existing_collection(store, collection)?;
     let report = store.export(collection, view_point(snapshot), dest, force)?;
     if json {
@@ -366,7 +383,7 @@ fn export(
             "bytes": report.bytes,
         }))?;
     } else {
-        println!(
+        outln!(
             "exported {} files ({}) to {}, {} already up to date",
             report.written,
             human_size(report.bytes),
@@ -374,16 +391,10 @@ fn export(
             report.unchanged
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn rm(
-    store: &Store,
-    collection: &str,
-    keys: &[String],
-    recursive: bool,
-    json: bool,
-) -> Result<ExitCode> {
+fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<u8> {
     existing_collection(store, collection)?;
     let mut targets = Vec::new();
     for key in keys {
@@ -404,18 +415,18 @@ fn rm(
     if json {
         print_json(&serde_json::json!({ "removed": targets }))?;
     } else {
-        println!("removed {} keys from `{collection}`", removed.len());
+        outln!("removed {} keys from `{collection}`", removed.len());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<ExitCode> {
+fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<u8> {
     existing_collection(store, collection)?;
     let info = store.snapshot(collection, name)?;
     if json {
         print_json(&snapshot_json(&info))?;
     } else {
-        println!(
+        outln!(
             "snapshot `{}` of `{}`: {} files, {}",
             info.name,
             info.collection,
@@ -423,7 +434,7 @@ fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<E
             human_size(info.bytes)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn snapshot_json(s: &archive_core::SnapshotInfo) -> serde_json::Value {
@@ -436,13 +447,13 @@ fn snapshot_json(s: &archive_core::SnapshotInfo) -> serde_json::Value {
     })
 }
 
-fn snapshots(store: &Store, json: bool) -> Result<ExitCode> {
+fn snapshots(store: &Store, json: bool) -> Result<u8> {
     let list = store.snapshots()?;
     if json {
         print_json(&list.iter().map(snapshot_json).collect::<Vec<_>>())?;
     } else {
         for s in &list {
-            println!(
+            outln!(
                 "{}  {}  {}  {} files  {}",
                 s.collection,
                 s.name,
@@ -452,7 +463,7 @@ fn snapshots(store: &Store, json: bool) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 #[derive(Serialize)]
@@ -473,7 +484,7 @@ fn diff(
     folder: Option<&Path>,
     as_key: Option<&str>,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     if folder.is_none() {
         existing_collection(store, collection)?;
     }
@@ -483,7 +494,7 @@ fn diff(
         (None, None) => bail!("give a snapshot name, or --dir PATH"),
     };
     print_changes(&changes, json)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn print_changes(changes: &[Change], json: bool) -> Result<()> {
@@ -502,7 +513,7 @@ fn print_changes(changes: &[Change], json: bool) -> Result<()> {
         print_json(&out)?;
         return Ok(());
     }
-    let mut out = io::stdout().lock();
+    let mut out = crate::output::stdout();
     for c in changes {
         let (mark, size) = match (c.old, c.new) {
             (None, Some(n)) => ('+', human_size(n.size)),
@@ -526,7 +537,7 @@ fn print_changes(changes: &[Change], json: bool) -> Result<()> {
     Ok(())
 }
 
-fn verify(store: &Store, json: bool) -> Result<ExitCode> {
+fn verify(store: &Store, json: bool) -> Result<u8> {
     let report = store.verify()?;
     if json {
         print_json(&serde_json::json!({
@@ -540,21 +551,22 @@ fn verify(store: &Store, json: bool) -> Result<ExitCode> {
         }))?;
     } else {
         for b in &report.bad_blobs {
-            println!("corrupt blob {}: {}", b.hash, b.problem);
+            outln!("corrupt blob {}: {}", b.hash, b.problem);
         }
         for (id, why) in &report.bad_entries {
-            println!("bad entry {id}: {why}");
+            outln!("bad entry {id}: {why}");
         }
         for d in &report.damaged_keys {
             match &d.snapshot {
-                None => println!("damaged: `{}` in collection `{}`", d.key, d.collection),
-                Some(s) => println!(
+                None => outln!("damaged: `{}` in collection `{}`", d.key, d.collection),
+                Some(s) => outln!(
                     "damaged: `{}` in snapshot `{s}` of collection `{}`",
-                    d.key, d.collection
+                    d.key,
+                    d.collection
                 ),
             }
         }
-        println!(
+        outln!(
             "checked {} blobs ({}) and {} entries: {}",
             report.blobs_checked,
             human_size(report.bytes_checked),
@@ -566,14 +578,10 @@ fn verify(store: &Store, json: bool) -> Result<ExitCode> {
             }
         );
     }
-    Ok(if report.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.is_ok() { 0 } else { 1 })
 }
 
-fn gc(store: &Store, json: bool) -> Result<ExitCode> {
+fn gc(store: &Store, json: bool) -> Result<u8> {
     let r = store.gc()?;
     if json {
         print_json(&serde_json::json!({
@@ -582,17 +590,17 @@ fn gc(store: &Store, json: bool) -> Result<ExitCode> {
             "leftovers_removed": r.leftovers_removed,
         }))?;
     } else {
-        println!(
+        outln!(
             "removed {} blobs ({}) and {} leftover files",
             r.blobs_removed,
             human_size(r.bytes_freed),
             r.leftovers_removed
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn stats(store: &Store, json: bool) -> Result<ExitCode> {
+fn stats(store: &Store, json: bool) -> Result<u8> {
     let s = store.stats()?;
     if json {
         print_json(&serde_json::json!({
@@ -606,26 +614,26 @@ fn stats(store: &Store, json: bool) -> Result<ExitCode> {
             "author": store.author().to_string(),
         }))?;
     } else {
-        println!("data folder:  {}", store.dir().display());
-        println!("server key:   {}", store.author());
-        println!("collections:  {}", s.collections);
-        println!(
+        outln!("data folder:  {}", store.dir().display());
+        outln!("server key:   {}", store.author());
+        outln!("collections:  {}", s.collections);
+        outln!(
             "files:        {} ({})",
             s.files,
             human_size(s.logical_bytes)
         );
-        println!("entries:      {}", s.entries);
-        println!(
+        outln!("entries:      {}", s.entries);
+        outln!(
             "blobs:        {} ({} stored)",
             s.blobs,
             human_size(s.stored_bytes)
         );
-        println!("snapshots:    {}", s.snapshots);
+        outln!("snapshots:    {}", s.snapshots);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
-fn collections(store: &Store, json: bool) -> Result<ExitCode> {
+fn collections(store: &Store, json: bool) -> Result<u8> {
     let list = store.collections()?;
     if json {
         let v: Vec<_> = list
@@ -635,7 +643,7 @@ fn collections(store: &Store, json: bool) -> Result<ExitCode> {
         print_json(&v)?;
     } else {
         for c in &list {
-            println!(
+            outln!(
                 "{}  {} files  {}  {} entries",
                 c.name,
                 c.files,
@@ -644,5 +652,5 @@ fn collections(store: &Store, json: bool) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

@@ -21,3 +21,93 @@ pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
         None => bail!("cannot choose a data folder: HOME is not set; pass --data-dir"),
     }
 }
+
+/// Network settings: `net.json` in the data folder, every field optional.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NetSettings {
+    /// `lan` (no relay, no public lookup, no port mapping) or `internet`.
+    pub(crate) profile: String,
+    /// With `internet`: the community's own relay (a URL).
+    pub(crate) relay: Option<String>,
+    /// Find and be found by servers on the local network (mDNS).
+    pub(crate) mdns: bool,
+    /// Where `archive serve` listens.
+    pub(crate) bind: std::net::SocketAddr,
+    /// Where `sync` and `diff --peer` bind when no server runs [default: any, random port].
+    pub(crate) client_bind: Option<std::net::SocketAddr>,
+    /// Most bytes of blobs this store may hold; a sync that would pass it is refused.
+    pub(crate) quota_bytes: Option<u64>,
+    /// Longest wait for a peer, in seconds.
+    pub(crate) timeout_secs: u64,
+}
+
+/// The port servers listen on unless told otherwise.
+pub(crate) const DEFAULT_PORT: u16 = 7740;
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        NetSettings {
+            profile: "lan".into(),
+            relay: None,
+            mdns: true,
+            bind: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            client_bind: None,
+            quota_bytes: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl NetSettings {
+    /// Reads `net.json` from `dir`; defaults when there is none.
+    pub(crate) fn load(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("net.json");
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NetSettings::default()),
+            Err(e) => bail!("cannot read {}: {e}", path.display()),
+            Ok(bytes) => {
+                let s: NetSettings = serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))?;
+                if s.timeout_secs == 0 || s.timeout_secs > 3600 {
+                    bail!("{}: timeout_secs must be 1..=3600", path.display());
+                }
+                s.config(None)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Ok(s)
+            }
+        }
+    }
+
+    /// The endpoint configuration, listening on `bind`.
+    pub(crate) fn config(
+        &self,
+        bind: Option<std::net::SocketAddr>,
+    ) -> Result<archive_net::NetConfig> {
+        let profile = match (self.profile.as_str(), &self.relay) {
+            ("lan", None) => archive_net::Profile::Lan,
+            ("lan", Some(_)) => bail!("`relay` needs \"profile\": \"internet\""),
+            ("internet", relay) => archive_net::Profile::Internet {
+                relay: relay
+                    .as_deref()
+                    .map(|r| r.parse())
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("relay: not a URL: {e}"))?,
+            },
+            (other, _) => bail!("profile `{other}`: use \"lan\" or \"internet\""),
+        };
+        Ok(archive_net::NetConfig {
+            profile,
+            bind,
+            mdns: self.mdns,
+        })
+    }
+
+    pub(crate) fn limits(&self) -> archive_net::Limits {
+        archive_net::Limits {
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+            max_store_bytes: self.quota_bytes,
+            ..archive_net::Limits::default()
+        }
+    }
+}

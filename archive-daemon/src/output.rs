@@ -1,14 +1,100 @@
 //! Printing results for people and for programs.
+//!
+//! Commands print through [`stdout`] and [`stderr`] (and the `outln!` / `errln!` macros), not
+//! the process's streams directly: when a command runs inside `archive serve` on behalf of a
+//! forwarded invocation, its output goes back over the control socket instead.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
+/// Where a forwarded command's output goes: one writer per stream.
+pub(crate) trait Sink {
+    /// Writes `bytes` to the forwarded stdout (`err == false`) or stderr.
+    fn write(&mut self, err: bool, bytes: &[u8]) -> io::Result<()>;
+}
+
+thread_local! {
+    static SINK: RefCell<Option<Box<dyn Sink>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's output going to `sink`.
+pub(crate) fn with_sink<T>(sink: Box<dyn Sink>, f: impl FnOnce() -> T) -> T {
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
+    let out = f();
+    SINK.with(|s| *s.borrow_mut() = None);
+    out
+}
+
+/// True when this thread's output is forwarded (no terminal to draw progress bars on).
+pub(crate) fn is_forwarded() -> bool {
+    SINK.with(|s| s.borrow().is_some())
+}
+
+/// The command's standard output.
+pub(crate) struct Out {
+    err: bool,
+}
+
+pub(crate) fn stdout() -> Out {
+    Out { err: false }
+}
+
+pub(crate) fn stderr() -> Out {
+    Out { err: true }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let forwarded = SINK.with(|s| match s.borrow_mut().as_mut() {
+            Some(sink) => Some(sink.write(self.err, buf)),
+            None => None,
+        });
+        match forwarded {
+            Some(r) => r.map(|()| buf.len()),
+            None if self.err => io::stderr().write(buf),
+            None => io::stdout().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.err {
+            io::stderr().flush()
+        } else {
+            io::stdout().flush()
+        }
+    }
+}
+
+/// `println!` for commands.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!($crate::output::stdout(), $($t)*)?;
+    }};
+}
+
+/// `eprintln!` for commands.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::output::stderr(), $($t)*);
+    }};
+}
+pub(crate) use {errln, outln};
+
 /// Prints `value` as one line of JSON on stdout.
 pub(crate) fn print_json(value: &impl Serialize) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)
+    let mut out = stdout();
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    out.write_all(&line)
+}
+
+/// Prints a command's error the way `archive` does: `archive: error: ...` with its causes.
+pub(crate) fn errln_error(err: &anyhow::Error) {
+    let _ = writeln!(stderr(), "archive: error: {err:#}");
 }
 
 /// Sizes for people: `512 B`, `1.5 KiB`, `3.2 GiB`.

@@ -4,4 +4,5 @@ mod bad_input;
 mod corruption;
 mod crash;
 mod harness;
+mod network;
 mod quick_start;

@@ -98,7 +98,10 @@ impl Node {
     /// Reconciles `collection` with the peer on `conn` and reports the difference both ways;
     /// nothing else is transferred.
     pub async fn diff(&self, conn: &Connection, collection: &str) -> Result<DiffReport, NetError> {
-        let r = self.reconcile(conn, collection, true, false).await?;
+        let r = self
+            .reconcile(conn, collection, true, false)
+            .await
+            .map_err(|e| explain(conn, e))?;
         Ok(DiffReport {
             they_have: r.theirs.unwrap_or_default(),
             we_have: r.ours.unwrap_or_default(),
@@ -126,7 +129,10 @@ impl Node {
             conn.clone(),
             counters.clone(),
         ));
-        let result = self.sync_inner(conn, options, &counters).await;
+        let result = self
+            .sync_inner(conn, options, &counters)
+            .await
+            .map_err(|e| explain(conn, e));
         serving.abort();
         let mut report = result?;
         report.elapsed = started.elapsed();
@@ -283,5 +289,16 @@ impl Node {
             ours: summary(self, collection, &r, want_summary)?,
             theirs,
         })
+    }
+}
+
+/// A stream error after the peer closed the connection on purpose says less than the peer's
+/// reason for closing it (e.g. "not paired"): prefer the reason.
+fn explain(conn: &Connection, e: NetError) -> NetError {
+    match (conn.close_reason(), &e) {
+        (Some(iroh::endpoint::ConnectionError::ApplicationClosed(close)), NetError::Io(_)) => {
+            NetError::Refused(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        _ => e,
     }
 }

@@ -28,4 +28,5 @@ pub use ticket::{Ticket, TicketError, MAX_TICKET_ADDRS};
 pub use trust::{Access, PeerPolicy, Trust};
 pub use wire::ALPN;
 
+pub use iroh::endpoint::Connection;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId};

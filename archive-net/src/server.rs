@@ -80,7 +80,7 @@ async fn serve_stream(
             want_summary,
         } => {
             if let Err(why) = node.trust.check_read(&peer, &collection) {
-                write_frame(&mut send, &ReconcileStep::Refused(why)).await?;
+                write_frame(&mut send, &ReconcileStep::Refused(refusal(&peer, why))).await?;
             } else {
                 answer_reconcile(node, &mut send, &mut recv, &collection, frame, want_summary)
                     .await?;
@@ -88,7 +88,7 @@ async fn serve_stream(
         }
         Request::GetEntries { collection, ids } => {
             if let Err(why) = node.trust.check_read(&peer, &collection) {
-                write_frame(&mut send, &EntryReply::Refused(why)).await?;
+                write_frame(&mut send, &EntryReply::Refused(refusal(&peer, why))).await?;
             } else if ids.len() > MAX_ENTRY_IDS {
                 write_frame(&mut send, &EntryReply::Refused("too many ids".into())).await?;
             } else {
@@ -138,7 +138,7 @@ async fn serve_stream(
             last: _,
         } => {
             if let Err(why) = node.trust.check_write(&peer, &collection) {
-                write_frame(&mut send, &OfferReply::Refused(why)).await?;
+                write_frame(&mut send, &OfferReply::Refused(refusal(&peer, why))).await?;
             } else if ids.len() > MAX_OFFER_IDS {
                 write_frame(&mut send, &OfferReply::Refused("too many ids".into())).await?;
             } else {
@@ -151,7 +151,7 @@ async fn serve_stream(
             my_seq,
         } => {
             let reply = match node.trust.check_write(&peer, &collection) {
-                Err(why) => AgreeReply::Refused(why),
+                Err(why) => AgreeReply::Refused(refusal(&peer, why)),
                 Ok(()) => {
                     let agreement = archive_core::sync::Agreement {
                         my_seq: your_seq,
@@ -285,4 +285,10 @@ async fn take_offer(
             Err(e)
         }
     }
+}
+
+/// Logs a refusal on this side before it is sent to the peer.
+fn refusal(peer: &EndpointId, why: String) -> String {
+    tracing::warn!("refused a request from {peer}: {why}");
+    why
 }

@@ -1,0 +1,136 @@
+//! Paired peers: `peers.json` in the data folder, written atomically.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use archive_net::{Access, EndpointAddr, EndpointId, PeerPolicy, Trust};
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "peers.json";
+
+/// One paired server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Peer {
+    pub(crate) name: String,
+    /// Endpoint id (hex).
+    pub(crate) id: String,
+    /// Known direct addresses; empty means "find it on the local network".
+    #[serde(default)]
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Collections it may read; absent means all.
+    #[serde(default)]
+    pub(crate) read: Option<Vec<String>>,
+    /// Collections it may push into; absent means all.
+    #[serde(default)]
+    pub(crate) write: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Peers {
+    pub(crate) peers: Vec<Peer>,
+}
+
+fn access(list: &Option<Vec<String>>) -> Access {
+    match list {
+        None => Access::All,
+        Some(l) => Access::Only(l.iter().cloned().collect()),
+    }
+}
+
+impl Peer {
+    pub(crate) fn endpoint_id(&self) -> Result<EndpointId> {
+        self.id
+            .parse()
+            .map_err(|e| anyhow::anyhow!("peer `{}` has a bad id in {FILE}: {e}", self.name))
+    }
+
+    pub(crate) fn endpoint_addr(&self) -> Result<EndpointAddr> {
+        let mut addr = EndpointAddr::new(self.endpoint_id()?);
+        for a in &self.addrs {
+            addr = addr.with_ip_addr(*a);
+        }
+        Ok(addr)
+    }
+
+    pub(crate) fn policy(&self) -> PeerPolicy {
+        PeerPolicy {
+            name: self.name.clone(),
+            read: access(&self.read),
+            write: access(&self.write),
+        }
+    }
+}
+
+impl Peers {
+    pub(crate) fn load(dir: &Path) -> Result<Peers> {
+        let path = dir.join(FILE);
+        let peers: Peers = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Peers::default()),
+            Err(e) => bail!("cannot read {}: {e}", path.display()),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))?,
+        };
+        for p in &peers.peers {
+            p.endpoint_id()?;
+        }
+        Ok(peers)
+    }
+
+    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(FILE);
+        let bytes = serde_json::to_vec_pretty(self).expect("peers serialise");
+        write_durably(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Result<&Peer> {
+        self.peers.iter().find(|p| p.name == name).with_context(|| {
+            format!("no peer named `{name}` (see `archive peer ls`; pair with `archive peer add`)")
+        })
+    }
+
+    pub(crate) fn trust(&self) -> Result<Trust> {
+        let trust = Trust::default();
+        self.fill(&trust)?;
+        Ok(trust)
+    }
+
+    pub(crate) fn fill(&self, trust: &Trust) -> Result<()> {
+        let mut all = Vec::new();
+        for p in &self.peers {
+            all.push((p.endpoint_id()?, p.policy()));
+        }
+        trust.replace(all);
+        Ok(())
+    }
+}
+
+/// Peer names: what people type; kept simple so they need no quoting.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!("peer name `{name}`: use 1 to 64 letters, digits, `-`, `_` or `.`");
+    }
+    Ok(())
+}
+
+/// Temp name, fsync, rename, fsync the folder: a crash leaves the old file or the new one.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

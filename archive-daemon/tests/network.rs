@@ -1,0 +1,187 @@
+//! Servers as real processes on 127.0.0.1: pairing, `serve`, `sync`, `diff --peer`, and
+//! commands forwarded to a running server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{pseudo_random, read_tree, write_file, Archive};
+
+/// Loopback only, no mDNS: tests must not talk to the host's network.
+const NET_JSON: &str = r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 10}"#;
+
+fn server_store() -> Archive {
+    let a = Archive::initialised();
+    std::fs::write(a.data_dir().join("net.json"), NET_JSON).unwrap();
+    a
+}
+
+/// A running `archive serve`; killed on drop.
+struct Serving {
+    child: Child,
+    ticket: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serving {
+    fn start(a: &Archive) -> Serving {
+        let mut child = a
+            .command(&["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while err.read_line(&mut line).unwrap_or(0) > 0 {
+                log.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut ticket = None;
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 {
+            if let Some(t) = line.strip_prefix("ticket: ") {
+                ticket = Some(t.trim().to_owned());
+            }
+            if line.starts_with("(stop") {
+                break;
+            }
+            line.clear();
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let ticket = ticket.unwrap_or_else(|| panic!("no ticket: {}", stderr.lock().unwrap()));
+        Serving {
+            child,
+            ticket,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+fn id_of(a: &Archive) -> String {
+    a.json(&["id"])["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_servers_pair_sync_and_converge() {
+    let a = server_store();
+    let b = server_store();
+    // 1,999 small files and one of 50 MiB.
+    let tree = a.path("tree");
+    for i in 0..1999u64 {
+        write_file(
+            &tree.join(format!("d{}/f{i}.txt", i % 40)),
+            &pseudo_random(200 + (i as usize * 37) % 3000, i),
+        );
+    }
+    let mut big = pseudo_random(50 * 1024 * 1024, 7);
+    write_file(&tree.join("big.bin"), &big);
+    a.ok(&["add", tree.to_str().unwrap(), "--as", ""]);
+
+    let server = Serving::start(&a);
+    assert!(server.ticket.starts_with("archive1"));
+    // Commands on A now go through its server (the store is locked by it).
+    let b_id = id_of(&b);
+    a.ok(&["peer", "add", &b_id, "--name", "b"]);
+    b.ok(&["peer", "add", &server.ticket, "--name", "a"]);
+    let peers = b.json(&["peer", "ls"]);
+    assert_eq!(peers[0]["name"], "a");
+
+    let first = b.json(&["sync", "a"]);
+    assert_eq!(first["entries_received"], 2000, "{first}");
+    assert_eq!(first["entries_sent"], 0);
+    assert!(first["bytes_received"].as_u64().unwrap() >= 50 * 1024 * 1024);
+    b.ok(&["export", b.path("out").to_str().unwrap()]);
+    assert!(
+        read_tree(&b.path("out")) == read_tree(&tree),
+        "B's export differs from A's tree"
+    );
+
+    // Change 1 MiB inside the big file and 10 small files on A (through its server).
+    big[20 * 1024 * 1024..21 * 1024 * 1024].copy_from_slice(&pseudo_random(1024 * 1024, 99));
+    write_file(&tree.join("big.bin"), &big);
+    for i in 0..10u64 {
+        write_file(
+            &tree.join(format!("d{}/f{i}.txt", i % 40)),
+            &pseudo_random(500, 1000 + i),
+        );
+    }
+    a.ok(&["add", tree.to_str().unwrap(), "--as", ""]);
+    let diff = b.json(&["diff", "--peer", "a"]);
+    assert_eq!(diff["they_have"]["entries"], 11, "{diff}");
+    assert_eq!(diff["we_have"]["entries"], 0, "{diff}");
+    let second = b.json(&["sync", "a"]);
+    assert_eq!(second["entries_received"], 11, "{second}");
+    let received = second["bytes_received"].as_u64().unwrap();
+    assert!(
+        received <= 5 * 1024 * 1024,
+        "received {received} bytes for a 1 MiB change"
+    );
+    b.ok(&["export", b.path("out2").to_str().unwrap()]);
+    assert!(read_tree(&b.path("out2")) == read_tree(&tree));
+
+    // Afterwards neither side has anything the other lacks, and a sync moves nothing.
+    let diff = b.json(&["diff", "--peer", "a"]);
+    assert_eq!(diff["they_have"]["entries"], 0, "{diff}");
+    assert_eq!(diff["we_have"]["entries"], 0, "{diff}");
+    let third = b.json(&["sync", "a"]);
+    assert_eq!(third["entries_received"], 0);
+    assert_eq!(third["round_trips"], 1, "{third}");
+    // A's store verifies clean, through its server.
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}
+
+#[test]
+fn unpaired_servers_are_refused_on_both_sides() {
+    let a = server_store();
+    let c = server_store();
+    let server = Serving::start(&a);
+    c.ok(&["peer", "add", &server.ticket, "--name", "a"]);
+    let err = c.fails(&["sync", "a"]);
+    assert!(err.contains("not paired"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("unpaired") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.log().contains("unpaired"),
+        "server log: {}",
+        server.log()
+    );
+
+    // Paired for reading only: a pull works, a push is refused.
+    let c_id = id_of(&c);
+    a.ok(&["peer", "add", &c_id, "--name", "c", "--write", ""]);
+    write_file(&c.path("x"), b"from c");
+    c.ok(&["add", c.path("x").to_str().unwrap()]);
+    a.ok(&["add", c.path("x").to_str().unwrap(), "--as", "y"]);
+    let pulled = c.json(&["sync", "a", "--pull"]);
+    assert_eq!(pulled["entries_received"], 1, "{pulled}");
+    let err = c.fails(&["sync", "a", "--push"]);
+    assert!(err.contains("may not write"), "{err}");
+    let keys = a.json(&["ls"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "C's push landed: {keys}");
+    assert!(server.log().contains("may not write"), "{}", server.log());
+    let peers = a.json(&["peer", "ls"]);
+    assert_eq!(peers[0]["write"], serde_json::json!([]));
+    a.ok(&["peer", "rm", "c"]);
+    let err = c.fails(&["sync", "a", "--pull"]);
+    assert!(err.contains("not paired"), "{err}");
+}
