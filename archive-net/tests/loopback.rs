@@ -212,3 +212,65 @@ async fn entries_travel_a_to_c_through_b() {
     assert_eq!(c.listing(), a.listing());
     assert_eq!(c.listing().len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_syncs_and_an_add_leave_clean_converging_stores() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    let c = Server::start().await;
+    for (x, y) in [(&a, &b), (&a, &c), (&b, &a), (&c, &a)] {
+        x.pair(y, "p", true);
+    }
+    for i in 0..30 {
+        a.node
+            .store()
+            .add_bytes("default", &format!("a{i}"), &data(i, 70_000))
+            .unwrap();
+        b.node
+            .store()
+            .add_bytes("default", &format!("b{i}"), &data(100 + i, 30_000))
+            .unwrap();
+        c.node
+            .store()
+            .add_bytes(
+                "default",
+                &format!("c{i}"),
+                &data(200 + i, 2_000_000 + i as usize),
+            )
+            .unwrap();
+    }
+    // The same key on both B and C: latest wins everywhere after convergence.
+    b.node
+        .store()
+        .add_bytes("default", "shared", b"b's")
+        .unwrap();
+    c.node
+        .store()
+        .add_bytes("default", "shared", b"c's")
+        .unwrap();
+    let store_a = a.node.store().clone();
+    let adder = tokio::task::spawn_blocking(move || {
+        for i in 0..20 {
+            store_a
+                .add_bytes("default", &format!("during{i}"), &data(300 + i, 50_000))
+                .unwrap();
+        }
+    });
+    let (rb, rc) = tokio::join!(b.sync_with(&a, true, true), c.sync_with(&a, true, true));
+    rb.unwrap();
+    rc.unwrap();
+    adder.await.unwrap();
+    for s in [&a, &b, &c] {
+        assert!(s.node.store().verify().unwrap().is_ok());
+    }
+    // One more round each converges all three.
+    b.sync_with(&a, true, true).await.unwrap();
+    c.sync_with(&a, true, true).await.unwrap();
+    b.sync_with(&a, true, true).await.unwrap();
+    assert_eq!(a.listing(), b.listing());
+    assert_eq!(a.listing(), c.listing());
+    assert_eq!(a.listing().len(), 30 * 3 + 20 + 1);
+    for s in [&a, &b, &c] {
+        assert!(s.node.store().verify().unwrap().is_ok());
+    }
+}
