@@ -4,5 +4,6 @@ mod bad_input;
 mod corruption;
 mod crash;
 mod harness;
+mod netns;
 mod network;
 mod quick_start;

@@ -17,7 +17,7 @@ fn server_store() -> Archive {
 }
 
 /// A running `archive serve`; killed on drop.
-struct Serving {
+pub(crate) struct Serving {
     child: Child,
     ticket: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
@@ -32,8 +32,12 @@ impl Drop for Serving {
 
 impl Serving {
     fn start(a: &Archive) -> Serving {
-        let mut child = a
-            .command(&["serve", "--bind", "127.0.0.1:0"])
+        Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0"]))
+    }
+
+    /// Runs `serve_command` (an `archive serve`) and waits until it serves.
+    pub(crate) fn spawn(mut serve_command: std::process::Command) -> Serving {
+        let mut child = serve_command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -69,12 +73,12 @@ impl Serving {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 }
 
-fn id_of(a: &Archive) -> String {
+pub(crate) fn id_of(a: &Archive) -> String {
     a.json(&["id"])["id"].as_str().unwrap().to_owned()
 }
 
@@ -96,6 +100,12 @@ fn two_servers_pair_sync_and_converge() {
 
     let server = Serving::start(&a);
     assert!(server.ticket.starts_with("archive1"));
+    // Whoever can connect to the control socket runs commands as the server: owner only.
+    let socket = std::fs::metadata(a.data_dir().join("control.sock")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&socket.permissions()) & 0o777,
+        0o600
+    );
     // Commands on A now go through its server (the store is locked by it).
     let b_id = id_of(&b);
     a.ok(&["peer", "add", &b_id, "--name", "b"]);

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 
 use iroh::endpoint::{presets, PortmapperConfig, QuicTransportConfig};
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl};
-use iroh_mdns_address_lookup::MdnsAddressLookup;
 
 use crate::error::NetError;
+use crate::mdns::MdnsLookupBuilder;
 use crate::wire::ALPN;
 
 /// How the endpoint reaches other servers.
@@ -62,7 +62,7 @@ pub async fn bind_endpoint(
             .map_err(|e| NetError::Bind(format!("{addr}: {e}")))?;
     }
     if config.mdns {
-        builder = builder.address_lookup(MdnsAddressLookup::builder());
+        builder = builder.address_lookup(MdnsLookupBuilder);
     }
     builder
         .bind()

@@ -11,6 +11,7 @@
 mod client;
 mod endpoint;
 mod error;
+mod mdns;
 mod node;
 mod pull;
 mod server;
