@@ -91,3 +91,14 @@ fn a_damaged_database_is_an_error_and_is_left_as_found() {
         "a failed open changes nothing"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_new_store_folder_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("nested/store");
+    Store::init(&store_dir).unwrap();
+    let mode = fs::metadata(&store_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the folder holding the secret key is {mode:o}");
+}

@@ -2,6 +2,7 @@
 //! over iroh, and runs the other commands on the same data folder for local clients through
 //! the control socket (see [`crate::control`]).
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,9 @@ pub(crate) fn serve(dir: &Path, bind: Option<std::net::SocketAddr>) -> Result<u8
     let _ = std::fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path)
         .with_context(|| format!("cannot create the control socket {}", socket_path.display()))?;
+    // Whoever can connect runs commands as this server: its owner only.
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", socket_path.display()))?;
     let peers_lock = Arc::new(Mutex::new(()));
     {
         let (dir, store, endpoint, node, handle, peers_lock) = (

@@ -68,7 +68,7 @@ impl Store {
             check_format(&dir)?;
             return Err(OpenError::AlreadyInitialized { dir });
         }
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        create_private_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
         let files = BlobFiles::new(&dir);
         files.create_dirs()?;
         let db_path = dir.join(DB_FILE);
@@ -488,4 +488,15 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Creates the store folder (and missing parents) readable by its owner only: the database
+/// holds the server's secret key and the blobs may be private documents. An existing folder
+/// keeps its permissions.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
