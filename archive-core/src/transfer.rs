@@ -7,12 +7,13 @@
 //! [`VerifiedBlob`] can be imported into a store, and only [`decode_blob`] makes one.
 
 use bao_tree::io::outboard::PostOrderMemOutboard;
-use bao_tree::io::sync::DecodeResponseIter;
+use bao_tree::io::sync::{DecodeResponseIter, OutboardMut};
 use bao_tree::io::BaoContentItem;
 use bao_tree::{BaoTree, ChunkRanges};
 
 use crate::blobs::{PreparedBlob, BLOCK_SIZE};
 use crate::error::TransferError;
+use crate::format::layout::INLINE_MAX;
 use crate::format::manifest::MAX_MANIFEST_SIZE;
 use crate::hash::Hash;
 
@@ -93,34 +94,52 @@ pub fn decode_blob(hash: Hash, size: u64, encoded: &[u8]) -> Result<VerifiedBlob
     let tree = BaoTree::new(size, BLOCK_SIZE);
     let root = blake3::Hash::from_bytes(*hash.as_bytes());
     let mut data = Vec::with_capacity(size as usize);
+    // The verified parent nodes are the outboard a file blob needs: keep them rather than
+    // hash the data a second time.
+    let as_file = size > INLINE_MAX;
+    let mut outboard = PostOrderMemOutboard {
+        root,
+        tree,
+        data: vec![
+            0u8;
+            if as_file {
+                tree.outboard_size() as usize
+            } else {
+                0
+            }
+        ],
+    };
     let ranges = ChunkRanges::all();
     let decoder = DecodeResponseIter::new(root, tree, std::io::Cursor::new(encoded), &ranges);
+    let bad = |detail: String| TransferError::Verification { hash, detail };
     for item in decoder {
-        let item = item.map_err(|e| TransferError::Verification {
-            hash,
-            detail: e.to_string(),
-        })?;
-        if let BaoContentItem::Leaf(leaf) = item {
-            if leaf.offset != data.len() as u64 {
-                return Err(TransferError::Verification {
-                    hash,
-                    detail: "leaves out of order".into(),
-                });
+        match item.map_err(|e| bad(e.to_string()))? {
+            BaoContentItem::Leaf(leaf) => {
+                if leaf.offset != data.len() as u64 {
+                    return Err(bad("leaves out of order".into()));
+                }
+                data.extend_from_slice(&leaf.data);
             }
-            data.extend_from_slice(&leaf.data);
+            BaoContentItem::Parent(parent) if as_file => {
+                outboard
+                    .save(parent.node, &parent.pair)
+                    .map_err(|e| bad(format!("parent node: {e}")))?;
+            }
+            BaoContentItem::Parent(_) => {}
         }
     }
     if data.len() as u64 != size {
-        return Err(TransferError::Verification {
-            hash,
-            detail: format!("{} bytes decoded, {size} expected", data.len()),
-        });
+        return Err(bad(format!(
+            "{} bytes decoded, {size} expected",
+            data.len()
+        )));
     }
-    // The outboard is recomputed rather than collected from the parent nodes: simpler, and
-    // it costs one more BLAKE3 pass over at most a few MiB.
-    let prepared = PreparedBlob::new(data);
-    debug_assert_eq!(prepared.hash, hash);
-    Ok(VerifiedBlob(prepared))
+    Ok(VerifiedBlob(PreparedBlob {
+        hash,
+        size,
+        data,
+        outboard: as_file.then_some(outboard.data),
+    }))
 }
 
 #[cfg(test)]
@@ -147,6 +166,9 @@ mod tests {
             let blob = decode_blob(hash, size as u64, &encoded).unwrap();
             assert_eq!(blob.0.data, data);
             assert_eq!(blob.size(), size as u64);
+            // The outboard kept from the stream is the one hashing the data would give.
+            let expected = PreparedBlob::new(data);
+            assert_eq!(blob.0.outboard, expected.outboard, "size {size}");
         }
     }
 

@@ -7,7 +7,7 @@
 //! each file's content is complete and hashes to the entry's file hash. An interrupted pull
 //! keeps every blob it imported; the next one fetches only what is still missing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use archive_core::transfer::{decode_blob, encoded_len, VerifiedBlob, MAX_TRANSFER_BLOB};
@@ -25,6 +25,8 @@ use crate::wire::{
 /// Blobs per request, and bytes per request (a request's blobs are imported together).
 const BLOBS_PER_REQUEST: usize = 64;
 const BYTES_PER_REQUEST: u64 = 16 * 1024 * 1024;
+/// Blobs of one request being verified while the next arrives.
+const DECODE_AHEAD: usize = 2;
 /// Entries inserted per transaction.
 const ENTRIES_PER_INSERT: usize = 4096;
 /// Blob bytes are read in pieces this large, each within the timeout.
@@ -291,6 +293,7 @@ async fn fetch_request(
     write_frame(&mut send, &Request::GetBlobs { hashes }).await?;
     let _ = send.finish();
     let mut verified: Vec<VerifiedBlob> = Vec::with_capacity(request.len());
+    let mut decoding = VecDeque::with_capacity(DECODE_AHEAD);
     for m in &request {
         let header: BlobHeader = read_frame(&mut recv, MAX_CONTROL_FRAME, t).await?;
         let size = match header {
@@ -318,13 +321,32 @@ async fn fetch_request(
             read_exact(&mut recv, piece, t).await?;
             Counters::add(&counters.bytes_received, piece.len() as u64);
         }
+        // Verify on a worker while the next blob arrives.
+        if decoding.len() >= DECODE_AHEAD {
+            verified.push(decoded(decoding.pop_front().expect("not empty"), counters).await?);
+        }
         let hash = m.hash;
-        let blob = blocking(move || Ok(decode_blob(hash, size, &encoded)?)).await?;
-        verified.push(blob);
-        Counters::add(&counters.entries_received, 1);
+        decoding.push_back(tokio::task::spawn_blocking(move || {
+            decode_blob(hash, size, &encoded)
+        }));
+    }
+    while let Some(task) = decoding.pop_front() {
+        verified.push(decoded(task, counters).await?);
     }
     let store = node.store.clone();
     blocking(move || Ok(store.import_blobs(verified)?)).await?;
     let _ = send.shutdown().await;
     Ok(())
+}
+
+/// The result of a blob's verification on a worker.
+async fn decoded(
+    task: tokio::task::JoinHandle<Result<VerifiedBlob, archive_core::TransferError>>,
+    counters: &Counters,
+) -> Result<VerifiedBlob, NetError> {
+    let blob = task
+        .await
+        .map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
+    Counters::add(&counters.entries_received, 1);
+    Ok(blob)
 }

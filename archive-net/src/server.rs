@@ -18,6 +18,9 @@ use crate::wire::{
     Request, Summary, MAX_BLOB_HASHES, MAX_CONTROL_FRAME, MAX_ENTRY_IDS, MAX_OFFER_IDS,
 };
 
+/// Blobs encoded ahead of the one being sent, per `GetBlobs` stream.
+const ENCODE_AHEAD: usize = 2;
+
 /// QUIC application close code: the peer is not paired with us.
 pub const CLOSE_NOT_PAIRED: u32 = 403;
 
@@ -113,20 +116,30 @@ async fn serve_stream(
             } else if hashes.len() > MAX_BLOB_HASHES {
                 write_frame(&mut send, &BlobHeader::Refused("too many hashes".into())).await?;
             } else {
-                for h in hashes {
-                    let store = node.store.clone();
-                    let hash = Hash::from_bytes(h);
-                    let encoded = tokio::task::spawn_blocking(move || store.encode_blob(&hash))
-                        .await
-                        .map_err(|e| NetError::Io(e.to_string()))??;
-                    match encoded {
+                // Encode the next blobs while the current one is being sent. If the stream
+                // fails, the receiver is dropped and the encoder stops at its next send.
+                let (tx, mut rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
+                let store = node.store.clone();
+                tokio::task::spawn_blocking(move || {
+                    for h in hashes {
+                        let encoded = store.encode_blob(&Hash::from_bytes(h));
+                        let failed = encoded.is_err();
+                        if tx.blocking_send(encoded).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+                while let Some(encoded) = rx.recv().await {
+                    match encoded? {
                         None => write_frame(&mut send, &BlobHeader::Missing).await?,
                         Some((size, bytes)) => {
                             write_frame(&mut send, &BlobHeader::Found { size }).await?;
-                            send.write_all(&bytes)
+                            let len = bytes.len() as u64;
+                            // Handed to QUIC as it is, without a copy.
+                            send.write_chunk(bytes::Bytes::from(bytes))
                                 .await
                                 .map_err(|e| NetError::Io(e.to_string()))?;
-                            Counters::add(&counters.bytes_sent, bytes.len() as u64);
+                            Counters::add(&counters.bytes_sent, len);
                         }
                     }
                 }
