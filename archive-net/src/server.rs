@@ -121,12 +121,13 @@ async fn serve_stream(
                 let (tx, mut rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
                 let store = node.store.clone();
                 tokio::task::spawn_blocking(move || {
-                    for h in hashes {
-                        let encoded = store.encode_blob(&Hash::from_bytes(h));
+                    let hashes: Vec<Hash> = hashes.into_iter().map(Hash::from_bytes).collect();
+                    let sent = store.encode_blobs(&hashes, |_, encoded| {
                         let failed = encoded.is_err();
-                        if tx.blocking_send(encoded).is_err() || failed {
-                            break;
-                        }
+                        tx.blocking_send(encoded).is_ok() && !failed
+                    });
+                    if let Err(e) = sent {
+                        let _ = tx.blocking_send(Err(e));
                     }
                 });
                 while let Some(encoded) = rx.recv().await {

@@ -57,7 +57,15 @@ impl Store {
     pub fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(BLOBS)?;
-        Ok(match blobs::lookup(&table, hash)? {
+        self.has_blob_in(&table, hash)
+    }
+
+    fn has_blob_in(
+        &self,
+        table: &impl redb::ReadableTable<[u8; 32], (u64, u8)>,
+        hash: &Hash,
+    ) -> Result<bool, StorageError> {
+        Ok(match blobs::lookup(table, hash)? {
             None => false,
             Some((size, LOCATION_FILE)) => std::fs::metadata(self.files.path(hash))
                 .map(|m| m.len() == size)
@@ -69,14 +77,47 @@ impl Store {
     /// The size and bao encoding of a whole blob (see [`crate::transfer`]), checked against
     /// its hash on the way out; `None` if the store does not have it.
     pub fn encode_blob(&self, hash: &Hash) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
+        let mut out = None;
+        self.encode_blobs(&[*hash], |_, encoded| {
+            out = Some(encoded);
+            false
+        })?;
+        out.expect("one blob asked, one answered")
+    }
+
+    /// Encodes `hashes` in order, as [`Store::encode_blob`] does, inside one read transaction,
+    /// handing each result to `each` until it returns false. Fails only when the database
+    /// cannot be read at all.
+    pub fn encode_blobs(
+        &self,
+        hashes: &[Hash],
+        mut each: impl FnMut(Hash, Result<Option<(u64, Vec<u8>)>, TransferError>) -> bool,
+    ) -> Result<(), TransferError> {
         let tx = self.db.begin_read().map_err(StorageError::from)?;
         let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
-        let Some((size, location)) = blobs::lookup(&table, hash)? else {
+        let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
+        let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
+        for hash in hashes {
+            let encoded = self.encode_one(&table, &inline, &outboards, hash);
+            if !each(*hash, encoded) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_one(
+        &self,
+        table: &redb::ReadOnlyTable<[u8; 32], (u64, u8)>,
+        inline: &redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
+        outboards: &redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
+        hash: &Hash,
+    ) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
+        let Some((size, location)) = blobs::lookup(table, hash)? else {
             return Ok(None);
         };
         let (data, outboard) = match location {
             LOCATION_INLINE => {
-                let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
                 let data = inline
                     .get(hash.as_bytes())
                     .map_err(StorageError::from)?
@@ -87,7 +128,6 @@ impl Store {
                 }
             }
             _ => {
-                let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
                 let Some(ob) = outboards
                     .get(hash.as_bytes())
                     .map_err(StorageError::from)?
@@ -120,8 +160,10 @@ impl Store {
         }
         let _gc = self.gc_lock.read().expect("gc lock");
         let mut fresh = Vec::with_capacity(blobs.len());
+        let read = self.db.begin_read()?;
+        let known = read.open_table(BLOBS)?;
         for VerifiedBlob(mut blob) in blobs {
-            if self.has_blob(&blob.hash)? {
+            if self.has_blob_in(&known, &blob.hash)? {
                 continue;
             }
             if blob.is_file() {
@@ -130,6 +172,7 @@ impl Store {
             }
             fresh.push(blob);
         }
+        drop((known, read));
         if fresh.iter().any(|b| b.is_file()) {
             self.files.make_durable()?;
         }
