@@ -2,6 +2,9 @@
 
 use std::time::Instant;
 
+#[cfg(feature = "net")]
+pub mod net;
+
 /// Finds `--name VALUE` in the arguments.
 pub fn arg_value(args: &[String], name: &str) -> Option<String> {
     args.iter()
