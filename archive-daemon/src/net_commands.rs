@@ -207,8 +207,8 @@ pub(crate) fn diff_peer(ctx: &Ctx, name: &str, collection: &str, json: bool) -> 
             );
         }
         outln!(
-            "({} round trips, {} of reconciliation)",
-            report.round_trips,
+            "({}, {} of reconciliation)",
+            round_trips(report.round_trips),
             human_size(report.reconcile_bytes)
         );
     }
@@ -257,14 +257,18 @@ pub(crate) fn sync(
         }))?;
     } else {
         outln!(
-            "synced `{collection}` with `{name}` in {:.2} s: received {} entries ({}), sent {} entries ({}); {} round trips",
+            "synced `{collection}` with `{name}` in {:.2} s: received {} entries ({}), sent {} entries ({}); {}",
             report.elapsed.as_secs_f64(),
             report.entries_received,
             human_size(report.bytes_received),
             report.entries_sent,
             human_size(report.bytes_sent),
-            report.round_trips
+            round_trips(report.round_trips)
         );
     }
     Ok(0)
+}
+
+fn round_trips(n: u32) -> String {
+    format!("{n} round trip{}", if n == 1 { "" } else { "s" })
 }

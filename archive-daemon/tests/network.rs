@@ -116,6 +116,7 @@ fn two_servers_pair_sync_and_converge() {
     let first = b.json(&["sync", "a"]);
     assert_eq!(first["entries_received"], 2000, "{first}");
     assert_eq!(first["entries_sent"], 0);
+    assert_eq!(first["fast_path"], false, "no agreement yet: {first}");
     assert!(first["bytes_received"].as_u64().unwrap() >= 50 * 1024 * 1024);
     b.ok(&["export", b.path("out").to_str().unwrap()]);
     assert!(
@@ -153,6 +154,7 @@ fn two_servers_pair_sync_and_converge() {
     let third = b.json(&["sync", "a"]);
     assert_eq!(third["entries_received"], 0);
     assert_eq!(third["round_trips"], 1, "{third}");
+    assert_eq!(third["fast_path"], true, "{third}");
     // A's store verifies clean, through its server.
     a.ok(&["verify"]);
     b.ok(&["verify"]);

@@ -92,6 +92,7 @@ struct Reconciled {
     bytes: u64,
     ours: Option<Summary>,
     theirs: Option<Summary>,
+    fast_path: bool,
 }
 
 impl Node {
@@ -153,7 +154,7 @@ impl Node {
         let mut report = SyncReport {
             round_trips: r.round_trips,
             reconcile_bytes: r.bytes,
-            fast_path: r.round_trips <= 1,
+            fast_path: r.fast_path,
             ..SyncReport::default()
         };
         if options.pull && !r.need.is_empty() {
@@ -286,6 +287,7 @@ impl Node {
             need: r.need().iter().copied().collect(),
             round_trips: stats.round_trips(),
             bytes: stats.bytes_sent + stats.bytes_received,
+            fast_path: r.settled_by_fast_path(),
             ours: summary(self, collection, &r, want_summary)?,
             theirs,
         })

@@ -50,8 +50,8 @@ impl AddressLookupBuilder for MdnsLookupBuilder {
         self,
         endpoint: &Endpoint,
     ) -> Result<impl AddressLookup, AddressLookupBuilderError> {
-        MdnsLookup::start(endpoint.id())
-            .map_err(|e| AddressLookupBuilderError::from_err("archive-mdns", *e))
+        // The discoverer starts at the first publish, once the endpoint knows its addresses.
+        Ok(MdnsLookup::new(endpoint.id()))
     }
 }
 
@@ -62,10 +62,18 @@ pub(crate) struct MdnsLookup {
 }
 
 struct Shared {
-    discoverer: DropGuard,
+    me: EndpointId,
+    runtime: tokio::runtime::Handle,
     table: Arc<Table>,
-    /// What we announce now: addresses, and the interfaces multicast goes out on.
-    published: Mutex<(BTreeSet<SocketAddr>, BTreeSet<Ipv4Addr>)>,
+    running: Mutex<Running>,
+}
+
+/// The discoverer, when there is an interface to run it on, and what it announces.
+#[derive(Default)]
+struct Running {
+    discoverer: Option<DropGuard>,
+    addrs: BTreeSet<SocketAddr>,
+    interfaces: BTreeSet<Ipv4Addr>,
 }
 
 /// Servers seen, and a signal for lookups waiting on one.
@@ -118,29 +126,46 @@ impl std::fmt::Debug for MdnsLookup {
 }
 
 impl MdnsLookup {
-    fn start(me: EndpointId) -> Result<MdnsLookup, Box<swarm_discovery::SpawnError>> {
-        let table = Arc::new(Table {
-            known: Mutex::new(HashMap::new()),
-            found: broadcast::channel(64).0,
-        });
-        let on_peer = {
-            let table = table.clone();
-            move |instance: &str, peer: &Peer| table.record(me, instance, peer)
-        };
-        let discoverer = Discoverer::new_interactive(SERVICE.to_owned(), instance_name(&me))
+    fn new(me: EndpointId) -> MdnsLookup {
+        MdnsLookup {
+            shared: Arc::new(Shared {
+                me,
+                runtime: tokio::runtime::Handle::current(),
+                table: Arc::new(Table {
+                    known: Mutex::new(HashMap::new()),
+                    found: broadcast::channel(64).0,
+                }),
+                running: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Starts the discoverer on `interfaces`, announcing `addrs`.
+    fn spawn(
+        &self,
+        addrs: &BTreeSet<SocketAddr>,
+        interfaces: &BTreeSet<Ipv4Addr>,
+    ) -> Result<DropGuard, Box<swarm_discovery::SpawnError>> {
+        let shared = &self.shared;
+        let (table, me) = (shared.table.clone(), shared.me);
+        let mut discoverer = Discoverer::new_interactive(SERVICE.to_owned(), instance_name(&me))
             .with_cadence(CADENCE)
             .with_ip_class(IpClass::Auto)
-            .with_callback(on_peer)
-            .spawn(&tokio::runtime::Handle::current())
-            .map_err(Box::new)?;
-        Ok(MdnsLookup {
-            shared: Arc::new(Shared {
-                discoverer,
-                table,
-                published: Mutex::default(),
-            }),
-        })
+            .with_multicast_interfaces_v4(interfaces.iter().copied().collect())
+            .with_callback(move |instance: &str, peer: &Peer| table.record(me, instance, peer));
+        for (port, ips) in by_port(addrs) {
+            discoverer = discoverer.with_addrs(port, ips);
+        }
+        discoverer.spawn(&shared.runtime).map_err(Box::new)
     }
+}
+
+fn by_port(addrs: &BTreeSet<SocketAddr>) -> HashMap<u16, Vec<IpAddr>> {
+    let mut ports: HashMap<u16, Vec<IpAddr>> = HashMap::new();
+    for a in addrs {
+        ports.entry(a.port()).or_default().push(a.ip());
+    }
+    ports
 }
 
 impl AddressLookup for MdnsLookup {
@@ -155,25 +180,31 @@ impl AddressLookup for MdnsLookup {
                 _ => None,
             })
             .collect();
-        let mut published = self.shared.published.lock().expect("mdns published");
-        let d = &self.shared.discoverer;
-        for gone in published.1.difference(&interfaces) {
-            d.remove_interface_v4(*gone);
-        }
-        for new in interfaces.difference(&published.1) {
-            d.add_interface_v4(*new);
-        }
-        if addrs != published.0 {
-            d.remove_all();
-            let mut by_port: HashMap<u16, Vec<IpAddr>> = HashMap::new();
-            for a in &addrs {
-                by_port.entry(a.port()).or_default().push(a.ip());
+        let mut running = self.shared.running.lock().expect("mdns state");
+        if interfaces.is_empty() {
+            // Bound to loopback only (or not yet addressed): nobody to announce to.
+            running.discoverer = None;
+        } else if let Some(d) = &running.discoverer {
+            for gone in running.interfaces.difference(&interfaces) {
+                d.remove_interface_v4(*gone);
             }
-            for (port, ips) in by_port {
-                d.add(port, ips);
+            for new in interfaces.difference(&running.interfaces) {
+                d.add_interface_v4(*new);
+            }
+            if addrs != running.addrs {
+                d.remove_all();
+                for (port, ips) in by_port(&addrs) {
+                    d.add(port, ips);
+                }
+            }
+        } else {
+            match self.spawn(&addrs, &interfaces) {
+                Ok(d) => running.discoverer = Some(d),
+                Err(e) => tracing::warn!("mDNS discovery could not start: {e}"),
             }
         }
-        *published = (addrs, interfaces);
+        running.addrs = addrs;
+        running.interfaces = interfaces;
     }
 
     fn resolve(&self, id: EndpointId) -> Option<BoxStream<Result<Item, LookupError>>> {

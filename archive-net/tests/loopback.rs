@@ -139,6 +139,7 @@ async fn two_servers_sync_both_ways_and_converge() {
     // Nothing changed: the fast path settles it in one round trip, nothing moves.
     let again = b.sync_with(&a, true, true).await.unwrap();
     assert_eq!(again.round_trips, 1, "{again:?}");
+    assert!(again.fast_path, "{again:?}");
     assert_eq!(again.entries_received + again.entries_sent, 0);
     assert!(again.reconcile_bytes <= 64, "{again:?}");
 

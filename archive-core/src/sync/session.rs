@@ -103,6 +103,8 @@ pub struct Reconciler<I> {
     stats: SyncStats,
     /// The ids this side offered in its fast-path request.
     fast_added: Vec<SyncKey>,
+    /// The fast path settled the session.
+    settled_fast: bool,
 }
 
 impl<I: SyncIndex> Reconciler<I> {
@@ -127,6 +129,7 @@ impl<I: SyncIndex> Reconciler<I> {
             need: BTreeSet::new(),
             stats: SyncStats::default(),
             fast_added: Vec::new(),
+            settled_fast: false,
         })
     }
 
@@ -230,6 +233,11 @@ impl<I: SyncIndex> Reconciler<I> {
     /// Ids the other side has and this side lacks.
     pub fn need(&self) -> &BTreeSet<[u8; 32]> {
         &self.need
+    }
+
+    /// True when the fast path settled the session (on the side that initiated it).
+    pub fn settled_by_fast_path(&self) -> bool {
+        self.settled_fast
     }
 
     /// Frames and bytes so far.
@@ -342,6 +350,7 @@ impl<I: SyncIndex> Reconciler<I> {
                     }
                     self.need.insert(id);
                 }
+                self.settled_fast = true;
                 Ok(None)
             }
         }
