@@ -251,3 +251,30 @@ fn parse_instance(name: &str) -> Option<EndpointId> {
         .ok()?;
     EndpointId::from_bytes(&bytes.try_into().ok()?).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_dns_labels_and_parse_back() {
+        let id = iroh::SecretKey::from_bytes(&[9; 32]).public();
+        let name = instance_name(&id);
+        assert_eq!(name.len(), 52);
+        assert!(name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert_eq!(parse_instance(&name), Some(id));
+        // Case does not matter in DNS; anything else is not a server of ours.
+        assert_eq!(parse_instance(&name.to_ascii_uppercase()), Some(id));
+        for bad in [
+            "",
+            "archive",
+            &name[..51],
+            &format!("{name}a"),
+            "0".repeat(52).as_str(),
+        ] {
+            assert_eq!(parse_instance(bad), None, "{bad:?}");
+        }
+    }
+}
