@@ -142,7 +142,7 @@ pub(crate) enum Command {
     /// data folder through a local control socket
     Serve {
         /// Listen address [default: 0.0.0.0:7740, or `bind` in net.json]
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "IP:PORT")]
         bind: Option<std::net::SocketAddr>,
     },
     /// Sync a collection with a paired peer: both ways unless --pull or --push
@@ -167,7 +167,7 @@ pub(crate) enum PeerCommand {
         /// A ticket, or an endpoint id (then give --addr, or rely on mDNS on the local network)
         target: String,
         /// The peer's address (repeatable); with an endpoint id
-        #[arg(long, value_name = "HOST:PORT")]
+        #[arg(long, value_name = "IP:PORT")]
         addr: Vec<std::net::SocketAddr>,
         /// A name to refer to it by [default: peer-<first 8 characters of its id>]
         #[arg(long)]

@@ -203,3 +203,55 @@ fn bad_arguments_get_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     still_intact(&a, &data);
 }
+
+#[test]
+fn bad_pairing_input_and_damaged_network_files_are_named() {
+    let (a, data) = store_with_one_file();
+    let id = "5cf863893a295374f9bd4fb31823a9352642aa2cc513279b12b13f46fb1ecdc7";
+    let err = a.fails(&["peer", "add", "garbage"]);
+    assert!(
+        err.contains("neither a ticket") && err.contains("endpoint id"),
+        "{err}"
+    );
+    let err = a.fails(&["peer", "add", "archive1abc"]);
+    assert!(err.contains("not a valid ticket"), "{err}");
+    let err = a.fails(&["peer", "add", id, "--name", "bad!name"]);
+    assert!(err.contains("peer name `bad!name`"), "{err}");
+    for args in [
+        &["sync", "nosuch"][..],
+        &["diff", "--peer", "nosuch"],
+        &["peer", "rm", "nosuch"],
+    ] {
+        let err = a.fails(args);
+        assert!(err.contains("no peer named `nosuch`"), "{args:?}: {err}");
+    }
+    let out = a.run(&["serve", "--bind", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'nope'"));
+
+    // A damaged peers.json is named, and a command that would rewrite it leaves it alone.
+    let peers = a.data_dir().join("peers.json");
+    fs::write(&peers, r#"{"peers": [{"name": 5}]}"#).unwrap();
+    for args in [&["peer", "ls"][..], &["peer", "add", id, "--name", "x"]] {
+        let err = a.fails(args);
+        assert!(err.contains("peers.json is not valid"), "{args:?}: {err}");
+    }
+    assert_eq!(fs::read(&peers).unwrap(), br#"{"peers": [{"name": 5}]}"#);
+    fs::remove_file(&peers).unwrap();
+
+    // So is a damaged or wrong net.json, for the commands that need the network.
+    let net = a.data_dir().join("net.json");
+    for (text, expected) in [
+        ("garbage{", "net.json is not valid"),
+        (
+            r#"{"profile": "moon"}"#,
+            r#"profile `moon`: use "lan" or "internet""#,
+        ),
+    ] {
+        fs::write(&net, text).unwrap();
+        let err = a.fails(&["serve"]);
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(fs::read_to_string(&net).unwrap(), text);
+    }
+    still_intact(&a, &data);
+}
