@@ -41,6 +41,8 @@ pub struct Counters {
     pub entries_received: AtomicU64,
     /// Blob and entry bytes received.
     pub bytes_received: AtomicU64,
+    /// Blobs verified and received.
+    pub blobs_received: AtomicU64,
     /// Blob bytes a fetch expects in total (known once manifests are in).
     pub bytes_expected: AtomicU64,
     /// Entries served to the peer.

@@ -172,34 +172,25 @@ async fn fetch_entries(
 ) -> Result<Vec<SignedEntry>, NetError> {
     // A few batches in flight; each batch's signatures are checked on a worker, so checking
     // (about 50 µs an entry) overlaps with the network and uses every core.
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        node.limits.parallel_fetches.max(1),
-    ));
-    let mut tasks = tokio::task::JoinSet::new();
     let batches: Vec<Vec<[u8; 32]>> = ids.chunks(MAX_ENTRY_IDS).map(<[_]>::to_vec).collect();
     let mut done: Vec<Option<(Vec<SignedEntry>, u64)>> = vec![None; batches.len()];
-    let mut record = |(i, batch): (usize, (Vec<SignedEntry>, u64))| {
-        report.entries_received += batch.0.len() as u64;
-        report.bytes_received += batch.1;
-        Counters::add(&counters.entries_received, batch.0.len() as u64);
-        Counters::add(&counters.bytes_received, batch.1);
-        done[i] = Some(batch);
-    };
-    for (i, batch) in batches.into_iter().enumerate() {
-        let permit = limit.clone().acquire_owned().await.expect("semaphore open");
-        let (conn, collection, t) = (conn.clone(), collection.to_owned(), node.limits.timeout);
-        tasks.spawn(async move {
-            let r = fetch_entry_batch(&conn, collection, batch, t).await;
-            drop(permit);
-            r.map(|b| (i, b))
-        });
-        while let Some(finished) = tasks.try_join_next() {
-            record(finished.map_err(|e| NetError::Io(e.to_string()))??);
-        }
-    }
-    while let Some(finished) = tasks.join_next().await {
-        record(finished.map_err(|e| NetError::Io(e.to_string()))??);
-    }
+    let t = node.limits.timeout;
+    in_flight(
+        node.limits.parallel_fetches,
+        batches.into_iter().enumerate(),
+        |(i, batch)| {
+            let (conn, collection) = (conn.clone(), collection.to_owned());
+            async move { Ok((i, fetch_entry_batch(&conn, collection, batch, t).await?)) }
+        },
+        |(i, batch)| {
+            report.entries_received += batch.0.len() as u64;
+            report.bytes_received += batch.1;
+            Counters::add(&counters.entries_received, batch.0.len() as u64);
+            Counters::add(&counters.bytes_received, batch.1);
+            done[i] = Some(batch);
+        },
+    )
+    .await?;
     Ok(done.into_iter().flatten().flat_map(|(e, _)| e).collect())
 }
 
@@ -283,30 +274,54 @@ async fn fetch_blobs(
             }
         }
     }
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        node.limits.parallel_fetches.max(1),
-    ));
+    // Progress of the requests in flight, moved into `counters` and `report` as they finish.
     let shared = Arc::new(Counters::default());
+    in_flight(
+        node.limits.parallel_fetches,
+        requests,
+        |request| {
+            let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
+            async move { fetch_request(&node, &conn, request, &totals).await }
+        },
+        |()| sync_counters(&shared, counters, report),
+    )
+    .await?;
+    sync_counters(&shared, counters, report);
+    Ok(())
+}
+
+/// Runs `start(job)` for every job with at most `limit` running at once, handing each result
+/// to `finished` as it comes; stops at the first failure.
+async fn in_flight<J, T, Fut>(
+    limit: usize,
+    jobs: impl IntoIterator<Item = J>,
+    start: impl Fn(J) -> Fut,
+    mut finished: impl FnMut(T),
+) -> Result<(), NetError>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, NetError>> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for request in requests {
-        let permit = limit.clone().acquire_owned().await.expect("semaphore open");
-        let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
+    let joined = |r: Result<Result<T, NetError>, tokio::task::JoinError>| {
+        r.map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
+    };
+    for job in jobs {
+        let slot = slots.clone().acquire_owned().await.expect("semaphore open");
+        let work = start(job);
         tasks.spawn(async move {
-            let r = fetch_request(&node, &conn, request, &totals).await;
-            drop(permit);
+            let r = work.await;
+            drop(slot);
             r
         });
-        // Report progress and stop early on the first failure.
         while let Some(done) = tasks.try_join_next() {
-            done.map_err(|e| NetError::Io(e.to_string()))??;
+            finished(joined(done)?);
         }
-        sync_counters(&shared, counters, report);
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| NetError::Io(e.to_string()))??;
-        sync_counters(&shared, counters, report);
+        finished(joined(done)?);
     }
-    sync_counters(&shared, counters, report);
     Ok(())
 }
 
@@ -314,7 +329,7 @@ async fn fetch_blobs(
 fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport) {
     use std::sync::atomic::Ordering::Relaxed;
     let bytes = shared.bytes_received.swap(0, Relaxed);
-    let blobs = shared.entries_received.swap(0, Relaxed);
+    let blobs = shared.blobs_received.swap(0, Relaxed);
     Counters::add(&counters.bytes_received, bytes);
     report.bytes_received += bytes;
     report.blobs += blobs;
@@ -386,6 +401,6 @@ async fn decoded(
     let blob = task
         .await
         .map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
-    Counters::add(&counters.entries_received, 1);
+    Counters::add(&counters.blobs_received, 1);
     Ok(blob)
 }
