@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use archive_benches::{arg_value, has_flag};
+use archive_benches::{arg_value, has_flag, thread_cpu_seconds};
 use archive_core::sync::{Agreement, ReconcileConfig, Reconciler};
 use archive_core::{Entry, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Store, Timestamp};
 
@@ -250,16 +250,6 @@ fn insert(store: &Store, entries: &[SignedEntry]) {
     for chunk in sorted.chunks(20_000) {
         store.insert_entries(chunk).expect("insert");
     }
-}
-
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn cpu_time(f: impl FnOnce()) -> f64 {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use archive_benches::net::Server;
-use archive_benches::{arg_value, fill_pseudo_random, has_flag, mb_per_s};
+use archive_benches::{arg_value, fill_pseudo_random, has_flag, mb_per_s, process_cpu_seconds};
 use archive_core::{NoProgress, Store};
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -188,11 +188,11 @@ impl Timing {
     };
 
     async fn of<T>(f: impl std::future::Future<Output = T>) -> (T, Timing) {
-        let (cpu, start) = (process_cpu_secs(), Instant::now());
+        let (cpu, start) = (process_cpu_seconds(), Instant::now());
         let out = f.await;
         let t = Timing {
             secs: start.elapsed().as_secs_f64(),
-            cpu_secs: process_cpu_secs() - cpu,
+            cpu_secs: process_cpu_seconds() - cpu,
         };
         (out, t)
     }
@@ -204,16 +204,4 @@ impl Timing {
             self
         }
     }
-}
-
-/// CPU time of this process so far, user plus system.
-fn process_cpu_secs() -> f64 {
-    // SAFETY: getrusage only writes into the struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(usage.ru_utime) + t(usage.ru_stime)
 }
