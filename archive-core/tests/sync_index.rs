@@ -58,6 +58,32 @@ fn assert_same(store: &Store, model: &mut MemoryIndex, collection: &str, probes:
             assert_eq!(index.key_at(lo).unwrap(), model.key_at(lo).unwrap());
         }
     }
+    // Every position: prefix sums come from checkpoints inside blocks, so check each offset,
+    // and every item (and the point just above it) as a bound.
+    let items = model.keys(0, n).unwrap();
+    for p in 0..=n {
+        assert_eq!(
+            index.accumulate(0, p).unwrap(),
+            model.accumulate(0, p).unwrap(),
+            "..{p}"
+        );
+        assert_eq!(
+            index.accumulate(p, n).unwrap(),
+            model.accumulate(p, n).unwrap(),
+            "{p}.."
+        );
+    }
+    for (p, k) in items.iter().enumerate() {
+        assert_eq!(index.key_at(p as u64).unwrap(), *k);
+        let mut above = *k;
+        above.id[31] = above.id[31].wrapping_add(1);
+        for b in [Bound::Key(*k), Bound::Key(above)] {
+            assert_eq!(
+                index.lower_bound(&b).unwrap(),
+                model.lower_bound(&b).unwrap()
+            );
+        }
+    }
     for parts in [2, 16] {
         let cuts = index.split_points(0, n, parts).unwrap();
         assert!(cuts.windows(2).all(|w| w[0] < w[1]) && cuts.iter().all(|c| *c > 0 && *c < n));

@@ -2,10 +2,15 @@
 //!
 //! Items are grouped into blocks, each stored packed in one `sync-block-items-v1` value (one
 //! read per block), with its summary (count, sum, last item) in `sync-blocks-v1`; both are
-//! updated in the same transaction as the entry insert (one block rewritten per insert). The summaries of a
-//! collection are cached in memory (O(n / 256) entries, loaded once, then patched at every
-//! commit, never rebuilt from items), so a fingerprint at a block boundary costs two binary
-//! searches, and one inside a block reads that block's rows once per session.
+//! updated in the same transaction as the entry insert (one block rewritten per insert). The
+//! summaries of a collection are cached in memory (O(n / 256) entries, loaded once, then
+//! patched at every commit, never rebuilt from items), so a fingerprint at a block boundary
+//! costs two searches in memory.
+//!
+//! A session that needs a position inside a block reads that block once: in place, in redb's
+//! page (no copy, no parse), with one pass that checks it against its summary and keeps a
+//! running sum every [`CHECKPOINT_STRIDE`] items. A session's lookups ascend through the key
+//! space, so every search starts from the block of the previous one.
 //!
 //! Block boundaries are content-defined (an id starting with a zero byte), so two servers'
 //! blocks mostly coincide and the bounds one side sends fall on the other's block boundaries.
@@ -279,10 +284,50 @@ impl Summaries {
         *self.cum_count.last().expect("at least one element")
     }
 
-    /// The block holding position `pos` (< len).
-    fn block_of(&self, pos: u64) -> usize {
-        self.cum_count.partition_point(|c| *c <= pos) - 1
+    /// The block holding position `pos` (< len), searched from block `hint` outwards.
+    fn block_of(&self, pos: u64, hint: usize) -> usize {
+        partition_point_near(&self.cum_count, hint, |c| *c <= pos) - 1
     }
+
+    /// The number of blocks that start below `bound`, searched from block `hint` outwards.
+    fn blocks_below(&self, bound: &SyncKey, hint: usize) -> usize {
+        partition_point_near(&self.blocks, hint, |blk| blk.first < *bound)
+    }
+}
+
+/// `slice.partition_point(pred)`, found by galloping from `hint`: a session asks about
+/// ascending positions, so the answer is nearly always at or next to the previous one, and a
+/// few probes near it beat a binary search over the whole collection's blocks.
+fn partition_point_near<T>(slice: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+    let n = slice.len();
+    let hint = hint.min(n.saturating_sub(1));
+    if n == 0 {
+        return 0;
+    }
+    // Narrow to lo <= hi such that everything before lo satisfies pred and nothing from hi on
+    // does, with a window that doubles as it moves away from the hint.
+    let (mut lo, mut hi);
+    if pred(&slice[hint]) {
+        lo = hint + 1;
+        let mut step = 1;
+        hi = lo;
+        while hi < n && pred(&slice[hi]) {
+            lo = hi + 1;
+            hi = (hi + step).min(n);
+            step *= 2;
+        }
+    } else {
+        hi = hint;
+        let mut step = 1;
+        lo = hi;
+        while lo > 0 && !pred(&slice[lo - 1]) {
+            hi = lo - 1;
+            lo = lo.saturating_sub(step);
+            step *= 2;
+        }
+    }
+    // Now every element before `lo` satisfies pred and none from `hi` on does.
+    lo + slice[lo..hi].partition_point(&pred)
 }
 
 #[derive(Debug, Default)]
@@ -365,7 +410,80 @@ impl SummaryCache {
     }
 }
 
-type LoadedBlock = Box<(Vec<SyncKey>, Vec<Accumulator>)>;
+/// Items between two prefix checkpoints of a loaded block.
+const CHECKPOINT_STRIDE: usize = 8;
+
+/// Packed item bytes a session keeps loaded before it lets go of them (and reads again if
+/// asked again): bounds the memory a session can hold, whatever the other side asks for.
+const LOADED_BYTES_BUDGET: usize = 16 * 1024 * 1024;
+
+/// `a < b` for two packed items: the big-endian time first (one integer compare), the id
+/// only when the times are equal.
+fn packed_less(a: &[u8; 40], b: &[u8; 40]) -> bool {
+    let ta = u64::from_be_bytes(a[..8].try_into().expect("8 bytes"));
+    let tb = u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+    ta < tb || (ta == tb && a[8..] < b[8..])
+}
+
+/// A block read in this session: its packed items as stored, in redb's page (no copy, no
+/// parse), and the running sum at every [`CHECKPOINT_STRIDE`]-th item.
+struct LoadedBlock {
+    items: redb::AccessGuard<'static, &'static [u8]>,
+    /// `checkpoints[j]`: sum and count of the block's items `..j * CHECKPOINT_STRIDE`.
+    checkpoints: Vec<Accumulator>,
+}
+
+impl LoadedBlock {
+    fn bytes(&self) -> &[u8] {
+        self.items.value()
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len() / 40
+    }
+
+    fn item(&self, i: usize) -> &[u8; 40] {
+        self.bytes()[i * 40..i * 40 + 40]
+            .try_into()
+            .expect("40 bytes")
+    }
+
+    fn key(&self, i: usize) -> SyncKey {
+        SyncKey::from_bytes(self.item(i))
+    }
+
+    /// Items below `bound`, by binary search over the packed items.
+    fn lower_bound(&self, bound: &[u8; 40]) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if packed_less(self.item(mid), bound) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Sum and count of the block's items `..i`.
+    fn prefix(&self, i: usize) -> Accumulator {
+        let j = i / CHECKPOINT_STRIDE;
+        let mut acc = self.checkpoints[j];
+        for at in j * CHECKPOINT_STRIDE..i {
+            acc.add(self.item(at)[8..].try_into().expect("32 bytes"));
+        }
+        acc
+    }
+}
+
+impl std::fmt::Debug for LoadedBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedBlock")
+            .field("items", &self.len())
+            .finish()
+    }
+}
 
 /// One collection's items, as of one moment, for a reconciliation session.
 #[derive(Debug)]
@@ -376,8 +494,14 @@ pub struct StoreSyncIndex {
     log: redb::ReadOnlyTable<(&'static str, u64), [u8; 40]>,
     entries: redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
     total: Accumulator,
-    /// Blocks read in this session (by block number): keys and prefix sums.
-    loaded: Vec<Option<LoadedBlock>>,
+    /// Blocks read in this session, by block number.
+    loaded: Vec<Option<Box<LoadedBlock>>>,
+    /// Packed bytes of the blocks in `loaded`.
+    loaded_bytes: usize,
+    /// Most packed bytes kept in `loaded` ([`LOADED_BYTES_BUDGET`]; smaller in tests).
+    loaded_budget: usize,
+    /// The block of the last lookup: where the next search starts.
+    hint: usize,
 }
 
 impl StoreSyncIndex {
@@ -399,7 +523,6 @@ impl StoreSyncIndex {
                 total.count()
             )));
         }
-        let summaries_len = summaries.blocks.len();
         Ok(StoreSyncIndex {
             collection: collection.to_owned(),
             summaries,
@@ -407,13 +530,20 @@ impl StoreSyncIndex {
             log: tx.open_table(SYNC_LOG)?,
             entries: tx.open_table(ENTRIES)?,
             total,
-            loaded: (0..summaries_len).map(|_| None).collect(),
+            loaded: Vec::new(),
+            loaded_bytes: 0,
+            loaded_budget: LOADED_BYTES_BUDGET,
+            hint: 0,
         })
     }
 
-    /// Reads block `i`'s items (once per session): one database read, then one pass that
-    /// parses the keys, builds prefix sums and checks both against the block's summary.
-    fn load(&mut self, i: usize) -> Result<&(Vec<SyncKey>, Vec<Accumulator>), StorageError> {
+    /// Block `i` (read once per session while the budget allows): one database read, then
+    /// one pass over the stored bytes that checks order and sum against the block's summary
+    /// and keeps a running sum every [`CHECKPOINT_STRIDE`] items.
+    fn load(&mut self, i: usize) -> Result<&LoadedBlock, StorageError> {
+        if self.loaded.len() <= i {
+            self.loaded.resize_with(i + 1, || None);
+        }
         if self.loaded[i].is_none() {
             let b = self.summaries.blocks[i];
             let c = self.collection.as_str();
@@ -422,50 +552,61 @@ impl StoreSyncIndex {
                     "sync index of `{c}`: a block's items disagree with its summary"
                 ))
             };
-            let row = self
+            let items = self
                 .items
                 .get((c, b.first.to_bytes()))?
                 .ok_or_else(damaged)?;
-            let bytes = row.value();
+            let bytes = items.value();
             if bytes.len() as u64 != b.acc.count() * 40 {
                 return Err(damaged());
             }
-            let n = bytes.len() / 40;
-            let mut keys = Vec::with_capacity(n);
-            let mut prefix = Vec::with_capacity(n + 1);
+            let mut checkpoints = Vec::with_capacity(bytes.len() / 40 / CHECKPOINT_STRIDE + 1);
             let mut acc = Accumulator::default();
-            prefix.push(acc);
-            for chunk in bytes.chunks_exact(40) {
-                let k = SyncKey::from_bytes(chunk.try_into().expect("40 bytes"));
-                if keys.last().is_some_and(|prev: &SyncKey| *prev >= k) {
+            let mut prev: Option<&[u8; 40]> = None;
+            for (n, item) in bytes.chunks_exact(40).enumerate() {
+                let item: &[u8; 40] = item.try_into().expect("40 bytes");
+                if n % CHECKPOINT_STRIDE == 0 {
+                    checkpoints.push(acc);
+                }
+                if prev.is_some_and(|p| !packed_less(p, item)) {
                     return Err(damaged());
                 }
-                acc.add(&k.id);
-                prefix.push(acc);
-                keys.push(k);
+                acc.add(item[8..].try_into().expect("32 bytes"));
+                prev = Some(item);
             }
-            drop(row);
-            if acc != b.acc || keys.first() != Some(&b.first) || keys.last() != Some(&b.last) {
+            let first = SyncKey::from_bytes(bytes[..40].try_into().expect("40 bytes"));
+            let last = SyncKey::from_bytes(bytes[bytes.len() - 40..].try_into().expect("40"));
+            if acc != b.acc || first != b.first || last != b.last {
                 return Err(damaged());
             }
-            self.loaded[i] = Some(Box::new((keys, prefix)));
+            let size = bytes.len();
+            if self.loaded_bytes + size > self.loaded_budget {
+                self.loaded.iter_mut().for_each(|b| *b = None);
+                self.loaded_bytes = 0;
+            }
+            self.loaded_bytes += size;
+            self.loaded[i] = Some(Box::new(LoadedBlock { items, checkpoints }));
         }
         Ok(self.loaded[i].as_deref().expect("just loaded"))
+    }
+
+    fn block_of(&mut self, pos: u64) -> usize {
+        self.hint = self.summaries.block_of(pos, self.hint);
+        self.hint
     }
 
     fn prefix(&mut self, pos: u64) -> Result<Accumulator, StorageError> {
         if pos >= self.summaries.len() {
             return Ok(*self.summaries.cum_acc.last().expect("non-empty"));
         }
-        let i = self.summaries.block_of(pos);
+        let i = self.block_of(pos);
         let start = self.summaries.cum_count[i];
         let base = self.summaries.cum_acc[i];
         if pos == start {
             return Ok(base);
         }
-        let (_, prefix) = self.load(i)?;
         let mut acc = base;
-        acc.merge(&prefix[(pos - start) as usize]);
+        acc.merge(&self.load(i)?.prefix((pos - start) as usize));
         Ok(acc)
     }
 }
@@ -479,7 +620,8 @@ impl SyncIndex for StoreSyncIndex {
         let Bound::Key(b) = bound else {
             return Ok(self.summaries.len());
         };
-        let j = self.summaries.blocks.partition_point(|blk| blk.first < *b);
+        let j = self.summaries.blocks_below(b, self.hint);
+        self.hint = j.saturating_sub(1);
         if j == 0 {
             return Ok(0);
         }
@@ -488,12 +630,12 @@ impl SyncIndex for StoreSyncIndex {
             return Ok(self.summaries.cum_count[j]);
         }
         let start = self.summaries.cum_count[i];
-        let (keys, _) = self.load(i)?;
-        Ok(start + keys.partition_point(|k| k < b) as u64)
+        let bound = b.to_bytes();
+        Ok(start + self.load(i)?.lower_bound(&bound) as u64)
     }
 
     fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
-        let i = self.summaries.block_of(pos);
+        let i = self.block_of(pos);
         let start = self.summaries.cum_count[i];
         if pos == start {
             return Ok(self.summaries.blocks[i].first);
@@ -501,8 +643,7 @@ impl SyncIndex for StoreSyncIndex {
         if pos + 1 == self.summaries.cum_count[i + 1] {
             return Ok(self.summaries.blocks[i].last);
         }
-        let (keys, _) = self.load(i)?;
-        Ok(keys[(pos - start) as usize])
+        Ok(self.load(i)?.key((pos - start) as usize))
     }
 
     fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
@@ -514,11 +655,11 @@ impl SyncIndex for StoreSyncIndex {
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut pos = lo;
         while pos < hi {
-            let i = self.summaries.block_of(pos);
+            let i = self.block_of(pos);
             let start = self.summaries.cum_count[i];
             let end = self.summaries.cum_count[i + 1].min(hi);
-            let (keys, _) = self.load(i)?;
-            out.extend_from_slice(&keys[(pos - start) as usize..(end - start) as usize]);
+            let block = self.load(i)?;
+            out.extend(((pos - start) as usize..(end - start) as usize).map(|at| block.key(at)));
             pos = end;
         }
         Ok(out)
@@ -604,4 +745,80 @@ pub(crate) fn write_agreement(
     let mut table = tx.open_table(SYNC_PEERS)?;
     table.insert((*peer, collection), (a.my_seq, a.their_seq))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_point_near;
+    use crate::sync::{Bound, MemoryIndex, SyncIndex, SyncKey};
+    use crate::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_session_over_its_memory_budget_reads_blocks_again_and_stays_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let key = SecretKey::from_bytes([7; 32]);
+        let entries: Vec<SignedEntry> = (0..3_000u64)
+            .map(|i| {
+                let entry = Entry {
+                    collection: "c".into(),
+                    key: format!("k{i}"),
+                    value: EntryValue::Tombstone,
+                    author: key.public(),
+                    time: Timestamp::from_raw(1_000 + (i * 7_919) % 3_000),
+                };
+                SignedEntry::sign(entry, &key).unwrap()
+            })
+            .collect();
+        store.insert_entries(&entries).unwrap();
+        let mut model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
+            time: e.entry().time.raw(),
+            id: *e.id().as_bytes(),
+        }));
+        let mut index = store.sync_index("c").unwrap();
+        // Room for about two blocks: walking the collection twice evicts again and again.
+        index.loaded_budget = 2 * 256 * 40;
+        let n = model.len().unwrap();
+        for _ in 0..2 {
+            for p in (0..n).step_by(5) {
+                assert_eq!(index.key_at(p).unwrap(), model.key_at(p).unwrap());
+                assert_eq!(
+                    index.accumulate(p / 2, p).unwrap(),
+                    model.accumulate(p / 2, p).unwrap()
+                );
+                let k = model.key_at(p).unwrap();
+                assert_eq!(
+                    index.lower_bound(&Bound::Key(k)).unwrap(),
+                    model.lower_bound(&Bound::Key(k)).unwrap()
+                );
+            }
+        }
+        // Blocks were let go of: fewer are held than exist, within the budget (a block larger
+        // than the whole budget is held alone).
+        let held = index.loaded.iter().flatten().count();
+        assert!(
+            held >= 1 && held < index.summaries.blocks.len(),
+            "{held} held"
+        );
+        assert!(held == 1 || index.loaded_bytes <= index.loaded_budget);
+    }
+
+    proptest! {
+        #[test]
+        fn galloping_search_equals_partition_point_from_every_hint(
+            mut values in proptest::collection::vec(0u32..64, 0..80),
+            probe in 0u32..66,
+        ) {
+            values.sort_unstable();
+            let expected = values.partition_point(|v| *v < probe);
+            for hint in 0..values.len() + 2 {
+                prop_assert_eq!(
+                    partition_point_near(&values, hint, |v| *v < probe),
+                    expected,
+                    "hint {}", hint
+                );
+            }
+        }
+    }
 }

@@ -98,14 +98,9 @@ impl Accumulator {
 
     /// The 16-byte fingerprint.
     pub fn fingerprint(&self) -> Fingerprint {
-        let mut h = blake3::Hasher::new();
-        for limb in self.sum {
-            h.update(&limb.to_le_bytes());
-        }
-        h.update(&self.count.to_le_bytes());
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        Fingerprint(out)
+        // BLAKE3 of the 40-byte form: the four limbs, then the count, all little-endian.
+        let digest = blake3::hash(&self.to_bytes());
+        Fingerprint(digest.as_bytes()[..16].try_into().expect("16 bytes"))
     }
 
     pub(crate) fn to_bytes(self) -> [u8; 40] {
