@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 
 use archive_core::sync::{
-    Agreement, Bound, MemoryIndex, Message, Mode, Range, ReconcileConfig, Reconciler, SyncKey,
-    SyncStats, MIN_FRAME_LIMIT,
+    Accumulator, Agreement, Bound, MemoryIndex, Message, Mode, Range, ReconcileConfig, Reconciler,
+    SyncIndex, SyncKey, SyncStats, MIN_FRAME_LIMIT,
 };
-use archive_core::SyncError;
+use archive_core::{StorageError, SyncError};
 use proptest::prelude::*;
 
 fn key(time: u64, n: u64) -> SyncKey {
@@ -19,12 +19,12 @@ fn key(time: u64, n: u64) -> SyncKey {
 }
 
 /// Runs a whole session between two indexes; returns both sides.
-fn reconcile(
-    a: MemoryIndex,
-    b: MemoryIndex,
+fn reconcile<I: SyncIndex>(
+    a: I,
+    b: I,
     config: ReconcileConfig,
     agreement: Option<(Agreement, Agreement)>,
-) -> (Reconciler<MemoryIndex>, Reconciler<MemoryIndex>) {
+) -> (Reconciler<I>, Reconciler<I>) {
     let mut ra = Reconciler::new(a, config).unwrap();
     let mut rb = Reconciler::new(b, config).unwrap();
     let mut frame = ra.initiate(agreement.map(|(x, _)| x)).unwrap();
@@ -364,4 +364,92 @@ fn an_empty_id_list_against_a_large_range_splits_instead_of_listing_everything()
     let s = check_exact(&b, &a, small_frames());
     assert!(s.round_trips() > 1);
     check_exact(&a, &b, ReconcileConfig::default());
+}
+
+/// An in-memory index that, like the store's, prefers to cut ranges at block starts: here each
+/// item whose last id byte is below the given value (blocks of ~256 / value items).
+struct BlockStarts(MemoryIndex, u8);
+
+impl SyncIndex for BlockStarts {
+    fn len(&mut self) -> Result<u64, StorageError> {
+        self.0.len()
+    }
+    fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
+        self.0.lower_bound(bound)
+    }
+    fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
+        self.0.key_at(pos)
+    }
+    fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
+        self.0.accumulate(lo, hi)
+    }
+    fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
+        self.0.keys(lo, hi)
+    }
+    fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
+        let starts: Vec<u64> = (lo + 1..hi)
+            .filter(|p| self.0.items()[*p as usize].id[31] < self.1)
+            .collect();
+        if (starts.len() as u64) < parts / 2 {
+            return self.0.split_points(lo, hi, parts);
+        }
+        let mut out: Vec<u64> = (1..parts)
+            .map(|k| {
+                let target = lo + (hi - lo) * k / parts;
+                *starts
+                    .iter()
+                    .min_by_key(|s| s.abs_diff(target))
+                    .expect("not empty")
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+    fn contains_id(&mut self, id: &[u8; 32]) -> Result<bool, StorageError> {
+        self.0.contains_id(id)
+    }
+    fn added_since(
+        &mut self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SyncKey>>, StorageError> {
+        self.0.added_since(seq, limit)
+    }
+}
+
+/// Regression: the final split (parts meant to be listed as ids next round) went through the
+/// index's `split_points`, which prefers block starts; where a range held many block starts,
+/// parts of a whole block came out larger than the id-list threshold and cost one more frame
+/// (at N = 10^6 with the store's blocks: a 4th round trip).
+#[test]
+fn regression_the_final_split_is_even_whatever_the_index_prefers() {
+    let n = 50_000u64;
+    let all: Vec<SyncKey> = (0..n).map(|i| key(i * 1_000 + i % 997, i)).collect();
+    // 50 items only in A, 50 only in B, spread over the whole set.
+    let slot = |i: usize| (i as u64 * 7_919) % n;
+    let a: Vec<SyncKey> = (0..all.len())
+        .filter(|i| slot(*i) >= 50)
+        .map(|i| all[i])
+        .collect();
+    let b: Vec<SyncKey> = (0..all.len())
+        .filter(|i| slot(*i) < 50 || slot(*i) >= 100)
+        .map(|i| all[i])
+        .collect();
+    let config = ReconcileConfig::default();
+    let (plain, _) = reconcile(
+        MemoryIndex::new(a.iter().copied()),
+        MemoryIndex::new(b.iter().copied()),
+        config,
+        None,
+    );
+    // Blocks of ~16 items: a final range of ~250 items holds ~16 block starts.
+    let blocks = |items: &[SyncKey]| BlockStarts(MemoryIndex::new(items.iter().copied()), 16);
+    let (ra, rb) = reconcile(blocks(&a), blocks(&b), config, None);
+    assert_eq!(ra.have(), plain.have());
+    assert_eq!(ra.need(), plain.need());
+    assert_eq!(rb.have(), plain.need());
+    assert_eq!((ra.have().len(), ra.need().len()), (50, 50));
+    let frames = |s: SyncStats| s.frames_sent + s.frames_received;
+    assert_eq!(frames(ra.stats()), frames(plain.stats()), "no extra frame");
+    assert_eq!(frames(plain.stats()), 5);
 }

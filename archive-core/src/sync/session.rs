@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
-use super::index::SyncIndex;
+use super::index::{even_split, SyncIndex};
 use super::wire::{Bound, FastReply, Message, Mode, Range, RangesWriter, MAX_FRAME_LIMIT};
 use crate::error::SyncError;
 
@@ -500,18 +500,19 @@ impl<I: SyncIndex> Reconciler<I> {
             }
             return Ok(());
         }
-        // Ranges up to the size of the largest block (1,024 items with the defaults) are cut
-        // into parts of about half the id-list threshold, so that each
-        // part is listed next round even if the other side has a few more items in it, and an
-        // uneven block never costs an extra round trip.
+        // The final split: ranges up to the size of the largest block (1,024 items with the
+        // defaults) are cut evenly into parts of about half the id-list threshold, so that
+        // each part is listed next round even if the other side has a few more items in it.
+        // It ignores the index's preferred cut points: parts of a whole block would be too
+        // large to list and cost another round. Larger ranges are cut where the index prefers.
         let count = hi - lo;
         let t = self.config.id_list_threshold;
-        let parts = if count <= self.config.fanout * t * 2 {
-            self.config.fanout.max(count.div_ceil((t / 2).max(1)))
+        let cuts = if count <= self.config.fanout * t * 2 {
+            let parts = self.config.fanout.max(count.div_ceil((t / 2).max(1)));
+            even_split(lo, hi, parts)
         } else {
-            self.config.fanout
+            self.index.split_points(lo, hi, self.config.fanout)?
         };
-        let cuts = self.index.split_points(lo, hi, parts)?;
         let mut start = lo;
         for end in cuts.into_iter().chain(std::iter::once(hi)) {
             if end <= start || end > hi {

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p archive-benches --bin reconcile -- --entries N --diffs D \
 //!     --mode scattered|newest [--fast-path] [--frame-limit BYTES] [--fanout F] [--threshold T]
-//!     [--store-dir DIR] [--repeat K] [--json]
+//!     [--store-dir DIR] [--repeat K] [--trace] [--json]
 //! ```
 //! `scattered`: each side lacks D/2 of the other's entries, at random times. `newest`: one side
 //! lacks the other's D newest entries. `--fast-path`: the stores synced before the differences
@@ -12,11 +12,12 @@
 //! only: the entries themselves must move anyway), and the CPU time of the busier side inside
 //! the session (thread CPU time), with the index warm as a running server keeps it; the first
 //! open of the index after start-up (loading block summaries) is reported as `cold_open_ms`.
+//! `--trace` prints each frame's size and what its ranges ask, to stderr.
 
 use std::time::Instant;
 
 use archive_benches::{arg_value, has_flag, thread_cpu_seconds};
-use archive_core::sync::{Agreement, ReconcileConfig, Reconciler};
+use archive_core::sync::{Agreement, Message, Mode, ReconcileConfig, Reconciler, MAX_FRAME_LIMIT};
 use archive_core::{Entry, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Store, Timestamp};
 
 const COLLECTION: &str = "bench";
@@ -31,6 +32,7 @@ fn main() {
     let mode = arg_value(&args, "--mode").unwrap_or_else(|| "scattered".into());
     let fast = has_flag(&args, "--fast-path");
     let json = has_flag(&args, "--json");
+    let trace = has_flag(&args, "--trace");
     let mut config = ReconcileConfig::default();
     if let Some(limit) = arg_value(&args, "--frame-limit") {
         config.frame_limit = limit.parse().expect("--frame-limit BYTES");
@@ -132,6 +134,9 @@ fn main() {
         f
     });
     let mut ra = ra.expect("initiator");
+    if trace {
+        eprintln!("{}", describe(&frame));
+    }
     let mut rb = None;
     let mut to_b = true;
     loop {
@@ -147,7 +152,12 @@ fn main() {
             cpu_time_with(&mut cpu_a, || ra.receive(&frame).expect("a receives"))
         };
         match next {
-            Some(f) => frame = f,
+            Some(f) => {
+                if trace {
+                    eprintln!("{}", describe(&f));
+                }
+                frame = f;
+            }
             None => break,
         }
         to_b = !to_b;
@@ -188,6 +198,28 @@ fn main() {
             stats.round_trips(),
             cold_open * 1e3
         );
+    }
+}
+
+/// One line about a frame: its size and what its ranges ask (`--trace`).
+fn describe(frame: &[u8]) -> String {
+    match Message::decode(frame, MAX_FRAME_LIMIT).expect("a frame the session sent") {
+        Message::Ranges(ranges) => {
+            let count = |f: fn(&Mode) -> bool| ranges.iter().filter(|r| f(&r.mode)).count();
+            format!(
+                "frame {} B: {} ranges: {} skip, {} fingerprint, {} id list, {} diff",
+                frame.len(),
+                ranges.len(),
+                count(|m| matches!(m, Mode::Skip)),
+                count(|m| matches!(m, Mode::Fingerprint(_))),
+                count(|m| matches!(m, Mode::IdList(_))),
+                count(|m| matches!(m, Mode::Diff { .. })),
+            )
+        }
+        Message::FastRequest { added, .. } => {
+            format!("frame {} B: fast request, {} ids", frame.len(), added.len())
+        }
+        Message::FastReply(_) => format!("frame {} B: fast reply", frame.len()),
     }
 }
 
