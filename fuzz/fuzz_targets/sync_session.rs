@@ -25,8 +25,9 @@ fn config() -> ReconcileConfig {
     }
 }
 
-/// One store per fuzzing process, built at the first input that asks for it (sessions only
-/// read it). It lives in the temporary folder, named after the process.
+/// One store per fuzzing process, built at the first input that asks for it. Sessions only
+/// read its database through the file it holds open, so its folder is removed at once and
+/// nothing is left behind.
 fn store() -> &'static Store {
     static STORE: OnceLock<Store> = OnceLock::new();
     STORE.get_or_init(|| {
@@ -47,6 +48,7 @@ fn store() -> &'static Store {
             })
             .collect();
         store.insert_entries(&entries).expect("insert");
+        std::fs::remove_dir_all(&dir).expect("remove the store's folder");
         store
     })
 }
