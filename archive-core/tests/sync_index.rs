@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use archive_core::sync::{
-    Agreement, Bound, MemoryIndex, ReconcileConfig, Reconciler, SyncIndex, SyncKey,
+    Agreement, Bound, MemoryIndex, ReconcileConfig, Reconciler, SyncIndex, SyncKey, MIN_FRAME_LIMIT,
 };
 use archive_core::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
 use proptest::prelude::*;
@@ -157,7 +157,19 @@ fn run(
     Reconciler<archive_core::StoreSyncIndex>,
     Reconciler<archive_core::StoreSyncIndex>,
 ) {
-    let config = ReconcileConfig::default();
+    run_with(a, b, collection, agreement, ReconcileConfig::default())
+}
+
+fn run_with(
+    a: &Store,
+    b: &Store,
+    collection: &str,
+    agreement: Option<(Agreement, Agreement)>,
+    config: ReconcileConfig,
+) -> (
+    Reconciler<archive_core::StoreSyncIndex>,
+    Reconciler<archive_core::StoreSyncIndex>,
+) {
     let mut ra = Reconciler::new(a.sync_index(collection).unwrap(), config).unwrap();
     let mut rb = Reconciler::new(b.sync_index(collection).unwrap(), config).unwrap();
     let mut frame = ra.initiate(agreement.map(|x| x.0)).unwrap();
@@ -257,4 +269,67 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     assert_eq!(ra.have(), &ids(&more[..4]));
     assert_eq!(ra.need(), &ids(&more[6..]));
     assert_eq!(rb.have(), ra.need());
+}
+
+/// The in-memory property tests' shapes, run over two real stores' persisted indexes: each
+/// side's result equals the exact set difference, with the default and the smallest frames.
+#[test]
+fn store_backed_sessions_are_exact_for_every_shape() {
+    let key = SecretKey::from_bytes([3; 32]);
+    let n = 4_000u64;
+    let all: Vec<SignedEntry> = (0..n)
+        .map(|i| {
+            // Random times over a wide span, except the newest 300 which come last.
+            let time = if i >= n - 300 {
+                1 << 40 | i
+            } else {
+                (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 30) % (1 << 39)
+            };
+            entry(&key, "c", i, time)
+        })
+        .collect();
+    type Split = fn(u64) -> (bool, bool);
+    let shapes: [(&str, Split); 5] = [
+        ("scattered", |i| (i % 37 != 3, i % 41 != 5)),
+        ("identical", |_| (true, true)),
+        ("disjoint", |i| (i % 2 == 0, i % 2 == 1)),
+        ("a inside b", |i| (i % 13 != 0, true)),
+        ("newest", |i| (true, i < 4_000 - 300)),
+    ];
+    for (name, split) in shapes {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (
+            Store::init(da.path()).unwrap(),
+            Store::init(db.path()).unwrap(),
+        );
+        let (mut in_a, mut in_b) = (Vec::new(), Vec::new());
+        for (i, e) in all.iter().enumerate() {
+            let (to_a, to_b) = split(i as u64);
+            if to_a {
+                in_a.push(e.clone());
+            }
+            if to_b {
+                in_b.push(e.clone());
+            }
+        }
+        a.insert_entries(&in_a).unwrap();
+        b.insert_entries(&in_b).unwrap();
+        let ids = |v: &[SignedEntry]| -> BTreeSet<[u8; 32]> {
+            v.iter().map(|e| *e.id().as_bytes()).collect()
+        };
+        let (set_a, set_b) = (ids(&in_a), ids(&in_b));
+        let only_a: BTreeSet<_> = set_a.difference(&set_b).copied().collect();
+        let only_b: BTreeSet<_> = set_b.difference(&set_a).copied().collect();
+        for frame_limit in [ReconcileConfig::default().frame_limit, MIN_FRAME_LIMIT] {
+            let config = ReconcileConfig {
+                frame_limit,
+                ..ReconcileConfig::default()
+            };
+            let (ra, rb) = run_with(&a, &b, "c", None, config);
+            assert_eq!(ra.have(), &only_a, "{name}, limit {frame_limit}: A's have");
+            assert_eq!(ra.need(), &only_b, "{name}, limit {frame_limit}: A's need");
+            assert_eq!(rb.have(), &only_b, "{name}, limit {frame_limit}: B's have");
+            assert_eq!(rb.need(), &only_a, "{name}, limit {frame_limit}: B's need");
+        }
+    }
 }
