@@ -21,6 +21,11 @@ pub struct Limits {
     pub max_store_bytes: Option<u64>,
     /// Blob requests in flight at once during a fetch.
     pub parallel_fetches: usize,
+    /// Most bytes of blob data a fetch holds in memory at once: each blob's encoding from the
+    /// moment it is received until it is verified, its decoded bytes until they are stored.
+    /// Whatever a peer announces, a fetch never holds more (a blob larger than the whole
+    /// budget waits until it is the only one held).
+    pub fetch_memory: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +35,9 @@ impl Default for Limits {
             reconcile: ReconcileConfig::default(),
             max_store_bytes: None,
             parallel_fetches: 4,
+            // Four requests of 16 MiB, each with a few blobs being verified: what honest
+            // transfers use, so they never wait on it.
+            fetch_memory: 96 * 1024 * 1024,
         }
     }
 }

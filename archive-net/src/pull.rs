@@ -276,12 +276,14 @@ async fn fetch_blobs(
     }
     // Progress of the requests in flight, moved into `counters` and `report` as they finish.
     let shared = Arc::new(Counters::default());
+    let memory = FetchMemory::new(node.limits.fetch_memory);
     in_flight(
         node.limits.parallel_fetches,
         requests,
         |request| {
             let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
-            async move { fetch_request(&node, &conn, request, &totals).await }
+            let memory = memory.clone();
+            async move { fetch_request(&node, &conn, request, &totals, &memory).await }
         },
         |()| sync_counters(&shared, counters, report),
     )
@@ -335,19 +337,78 @@ fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport
     report.blobs += blobs;
 }
 
+/// The memory budget of one fetch, shared by its requests: permits are bytes. A blob's
+/// encoding and its decoded copy are both counted while both exist; the encoding's share is
+/// given back once it is verified, the rest once the blob is stored.
+#[derive(Clone)]
+struct FetchMemory {
+    bytes: Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+/// Bytes a fetch holds for one blob, and how many of them are its encoding.
+struct Held {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    encoding: usize,
+}
+
+impl FetchMemory {
+    fn new(total: usize) -> Self {
+        let total = total.clamp(1, u32::MAX as usize);
+        FetchMemory {
+            bytes: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Room for a blob of `size` bytes now, if there is.
+    fn try_hold(&self, size: u64) -> Option<Held> {
+        let (need, encoding) = self.need(size);
+        let permit = self.bytes.clone().try_acquire_many_owned(need).ok()?;
+        Some(Held { permit, encoding })
+    }
+
+    /// Room for a blob of `size` bytes, once there is.
+    async fn hold(&self, size: u64) -> Held {
+        let (need, encoding) = self.need(size);
+        let permit = (self.bytes.clone().acquire_many_owned(need).await)
+            .expect("the semaphore is never closed");
+        Held { permit, encoding }
+    }
+
+    /// Permits for a blob (its encoding plus its decoded copy, at most the whole budget) and
+    /// the encoding's share of them.
+    fn need(&self, size: u64) -> (u32, usize) {
+        let encoding = encoded_len(size) as usize;
+        let need = (encoding + size as usize).min(self.total);
+        (need as u32, encoding.min(need))
+    }
+}
+
+impl Held {
+    /// The blob is verified: its encoding is gone, give its share back.
+    fn verified(&mut self) {
+        drop(self.permit.split(self.encoding));
+        self.encoding = 0;
+    }
+}
+
+type Verifying = tokio::task::JoinHandle<Result<VerifiedBlob, archive_core::TransferError>>;
+
 async fn fetch_request(
     node: &Node,
     conn: &Connection,
     request: Vec<MissingBlob>,
     counters: &Counters,
+    memory: &FetchMemory,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
     let hashes = request.iter().map(|m| *m.hash.as_bytes()).collect();
     write_frame(&mut send, &Request::GetBlobs { hashes }).await?;
     let _ = send.finish();
-    let mut verified: Vec<VerifiedBlob> = Vec::with_capacity(request.len());
-    let mut decoding = VecDeque::with_capacity(DECODE_AHEAD);
+    let mut verified: Vec<(VerifiedBlob, Held)> = Vec::with_capacity(request.len());
+    let mut decoding: VecDeque<(Verifying, Held)> = VecDeque::with_capacity(DECODE_AHEAD);
     for m in &request {
         let header: BlobHeader = read_frame(&mut recv, MAX_CONTROL_FRAME, t).await?;
         let size = match header {
@@ -370,6 +431,18 @@ async fn fetch_request(
                 }
             )));
         }
+        let held = match memory.try_hold(size) {
+            Some(held) => held,
+            None => {
+                // Store what this request holds before waiting, so that no request waits
+                // while holding memory that another one needs.
+                while let Some(task) = decoding.pop_front() {
+                    verified.push(decoded(task, counters).await?);
+                }
+                import(node, &mut verified).await?;
+                memory.hold(size).await
+            }
+        };
         let mut encoded = vec![0u8; encoded_len(size) as usize];
         for piece in encoded.chunks_mut(READ_PIECE) {
             read_exact(&mut recv, piece, t).await?;
@@ -380,27 +453,39 @@ async fn fetch_request(
             verified.push(decoded(decoding.pop_front().expect("not empty"), counters).await?);
         }
         let hash = m.hash;
-        decoding.push_back(tokio::task::spawn_blocking(move || {
-            decode_blob(hash, size, &encoded)
-        }));
+        let task = tokio::task::spawn_blocking(move || decode_blob(hash, size, &encoded));
+        decoding.push_back((task, held));
     }
     while let Some(task) = decoding.pop_front() {
         verified.push(decoded(task, counters).await?);
     }
-    let store = node.store.clone();
-    blocking(move || Ok(store.import_blobs(verified)?)).await?;
+    import(node, &mut verified).await?;
     let _ = send.shutdown().await;
+    Ok(())
+}
+
+/// Stores verified blobs (in one transaction) and gives their memory back.
+async fn import(node: &Node, verified: &mut Vec<(VerifiedBlob, Held)>) -> Result<(), NetError> {
+    if verified.is_empty() {
+        return Ok(());
+    }
+    let (blobs, held): (Vec<VerifiedBlob>, Vec<Held>) =
+        std::mem::take(verified).into_iter().unzip();
+    let store = node.store.clone();
+    blocking(move || Ok(store.import_blobs(blobs)?)).await?;
+    drop(held);
     Ok(())
 }
 
 /// The result of a blob's verification on a worker.
 async fn decoded(
-    task: tokio::task::JoinHandle<Result<VerifiedBlob, archive_core::TransferError>>,
+    (task, mut held): (Verifying, Held),
     counters: &Counters,
-) -> Result<VerifiedBlob, NetError> {
+) -> Result<(VerifiedBlob, Held), NetError> {
     let blob = task
         .await
         .map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
+    held.verified();
     Counters::add(&counters.blobs_received, 1);
-    Ok(blob)
+    Ok((blob, held))
 }

@@ -19,6 +19,10 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(Limits::default()).await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::init(dir.path()).unwrap());
         let config = NetConfig {
@@ -26,7 +30,7 @@ impl Server {
             ..NetConfig::default()
         };
         let endpoint = bind_endpoint(store.secret_key(), &config).await.unwrap();
-        let node = Node::new(store, Trust::default(), Limits::default());
+        let node = Node::new(store, Trust::default(), limits);
         let router = Router::builder(endpoint)
             .accept(ALPN, node.protocol())
             .spawn();
@@ -274,4 +278,46 @@ async fn concurrent_syncs_and_an_add_leave_clean_converging_stores() {
     for s in [&a, &b, &c] {
         assert!(s.node.store().verify().unwrap().is_ok());
     }
+}
+
+/// A fetch never holds more blob bytes than its budget: with a budget smaller than some
+/// blobs' encoding plus their decoded copy, four requests in flight keep storing what they
+/// hold and waiting for each other, and the pull still completes with every byte verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_within_a_small_memory_budget_completes_exactly() {
+    let a = Server::start().await;
+    let b = Server::start_with(Limits {
+        fetch_memory: 2 * 1024 * 1024,
+        ..Limits::default()
+    })
+    .await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| data(500 + i, 5 * 1024 * 1024 + 11))
+        .collect();
+    for (i, bytes) in files.iter().enumerate() {
+        a.node
+            .store()
+            .add_bytes("default", &format!("large/{i}.bin"), bytes)
+            .unwrap();
+    }
+    let report = tokio::time::timeout(Duration::from_secs(120), b.sync_with(&a, true, false))
+        .await
+        .expect("the pull finishes: no request waits on memory another one holds")
+        .unwrap();
+    // 15 MiB in chunks of 64 KiB to 1 MiB, plus three manifests.
+    assert!(report.blobs_received > 3 * 5 + 3, "{report:?}");
+    assert_eq!(b.listing(), a.listing());
+    for (i, bytes) in files.iter().enumerate() {
+        let store = b.node.store();
+        let file = store
+            .get("default", &format!("large/{i}.bin"))
+            .unwrap()
+            .unwrap();
+        let mut got = Vec::new();
+        store.read_file(&file, &mut got).unwrap();
+        assert!(got == *bytes, "large/{i}.bin differs");
+    }
+    assert!(b.node.store().verify().unwrap().is_ok());
 }
