@@ -47,8 +47,10 @@ fn reconcile<I: SyncIndex>(
     (ra, rb)
 }
 
-fn ids(keys: &BTreeSet<SyncKey>) -> BTreeSet<[u8; 32]> {
-    keys.iter().map(|k| k.id).collect()
+/// The ids of `keys`, ascending: what a finished session's `have()` and `need()` return.
+fn ids(keys: &BTreeSet<SyncKey>) -> Vec<[u8; 32]> {
+    let ids: BTreeSet<[u8; 32]> = keys.iter().map(|k| k.id).collect();
+    ids.into_iter().collect()
 }
 
 fn check_exact(a: &BTreeSet<SyncKey>, b: &BTreeSet<SyncKey>, config: ReconcileConfig) -> SyncStats {

@@ -254,7 +254,7 @@ impl Node {
             },
         )
         .await?;
-        let theirs = loop {
+        let (ours, theirs) = loop {
             match read_frame(&mut recv, limit, t).await? {
                 ReconcileStep::Frame(f) => match r.receive(&f)? {
                     Some(reply) => write_frame(&mut send, &ReconcileStep::Frame(reply)).await?,
@@ -262,7 +262,7 @@ impl Node {
                         let ours = summary(self, collection, &r, want_summary)?;
                         write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
                         match read_frame(&mut recv, limit, t).await? {
-                            ReconcileStep::Done(theirs) => break theirs,
+                            ReconcileStep::Done(theirs) => break (ours, theirs),
                             ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
                             ReconcileStep::Frame(_) => {
                                 return Err(NetError::Protocol(
@@ -275,20 +275,22 @@ impl Node {
                 ReconcileStep::Done(theirs) => {
                     let ours = summary(self, collection, &r, want_summary)?;
                     write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
-                    break theirs;
+                    break (ours, theirs);
                 }
                 ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
             }
         };
         let _ = send.finish();
         let stats = r.stats();
+        let fast_path = r.settled_by_fast_path();
+        let (have, need) = r.into_difference();
         Ok(Reconciled {
-            have: r.have().iter().copied().collect(),
-            need: r.need().iter().copied().collect(),
+            have,
+            need,
             round_trips: stats.round_trips(),
             bytes: stats.bytes_sent + stats.bytes_received,
-            fast_path: r.settled_by_fast_path(),
-            ours: summary(self, collection, &r, want_summary)?,
+            fast_path,
+            ours,
             theirs,
         })
     }

@@ -98,8 +98,9 @@ pub struct Reconciler<I> {
     index: I,
     config: ReconcileConfig,
     state: State,
-    have: BTreeSet<[u8; 32]>,
-    need: BTreeSet<[u8; 32]>,
+    /// Ids learnt so far, in no order and possibly twice; sorted and deduplicated once done.
+    have: Vec<[u8; 32]>,
+    need: Vec<[u8; 32]>,
     stats: SyncStats,
     /// The ids this side offered in its fast-path request.
     fast_added: Vec<SyncKey>,
@@ -125,8 +126,8 @@ impl<I: SyncIndex> Reconciler<I> {
             index,
             config,
             state: State::Idle,
-            have: BTreeSet::new(),
-            need: BTreeSet::new(),
+            have: Vec::new(),
+            need: Vec::new(),
             stats: SyncStats::default(),
             fast_added: Vec::new(),
             settled_fast: false,
@@ -214,9 +215,18 @@ impl<I: SyncIndex> Reconciler<I> {
         match reply {
             Some(f) => self.send(f).map(Some),
             None => {
-                self.state = State::Done;
+                self.finish();
                 Ok(None)
             }
+        }
+    }
+
+    /// The session is over: sort the ids learnt and drop repeats.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        for ids in [&mut self.have, &mut self.need] {
+            ids.sort_unstable();
+            ids.dedup();
         }
     }
 
@@ -225,14 +235,21 @@ impl<I: SyncIndex> Reconciler<I> {
         self.state == State::Done
     }
 
-    /// Ids this side has and the other lacks.
-    pub fn have(&self) -> &BTreeSet<[u8; 32]> {
+    /// Ids this side has and the other lacks, ascending, once the session is done (before,
+    /// the ids learnt so far, in no particular order).
+    pub fn have(&self) -> &[[u8; 32]] {
         &self.have
     }
 
-    /// Ids the other side has and this side lacks.
-    pub fn need(&self) -> &BTreeSet<[u8; 32]> {
+    /// Ids the other side has and this side lacks, ascending, once the session is done.
+    pub fn need(&self) -> &[[u8; 32]] {
         &self.need
+    }
+
+    /// The difference, moved out: (ids only this side has, ids only the other side has),
+    /// each ascending once the session is done. 32 bytes an id, nothing copied.
+    pub fn into_difference(self) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+        (self.have, self.need)
     }
 
     /// True when the fast path settled the session (on the side that initiated it).
@@ -266,7 +283,7 @@ impl<I: SyncIndex> Reconciler<I> {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += frame.len() as u64;
         if !asks {
-            self.state = State::Done;
+            self.finish();
         }
         Ok(frame)
     }
@@ -305,7 +322,7 @@ impl<I: SyncIndex> Reconciler<I> {
         for id in &their_added {
             let lack = !self.index.contains_id(id)?;
             if lack {
-                self.need.insert(*id);
+                self.need.push(*id);
             }
             lacked.push(lack);
         }
@@ -339,7 +356,7 @@ impl<I: SyncIndex> Reconciler<I> {
                 }
                 for (k, lack) in self.fast_added.iter().zip(lacked) {
                     if lack {
-                        self.have.insert(k.id);
+                        self.have.push(k.id);
                     }
                 }
                 for id in added {
@@ -348,7 +365,7 @@ impl<I: SyncIndex> Reconciler<I> {
                             "fast reply offers an id this side has".into(),
                         ));
                     }
-                    self.need.insert(id);
+                    self.need.push(id);
                 }
                 self.settled_fast = true;
                 Ok(None)
@@ -387,7 +404,7 @@ impl<I: SyncIndex> Reconciler<I> {
                     }
                     for id in their_ids {
                         if !self.index.contains_id(&id)? {
-                            self.need.insert(id);
+                            self.need.push(id);
                         }
                     }
                     self.emit_split(&mut out, lo, hi, range.upper)?;
@@ -409,7 +426,7 @@ impl<I: SyncIndex> Reconciler<I> {
                     let ours = self.index.keys(lo, hi)?;
                     for (k, lack) in ours.iter().zip(&lacked) {
                         if *lack {
-                            self.have.insert(k.id);
+                            self.have.push(k.id);
                         }
                     }
                     for id in only_here {
@@ -418,7 +435,7 @@ impl<I: SyncIndex> Reconciler<I> {
                                 "a Diff offers an id this side has".into(),
                             ));
                         }
-                        self.need.insert(id);
+                        self.need.push(id);
                     }
                     out.skip(range.upper);
                 }
@@ -447,7 +464,7 @@ impl<I: SyncIndex> Reconciler<I> {
         }
         for id in theirs {
             if !our_ids.contains(id) {
-                self.need.insert(*id);
+                self.need.push(*id);
             }
         }
         if out.full() {
