@@ -42,7 +42,9 @@ pub enum NetError {
     #[error("connection: {0}")]
     Io(String),
     /// Not enough room for what the sync would store.
-    #[error("not enough space: the sync needs {needed} bytes, {available} are available ({what})")]
+    #[error(
+        "not enough space: the sync needs {needed} more bytes, {available} are available ({what})"
+    )]
     NoSpace {
         /// Bytes the sync would add.
         needed: u64,

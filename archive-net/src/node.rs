@@ -26,6 +26,9 @@ pub struct Limits {
     /// Whatever a peer announces, a fetch never holds more (a blob larger than the whole
     /// budget waits until it is the only one held).
     pub fetch_memory: usize,
+    /// Entries a pull takes through its whole pipeline at a time (fetch, content, insert):
+    /// what bounds its memory, whatever the size of the collection.
+    pub pull_batch: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +41,8 @@ impl Default for Limits {
             // Four requests of 16 MiB, each with a few blobs being verified: what honest
             // transfers use, so they never wait on it.
             fetch_memory: 96 * 1024 * 1024,
+            // ~10 MB of decoded entries; as many as one offer carries.
+            pull_batch: crate::wire::MAX_OFFER_IDS,
         }
     }
 }

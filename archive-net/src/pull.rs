@@ -1,11 +1,13 @@
 //! Taking entries and their content from a peer: the receiving half, used by `sync` for a
 //! pull and by the server for an offer (a push from the other side).
 //!
-//! Order: fetch the entries (signatures are checked as they are decoded), decide which need
-//! content (the latest file version of each key), fetch missing manifests, then missing
-//! chunks, importing each verified batch as it arrives, and insert the entries last, after
-//! each file's content is complete and hashes to the entry's file hash. An interrupted pull
-//! keeps every blob it imported; the next one fetches only what is still missing.
+//! Order, for each batch of `Limits::pull_batch` entries: fetch the entries (signatures are
+//! checked as they are decoded), decide which need content (the latest file version of each
+//! key), fetch missing manifests, then missing chunks, importing each verified batch as it
+//! arrives, and insert the entries last, after each file's content is complete and hashes to
+//! the entry's file hash. Batches keep a pull's memory bounded whatever the collection's size;
+//! free space and quota are checked before each batch's chunks. An interrupted pull keeps every
+//! batch it inserted and every blob it imported; the next one fetches only what is missing.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -54,7 +56,33 @@ pub(crate) async fn pull(
 ) -> Result<PullReport, NetError> {
     let _guard = node.store.begin_transfer();
     let mut report = PullReport::default();
-    let entries = fetch_entries(node, conn, collection, ids, counters, &mut report).await?;
+    let mut space = SpaceCheck::new(node)?;
+    for batch in ids.chunks(node.limits.pull_batch.max(1)) {
+        pull_batch(
+            node,
+            conn,
+            collection,
+            batch,
+            counters,
+            &mut space,
+            &mut report,
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+/// Takes one batch of entries through the whole pipeline.
+async fn pull_batch(
+    node: &Node,
+    conn: &Connection,
+    collection: &str,
+    ids: &[[u8; 32]],
+    counters: &Counters,
+    space: &mut SpaceCheck,
+    report: &mut PullReport,
+) -> Result<(), NetError> {
+    let entries = fetch_entries(node, conn, collection, ids, counters, report).await?;
 
     let store = node.store.clone();
     let (entries, needs) = blocking(move || {
@@ -79,7 +107,7 @@ pub(crate) async fn pull(
         .filter(|m| m.size.is_none())
         .copied()
         .collect();
-    fetch_blobs(node, conn, manifests, counters, &mut report).await?;
+    fetch_blobs(node, conn, manifests, counters, report).await?;
     let missing = missing_for(node, &files).await?;
     if let Some(m) = missing.iter().find(|m| m.size.is_none()) {
         return Err(NetError::Protocol(format!(
@@ -87,12 +115,12 @@ pub(crate) async fn pull(
             m.hash
         )));
     }
-    check_space(node, &missing)?;
+    space.reserve(node, &missing)?;
     Counters::add(
         &counters.bytes_expected,
         missing.iter().map(|m| m.size.unwrap_or(0)).sum(),
     );
-    fetch_blobs(node, conn, missing, counters, &mut report).await?;
+    fetch_blobs(node, conn, missing, counters, report).await?;
 
     let store = node.store.clone();
     let new = blocking(move || {
@@ -106,8 +134,8 @@ pub(crate) async fn pull(
         Ok::<_, NetError>(new)
     })
     .await?;
-    report.entries_new = new;
-    Ok(report)
+    report.entries_new += new;
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -137,29 +165,47 @@ async fn missing_for(node: &Node, files: &[FileRef]) -> Result<Vec<MissingBlob>,
     .await
 }
 
-fn check_space(node: &Node, missing: &[MissingBlob]) -> Result<(), NetError> {
-    let needed: u64 = missing.iter().map(|m| m.size.unwrap_or(0)).sum();
-    // Keep a margin for the database and outboards (0.4 %) and the file system.
-    let with_margin = needed + needed / 100 + 16 * 1024 * 1024;
-    let available = node.store.available_space()?;
-    if with_margin > available {
-        return Err(NetError::NoSpace {
-            needed,
-            available,
-            what: "free disk space",
-        });
+/// Free disk space and the quota, checked before each batch's content is fetched.
+struct SpaceCheck {
+    /// Bytes the quota still allows; `None` without a quota. Read once per pull (it takes a
+    /// pass over the blob table) and counted down as batches reserve what they fetch.
+    quota_left: Option<u64>,
+}
+
+impl SpaceCheck {
+    fn new(node: &Node) -> Result<Self, NetError> {
+        let quota_left = match node.limits.max_store_bytes {
+            Some(quota) => Some(quota.saturating_sub(node.store.stats()?.stored_bytes)),
+            None => None,
+        };
+        Ok(SpaceCheck { quota_left })
     }
-    if let Some(quota) = node.limits.max_store_bytes {
-        let stored = node.store.stats()?.stored_bytes;
-        if stored + needed > quota {
+
+    /// Room for `missing`, or `NoSpace`.
+    fn reserve(&mut self, node: &Node, missing: &[MissingBlob]) -> Result<(), NetError> {
+        let needed: u64 = missing.iter().map(|m| m.size.unwrap_or(0)).sum();
+        // Keep a margin for the database and outboards (0.4 %) and the file system.
+        let with_margin = needed + needed / 100 + 16 * 1024 * 1024;
+        let available = node.store.available_space()?;
+        if with_margin > available {
             return Err(NetError::NoSpace {
                 needed,
-                available: quota.saturating_sub(stored),
-                what: "the configured quota",
+                available,
+                what: "free disk space",
             });
         }
+        if let Some(left) = self.quota_left {
+            if needed > left {
+                return Err(NetError::NoSpace {
+                    needed,
+                    available: left,
+                    what: "the configured quota",
+                });
+            }
+            self.quota_left = Some(left - needed);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 async fn fetch_entries(

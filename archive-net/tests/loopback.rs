@@ -321,3 +321,88 @@ async fn a_pull_within_a_small_memory_budget_completes_exactly() {
     }
     assert!(b.node.store().verify().unwrap().is_ok());
 }
+
+/// A pull goes through its pipeline a batch of entries at a time (what bounds its memory):
+/// with batches of 7, files, second versions of some keys (older and newer versions in
+/// different batches) and removals all arrive exactly, with every byte verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_in_many_small_batches_converges_exactly() {
+    let a = Server::start().await;
+    let b = Server::start_with(Limits {
+        pull_batch: 7,
+        ..Limits::default()
+    })
+    .await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let sa = a.node.store();
+    for i in 0..40u64 {
+        let len = if i % 10 == 0 {
+            1_500_000
+        } else {
+            200 + i as usize * 40
+        };
+        sa.add_bytes("default", &format!("f/{i}"), &data(i, len))
+            .unwrap();
+    }
+    for i in (0..40u64).step_by(3) {
+        sa.add_bytes("default", &format!("f/{i}"), &data(1_000 + i, 300))
+            .unwrap();
+    }
+    for i in (1..40u64).step_by(5) {
+        sa.remove("default", &[format!("f/{i}")]).unwrap();
+    }
+    let report = b.sync_with(&a, true, false).await.unwrap();
+    assert_eq!(report.entries_received, 40 + 14 + 8);
+    assert_eq!(b.listing(), a.listing());
+    assert!(b.node.store().verify().unwrap().is_ok());
+    // Nothing is left to move.
+    let again = b.sync_with(&a, true, false).await.unwrap();
+    assert_eq!(again.entries_received, 0);
+}
+
+/// The quota is checked before each batch's content is fetched: a pull that would pass it
+/// stops with an error naming the quota, keeps the batches it completed, and leaves a store
+/// that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_stops_at_the_quota_and_keeps_what_it_completed() {
+    let a = Server::start().await;
+    let b = Server::start_with(Limits {
+        pull_batch: 7,
+        max_store_bytes: Some(1_000_000),
+        ..Limits::default()
+    })
+    .await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    for i in 0..30u64 {
+        a.node
+            .store()
+            .add_bytes("default", &format!("f/{i}"), &data(i, 100_000 + i as usize))
+            .unwrap();
+    }
+    let err = b.sync_with(&a, true, false).await.unwrap_err();
+    let NetError::NoSpace {
+        needed,
+        available,
+        what,
+    } = err
+    else {
+        panic!("expected NoSpace, got {err}");
+    };
+    assert_eq!(what, "the configured quota");
+    assert!(needed > available, "{needed} {available}");
+    assert!(err
+        .to_string()
+        .starts_with("not enough space: the sync needs "));
+    assert!(err
+        .to_string()
+        .ends_with("are available (the configured quota)"));
+    // The batches before the one that did not fit are in, content and all.
+    let got = b.listing();
+    assert!(!got.is_empty() && got.len() < 30, "{} files", got.len());
+    assert!(got.iter().all(|f| a.listing().contains(f)));
+    let stored = b.node.store().stats().unwrap().stored_bytes;
+    assert!(stored <= 1_000_000, "{stored} bytes stored");
+    assert!(b.node.store().verify().unwrap().is_ok());
+}
