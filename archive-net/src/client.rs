@@ -150,7 +150,7 @@ impl Node {
         let peer = conn.remote_id();
         let c = &options.collection;
         let both = options.pull && options.push;
-        let r = self.reconcile(conn, c, false, both).await?;
+        let mut r = self.reconcile(conn, c, false, both).await?;
         let mut report = SyncReport {
             round_trips: r.round_trips,
             reconcile_bytes: r.bytes,
@@ -158,7 +158,7 @@ impl Node {
             ..SyncReport::default()
         };
         if options.pull && !r.need.is_empty() {
-            let p = pull::pull(self, conn, c, &r.need, counters).await?;
+            let p = pull::pull(self, conn, c, std::mem::take(&mut r.need), counters).await?;
             report.entries_received = p.entries_received;
             report.bytes_received = p.bytes_received;
             report.blobs_received = p.blobs;

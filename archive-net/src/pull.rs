@@ -51,18 +51,23 @@ pub(crate) async fn pull(
     node: &Node,
     conn: &Connection,
     collection: &str,
-    ids: &[[u8; 32]],
+    mut ids: Vec<[u8; 32]>,
     counters: &Counters,
 ) -> Result<PullReport, NetError> {
     let _guard = node.store.begin_transfer();
     let mut report = PullReport::default();
     let mut space = SpaceCheck::new(node)?;
-    for batch in ids.chunks(node.limits.pull_batch.max(1)) {
+    let batch_size = node.limits.pull_batch.max(1);
+    while !ids.is_empty() {
+        // Batches come off the end of the list, which then gives their memory back: the list
+        // of a large first sync (32 MB for a million entries) shrinks as the pull goes.
+        let batch = ids.split_off(ids.len().saturating_sub(batch_size));
+        ids.shrink_to_fit();
         pull_batch(
             node,
             conn,
             collection,
-            batch,
+            &batch,
             counters,
             &mut space,
             &mut report,

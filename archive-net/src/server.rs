@@ -268,7 +268,7 @@ async fn take_offer(
     ids: Vec<[u8; 32]>,
 ) -> Result<(), NetError> {
     let counters = Counters::default();
-    let fetch = pull::pull(node, conn, collection, &ids, &counters);
+    let fetch = pull::pull(node, conn, collection, ids, &counters);
     tokio::pin!(fetch);
     let mut tick = tokio::time::interval(node.limits.timeout / 4);
     tick.tick().await;
