@@ -97,7 +97,9 @@ impl BlobFiles {
 
     pub(crate) fn create_dirs(&self) -> Result<(), StorageError> {
         for dir in [&self.blob_dir, &self.tmp_dir] {
-            fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+            private_dir_builder()
+                .create(dir)
+                .map_err(|e| StorageError::io(dir, e))?;
         }
         Ok(())
     }
@@ -124,7 +126,7 @@ impl BlobFiles {
             .tmp_dir
             .join(format!("{}.{}.{n}", blob.hash.to_hex(), std::process::id()));
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_new_file().open(&tmp)?;
             f.write_all(&blob.data)?;
             start_writeback(&f);
             drop(f);
@@ -133,7 +135,7 @@ impl BlobFiles {
                 if e.kind() != io::ErrorKind::NotFound {
                     return Err(e);
                 }
-                fs::create_dir_all(parent)?;
+                private_dir_builder().create(parent)?;
                 fs::rename(&tmp, &final_path)?;
             }
             Ok(())
@@ -149,6 +151,22 @@ impl BlobFiles {
     pub(crate) fn make_durable(&self) -> Result<(), StorageError> {
         sync_filesystem(&self.blob_dir).map_err(|e| StorageError::io(&self.blob_dir, e))
     }
+}
+
+/// Folders of the store: owner only (see `store::private`).
+fn private_dir_builder() -> fs::DirBuilder {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    b
+}
+
+/// A new file of the store, created exclusively, readable by its owner only.
+fn private_new_file() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(0o600);
+    o
 }
 
 /// Starts writing a file's dirty pages to disk without waiting, so the barrier before the
@@ -185,11 +203,15 @@ fn sync_filesystem(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Records a prepared blob (already written, if it is a file blob) in the tables.
-pub(crate) fn record(tables: &mut BlobTables<'_>, blob: &PreparedBlob) -> Result<(), StorageError> {
+/// Records a prepared blob (already written, if it is a file blob) in the tables. Returns its
+/// size if it was new to the tables, else 0.
+pub(crate) fn record(
+    tables: &mut BlobTables<'_>,
+    blob: &PreparedBlob,
+) -> Result<u64, StorageError> {
     let key = *blob.hash.as_bytes();
     if tables.blobs.get(&key)?.is_some() {
-        return Ok(());
+        return Ok(0);
     }
     match &blob.outboard {
         None => {
@@ -201,7 +223,7 @@ pub(crate) fn record(tables: &mut BlobTables<'_>, blob: &PreparedBlob) -> Result
             tables.blobs.insert(&key, (blob.size, LOCATION_FILE))?;
         }
     }
-    Ok(())
+    Ok(blob.size)
 }
 
 /// Size and location of a stored blob, if the store has it.

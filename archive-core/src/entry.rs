@@ -55,6 +55,16 @@ pub struct SignedEntry {
     encoded: Vec<u8>,
 }
 
+/// Bytes a store sets aside for an entry besides its encoding and the copies of its name:
+/// its rows in the view, history, sync index and insertion log, and the database's overhead.
+const ENTRY_OVERHEAD: u64 = 160;
+
+/// The most [`SignedEntry::storage_charge`] can be: what a quota sets aside for an entry before
+/// its bytes are known.
+pub const MAX_ENTRY_CHARGE: u64 = MAX_ENCODED_ENTRY as u64
+    + 2 * (crate::names::MAX_KEY_LEN + crate::names::MAX_NAME_LEN) as u64
+    + ENTRY_OVERHEAD;
+
 /// Domain separation for entry signatures.
 const SIGNATURE_CONTEXT: &[u8] = b"archive entry signature v1\0";
 
@@ -91,6 +101,7 @@ impl SignedEntry {
     /// is not canonical, not within the size limit, or not signed by its author.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
         let entry = Self::decode_unverified(bytes)?;
+        check_names(&entry.entry)?;
         let body = &bytes[..bytes.len() - 64];
         let signature: [u8; 64] = bytes[bytes.len() - 64..].try_into().expect("64 bytes");
         if !entry.entry.author.verify(&signed_message(body), &signature) {
@@ -100,6 +111,9 @@ impl SignedEntry {
     }
 
     /// Decodes without checking the signature: only for bytes this store verified before.
+    /// (Names were checked when the entry was accepted; a store written by an earlier version
+    /// may hold keys the current rule refuses, and those must still be readable, so only
+    /// [`SignedEntry::decode`] and [`SignedEntry::sign`] apply the rule.)
     pub(crate) fn decode_unverified(bytes: &[u8]) -> Result<Self, EntryError> {
         if bytes.len() > MAX_ENCODED_ENTRY {
             return Err(EntryError::TooLarge { size: bytes.len() });
@@ -111,7 +125,6 @@ impl SignedEntry {
         }
         let body = &bytes[..bytes.len() - 64];
         let entry = EntryBodyV1::decode(body)?.into_entry();
-        check_names(&entry)?;
         Ok(SignedEntry {
             entry,
             id: Hash::of(body),
@@ -132,6 +145,14 @@ impl SignedEntry {
     /// The canonical encoding (body, then signature).
     pub fn encoded(&self) -> &[u8] {
         &self.encoded
+    }
+
+    /// What keeping this entry costs a store, in bytes, as quotas count it: its encoding,
+    /// two more copies of its collection and key (the view and the history are keyed by
+    /// them), and a fixed overhead for its index rows. At most [`MAX_ENTRY_CHARGE`].
+    pub fn storage_charge(&self) -> u64 {
+        let names = (self.entry.collection.len() + self.entry.key.len()) as u64;
+        self.encoded.len() as u64 + 2 * names + ENTRY_OVERHEAD
     }
 }
 

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::clock::Timestamp;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::names::NameError;
@@ -88,6 +89,30 @@ pub enum OpenError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The data folder belongs to another user.
+    #[error("the store at {} belongs to user id {owner}, not to this user (id {user}); run archive as its owner", dir.display())]
+    NotOwner {
+        /// The data folder.
+        dir: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// This process's effective user id.
+        user: u32,
+    },
+    /// The data folder is open to other users: they could read the secret key and the blobs.
+    #[error("the store at {} is open to other users (mode {mode:03o}); make it private with `chmod 700 {}`", dir.display(), dir.display())]
+    Exposed {
+        /// The data folder.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// `init` was given a folder with other things in it.
+    #[error("{} is not empty and holds no archive store; choose a new or empty folder", dir.display())]
+    NotEmpty {
+        /// The folder.
+        dir: PathBuf,
     },
     /// Another process has the store open.
     #[error("the store at {} is in use by another archive process", dir.display())]
@@ -194,6 +219,32 @@ pub enum EntryError {
     /// A key or collection name breaks the rules.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// The entry is dated later than this store accepts (see `Store::accepts_time`).
+    #[error("entry {id} is dated {time}, later than this server accepts ({limit}); if this server's clock is far behind, set it")]
+    TooFarAhead {
+        /// The entry.
+        id: Hash,
+        /// Its time.
+        time: Timestamp,
+        /// The latest time accepted now.
+        limit: Timestamp,
+    },
+    /// The entry was purged or proved invalid here, and is refused for good.
+    #[error("entry {id} is on this store's deny list (purged or invalid)")]
+    Denied {
+        /// The entry.
+        id: Hash,
+    },
+    /// A file cannot go where a folder is, nor a folder where a file is.
+    #[error("`{key}` cannot be added to collection `{collection}`: {reason}")]
+    FileFolderConflict {
+        /// The collection.
+        collection: String,
+        /// The key refused.
+        key: String,
+        /// Which other key it collides with, and how.
+        reason: String,
+    },
     /// The key holds nothing (for `remove`).
     #[error("`{key}` is not in collection `{collection}`")]
     NoSuchKey {
@@ -369,6 +420,17 @@ pub enum TransferError {
         /// The file hash.
         hash: Hash,
         /// What disagreed.
+        detail: String,
+    },
+    /// A blob sent as a file's manifest is a valid blob but not a valid manifest of that
+    /// file: every entry that names this file is invalid.
+    #[error("blob {hash} is not a valid manifest of file {file}: {detail}")]
+    BadManifest {
+        /// The manifest blob.
+        hash: Hash,
+        /// The file it was to describe.
+        file: Hash,
+        /// What is wrong.
         detail: String,
     },
     /// The store failed.

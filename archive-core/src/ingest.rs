@@ -31,6 +31,8 @@ const PIPELINE_DEPTH: usize = 8;
 /// The outcome of ingesting one stream.
 pub(crate) struct Ingested {
     pub(crate) file: FileRef,
+    /// Every blob that holds the file: its one blob, or its manifest and chunks.
+    pub(crate) reach: Vec<Hash>,
     /// Blobs this ingest stored that the store did not have. File blobs are already on disk
     /// (not yet durable) and carry no bytes; inline blobs carry theirs.
     pub(crate) new_blobs: Vec<PreparedBlob>,
@@ -66,7 +68,11 @@ pub(crate) fn ingest(
         };
         let mut new_blobs = Vec::new();
         store_if_new(blob, files, known, &mut new_blobs).map_err(IngestError::Store)?;
-        return Ok(Ingested { file, new_blobs });
+        return Ok(Ingested {
+            file,
+            reach: vec![file.hash],
+            new_blobs,
+        });
     }
 
     let mut whole = blake3::Hasher::new();
@@ -138,8 +144,15 @@ pub(crate) fn ingest(
         size,
         manifest: Some(manifest.hash),
     };
+    let mut reach = vec![manifest.hash];
+    let mut seen = std::collections::HashSet::new();
+    reach.extend(chunks.iter().map(|c| c.hash).filter(|h| seen.insert(*h)));
     store_if_new(manifest, files, known, &mut new_blobs).map_err(IngestError::Store)?;
-    Ok(Ingested { file, new_blobs })
+    Ok(Ingested {
+        file,
+        reach,
+        new_blobs,
+    })
 }
 
 fn store_if_new(

@@ -35,9 +35,9 @@ pub mod sync;
 pub mod transfer;
 mod walk;
 
-pub use clock::Timestamp;
+pub use clock::{Timestamp, EARLIEST_PLAUSIBLE_MILLIS, MAX_AHEAD_MILLIS, MAX_ENTRY_MILLIS};
 pub use diff::{Change, ChangeKind, FileSummary};
-pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
+pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry, MAX_ENTRY_CHARGE};
 pub use error::{
     AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
     SyncError, TransferError,
@@ -47,12 +47,15 @@ pub use hash::{Hash, ParseHashError};
 pub use identity::{PublicKey, SecretKey};
 pub use ingest::{CHUNKING_THRESHOLD, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 pub use names::{
-    validate_collection, validate_key, validate_snapshot_name, NameError, MAX_KEY_LEN, MAX_NAME_LEN,
+    validate_collection, validate_key, validate_snapshot_name, NameError, MAX_KEY_COMPONENT_LEN,
+    MAX_KEY_LEN, MAX_NAME_LEN,
 };
 pub use store::{
-    AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, ExportReport, FailedFile,
-    GcReport, MissingBlob, NoProgress, SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard,
-    VerifyReport, ViewItem, ViewPoint, DEFAULT_COLLECTION,
+    AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DenyReason,
+    DoctorReport, Expected, ExportReport, FailedFile, GcReport, MissingBlob, MissingPage,
+    NoProgress, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey, SnapshotInfo,
+    Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem, ViewPoint,
+    DEFAULT_COLLECTION,
 };
 pub use walk::Skipped;
 
@@ -64,6 +67,11 @@ pub mod fuzz_api {
     pub fn manifest_round_trips(bytes: &[u8]) -> Option<bool> {
         let (size, chunks) = crate::format::manifest::decode_manifest(bytes).ok()?;
         Some(crate::format::manifest::encode_manifest(size, &chunks) == bytes)
+    }
+
+    /// The longest manifest a file of `file_size` bytes may have.
+    pub fn max_manifest_len(file_size: u64) -> u64 {
+        crate::format::manifest::max_manifest_len(file_size)
     }
 }
 

@@ -5,6 +5,9 @@
 
 /// The longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
+/// The longest component of a key (between `/`), in bytes: what Linux file systems hold in
+/// one file name (`NAME_MAX`), so every key can be exported.
+pub const MAX_KEY_COMPONENT_LEN: usize = 255;
 /// The longest collection or snapshot name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -32,12 +35,18 @@ pub enum NameError {
     },
 }
 
+/// A name as it may be shown in an error: at most 100 characters, control characters escaped
+/// (a refused key is often refused *because* of them).
 fn shorten(s: &str) -> String {
-    s.chars().take(100).collect()
+    s.chars().take(100).flat_map(char::escape_debug).collect()
 }
 
-/// A key is a relative path: `/`-separated, non-empty components that are not `.` or `..`,
-/// no NUL, at most [`MAX_KEY_LEN`] bytes.
+/// A key is a relative path: `/`-separated components that are not empty, `.` or `..`, each
+/// at most [`MAX_KEY_COMPONENT_LEN`] bytes, with no control characters (NUL, newline, escape,
+/// DEL, C1 controls: they would forge lines or send terminal escapes when a key is printed),
+/// at most [`MAX_KEY_LEN`] bytes in all.
+///
+/// This is the one rule for keys: local adds, entries from peers and exports all apply it.
 pub fn validate_key(key: &str) -> Result<(), NameError> {
     let fail = |reason| {
         Err(NameError::Key {
@@ -51,17 +60,26 @@ pub fn validate_key(key: &str) -> Result<(), NameError> {
     if key.len() > MAX_KEY_LEN {
         return fail("it is longer than 4096 bytes");
     }
-    if key.contains('\0') {
-        return fail("it contains a NUL byte");
+    if key.chars().any(char::is_control) {
+        return fail("it contains a control character (such as NUL, a newline or an escape)");
     }
     for part in key.split('/') {
         match part {
             "" => return fail("it has an empty path component (leading, trailing or double `/`)"),
             "." | ".." => return fail("it has a `.` or `..` component"),
+            p if p.len() > MAX_KEY_COMPONENT_LEN => {
+                return fail("a path component is longer than 255 bytes")
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The folders a key lies in, innermost last: `a/b/c` gives `a` and `a/b`. A view never holds
+/// a file at a key that is also a folder of another of its keys.
+pub(crate) fn parent_folders(key: &str) -> impl Iterator<Item = &str> {
+    key.match_indices('/').map(move |(i, _)| &key[..i])
 }
 
 fn validate_name(what: &'static str, name: &str, allow_slash: bool) -> Result<(), NameError> {
@@ -114,7 +132,24 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape_or_be_empty() {
-        for bad in ["", "/abs", "a/", "a//b", "../x", "a/../b", "./a", "a\0b"] {
+        let long_component = format!("d/{}", "x".repeat(MAX_KEY_COMPONENT_LEN + 1));
+        for bad in [
+            "",
+            "/abs",
+            "a/",
+            "a//b",
+            "../x",
+            "a/../b",
+            "./a",
+            "a\0b",
+            "line\nforged  0 B  key",
+            "bell\u{7}",
+            "esc\u{1b}[31mred",
+            "del\u{7f}",
+            "c1\u{9b}31m",
+            "tab\there",
+            long_component.as_str(),
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         for good in [
@@ -128,6 +163,22 @@ mod tests {
             assert!(validate_key(good).is_ok(), "{good:?} refused");
         }
         assert!(validate_key(&"a".repeat(MAX_KEY_LEN + 1)).is_err());
+        // A component of exactly 255 bytes (a real file name's limit) is a valid key.
+        assert!(validate_key(&format!("d/{}", "é".repeat(127) + "x")).is_ok());
+        assert!(validate_key(&"ab/".repeat(1365)[..4094]).is_ok());
+    }
+
+    #[test]
+    fn refusals_escape_what_they_quote() {
+        let err = validate_key("a\u{1b}[2Jb").unwrap_err().to_string();
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+        assert!(err.contains("a\\u{1b}[2Jb"), "{err:?}");
+    }
+
+    #[test]
+    fn parent_folders_of_a_key() {
+        assert_eq!(parent_folders("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
+        assert_eq!(parent_folders("a").count(), 0);
     }
 
     #[test]

@@ -142,6 +142,40 @@ pub fn decode_blob(hash: Hash, size: u64, encoded: &[u8]) -> Result<VerifiedBlob
     }))
 }
 
+/// Checks a blob received for `wanted`: the bao encoding against its hash (as
+/// [`decode_blob`]), then what it must be: exactly the expected size, or for a manifest, a
+/// valid manifest of that very file (so a blob sent as a manifest that is not one is never
+/// stored). [`TransferError::BadManifest`] means every entry naming that file is invalid.
+pub fn decode_expected(
+    wanted: &crate::MissingBlob,
+    size: u64,
+    encoded: &[u8],
+) -> Result<VerifiedBlob, TransferError> {
+    let max = wanted.expected.max_size();
+    let fits = match wanted.expected {
+        crate::Expected::Size(n) => size == n,
+        crate::Expected::ManifestOf(_) => size <= max,
+    };
+    if !fits {
+        return Err(TransferError::TooLarge {
+            hash: wanted.hash,
+            size,
+            limit: max,
+        });
+    }
+    let blob = decode_blob(wanted.hash, size, encoded)?;
+    if let crate::Expected::ManifestOf(file) = wanted.expected {
+        crate::format::manifest::check_manifest(&blob.0.data, file.size).map_err(|e| {
+            TransferError::BadManifest {
+                hash: wanted.hash,
+                file: file.hash,
+                detail: e.to_string(),
+            }
+        })?;
+    }
+    Ok(blob)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

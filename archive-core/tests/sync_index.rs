@@ -111,7 +111,7 @@ proptest! {
         let key = SecretKey::from_bytes([seed as u8; 32]);
         let mut model = MemoryIndex::default();
         let mut probes = Vec::new();
-        let mut n = seed.wrapping_mul(1_000_000);
+        let mut n = (seed % 1_000_000) * 1_000_000;
         {
             let store = Store::init(dir.path()).unwrap();
             for batch in &batches {

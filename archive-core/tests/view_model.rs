@@ -76,8 +76,17 @@ proptest! {
         for op in ops {
             match op {
                 Op::Put { key, content: c } => {
-                    store.add_bytes("c", KEYS[key], &content(c)).unwrap();
-                    model.insert(KEYS[key].to_owned(), content(c));
+                    // The model of the file/folder rule: no file where the view has a
+                    // folder, no folder where it has a file.
+                    let k = KEYS[key];
+                    let collides = model.keys().any(|other| {
+                        other.starts_with(&format!("{k}/")) || k.starts_with(&format!("{other}/"))
+                    });
+                    let result = store.add_bytes("c", k, &content(c));
+                    prop_assert_eq!(result.is_ok(), !collides, "{:?}", result);
+                    if !collides {
+                        model.insert(k.to_owned(), content(c));
+                    }
                 }
                 Op::Remove { key } => {
                     let result = store.remove("c", &[KEYS[key].to_owned()]);

@@ -123,8 +123,12 @@ pub(crate) enum Command {
         #[command(flatten)]
         collection: CollectionArg,
     },
-    /// Re-hash everything; exit 0 only if all is intact
+    /// Check the database file and re-hash everything; exit 0 only if all is intact
     Verify,
+    /// Repair what can be repaired (needs the server stopped): check the database file,
+    /// remove entries dated past the year 2109 that a peer pushed before times had a limit,
+    /// and set the clock back so new writes win again
+    Doctor,
     /// Remove content that no view or snapshot needs
     Gc,
     /// Show totals for the store
@@ -144,6 +148,10 @@ pub(crate) enum Command {
         /// Listen address [default: 0.0.0.0:7740, or `bind` in net.json]
         #[arg(long, value_name = "IP:PORT")]
         bind: Option<std::net::SocketAddr>,
+        /// Members of this group may also run commands through the server's control socket
+        /// (besides its own user and root)
+        #[arg(long, value_name = "GROUP")]
+        admin_group: Option<String>,
     },
     /// Sync a collection with a paired peer: both ways unless --pull or --push
     Sync {
@@ -175,7 +183,8 @@ pub(crate) enum PeerCommand {
         /// Collections it may read (comma-separated) [default: all]
         #[arg(long, value_delimiter = ',', value_name = "C,...")]
         read: Option<Vec<String>>,
-        /// Collections it may push into (comma-separated; empty for none) [default: all]
+        /// Collections whose entries we accept from it, whether it pushes them or we pull
+        /// them (comma-separated; "" for none: a read-only peer) [default: all]
         #[arg(long, value_delimiter = ',', value_name = "C,...")]
         write: Option<Vec<String>>,
     },
@@ -183,6 +192,12 @@ pub(crate) enum PeerCommand {
     Ls,
     /// Unpair a peer
     Rm {
+        /// Its name
+        name: String,
+    },
+    /// Remove every entry a peer brought (from views, history and sync state) and refuse them
+    /// from now on; run `archive gc` afterwards to free their content
+    Purge {
         /// Its name
         name: String,
     },

@@ -1,6 +1,5 @@
 //! One function per subcommand: validate what clap could not, call the store, print.
 
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +10,7 @@ use serde::Serialize;
 use crate::cli::Command;
 use crate::context::Ctx;
 use crate::net_commands;
-use crate::output::{errln, human_size, human_time, outln, print_json};
+use crate::output::{errln, human_size, human_time, outln, print_json, shown};
 use crate::progress::AddBar;
 
 /// Runs one command against the store in `ctx` (opened here, or the running server's).
@@ -97,7 +96,8 @@ pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
             as_key.as_deref(),
             json,
         ),
-        Command::Verify => verify(ctx.store()?, json),
+        Command::Verify => verify(ctx, json),
+        Command::Doctor => doctor(&ctx.dir, json),
         Command::Gc => gc(ctx.store()?, json),
         Command::Stats => stats(ctx.store()?, json),
         Command::Collections => collections(ctx.store()?, json),
@@ -286,7 +286,7 @@ fn ls(
                 "{}  {:>10}  {}",
                 i.file.hash,
                 human_size(i.file.size),
-                i.key
+                shown(&i.key)
             )?;
         }
     }
@@ -337,33 +337,11 @@ fn get(
             store.read_file(&file, &mut out)?;
             out.flush()?;
         }
-        Some(path) => {
-            // Write beside the target and rename, so a failed read leaves no wrong file.
-            let tmp = tmp_beside(path);
-            let result = (|| -> Result<()> {
-                let mut f = fs::File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?;
-                store.read_file(&file, &mut f)?;
-                f.sync_all()?;
-                fs::rename(&tmp, path)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok(())
-            })();
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            result?;
-        }
+        // Written beside the target under a fresh name and renamed over it once verified: a
+        // failed read leaves no wrong file, and a link at the target is replaced, not followed.
+        Some(path) => store.save_file(&file, path)?,
     }
     Ok(0)
-}
-
-fn tmp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    path.with_file_name(format!(".{name}.archive-tmp"))
 }
 
 fn export(
@@ -376,11 +354,15 @@ fn export(
 ) -> Result<u8> {
     existing_collection(store, collection)?;
     let report = store.export(collection, view_point(snapshot), dest, force)?;
+    for s in &report.skipped {
+        errln!("archive: skipped `{}`: {}", shown(&s.key), s.reason);
+    }
     if json {
         print_json(&serde_json::json!({
             "written": report.written,
             "unchanged": report.unchanged,
             "bytes": report.bytes,
+            "skipped": report.skipped.iter().map(|s| serde_json::json!({"key": s.key, "reason": s.reason})).collect::<Vec<_>>(),
         }))?;
     } else {
         outln!(
@@ -391,7 +373,15 @@ fn export(
             report.unchanged
         );
     }
-    Ok(0)
+    if report.skipped.is_empty() {
+        Ok(0)
+    } else {
+        errln!(
+            "archive: error: {} file(s) were not exported (listed above); everything else was",
+            report.skipped.len()
+        );
+        Ok(1)
+    }
 }
 
 fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<u8> {
@@ -399,6 +389,12 @@ fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: b
     let mut targets = Vec::new();
     for key in keys {
         let key = key.trim_matches('/');
+        if key.is_empty() {
+            bail!(
+                "`{}` names no key; to remove everything, name each top-level folder (see `archive ls`)",
+                shown(key_arg(keys, key))
+            );
+        }
         if recursive {
             let under = store.list(collection, ViewPoint::Current, key)?;
             if under.is_empty() {
@@ -418,6 +414,13 @@ fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: b
         outln!("removed {} keys from `{collection}`", removed.len());
     }
     Ok(0)
+}
+
+/// The argument a trimmed key came from (for messages).
+fn key_arg<'a>(keys: &'a [String], trimmed: &str) -> &'a str {
+    keys.iter()
+        .find(|k| k.trim_matches('/') == trimmed)
+        .map_or("", String::as_str)
 }
 
 fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<u8> {
@@ -524,7 +527,7 @@ fn print_changes(changes: &[Change], json: bool) -> Result<()> {
             ),
             (None, None) => ('?', String::new()),
         };
-        writeln!(out, "{mark} {}  ({size})", c.key)?;
+        writeln!(out, "{mark} {}  ({size})", shown(&c.key))?;
     }
     let count = |k| changes.iter().filter(|c| c.kind == k).count();
     writeln!(
@@ -537,7 +540,15 @@ fn print_changes(changes: &[Change], json: bool) -> Result<()> {
     Ok(())
 }
 
-fn verify(store: &Store, json: bool) -> Result<u8> {
+fn verify(ctx: &Ctx, json: bool) -> Result<u8> {
+    // The page check needs the store to itself: done when this process opened it.
+    let database = if ctx.is_served() {
+        None
+    } else {
+        let mut store = open(&ctx.dir)?;
+        Some(store.check_database()?)
+    };
+    let store = ctx.store()?;
     let report = store.verify()?;
     if json {
         print_json(&serde_json::json!({
@@ -548,8 +559,18 @@ fn verify(store: &Store, json: bool) -> Result<u8> {
             "bad_blobs": report.bad_blobs.iter().map(|b| serde_json::json!({"hash": b.hash.to_hex(), "problem": b.problem})).collect::<Vec<_>>(),
             "bad_entries": report.bad_entries.iter().map(|(id, why)| serde_json::json!({"id": id.to_hex(), "problem": why})).collect::<Vec<_>>(),
             "damaged_keys": report.damaged_keys.iter().map(|d| serde_json::json!({"collection": d.collection, "key": d.key, "snapshot": d.snapshot})).collect::<Vec<_>>(),
+            "database": database.map(|d| format!("{d:?}").to_lowercase()),
         }))?;
     } else {
+        match database {
+            Some(archive_core::DatabaseCheck::Intact) => outln!("database file: every page intact"),
+            Some(archive_core::DatabaseCheck::Repaired) => {
+                outln!("database file: damage found and repaired from the last good commit")
+            }
+            None => outln!(
+                "database file: not checked (the server holds it; stop it and run `archive doctor`)"
+            ),
+        }
         for b in &report.bad_blobs {
             outln!("corrupt blob {}: {}", b.hash, b.problem);
         }
@@ -558,10 +579,14 @@ fn verify(store: &Store, json: bool) -> Result<u8> {
         }
         for d in &report.damaged_keys {
             match &d.snapshot {
-                None => outln!("damaged: `{}` in collection `{}`", d.key, d.collection),
+                None => outln!(
+                    "damaged: `{}` in collection `{}`",
+                    shown(&d.key),
+                    d.collection
+                ),
                 Some(s) => outln!(
                     "damaged: `{}` in snapshot `{s}` of collection `{}`",
-                    d.key,
+                    shown(&d.key),
                     d.collection
                 ),
             }
@@ -579,6 +604,48 @@ fn verify(store: &Store, json: bool) -> Result<u8> {
         );
     }
     Ok(if report.is_ok() { 0 } else { 1 })
+}
+
+fn doctor(dir: &Path, json: bool) -> Result<u8> {
+    let mut store = match Store::open(dir) {
+        Err(OpenError::Locked { .. }) => {
+            bail!("the server holds the store: stop `archive serve`, then run `archive doctor`")
+        }
+        other => other?,
+    };
+    let r = store.doctor()?;
+    if json {
+        print_json(&serde_json::json!({
+            "database": format!("{:?}", r.database).to_lowercase(),
+            "far_future_removed": r.far_future_removed,
+            "clock_before_ms": r.clock_before.unix_millis(),
+            "clock_after_ms": r.clock_after.unix_millis(),
+        }))?;
+    } else {
+        outln!(
+            "database file: {}",
+            match r.database {
+                archive_core::DatabaseCheck::Intact => "every page intact",
+                archive_core::DatabaseCheck::Repaired =>
+                    "damage found and repaired from the last good commit",
+            }
+        );
+        outln!(
+            "entries dated past {}: {} removed (now refused)",
+            archive_core::Timestamp::from_unix_millis(archive_core::MAX_ENTRY_MILLIS),
+            r.far_future_removed
+        );
+        if r.clock_before != r.clock_after {
+            outln!(
+                "clock: was {}, now {}: new writes win again",
+                r.clock_before,
+                r.clock_after
+            );
+        } else {
+            outln!("clock: {} (unchanged)", r.clock_after);
+        }
+    }
+    Ok(0)
 }
 
 fn gc(store: &Store, json: bool) -> Result<u8> {

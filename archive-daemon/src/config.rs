@@ -36,8 +36,12 @@ pub(crate) struct NetSettings {
     pub(crate) bind: std::net::SocketAddr,
     /// Where `sync` and `diff --peer` bind when no server runs [default: any, random port].
     pub(crate) client_bind: Option<std::net::SocketAddr>,
-    /// Most bytes of blobs this store may hold; a sync that would pass it is refused.
+    /// Most bytes this store may hold (blobs plus entries); a sync that would pass it stops.
     pub(crate) quota_bytes: Option<u64>,
+    /// Most bytes one peer may bring (entries plus new blobs) until it is purged.
+    pub(crate) peer_quota_bytes: Option<u64>,
+    /// Most entries one peer may bring until it is purged [default: 10,000,000].
+    pub(crate) peer_max_entries: Option<u64>,
     /// Longest wait for a peer, in seconds.
     pub(crate) timeout_secs: u64,
 }
@@ -54,6 +58,8 @@ impl Default for NetSettings {
             bind: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             client_bind: None,
             quota_bytes: None,
+            peer_quota_bytes: None,
+            peer_max_entries: archive_net::Limits::default().peer_max_entries,
             timeout_secs: 30,
         }
     }
@@ -107,6 +113,8 @@ impl NetSettings {
         archive_net::Limits {
             timeout: std::time::Duration::from_secs(self.timeout_secs),
             max_store_bytes: self.quota_bytes,
+            peer_quota_bytes: self.peer_quota_bytes,
+            peer_max_entries: self.peer_max_entries,
             ..archive_net::Limits::default()
         }
     }

@@ -122,7 +122,11 @@ impl Ctx {
             .enable_all()
             .build()?;
         let config = settings.config(settings.client_bind)?;
-        let endpoint = runtime.block_on(archive_net::bind_endpoint(store.secret_key(), &config))?;
+        let endpoint = runtime.block_on(archive_net::bind_endpoint(
+            store.secret_key(),
+            &config,
+            &trust,
+        ))?;
         let node = Node::new(store, trust, settings.limits());
         let net = NetCtx {
             runtime: Runtime::Owned(runtime),

@@ -17,6 +17,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    quiet_storage_panics();
     let cli = cli::Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -42,16 +43,32 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// A store whose database is damaged on disk can make redb panic while reading; the store
+/// turns that into a "damaged" error, which `archive` reports like any other. The panic's own
+/// message would only repeat it, as noise before the real error: it is left out. Any other
+/// panic is a bug and prints as usual.
+fn quiet_storage_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_redb = info.location().is_some_and(|l| l.file().contains("/redb-"));
+        if !in_redb {
+            default(info);
+        }
+    }));
+}
+
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     let dir = config::data_dir(cli.data_dir)?;
-    if let cli::Command::Serve { bind } = cli.command {
+    if let cli::Command::Serve { bind, admin_group } = cli.command {
         if control::forward(&dir, vec!["serve".into()])?.is_some() {
             return Ok(1);
         }
-        return serve::serve(&dir, bind);
+        return serve::serve(&dir, bind, admin_group.as_deref());
     }
-    if !matches!(cli.command, cli::Command::Init) {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+    // Commands that need the store to themselves are never forwarded.
+    if !matches!(cli.command, cli::Command::Init | cli::Command::Doctor) {
+        // As given, byte for byte: names that are not UTF-8 are valid paths.
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         if let Some(code) = control::forward(&dir, args)? {
             return Ok(code);
         }

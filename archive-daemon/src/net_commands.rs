@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cli::PeerCommand;
 use crate::context::{Ctx, NetCtx};
-use crate::output::{human_size, outln, print_json};
+use crate::output::{errln, human_size, outln, print_json};
 use crate::peers::{check_name, Peer, Peers};
 use crate::progress::SyncBar;
 
@@ -143,6 +143,29 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
                 }
             }
         }
+        PeerCommand::Purge { name } => {
+            let peer = peers.find(&name)?;
+            let id = peer.endpoint_id()?;
+            let store = ctx.store()?;
+            let report = store.purge_peer(&archive_core::PublicKey::from_bytes(*id.as_bytes()))?;
+            if json {
+                print_json(&json!({
+                    "peer": name,
+                    "entries_removed": report.entries_removed,
+                    "collections": report.collections,
+                }))?;
+            } else {
+                outln!(
+                    "removed {} entries `{name}` brought (in {}); they will not be taken again. Run `archive gc` to free their content.",
+                    report.entries_removed,
+                    if report.collections.is_empty() {
+                        "no collection".to_owned()
+                    } else {
+                        report.collections.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                );
+            }
+        }
         PeerCommand::Rm { name } => {
             peers.find(&name)?;
             peers.peers.retain(|p| p.name != name);
@@ -241,6 +264,22 @@ pub(crate) fn sync(
     });
     bar.finish();
     let report = report.with_context(|| format!("sync with `{name}`"))?;
+    if let Some(why) = &report.pull_skipped {
+        errln!("archive: not pulling: {why}");
+    }
+    for r in report.refused.iter().take(10) {
+        errln!(
+            "archive: refused entry {} from `{name}`: {}",
+            r.id,
+            r.reason
+        );
+    }
+    if report.refused.len() > 10 {
+        errln!(
+            "archive: ... and {} more refused",
+            report.refused.len() - 10
+        );
+    }
     if json {
         print_json(&json!({
             "peer": name,
@@ -253,6 +292,10 @@ pub(crate) fn sync(
             "round_trips": report.round_trips,
             "reconcile_bytes": report.reconcile_bytes,
             "fast_path": report.fast_path,
+            "agreed": report.agreed,
+            "refused": report.refused.iter().map(|r| json!({"id": r.id.to_hex(), "reason": r.reason.to_string()})).collect::<Vec<_>>(),
+            "denied_skipped": report.denied_skipped,
+            "pull_skipped": report.pull_skipped,
             "seconds": report.elapsed.as_secs_f64(),
         }))?;
     } else {
@@ -266,7 +309,15 @@ pub(crate) fn sync(
             round_trips(report.round_trips)
         );
     }
-    Ok(0)
+    if report.refused.is_empty() {
+        Ok(0)
+    } else {
+        errln!(
+            "archive: error: {} entries from `{name}` were refused (listed above); everything else synced",
+            report.refused.len()
+        );
+        Ok(1)
+    }
 }
 
 fn round_trips(n: u32) -> String {

@@ -97,6 +97,23 @@ pub(crate) fn errln_error(err: &anyhow::Error) {
     let _ = writeln!(stderr(), "archive: error: {err:#}");
 }
 
+/// A name as printed for people: control characters (which could forge lines or send terminal
+/// escapes) are escaped (`\n`, `\u{1b}`); everything else is shown as it is.
+pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Sizes for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
 pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -123,8 +123,15 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 /// Temp name, fsync, rename, fsync the folder: a crash leaves the old file or the new one.
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // The data folder's files are its owner's only (see archive-core's `private`).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use archive_core::Store;
-use archive_net::{Node, Ticket, ALPN};
+use archive_net::{Node, Ticket};
 use clap::Parser;
-use iroh::protocol::Router;
 
 use crate::cli::Cli;
 use crate::config::NetSettings;
@@ -20,8 +19,13 @@ use crate::control::{self, SocketSink, SOCKET};
 use crate::output::with_sink;
 use crate::peers::Peers;
 
-pub(crate) fn serve(dir: &Path, bind: Option<std::net::SocketAddr>) -> Result<u8> {
+pub(crate) fn serve(
+    dir: &Path,
+    bind: Option<std::net::SocketAddr>,
+    admin_group: Option<&str>,
+) -> Result<u8> {
     init_logging();
+    let admins = control::Admins::new(admin_group)?;
     let store = Arc::new(Store::open(dir)?);
     let settings = NetSettings::load(dir)?;
     let trust = Peers::load(dir)?.trust()?;
@@ -32,14 +36,16 @@ pub(crate) fn serve(dir: &Path, bind: Option<std::net::SocketAddr>) -> Result<u8
     let bind = bind.unwrap_or(settings.bind);
     let config = settings.config(Some(bind))?;
     let endpoint = runtime
-        .block_on(archive_net::bind_endpoint(store.secret_key(), &config))
+        .block_on(archive_net::bind_endpoint(
+            store.secret_key(),
+            &config,
+            &trust,
+        ))
         .with_context(|| format!("cannot listen on {bind}"))?;
     let node = Node::new(store.clone(), trust, settings.limits());
     let router = {
         let _guard = runtime.enter();
-        Router::builder(endpoint.clone())
-            .accept(ALPN, node.protocol())
-            .spawn()
+        node.router(endpoint.clone()).spawn()
     };
 
     let socket_path = dir.join(SOCKET);
@@ -67,7 +73,7 @@ pub(crate) fn serve(dir: &Path, bind: Option<std::net::SocketAddr>) -> Result<u8
                     NetCtx::served(handle.clone(), endpoint.clone(), node.clone()),
                     peers_lock.clone(),
                 );
-                std::thread::spawn(move || run_forwarded(ctx, stream));
+                std::thread::spawn(move || run_forwarded(ctx, stream, admins));
             }
         });
     }
@@ -96,18 +102,19 @@ pub(crate) fn serve(dir: &Path, bind: Option<std::net::SocketAddr>) -> Result<u8
 }
 
 /// Runs one client's command inside the server.
-fn run_forwarded(ctx: Ctx, stream: std::os::unix::net::UnixStream) {
-    let request = match control::read_request(&stream) {
+fn run_forwarded(ctx: Ctx, stream: std::os::unix::net::UnixStream, admins: control::Admins) {
+    let Ok(out) = stream.try_clone() else { return };
+    let sink = SocketSink(out);
+    let request = match control::read_request(&stream, &admins) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("archive: control socket: {e:#}");
+            sink.refuse(&format!("{e:#}"));
             return;
         }
     };
-    let Ok(out) = stream.try_clone() else { return };
-    let sink = SocketSink(out);
     let code = with_sink(Box::new(SocketSink(stream)), || {
-        let args = std::iter::once("archive".to_owned()).chain(request.args);
+        let args = std::iter::once("archive".into()).chain(request.args());
         let mut cli = match Cli::try_parse_from(args) {
             Ok(cli) => cli,
             Err(e) => {
@@ -116,7 +123,7 @@ fn run_forwarded(ctx: Ctx, stream: std::os::unix::net::UnixStream) {
                 return 2;
             }
         };
-        cli.command.resolve_paths(&request.cwd);
+        cli.command.resolve_paths(&request.cwd());
         match crate::commands::execute(&ctx, cli.command, cli.json) {
             Ok(code) => code,
             Err(e) => {

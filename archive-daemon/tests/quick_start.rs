@@ -120,7 +120,10 @@ fn collections_keep_apart_and_rm_recursive_and_gc_free_space() {
         5
     );
     assert!(a.json(&["ls"]).as_array().unwrap().is_empty());
-    a.ok(&["rm", "-r", "", "-c", "websites/2026"]);
+    let keys: Vec<String> = (0..5).map(|i| format!("page{i}.html")).collect();
+    let mut rm = vec!["rm", "-c", "websites/2026"];
+    rm.extend(keys.iter().map(String::as_str));
+    a.ok(&rm);
     assert!(a
         .json(&["ls", "-c", "websites/2026"])
         .as_array()

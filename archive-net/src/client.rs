@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_core::sync::Reconciler;
+use archive_core::{Refused, StoreSyncIndex};
 use iroh::endpoint::Connection;
 use iroh::{Endpoint, EndpointAddr};
 
@@ -11,7 +12,7 @@ use crate::error::NetError;
 use crate::node::{peer_key, Counters, Node};
 use crate::server::{serve_connection, summary};
 use crate::wire::{
-    read_frame, write_frame, AgreeReply, OfferReply, ReconcileStep, Request, Summary,
+    read_frame, write_frame_within, AgreeReply, OfferReply, ReconcileStep, Request, Summary,
     MAX_CONTROL_FRAME, MAX_OFFER_IDS,
 };
 use crate::{pull, ALPN};
@@ -82,6 +83,17 @@ pub struct SyncReport {
     pub fast_path: bool,
     /// Wall time.
     pub elapsed: Duration,
+    /// Entries the peer has that we did not take, and why (dated too far ahead, invalid
+    /// content, purged here).
+    pub refused: Vec<Refused>,
+    /// Entries on our deny list that were not asked for.
+    pub denied_skipped: u64,
+    /// Why the pull direction was left out, when it was (the peer may not write this
+    /// collection here).
+    pub pull_skipped: Option<String>,
+    /// True when both sides recorded that they hold the same entries (the fast path's
+    /// starting point next time).
+    pub agreed: bool,
 }
 
 /// The result of the reconciliation step.
@@ -124,18 +136,35 @@ impl Node {
         self.trust
             .check_read(&peer, &options.collection)
             .map_err(NetError::NotAllowed)?;
+        // What we accept from a peer is its write access, whichever side starts the sync.
+        let mut options = options.clone();
+        let mut pull_skipped = None;
+        if options.pull {
+            if let Err(why) = self.trust.check_write(&peer, &options.collection) {
+                if !options.push {
+                    return Err(NetError::NotAllowed(why));
+                }
+                options.pull = false;
+                pull_skipped = Some(why);
+            }
+        }
+        let slot = self.slots.open(peer).ok_or_else(|| {
+            NetError::NotAllowed("too many connections with this peer are open".into())
+        })?;
         // The peer fetches what we offer over this same connection.
         let serving = tokio::spawn(serve_connection(
             self.clone(),
             conn.clone(),
             counters.clone(),
+            slot,
         ));
         let result = self
-            .sync_inner(conn, options, &counters)
+            .sync_inner(conn, &options, &counters)
             .await
             .map_err(|e| explain(conn, e));
         serving.abort();
         let mut report = result?;
+        report.pull_skipped = pull_skipped;
         report.elapsed = started.elapsed();
         report.bytes_sent = Counters::get(&counters.bytes_sent);
         Ok(report)
@@ -162,6 +191,8 @@ impl Node {
             report.entries_received = p.entries_received;
             report.bytes_received = p.bytes_received;
             report.blobs_received = p.blobs;
+            report.refused = p.refused;
+            report.denied_skipped = p.denied_skipped;
         }
         let mut their_seq = None;
         if options.push && (!r.have.is_empty() || both) {
@@ -177,21 +208,27 @@ impl Node {
                 their_seq = Some(seq);
             }
         }
-        if let (true, Some(their_seq)) = (both, their_seq) {
-            let my_seq = self.store.sync_seq()?;
+        // An agreement says "we hold the same entries": not so if we kept some out.
+        let kept_out = !report.refused.is_empty() || report.denied_skipped > 0;
+        if let (true, Some(their_seq), false) = (both, their_seq, kept_out) {
+            let store = self.store.clone();
+            let my_seq = self.reads.run(move || Ok(store.sync_seq()?)).await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
             let agree = Request::Agree {
                 collection: c.clone(),
                 your_seq: their_seq,
                 my_seq,
             };
-            write_frame(&mut send, &agree).await?;
+            write_frame_within(&mut send, &agree, self.limits.timeout).await?;
             let _ = send.finish();
             match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
                 AgreeReply::Recorded => {
                     let agreement = archive_core::sync::Agreement { my_seq, their_seq };
-                    self.store
-                        .record_agreement(&peer_key(&peer), c, agreement)?;
+                    let (store, key, c) = (self.store.clone(), peer_key(&peer), c.clone());
+                    self.reads
+                        .run(move || Ok(store.record_agreement(&key, &c, agreement)?))
+                        .await?;
+                    report.agreed = true;
                 }
                 AgreeReply::Refused(why) => tracing::info!("no agreement recorded: {why}"),
             }
@@ -214,7 +251,7 @@ impl Node {
             ids: ids.to_vec(),
             last,
         };
-        write_frame(&mut send, &offer).await?;
+        write_frame_within(&mut send, &offer, self.limits.timeout).await?;
         let _ = send.finish();
         loop {
             match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
@@ -236,31 +273,43 @@ impl Node {
         let t = self.limits.timeout;
         let limit = self.limits.reconcile.frame_limit + 64;
         let peer = conn.remote_id();
-        let agreement = if use_agreement {
-            self.store.agreement(&peer_key(&peer), collection)?
-        } else {
-            None
-        };
-        let index = self.store.sync_index(collection)?;
-        let mut r = Reconciler::new(index, self.limits.reconcile)?;
-        let first = r.initiate(agreement)?;
+        let (store, key, c, config) = (
+            self.store.clone(),
+            peer_key(&peer),
+            collection.to_owned(),
+            self.limits.reconcile,
+        );
+        let (mut r, first) = self
+            .reads
+            .run(move || {
+                let agreement = if use_agreement {
+                    store.agreement(&key, &c)?
+                } else {
+                    None
+                };
+                let mut r = Reconciler::new(store.sync_index(&c)?, config)?;
+                let first = r.initiate(agreement)?;
+                Ok((r, first))
+            })
+            .await?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
-        write_frame(
-            &mut send,
-            &Request::Reconcile {
-                collection: collection.to_owned(),
-                frame: first,
-                want_summary,
-            },
-        )
-        .await?;
+        let request = Request::Reconcile {
+            collection: collection.to_owned(),
+            frame: first,
+            want_summary,
+        };
+        write_frame_within(&mut send, &request, t).await?;
         let (ours, theirs) = loop {
             match read_frame(&mut recv, limit, t).await? {
-                ReconcileStep::Frame(f) => match r.receive(&f)? {
-                    Some(reply) => write_frame(&mut send, &ReconcileStep::Frame(reply)).await?,
-                    None => {
-                        let ours = summary(self, collection, &r, want_summary)?;
-                        write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
+                ReconcileStep::Frame(f) => match self.step(r, f).await? {
+                    (back, Some(reply)) => {
+                        r = back;
+                        write_frame_within(&mut send, &ReconcileStep::Frame(reply), t).await?
+                    }
+                    (back, None) => {
+                        r = back;
+                        let ours = summary(self, collection, &r, want_summary).await?;
+                        write_frame_within(&mut send, &ReconcileStep::Done(ours), t).await?;
                         match read_frame(&mut recv, limit, t).await? {
                             ReconcileStep::Done(theirs) => break (ours, theirs),
                             ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
@@ -273,8 +322,8 @@ impl Node {
                     }
                 },
                 ReconcileStep::Done(theirs) => {
-                    let ours = summary(self, collection, &r, want_summary)?;
-                    write_frame(&mut send, &ReconcileStep::Done(ours)).await?;
+                    let ours = summary(self, collection, &r, want_summary).await?;
+                    write_frame_within(&mut send, &ReconcileStep::Done(ours), t).await?;
                     break (ours, theirs);
                 }
                 ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
@@ -293,6 +342,23 @@ impl Node {
             ours,
             theirs,
         })
+    }
+}
+
+impl Node {
+    /// One reconciliation step on the read pool (it reads the store's index).
+    async fn step(
+        &self,
+        r: Reconciler<StoreSyncIndex>,
+        frame: Vec<u8>,
+    ) -> Result<(Reconciler<StoreSyncIndex>, Option<Vec<u8>>), NetError> {
+        self.reads
+            .run(move || {
+                let mut r = r;
+                let out = r.receive(&frame)?;
+                Ok((r, out))
+            })
+            .await
     }
 }
 

@@ -2,12 +2,20 @@
 
 use std::net::SocketAddr;
 
-use iroh::endpoint::{presets, PortmapperConfig, QuicTransportConfig};
+use std::sync::Arc;
+
+use iroh::endpoint::{presets, PortmapperConfig, QuicTransportConfig, VarInt};
 use iroh::{Endpoint, RelayMap, RelayMode, RelayUrl};
 
+use crate::admission::{Caps, ConfirmedAddrs, TrustHook};
 use crate::error::NetError;
 use crate::mdns::MdnsLookupBuilder;
+use crate::trust::Trust;
 use crate::wire::ALPN;
+
+/// Bytes a peer may have in flight to us on one connection (QUIC flow control): bounds what a
+/// peer that sends fast can make us buffer.
+const RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// How the endpoint reaches other servers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,13 +44,20 @@ pub struct NetConfig {
 }
 
 /// Creates the endpoint for `key` (the store's key: its public half is the endpoint id).
+/// Incoming connections from endpoints not in `trust` are refused right after the handshake.
 pub async fn bind_endpoint(
     key: &archive_core::SecretKey,
     config: &NetConfig,
+    trust: &Trust,
 ) -> Result<Endpoint, NetError> {
+    let caps = Caps::default();
     let transport = QuicTransportConfig::builder()
         .keep_alive_interval(std::time::Duration::from_secs(5))
+        .max_concurrent_bidi_streams(VarInt::from_u32(caps.streams_per_connection))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
         .build();
+    let confirmed = Arc::new(ConfirmedAddrs::default());
     let mut builder = match &config.profile {
         Profile::Lan => Endpoint::builder(presets::Minimal)
             .relay_mode(RelayMode::Disabled)
@@ -54,7 +69,8 @@ pub async fn bind_endpoint(
     builder = builder
         .secret_key(iroh::SecretKey::from_bytes(&key.to_bytes()))
         .alpns(vec![ALPN.to_vec()])
-        .transport_config(transport);
+        .transport_config(transport)
+        .hooks(TrustHook::new(trust.clone(), confirmed.clone()));
     if let Some(addr) = config.bind {
         builder = builder
             .clear_ip_transports()
@@ -62,7 +78,7 @@ pub async fn bind_endpoint(
             .map_err(|e| NetError::Bind(format!("{addr}: {e}")))?;
     }
     if config.mdns {
-        builder = builder.address_lookup(MdnsLookupBuilder);
+        builder = builder.address_lookup(MdnsLookupBuilder { confirmed });
     }
     builder
         .bind()

@@ -53,6 +53,12 @@ pub enum NetError {
         /// Which limit: free disk space or the configured quota.
         what: &'static str,
     },
+    /// The peer has brought as many entries as it may (`Limits::peer_max_entries`).
+    #[error("the peer reached its limit of entries on this server ({limit} more allowed); purge what it brought or raise the limit")]
+    TooManyEntries {
+        /// Entries it may still bring.
+        limit: u64,
+    },
     /// Reconciliation failed.
     #[error("reconciliation: {0}")]
     Sync(#[from] archive_core::SyncError),

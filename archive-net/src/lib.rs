@@ -8,6 +8,7 @@
 //! This crate knows QUIC and iroh; it knows nothing of HTTP, configuration files or the CLI.
 #![warn(missing_docs, unreachable_pub)]
 
+mod admission;
 mod client;
 mod endpoint;
 mod error;
@@ -19,12 +20,13 @@ mod ticket;
 mod trust;
 pub mod wire;
 
+pub use admission::Caps;
 pub use client::{connect, DiffReport, SyncOptions, SyncReport};
 pub use endpoint::{bind_endpoint, NetConfig, Profile};
 pub use error::NetError;
 pub use node::{Counters, Limits, Node};
 pub use pull::PullReport;
-pub use server::{ArchiveProtocol, CLOSE_NOT_PAIRED};
+pub use server::{ArchiveProtocol, CLOSE_IDLE, CLOSE_NOT_PAIRED, CLOSE_TOO_MANY};
 pub use ticket::{Ticket, TicketError, MAX_TICKET_ADDRS};
 pub use trust::{Access, PeerPolicy, Trust};
 pub use wire::ALPN;

@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use iroh::address_lookup::{
     AddressLookup, AddressLookupBuilder, AddressLookupBuilderError, EndpointData, EndpointInfo,
@@ -26,6 +26,8 @@ use iroh::{Endpoint, EndpointId, TransportAddr};
 use n0_future::boxed::BoxStream;
 use swarm_discovery::{Discoverer, DropGuard, IpClass, Peer};
 use tokio::sync::broadcast;
+
+use crate::admission::ConfirmedAddrs;
 
 /// The DNS-SD service name (`_archive-sync._udp.local.`); servers of other iroh applications
 /// use other names and are not listed.
@@ -38,12 +40,18 @@ const LOOKUP_WAIT: Duration = Duration::from_secs(10);
 /// the table grow without bound. Servers beyond it are still found when they answer a lookup
 /// while there is room again (expired ones are removed).
 const MAX_KNOWN: usize = 4096;
+/// How long an announcement counts: servers re-announce every few seconds, so an address
+/// heard longer ago than this is stale (the server left, or the announcement was forged once).
+const MAX_AGE: Duration = Duration::from_secs(120);
 /// Provenance of the lookup items.
 const PROVENANCE: &str = "archive-mdns";
 
 /// Builds the mDNS lookup for an endpoint (see [`crate::bind_endpoint`]).
 #[derive(Debug, Default)]
-pub(crate) struct MdnsLookupBuilder;
+pub(crate) struct MdnsLookupBuilder {
+    /// Addresses connections confirmed: announcements never replace them.
+    pub(crate) confirmed: Arc<ConfirmedAddrs>,
+}
 
 impl AddressLookupBuilder for MdnsLookupBuilder {
     fn into_address_lookup(
@@ -51,7 +59,7 @@ impl AddressLookupBuilder for MdnsLookupBuilder {
         endpoint: &Endpoint,
     ) -> Result<impl AddressLookup, AddressLookupBuilderError> {
         // The discoverer starts at the first publish, once the endpoint knows its addresses.
-        Ok(MdnsLookup::new(endpoint.id()))
+        Ok(MdnsLookup::new(endpoint.id(), self.confirmed))
     }
 }
 
@@ -76,42 +84,87 @@ struct Running {
     interfaces: BTreeSet<Ipv4Addr>,
 }
 
-/// Servers seen, and a signal for lookups waiting on one.
-struct Table {
-    known: Mutex<HashMap<EndpointId, EndpointInfo>>,
+/// Servers seen (with when), and a signal for lookups waiting on one.
+pub(crate) struct Table {
+    known: Mutex<HashMap<EndpointId, (BTreeSet<SocketAddr>, Instant)>>,
     found: broadcast::Sender<EndpointId>,
+    confirmed: Arc<ConfirmedAddrs>,
 }
 
 impl Table {
-    fn record(&self, me: EndpointId, instance: &str, peer: &Peer) {
+    pub(crate) fn new(confirmed: Arc<ConfirmedAddrs>) -> Self {
+        Table {
+            known: Mutex::new(HashMap::new()),
+            found: broadcast::channel(64).0,
+            confirmed,
+        }
+    }
+
+    /// Takes an announcement (unauthenticated: anyone on the LAN can send one).
+    pub(crate) fn record(&self, me: EndpointId, instance: &str, peer: &Peer) {
         let Some(id) = parse_instance(instance) else {
             return;
         };
+        let addrs: BTreeSet<SocketAddr> = peer
+            .addrs()
+            .iter()
+            .map(|(ip, port)| SocketAddr::new(*ip, *port))
+            .collect();
+        self.record_addrs(me, id, addrs, peer.is_expiry(), Instant::now());
+    }
+
+    fn record_addrs(
+        &self,
+        me: EndpointId,
+        id: EndpointId,
+        addrs: BTreeSet<SocketAddr>,
+        expiry: bool,
+        now: Instant,
+    ) {
         if id == me {
             return;
         }
         let mut known = self.known.lock().expect("mdns table");
-        if peer.is_expiry() {
+        if expiry {
             known.remove(&id);
             return;
         }
         if known.len() >= MAX_KNOWN && !known.contains_key(&id) {
-            return;
+            known.retain(|_, (_, seen)| now.duration_since(*seen) < MAX_AGE);
+            if known.len() >= MAX_KNOWN {
+                return;
+            }
         }
-        let addrs = peer
-            .addrs()
-            .iter()
-            .map(|(ip, port)| TransportAddr::Ip(SocketAddr::new(*ip, *port)));
-        let info = EndpointInfo::from_parts(id, EndpointData::from_iter(addrs));
-        if known.get(&id) != Some(&info) {
-            tracing::debug!("mDNS: {id} at {:?}", peer.addrs());
-            known.insert(id, info);
+        let changed = known.get(&id).is_none_or(|(old, _)| *old != addrs);
+        if changed {
+            tracing::debug!("mDNS: {id} at {addrs:?}");
+        }
+        known.insert(id, (addrs, now));
+        if changed {
             let _ = self.found.send(id);
         }
     }
 
+    /// The addresses to try for `id`: those a connection confirmed first, then what was
+    /// announced lately. An announcement adds to a confirmed address, never replaces it.
+    pub(crate) fn addrs(&self, id: &EndpointId, now: Instant) -> Vec<SocketAddr> {
+        let confirmed = self.confirmed.get(id);
+        let mut out: Vec<SocketAddr> = confirmed.iter().copied().collect();
+        if let Some((announced, seen)) = self.known.lock().expect("mdns table").get(id) {
+            if now.duration_since(*seen) < MAX_AGE {
+                out.extend(announced.difference(&confirmed).copied());
+            }
+        }
+        out
+    }
+
     fn get(&self, id: &EndpointId) -> Option<Item> {
-        let info = self.known.lock().expect("mdns table").get(id)?.clone();
+        let addrs = self.addrs(id, Instant::now());
+        if addrs.is_empty() {
+            return None;
+        }
+        let data = EndpointData::from_iter(addrs.into_iter().map(TransportAddr::Ip));
+        let info = EndpointInfo::from_parts(*id, data);
         let micros = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
@@ -126,15 +179,12 @@ impl std::fmt::Debug for MdnsLookup {
 }
 
 impl MdnsLookup {
-    fn new(me: EndpointId) -> MdnsLookup {
+    fn new(me: EndpointId, confirmed: Arc<ConfirmedAddrs>) -> MdnsLookup {
         MdnsLookup {
             shared: Arc::new(Shared {
                 me,
                 runtime: tokio::runtime::Handle::current(),
-                table: Arc::new(Table {
-                    known: Mutex::new(HashMap::new()),
-                    found: broadcast::channel(64).0,
-                }),
+                table: Arc::new(Table::new(confirmed)),
                 running: Mutex::default(),
             }),
         }
@@ -255,6 +305,55 @@ fn parse_instance(name: &str) -> Option<EndpointId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(n: u8) -> EndpointId {
+        iroh::SecretKey::from_bytes(&[n; 32]).public()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_forged_announcement_never_replaces_a_confirmed_address() {
+        let confirmed = Arc::new(ConfirmedAddrs::default());
+        let table = Table::new(confirmed.clone());
+        let (me, peer) = (id(1), id(2));
+        confirmed.confirm(peer, addr("10.0.0.2:7740"));
+        let now = Instant::now();
+        table.record_addrs(me, peer, [addr("10.6.6.6:7740")].into(), false, now);
+        let addrs = table.addrs(&peer, now);
+        assert_eq!(addrs[0], addr("10.0.0.2:7740"), "{addrs:?}");
+        assert!(addrs.contains(&addr("10.6.6.6:7740")));
+        // A forged "goodbye" cannot remove it either.
+        table.record_addrs(me, peer, BTreeSet::new(), true, now);
+        assert_eq!(table.addrs(&peer, now), vec![addr("10.0.0.2:7740")]);
+    }
+
+    #[test]
+    fn announcements_age_out() {
+        let table = Table::new(Arc::default());
+        let (me, peer) = (id(1), id(3));
+        let then = Instant::now();
+        table.record_addrs(me, peer, [addr("10.0.0.3:7740")].into(), false, then);
+        assert_eq!(table.addrs(&peer, then).len(), 1);
+        assert!(table
+            .addrs(&peer, then + MAX_AGE + Duration::from_secs(1))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_announcements_stays_bounded() {
+        let table = Table::new(Arc::default());
+        let now = Instant::now();
+        for i in 0..(MAX_KNOWN + 100) {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let fake = iroh::SecretKey::from_bytes(&seed).public();
+            table.record_addrs(id(1), fake, [addr("10.0.0.9:1")].into(), false, now);
+        }
+        assert!(table.known.lock().unwrap().len() <= MAX_KNOWN);
+    }
 
     #[test]
     fn instance_names_are_dns_labels_and_parse_back() {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use archive_core::sync::ReconcileConfig;
 use archive_core::Store;
+use tokio::sync::Semaphore;
 
+use crate::admission::{Caps, PeerSlots};
+use crate::error::NetError;
 use crate::trust::Trust;
 
 /// Limits of the protocol on this server.
@@ -17,8 +20,14 @@ pub struct Limits {
     pub timeout: Duration,
     /// Reconciliation tuning (frame limit, rounds).
     pub reconcile: ReconcileConfig,
-    /// Most bytes of blobs the store may hold after a sync (a quota); `None` for no quota.
+    /// Most bytes the store may hold after a sync (a quota): its blobs plus the storage
+    /// charge of its entries; `None` for no quota.
     pub max_store_bytes: Option<u64>,
+    /// Most bytes (entries' storage charge plus new blobs) one peer may bring, since it was
+    /// paired or last purged; `None` for no limit.
+    pub peer_quota_bytes: Option<u64>,
+    /// Most entries one peer may bring, since it was paired or last purged.
+    pub peer_max_entries: Option<u64>,
     /// Blob requests in flight at once during a fetch.
     pub parallel_fetches: usize,
     /// Most bytes of blob data a fetch holds in memory at once: each blob's encoding from the
@@ -29,6 +38,12 @@ pub struct Limits {
     /// Entries a pull takes through its whole pipeline at a time (fetch, content, insert):
     /// what bounds its memory, whatever the size of the collection.
     pub pull_batch: usize,
+    /// Connections, requests and handshakes a peer may have (see [`Caps`]).
+    pub caps: Caps,
+    /// Most bytes of blob encodings the server holds for sending at once, over all peers.
+    pub serve_memory: usize,
+    /// Store reads run at once for serving peers (each on a blocking thread).
+    pub store_reads: usize,
 }
 
 impl Default for Limits {
@@ -37,12 +52,19 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             reconcile: ReconcileConfig::default(),
             max_store_bytes: None,
+            peer_quota_bytes: None,
+            // Ten times the largest collection the benchmarks sync.
+            peer_max_entries: Some(10_000_000),
             parallel_fetches: 4,
             // Four requests of 16 MiB, each with a few blobs being verified: what honest
             // transfers use, so they never wait on it.
             fetch_memory: 96 * 1024 * 1024,
             // ~10 MB of decoded entries; as many as one offer carries.
             pull_batch: crate::wire::MAX_OFFER_IDS,
+            caps: Caps::default(),
+            // Two of the largest blobs (manifests), or 64 chunks.
+            serve_memory: 64 * 1024 * 1024,
+            store_reads: 4,
         }
     }
 }
@@ -81,6 +103,42 @@ pub struct Node {
     pub(crate) store: Arc<Store>,
     pub(crate) trust: Trust,
     pub(crate) limits: Limits,
+    pub(crate) slots: Arc<PeerSlots>,
+    pub(crate) reads: StoreReads,
+    /// Bytes of blob encodings held for sending, as permits.
+    pub(crate) serve_memory: Arc<Semaphore>,
+}
+
+/// The one way the server side reads its store: on blocking threads, a bounded number at
+/// once, so an async worker never waits on the disk and peers cannot pin more threads (or
+/// read transactions) than this between them.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreReads {
+    permits: Arc<Semaphore>,
+}
+
+impl StoreReads {
+    fn new(n: usize) -> Self {
+        StoreReads {
+            permits: Arc::new(Semaphore::new(n.max(1))),
+        }
+    }
+
+    /// Runs `f` on a blocking thread once a slot is free.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+    ) -> Result<T, NetError> {
+        let _slot = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
+    }
 }
 
 impl Node {
@@ -89,8 +147,23 @@ impl Node {
         Node {
             store,
             trust,
+            slots: Arc::new(PeerSlots::new(limits.caps)),
+            reads: StoreReads::new(limits.store_reads),
+            serve_memory: Arc::new(Semaphore::new(
+                limits.serve_memory.clamp(1, u32::MAX as usize),
+            )),
             limits,
         }
+    }
+
+    /// A router for `endpoint` that serves this node's protocol behind the per-source
+    /// handshake limit (see [`Caps::handshakes_per_minute`]); `.spawn()` it (after adding any
+    /// other protocol the endpoint serves).
+    pub fn router(&self, endpoint: iroh::Endpoint) -> iroh::protocol::RouterBuilder {
+        let slots = self.slots.clone();
+        iroh::protocol::Router::builder(endpoint)
+            .incoming_filter(Arc::new(move |incoming| slots.judge(incoming)))
+            .accept(crate::wire::ALPN, self.protocol())
     }
 
     /// The store.

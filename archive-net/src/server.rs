@@ -1,21 +1,33 @@
 //! Answering a peer's requests: the serving half of the protocol.
+//!
+//! Every store read goes through the node's bounded read pool ([`StoreReads`]); every write to
+//! the peer has a timeout; a peer's requests are served a few at a time (its request slots), on
+//! at most a few connections, each closed once it has been idle. Blob encodings waiting to be
+//! sent count against one byte budget for the whole server, and no read transaction is open
+//! while a blob waits for the peer to take it.
+//!
+//! [`StoreReads`]: crate::node::StoreReads
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use archive_core::sync::Reconciler;
-use archive_core::{EntryValue, Hash};
+use archive_core::transfer::encoded_len;
+use archive_core::{EntryValue, Hash, StoreSyncIndex};
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::EndpointId;
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::admission::ConnectionSlot;
 use crate::error::NetError;
 use crate::node::{peer_key, Counters, Node};
 use crate::pull;
-use crate::trust::not_paired;
+use crate::trust::{not_paired, Access};
 use crate::wire::{
-    read_frame, write_frame, AgreeReply, BlobHeader, EntryReply, OfferReply, ReconcileStep,
-    Request, Summary, MAX_BLOB_HASHES, MAX_CONTROL_FRAME, MAX_ENTRY_IDS, MAX_OFFER_IDS,
+    read_frame, write_frame_within, write_within, AgreeReply, BlobHeader, EntryReply, OfferReply,
+    ReconcileStep, Request, Summary, MAX_BLOB_HASHES, MAX_CONTROL_FRAME, MAX_ENTRY_IDS,
+    MAX_OFFER_IDS,
 };
 
 /// Blobs encoded ahead of the one being sent, per `GetBlobs` stream.
@@ -23,6 +35,10 @@ const ENCODE_AHEAD: usize = 2;
 
 /// QUIC application close code: the peer is not paired with us.
 pub const CLOSE_NOT_PAIRED: u32 = 403;
+/// QUIC application close code: the peer has as many connections open as it may.
+pub const CLOSE_TOO_MANY: u32 = 429;
+/// QUIC application close code: the connection was idle too long.
+pub const CLOSE_IDLE: u32 = 408;
 
 /// The protocol handler for incoming connections (see [`Node::protocol`]).
 #[derive(Debug, Clone)]
@@ -33,36 +49,73 @@ pub struct ArchiveProtocol {
 impl ProtocolHandler for ArchiveProtocol {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = conn.remote_id();
+        // The endpoint's hook refuses unpaired endpoints; the trust list may have changed
+        // since the handshake.
         if self.node.trust.policy(&peer).is_none() {
-            tracing::warn!("refused a connection from unpaired endpoint {peer}");
             conn.close(
                 VarInt::from_u32(CLOSE_NOT_PAIRED),
                 not_paired(&peer).as_bytes(),
             );
-            // Give the close frame time to leave before the connection is dropped.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(());
         }
-        serve_connection(self.node.clone(), conn, Arc::new(Counters::default())).await;
+        let Some(slot) = self.node.slots.open(peer) else {
+            conn.close(
+                VarInt::from_u32(CLOSE_TOO_MANY),
+                b"too many connections from this peer; close one and retry",
+            );
+            return Ok(());
+        };
+        serve_connection(self.node.clone(), conn, Arc::new(Counters::default()), slot).await;
         Ok(())
     }
 }
 
-/// Serves every stream the peer opens on `conn` until it closes.
-pub(crate) async fn serve_connection(node: Node, conn: Connection, counters: Arc<Counters>) {
+/// Serves every stream the peer opens on `conn` until it closes, or until no stream has been
+/// open for the idle timeout.
+pub(crate) async fn serve_connection(
+    node: Node,
+    conn: Connection,
+    counters: Arc<Counters>,
+    slot: ConnectionSlot,
+) {
     let peer = conn.remote_id();
+    let idle = node.slots.caps().idle;
+    let open = Arc::new(AtomicUsize::new(0));
+    let state = Arc::new(ConnectionState::default());
     loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(s) => s,
-            Err(_) => break,
+        let (send, recv) = match tokio::time::timeout(idle, conn.accept_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => break,
+            // Keep-alives keep QUIC's own idle timer from firing; this one counts requests.
+            Err(_) if open.load(Ordering::SeqCst) == 0 => {
+                conn.close(VarInt::from_u32(CLOSE_IDLE), b"idle");
+                break;
+            }
+            Err(_) => continue,
         };
         let (node, conn, counters) = (node.clone(), conn.clone(), counters.clone());
+        let (open, requests, state) = (open.clone(), slot.requests.clone(), state.clone());
+        open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Err(e) = serve_stream(&node, &conn, peer, send, recv, &counters).await {
-                tracing::warn!("serving {peer}: {e}");
+            // One of the peer's request slots, held while this request is served.
+            let permit = requests.acquire_owned().await;
+            if permit.is_ok() {
+                let served = serve_stream(&node, &conn, peer, send, recv, &counters, &state);
+                if let Err(e) = served.await {
+                    tracing::warn!("serving {peer}: {e}");
+                }
             }
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
+    drop(slot);
+}
+
+/// What the requests of one connection share.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionState {
+    /// Entries offered on this connection that this side did not take (refused or denied).
+    refused: AtomicU64,
 }
 
 async fn serve_stream(
@@ -72,6 +125,7 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     counters: &Counters,
+    state: &ConnectionState,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let limit = MAX_CONTROL_FRAME.max(node.limits.reconcile.frame_limit + 64);
@@ -83,7 +137,8 @@ async fn serve_stream(
             want_summary,
         } => {
             if let Err(why) = node.trust.check_read(&peer, &collection) {
-                write_frame(&mut send, &ReconcileStep::Refused(refusal(&peer, why))).await?;
+                let refused = ReconcileStep::Refused(refusal(&peer, why));
+                write_frame_within(&mut send, &refused, t).await?;
             } else {
                 answer_reconcile(node, &mut send, &mut recv, &collection, frame, want_summary)
                     .await?;
@@ -91,59 +146,49 @@ async fn serve_stream(
         }
         Request::GetEntries { collection, ids } => {
             if let Err(why) = node.trust.check_read(&peer, &collection) {
-                write_frame(&mut send, &EntryReply::Refused(refusal(&peer, why))).await?;
+                let refused = EntryReply::Refused(refusal(&peer, why));
+                write_frame_within(&mut send, &refused, t).await?;
             } else if ids.len() > MAX_ENTRY_IDS {
-                write_frame(&mut send, &EntryReply::Refused("too many ids".into())).await?;
+                write_frame_within(&mut send, &EntryReply::Refused("too many ids".into()), t)
+                    .await?;
             } else {
-                for id in ids {
-                    let entry = node.store.entry(&Hash::from_bytes(id))?;
-                    let reply = match entry {
-                        Some(e) if e.entry().collection == collection => {
-                            Counters::add(&counters.entries_sent, 1);
-                            Counters::add(&counters.bytes_sent, e.encoded().len() as u64);
-                            EntryReply::Entry(e.encoded().to_vec())
+                let store = node.store.clone();
+                let replies = node
+                    .reads
+                    .run(move || {
+                        let mut replies = Vec::with_capacity(ids.len());
+                        for id in ids {
+                            let reply = match store.entry(&Hash::from_bytes(id))? {
+                                Some(e) if e.entry().collection == collection => {
+                                    EntryReply::Entry(e.encoded().to_vec())
+                                }
+                                _ => EntryReply::Missing(id),
+                            };
+                            replies.push(reply);
                         }
-                        _ => EntryReply::Missing(id),
-                    };
-                    write_frame(&mut send, &reply).await?;
+                        Ok(replies)
+                    })
+                    .await?;
+                for reply in replies {
+                    if let EntryReply::Entry(bytes) = &reply {
+                        Counters::add(&counters.entries_sent, 1);
+                        Counters::add(&counters.bytes_sent, bytes.len() as u64);
+                    }
+                    write_frame_within(&mut send, &reply, t).await?;
                 }
-                write_frame(&mut send, &EntryReply::End).await?;
+                write_frame_within(&mut send, &EntryReply::End, t).await?;
             }
         }
         Request::GetBlobs { hashes } => {
-            if node.trust.policy(&peer).is_none() {
-                write_frame(&mut send, &BlobHeader::Refused(not_paired(&peer))).await?;
-            } else if hashes.len() > MAX_BLOB_HASHES {
-                write_frame(&mut send, &BlobHeader::Refused("too many hashes".into())).await?;
+            let Some(policy) = node.trust.policy(&peer) else {
+                let refused = BlobHeader::Refused(not_paired(&peer));
+                return write_frame_within(&mut send, &refused, t).await;
+            };
+            if hashes.len() > MAX_BLOB_HASHES {
+                let refused = BlobHeader::Refused("too many hashes".into());
+                write_frame_within(&mut send, &refused, t).await?;
             } else {
-                // Encode the next blobs while the current one is being sent. If the stream
-                // fails, the receiver is dropped and the encoder stops at its next send.
-                let (tx, mut rx) = tokio::sync::mpsc::channel(ENCODE_AHEAD);
-                let store = node.store.clone();
-                tokio::task::spawn_blocking(move || {
-                    let hashes: Vec<Hash> = hashes.into_iter().map(Hash::from_bytes).collect();
-                    let sent = store.encode_blobs(&hashes, |_, encoded| {
-                        let failed = encoded.is_err();
-                        tx.blocking_send(encoded).is_ok() && !failed
-                    });
-                    if let Err(e) = sent {
-                        let _ = tx.blocking_send(Err(e));
-                    }
-                });
-                while let Some(encoded) = rx.recv().await {
-                    match encoded? {
-                        None => write_frame(&mut send, &BlobHeader::Missing).await?,
-                        Some((size, bytes)) => {
-                            write_frame(&mut send, &BlobHeader::Found { size }).await?;
-                            let len = bytes.len() as u64;
-                            // Handed to QUIC as it is, without a copy.
-                            send.write_chunk(bytes::Bytes::from(bytes))
-                                .await
-                                .map_err(|e| NetError::Io(e.to_string()))?;
-                            Counters::add(&counters.bytes_sent, len);
-                        }
-                    }
-                }
+                send_blobs(node, &mut send, policy.read, hashes, counters).await?;
             }
         }
         Request::Offer {
@@ -152,11 +197,13 @@ async fn serve_stream(
             last: _,
         } => {
             if let Err(why) = node.trust.check_write(&peer, &collection) {
-                write_frame(&mut send, &OfferReply::Refused(refusal(&peer, why))).await?;
+                let refused = OfferReply::Refused(refusal(&peer, why));
+                write_frame_within(&mut send, &refused, t).await?;
             } else if ids.len() > MAX_OFFER_IDS {
-                write_frame(&mut send, &OfferReply::Refused("too many ids".into())).await?;
+                write_frame_within(&mut send, &OfferReply::Refused("too many ids".into()), t)
+                    .await?;
             } else {
-                take_offer(node, conn, &mut send, &collection, ids).await?;
+                take_offer(node, conn, &mut send, &collection, ids, &state.refused).await?;
             }
         }
         Request::Agree {
@@ -164,25 +211,145 @@ async fn serve_stream(
             your_seq,
             my_seq,
         } => {
+            let kept_out = state.refused.load(Ordering::SeqCst);
             let reply = match node.trust.check_write(&peer, &collection) {
                 Err(why) => AgreeReply::Refused(refusal(&peer, why)),
+                // Our sets differ by what we refused: "nothing changed since" would be false.
+                Ok(()) if kept_out > 0 => AgreeReply::Refused(format!(
+                    "{kept_out} offered entries were not taken; no agreement recorded"
+                )),
                 Ok(()) => {
                     let agreement = archive_core::sync::Agreement {
                         my_seq: your_seq,
                         their_seq: my_seq,
                     };
-                    node.store
-                        .record_agreement(&peer_key(&peer), &collection, agreement)?;
+                    let store = node.store.clone();
+                    let key = peer_key(&peer);
+                    node.reads
+                        .run(move || Ok(store.record_agreement(&key, &collection, agreement)?))
+                        .await?;
                     AgreeReply::Recorded
                 }
             };
-            write_frame(&mut send, &reply).await?;
+            write_frame_within(&mut send, &reply, t).await?;
         }
     }
     let _ = send.finish();
     // Wait until the peer has read everything before the stream is dropped.
     let _ = tokio::time::timeout(t, send.stopped()).await;
     Ok(())
+}
+
+/// An encoded blob ready to send, with the serving budget it holds.
+struct Encoded {
+    found: Option<(u64, Vec<u8>)>,
+    _memory: Option<OwnedSemaphorePermit>,
+}
+
+/// Answers a `GetBlobs`: each blob the peer may read (reachable from a collection it may read;
+/// to a peer that may read everything, any blob) is encoded on the read pool, in its own short
+/// read transaction, a few ahead of the one being sent; one it may not read is answered as
+/// missing, so it cannot tell the two apart.
+async fn send_blobs(
+    node: &Node,
+    send: &mut SendStream,
+    read: Access,
+    hashes: Vec<[u8; 32]>,
+    counters: &Counters,
+) -> Result<(), NetError> {
+    let t = node.limits.timeout;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Encoded, NetError>>(ENCODE_AHEAD);
+    let producer = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            for h in hashes {
+                let encoded = encode_for(&node, &read, Hash::from_bytes(h)).await;
+                let failed = encoded.is_err();
+                if tx.send(encoded).await.is_err() || failed {
+                    break;
+                }
+            }
+        })
+    };
+    let result = async {
+        while let Some(encoded) = rx.recv().await {
+            match encoded?.found {
+                None => write_frame_within(send, &BlobHeader::Missing, t).await?,
+                Some((size, bytes)) => {
+                    write_frame_within(send, &BlobHeader::Found { size }, t).await?;
+                    write_within(send, &bytes, t).await?;
+                    Counters::add(&counters.bytes_sent, bytes.len() as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    producer.abort();
+    result
+}
+
+/// One blob for a peer with `read` access: checked, sized, budgeted, encoded.
+async fn encode_for(node: &Node, read: &Access, hash: Hash) -> Result<Encoded, NetError> {
+    let store = node.store.clone();
+    let read = read.clone();
+    let size = node
+        .reads
+        .run(move || {
+            let reachable = match &read {
+                Access::All => true,
+                Access::Only(_) => store.blob_reachable(&hash, |c| read.allows(c))?,
+            };
+            Ok(if reachable {
+                store.blob_size(&hash)?
+            } else {
+                None
+            })
+        })
+        .await?;
+    let Some(size) = size else {
+        return Ok(Encoded {
+            found: None,
+            _memory: None,
+        });
+    };
+    let need = encoded_len(size).clamp(1, u64::from(u32::MAX)) as u32;
+    let memory = node
+        .serve_memory
+        .clone()
+        .acquire_many_owned(need.min(node.limits.serve_memory as u32))
+        .await
+        .expect("the semaphore is never closed");
+    let store = node.store.clone();
+    let found = node
+        .reads
+        .run(move || Ok(store.encode_blob(&hash)?))
+        .await?;
+    Ok(Encoded {
+        found,
+        _memory: Some(memory),
+    })
+}
+
+/// Runs one step of a reconciliation on the read pool (it reads the store's index).
+async fn step(
+    node: &Node,
+    r: Reconciler<StoreSyncIndex>,
+    frame: Vec<u8>,
+) -> Result<
+    (
+        Reconciler<StoreSyncIndex>,
+        Result<Option<Vec<u8>>, archive_core::SyncError>,
+    ),
+    NetError,
+> {
+    node.reads
+        .run(move || {
+            let mut r = r;
+            let out = r.receive(&frame);
+            Ok((r, out))
+        })
+        .await
 }
 
 /// The answering side of a reconciliation.
@@ -196,33 +363,42 @@ async fn answer_reconcile(
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let limit = node.limits.reconcile.frame_limit + 64;
-    let index = node.store.sync_index(collection)?;
-    let mut r = Reconciler::new(index, node.limits.reconcile)?;
+    let (store, c, config) = (
+        node.store.clone(),
+        collection.to_owned(),
+        node.limits.reconcile,
+    );
+    let mut r = node
+        .reads
+        .run(move || Ok(Reconciler::new(store.sync_index(&c)?, config)?))
+        .await?;
     let mut frame = first;
     loop {
-        let reply = match r.receive(&frame) {
+        let (back, reply) = step(node, r, frame).await?;
+        r = back;
+        let reply = match reply {
             Ok(reply) => reply,
             Err(e) => {
-                write_frame(send, &ReconcileStep::Refused(e.to_string())).await?;
+                write_frame_within(send, &ReconcileStep::Refused(e.to_string()), t).await?;
                 return Err(e.into());
             }
         };
         match reply {
             Some(out) => {
-                write_frame(send, &ReconcileStep::Frame(out)).await?;
+                write_frame_within(send, &ReconcileStep::Frame(out), t).await?;
                 match read_frame(recv, limit, t).await? {
                     ReconcileStep::Frame(f) => frame = f,
                     ReconcileStep::Done(_) => {
-                        let mine = summary(node, collection, &r, want_summary)?;
-                        write_frame(send, &ReconcileStep::Done(mine)).await?;
+                        let mine = summary(node, collection, &r, want_summary).await?;
+                        write_frame_within(send, &ReconcileStep::Done(mine), t).await?;
                         return Ok(());
                     }
                     ReconcileStep::Refused(why) => return Err(NetError::Refused(why)),
                 }
             }
             None => {
-                let mine = summary(node, collection, &r, want_summary)?;
-                write_frame(send, &ReconcileStep::Done(mine)).await?;
+                let mine = summary(node, collection, &r, want_summary).await?;
+                write_frame_within(send, &ReconcileStep::Done(mine), t).await?;
                 let _: ReconcileStep = read_frame(recv, limit, t).await?;
                 return Ok(());
             }
@@ -231,8 +407,8 @@ async fn answer_reconcile(
 }
 
 /// What this side would send: the entries it has that the peer lacks, and the latest files
-/// among them.
-pub(crate) fn summary<I: archive_core::sync::SyncIndex>(
+/// among them (read on the read pool).
+pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
     node: &Node,
     collection: &str,
     r: &Reconciler<I>,
@@ -241,20 +417,28 @@ pub(crate) fn summary<I: archive_core::sync::SyncIndex>(
     if !want {
         return Ok(None);
     }
-    let mut s = Summary::default();
-    for id in r.have() {
-        let Some(e) = node.store.entry(&Hash::from_bytes(*id))? else {
-            continue;
-        };
-        s.entries += 1;
-        if let EntryValue::File(f) = e.entry().value {
-            let current = node.store.get(collection, &e.entry().key)?;
-            if current.is_some_and(|c| c.hash == f.hash) {
-                s.files += 1;
-                s.file_bytes += f.size;
+    let have: Vec<[u8; 32]> = r.have().to_vec();
+    let (store, collection) = (node.store.clone(), collection.to_owned());
+    let s = node
+        .reads
+        .run(move || {
+            let mut s = Summary::default();
+            for id in have {
+                let Some(e) = store.entry(&Hash::from_bytes(id))? else {
+                    continue;
+                };
+                s.entries += 1;
+                if let EntryValue::File(f) = e.entry().value {
+                    let current = store.get(&collection, &e.entry().key)?;
+                    if current.is_some_and(|c| c.hash == f.hash) {
+                        s.files += 1;
+                        s.file_bytes += f.size;
+                    }
+                }
             }
-        }
-    }
+            Ok(s)
+        })
+        .await?;
     Ok(Some(s))
 }
 
@@ -266,7 +450,9 @@ async fn take_offer(
     send: &mut SendStream,
     collection: &str,
     ids: Vec<[u8; 32]>,
+    refused: &AtomicU64,
 ) -> Result<(), NetError> {
+    let t = node.limits.timeout;
     let counters = Counters::default();
     let fetch = pull::pull(node, conn, collection, ids, &counters);
     tokio::pin!(fetch);
@@ -280,22 +466,34 @@ async fn take_offer(
                     entries: Counters::get(&counters.entries_received),
                     bytes: Counters::get(&counters.bytes_received),
                 };
-                write_frame(send, &p).await?;
+                write_frame_within(send, &p, t).await?;
             }
         }
     };
     match result {
         Ok(report) => {
-            let seq = node.store.sync_seq()?;
+            if !report.refused.is_empty() {
+                tracing::warn!(
+                    "refused {} of the entries offered by {}: {}",
+                    report.refused.len(),
+                    conn.remote_id(),
+                    report.refused[0].reason
+                );
+            }
+            let store = node.store.clone();
+            let seq = node.reads.run(move || Ok(store.sync_seq()?)).await?;
+            let kept_out = report.refused.len() as u64 + report.denied_skipped;
+            refused.fetch_add(kept_out, Ordering::SeqCst);
             let done = OfferReply::Done {
                 entries: report.entries_new,
                 bytes: report.bytes_received,
                 seq,
             };
-            write_frame(send, &done).await
+            write_frame_within(send, &done, t).await
         }
         Err(e) => {
-            write_frame(send, &OfferReply::Refused(format!("the pull failed: {e}"))).await?;
+            let refused = OfferReply::Refused(format!("the pull failed: {e}"));
+            write_frame_within(send, &refused, t).await?;
             Err(e)
         }
     }

@@ -76,13 +76,15 @@ impl Trust {
         }
     }
 
-    /// Checks that `id` may write `collection`.
+    /// Checks that `id` may write `collection`: that we accept its entries of it, whether it
+    /// pushes them or we pull them.
     pub(crate) fn check_write(&self, id: &EndpointId, collection: &str) -> Result<(), String> {
         match self.policy(id) {
             None => Err(not_paired(id)),
             Some(p) if p.write.allows(collection) => Ok(()),
             Some(p) => Err(format!(
-                "peer `{}` may not write collection `{collection}`",
+                "peer `{}` may not write collection `{collection}`: its entries of it are not \
+                 accepted here (see `archive peer add --write`)",
                 p.name
             )),
         }

@@ -186,6 +186,32 @@ pub async fn write_frame<T: Serialize>(
         .map_err(|e| NetError::Io(format!("sending a frame: {e}")))
 }
 
+/// Writes one frame, waiting at most `timeout` for the peer to take it: a peer that stops
+/// reading cannot hold the writer.
+pub async fn write_frame_within<T: Serialize>(
+    w: &mut (impl AsyncWrite + Unpin),
+    value: &T,
+    timeout: Duration,
+) -> Result<(), NetError> {
+    match tokio::time::timeout(timeout, write_frame(w, value)).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::Timeout(timeout)),
+    }
+}
+
+/// Writes raw bytes, waiting at most `timeout` for the peer to take them.
+pub async fn write_within(
+    w: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), NetError> {
+    match tokio::time::timeout(timeout, w.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(NetError::Io(format!("sending: {e}"))),
+        Err(_) => Err(NetError::Timeout(timeout)),
+    }
+}
+
 /// Reads one frame of at most `limit` bytes, waiting at most `timeout` for each part.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut (impl AsyncRead + Unpin),

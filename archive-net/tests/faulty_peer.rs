@@ -130,7 +130,13 @@ async fn run_against(fault: Fault) -> (NetError, Arc<Store>, tempfile::TempDir) 
         bind: Some("127.0.0.1:0".parse().unwrap()),
         ..NetConfig::default()
     };
-    let ep_a = bind_endpoint(a.secret_key(), &config).await.unwrap();
+    // The faulty server has paired B (its endpoint refuses strangers).
+    let trust_a = Trust::default();
+    let b_id = iroh::SecretKey::from_bytes(&b.secret_key().to_bytes()).public();
+    trust_a.set(b_id, PeerPolicy::default());
+    let ep_a = bind_endpoint(a.secret_key(), &config, &trust_a)
+        .await
+        .unwrap();
     let router = Router::builder(ep_a)
         .accept(
             ALPN,
@@ -140,8 +146,10 @@ async fn run_against(fault: Fault) -> (NetError, Arc<Store>, tempfile::TempDir) 
             },
         )
         .spawn();
-    let ep_b = bind_endpoint(b.secret_key(), &config).await.unwrap();
     let trust = Trust::default();
+    let ep_b = bind_endpoint(b.secret_key(), &config, &trust)
+        .await
+        .unwrap();
     trust.set(
         router.endpoint().id(),
         PeerPolicy {

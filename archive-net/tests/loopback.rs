@@ -7,7 +7,7 @@ use std::time::Duration;
 use archive_core::{Store, ViewPoint};
 use archive_net::{
     bind_endpoint, connect, Access, Counters, Endpoint, Limits, NetConfig, NetError, Node,
-    PeerPolicy, SyncOptions, Trust, ALPN,
+    PeerPolicy, SyncOptions, Trust,
 };
 use iroh::protocol::Router;
 
@@ -29,11 +29,12 @@ impl Server {
             bind: Some("127.0.0.1:0".parse().unwrap()),
             ..NetConfig::default()
         };
-        let endpoint = bind_endpoint(store.secret_key(), &config).await.unwrap();
-        let node = Node::new(store, Trust::default(), limits);
-        let router = Router::builder(endpoint)
-            .accept(ALPN, node.protocol())
-            .spawn();
+        let trust = Trust::default();
+        let endpoint = bind_endpoint(store.secret_key(), &config, &trust)
+            .await
+            .unwrap();
+        let node = Node::new(store, trust, limits);
+        let router = node.router(endpoint).spawn();
         Server {
             node,
             router,

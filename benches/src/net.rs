@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use archive_core::Store;
 use archive_net::{
     bind_endpoint, connect, Access, Counters, Endpoint, Limits, NetConfig, Node, PeerPolicy,
-    SyncOptions, SyncReport, Trust, ALPN,
+    SyncOptions, SyncReport, Trust,
 };
 use iroh::protocol::{ProtocolHandler, Router};
 
@@ -49,11 +49,12 @@ impl Server {
             bind: Some("127.0.0.1:0".parse().expect("address")),
             ..NetConfig::default()
         };
-        let endpoint = bind_endpoint(store.secret_key(), &config)
+        let trust = Trust::default();
+        let endpoint = bind_endpoint(store.secret_key(), &config, &trust)
             .await
             .expect("endpoint");
-        let node = Node::new(store, Trust::default(), Limits::default());
-        let mut router = Router::builder(endpoint).accept(ALPN, node.protocol());
+        let node = Node::new(store, trust, Limits::default());
+        let mut router = node.router(endpoint);
         if let Some((alpn, handler)) = extra {
             router = router.accept(alpn, handler);
         }

@@ -29,11 +29,17 @@ pub(crate) fn format_file_contents() -> String {
 }
 
 /// Single values: `secret-key` (32 bytes), `clock` (u64 LE, the largest entry time seen),
-/// `next-seq` (u64 LE, the next local insertion number).
+/// `next-seq` (u64 LE, the next local insertion number), `stored-bytes` (u64 LE, bytes of all
+/// blobs), `entry-bytes` (u64 LE, the storage charge of all entries, see
+/// `SignedEntry::storage_charge`), `private` (one byte 1: the data folder was made private by
+/// this version, so a folder open to others was opened up later, on purpose or not).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
 pub(crate) const META_SECRET_KEY: &str = "secret-key";
 pub(crate) const META_CLOCK: &str = "clock";
 pub(crate) const META_NEXT_SEQ: &str = "next-seq";
+pub(crate) const META_STORED_BYTES: &str = "stored-bytes";
+pub(crate) const META_ENTRY_BYTES: &str = "entry-bytes";
+pub(crate) const META_PRIVATE: &str = "private";
 
 /// Every complete blob: hash -> (size, location). Location 0: bytes in `inline-blobs-v1`;
 /// 1: bytes in `blobs/<hh>/<hex>`.
@@ -87,3 +93,21 @@ pub(crate) const SYNC_LOG: TableDefinition<(&str, u64), [u8; 40]> =
 /// What this store last agreed with a peer: (peer key, collection) -> (my seq, their seq).
 pub(crate) const SYNC_PEERS: TableDefinition<([u8; 32], &str), (u64, u64)> =
     TableDefinition::new("sync-peers-v1");
+
+/// Entries this store refuses for good: id -> (when it was denied, Unix ms; why, see
+/// `DenyReason`). Written by `purge` and when an entry's content proved invalid.
+pub(crate) const DENIED: TableDefinition<[u8; 32], (u64, u8)> =
+    TableDefinition::new("denied-entries-v1");
+/// Which peer delivered which entry: (peer key, seq) -> entry id. Entries written here have no
+/// row. Lets `purge` find everything one peer brought.
+pub(crate) const ORIGINS: TableDefinition<([u8; 32], u64), [u8; 32]> =
+    TableDefinition::new("entry-origins-v1");
+/// What each peer has brought since it was paired or last purged: peer key -> (entries, their
+/// storage charge in bytes, bytes of blobs that were new to the store).
+pub(crate) const PEER_USAGE: TableDefinition<[u8; 32], (u64, u64, u64)> =
+    TableDefinition::new("peer-usage-v1");
+/// Which collections reach a blob: (blob hash, collection) -> (). A file's content blob, its
+/// manifest and the manifest's chunks each get a row for every collection with an entry that
+/// names the file. A peer may fetch a blob only through a collection it may read.
+pub(crate) const BLOB_REFS: TableDefinition<([u8; 32], &str), ()> =
+    TableDefinition::new("blob-refs-v1");

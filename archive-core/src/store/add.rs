@@ -12,7 +12,7 @@ use crate::entry::{EntryValue, FileRef, SignedEntry};
 use crate::error::{AddError, EntryError, StorageError};
 use crate::format::layout::{BLOBS, FILES, LOCATION_FILE, NO_MANIFEST};
 use crate::hash::Hash;
-use crate::ingest::{ingest, IngestError};
+use crate::ingest::{ingest, IngestError, Ingested};
 use crate::names::{validate_collection, validate_key};
 use crate::walk::{walk, FoundFile, Skipped, Walk};
 
@@ -59,9 +59,14 @@ pub struct AddReport {
     pub bytes_new: u64,
     /// Symbolic links, special files and unusable names, left out.
     pub skipped: Vec<Skipped>,
-    /// Files that could not be read; everything else was added.
+    /// Files that could not be read, or not placed (a file where the collection has a folder,
+    /// or the reverse); everything else was added.
     pub failed: Vec<FailedFile>,
 }
+
+/// A file left out because it would collide with a folder (or the reverse): where it came
+/// from, and why.
+type Conflict = (PathBuf, EntryError);
 
 /// Work read from disk but not yet committed.
 #[derive(Default)]
@@ -69,7 +74,10 @@ struct Batch {
     blobs: Vec<PreparedBlob>,
     /// Hashes in `blobs`, so a blob is staged once.
     staged: HashSet<Hash>,
-    files: Vec<(String, FileRef)>,
+    /// Key, file, and the blobs that hold it.
+    files: Vec<(String, FileRef, Vec<Hash>)>,
+    /// Where each file came from (for the report of files that could not be added).
+    paths: Vec<PathBuf>,
     bytes: u64,
     has_file_blobs: bool,
 }
@@ -109,16 +117,19 @@ impl Store {
         let mut batch = Batch::default();
         for file in &found {
             match self.ingest_file(file, &batch, progress) {
-                Ok((file_ref, new_blobs)) => {
-                    report.bytes_read += file_ref.size;
-                    batch.bytes += file_ref.size;
-                    for blob in new_blobs {
+                Ok(ingested) => {
+                    report.bytes_read += ingested.file.size;
+                    batch.bytes += ingested.file.size;
+                    for blob in ingested.new_blobs {
                         if batch.staged.insert(blob.hash) {
                             batch.has_file_blobs |= blob.is_file();
                             batch.blobs.push(blob);
                         }
                     }
-                    batch.files.push((file.key.clone(), file_ref));
+                    batch
+                        .files
+                        .push((file.key.clone(), ingested.file, ingested.reach));
+                    batch.paths.push(file.path.clone());
                 }
                 Err(IngestError::Read(e)) => report.failed.push(FailedFile {
                     path: file.path.clone(),
@@ -128,10 +139,23 @@ impl Store {
             }
             progress.file_done(&file.key);
             if batch.bytes >= BATCH_BYTES || batch.files.len() >= BATCH_FILES {
-                self.commit_batch(collection, std::mem::take(&mut batch), &mut report)?;
+                let batch = std::mem::take(&mut batch);
+                let (_, conflicts) = self.commit_batch(collection, batch, &mut report)?;
+                report
+                    .failed
+                    .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
+                        path,
+                        error: e.to_string(),
+                    }));
             }
         }
-        self.commit_batch(collection, batch, &mut report)?;
+        let (_, conflicts) = self.commit_batch(collection, batch, &mut report)?;
+        report
+            .failed
+            .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
+                path,
+                error: e.to_string(),
+            }));
         Ok(report)
     }
 
@@ -153,15 +177,18 @@ impl Store {
             Err(IngestError::Read(e)) => unreachable!("reading a slice cannot fail: {e}"),
             Err(IngestError::Store(e)) => return Err(e.into()),
         };
-        let file = ingested.file;
         let batch = Batch {
             has_file_blobs: ingested.new_blobs.iter().any(PreparedBlob::is_file),
             blobs: ingested.new_blobs,
-            files: vec![(key.to_owned(), file)],
+            files: vec![(key.to_owned(), ingested.file, ingested.reach)],
+            paths: vec![PathBuf::from(key)],
             ..Batch::default()
         };
         let mut report = AddReport::default();
-        let entries = self.commit_batch(collection, batch, &mut report)?;
+        let (entries, mut conflicts) = self.commit_batch(collection, batch, &mut report)?;
+        if let Some((_, conflict)) = conflicts.pop() {
+            return Err(AddError::Entry(conflict));
+        }
         Ok(entries.into_iter().next())
     }
 
@@ -170,11 +197,10 @@ impl Store {
         file: &FoundFile,
         batch: &Batch,
         progress: &mut dyn AddProgress,
-    ) -> Result<(FileRef, Vec<PreparedBlob>), IngestError> {
+    ) -> Result<Ingested, IngestError> {
         let f = File::open(&file.path).map_err(IngestError::Read)?;
         let known = |h: &Hash| self.has_intact_blob(h, batch);
-        let ingested = ingest(f, &self.files, &known, &mut |n| progress.bytes(n))?;
-        Ok((ingested.file, ingested.new_blobs))
+        ingest(f, &self.files, &known, &mut |n| progress.bytes(n))
     }
 
     /// True when the blob is staged in this batch, or recorded and (for a file blob) present
@@ -198,54 +224,64 @@ impl Store {
     }
 
     /// Makes the batch's blob files durable, then records blobs, files and entries in one
-    /// transaction. Keys whose view already holds the same content get no new entry.
+    /// transaction. Keys whose view already holds the same content get no new entry; a file
+    /// that would collide with a folder of the view (or the reverse) is reported in
+    /// [`AddReport::failed`] and left out.
     fn commit_batch(
         &self,
         collection: &str,
         batch: Batch,
         report: &mut AddReport,
-    ) -> Result<Vec<SignedEntry>, AddError> {
+    ) -> Result<(Vec<SignedEntry>, Vec<Conflict>), AddError> {
         if batch.files.is_empty() && batch.blobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         if batch.has_file_blobs {
             self.files.make_durable()?;
         }
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let mut written = Vec::new();
-        let touched = {
-            let mut blob_tables = BlobTables::open(&tx)?;
-            for blob in &batch.blobs {
-                blobs::record(&mut blob_tables, blob)?;
-                report.bytes_new += blob.size;
-            }
-            let mut files = tx.open_table(FILES).map_err(StorageError::from)?;
-            for (_, f) in &batch.files {
-                let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
-                files
-                    .insert(f.hash.as_bytes(), (f.size, manifest))
-                    .map_err(StorageError::from)?;
-            }
-            let mut entries = EntryTables::open(&tx)?;
-            for (key, file) in &batch.files {
-                let holds = entries.current(collection, key)?.is_some_and(|e| {
-                    matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
-                });
-                if holds {
-                    report.unchanged += 1;
-                    continue;
+        crate::store::guarded(|| {
+            let tx = self.db.begin_write().map_err(StorageError::from)?;
+            let mut written = Vec::new();
+            let mut conflicts = Vec::new();
+            let touched = {
+                let mut blob_bytes = 0;
+                let mut blob_tables = BlobTables::open(&tx)?;
+                for blob in &batch.blobs {
+                    blob_bytes += blobs::record(&mut blob_tables, blob)?;
                 }
-                let entry = self.new_entry(collection, key, EntryValue::File(*file));
-                let signed = SignedEntry::sign(entry, &self.key)?;
-                entries.insert(&signed)?;
-                written.push(signed);
-                report.added += 1;
-            }
-            drop(files);
-            drop(blob_tables);
-            entries.finish(&self.clock.lock().expect("clock lock"))?
-        };
-        self.commit_entries(tx, touched)?;
-        Ok(written)
+                report.bytes_new += blob_bytes;
+                let mut files = tx.open_table(FILES).map_err(StorageError::from)?;
+                let mut entries = EntryTables::open(&tx, None)?;
+                entries.blob_bytes = blob_bytes;
+                for ((key, file, reach), path) in batch.files.into_iter().zip(batch.paths) {
+                    let holds = entries.current(collection, &key)?.is_some_and(|e| {
+                        matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
+                    });
+                    if holds {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    if let Err(e) = entries.check_placement(collection, &key) {
+                        conflicts.push((path, e));
+                        continue;
+                    }
+                    let manifest = file.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
+                    files
+                        .insert(file.hash.as_bytes(), (file.size, manifest))
+                        .map_err(StorageError::from)?;
+                    entries.add_refs(collection, reach)?;
+                    let entry = self.new_entry(collection, &key, EntryValue::File(file));
+                    let signed = SignedEntry::sign(entry, &self.key)?;
+                    entries.insert(&signed)?;
+                    written.push(signed);
+                    report.added += 1;
+                }
+                drop(files);
+                drop(blob_tables);
+                entries.finish(&self.clock.lock().expect("clock lock"))?
+            };
+            self.commit_entries(tx, touched)?;
+            Ok((written, conflicts))
+        })
     }
 }

@@ -5,15 +5,18 @@ use std::fs;
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{Store, ViewPoint};
+use super::{guarded, read_meta, sub_from_counter, Store, ViewPoint};
 use crate::blobs::BlobReader;
+use crate::clock::{Timestamp, MAX_ENTRY_MILLIS};
 use crate::entry::{FileRef, SignedEntry};
 use crate::error::{ReadError, SnapshotError, StorageError};
 use crate::format::layout::{
-    BLOBS, COLLECTIONS, ENTRIES, FILES, INLINE_BLOBS, LOCATION_FILE, OUTBOARDS, SNAPSHOTS,
+    BLOBS, BLOB_REFS, COLLECTIONS, ENTRIES, FILES, INLINE_BLOBS, LOCATION_FILE, META, META_CLOCK,
+    META_STORED_BYTES, OUTBOARDS, SNAPSHOTS,
 };
 use crate::format::manifest::decode_manifest;
 use crate::hash::Hash;
+use crate::store::purge::DenyReason;
 
 /// A blob that failed verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,30 @@ pub struct GcReport {
     pub leftovers_removed: u64,
 }
 
+/// What redb's own check of the database file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseCheck {
+    /// Every page checked out.
+    Intact,
+    /// Damage was found and repaired from the last good commit.
+    Repaired,
+}
+
+/// What [`Store::doctor`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorReport {
+    /// The database file's own check.
+    pub database: DatabaseCheck,
+    /// Entries dated past the absolute ceiling (May 2109) that were removed and denied: what
+    /// a peer could push before times had a limit.
+    pub far_future_removed: u64,
+    /// The latest time the store had seen, before and after: new writes are later than
+    /// `clock_after`, so they win over everything that remains.
+    pub clock_before: Timestamp,
+    /// See `clock_before`.
+    pub clock_after: Timestamp,
+}
+
 /// Totals for one collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionInfo {
@@ -106,6 +133,10 @@ impl Store {
     /// Re-hashes every blob, checks every entry's signature, and names every key in a view or
     /// snapshot whose content is damaged.
     pub fn verify(&self) -> Result<VerifyReport, StorageError> {
+        guarded(|| self.verify_inner())
+    }
+
+    fn verify_inner(&self) -> Result<VerifyReport, StorageError> {
         let _guard = self.gc_lock.read().expect("gc lock");
         let tx = self.db.begin_read()?;
         let reader = BlobReader::open(&self.files, &tx)?;
@@ -233,6 +264,10 @@ impl Store {
     /// new ones while it runs, so nothing they use is removed. Refuses to run if a manifest
     /// cannot be read (it would not know which chunks are still needed): run `verify`.
     pub fn gc(&self) -> Result<GcReport, StorageError> {
+        guarded(|| self.gc_inner())
+    }
+
+    fn gc_inner(&self) -> Result<GcReport, StorageError> {
         let _guard = self.gc_lock.write().expect("gc lock");
         if self.transfers_in_progress() > 0 {
             return Err(StorageError::Busy(
@@ -276,6 +311,7 @@ impl Store {
             let mut blobs = tx.open_table(BLOBS)?;
             let mut inline = tx.open_table(INLINE_BLOBS)?;
             let mut outboards = tx.open_table(OUTBOARDS)?;
+            let mut refs = tx.open_table(BLOB_REFS)?;
             let mut doomed = Vec::new();
             for row in blobs.iter()? {
                 let (k, v) = row?;
@@ -288,6 +324,8 @@ impl Store {
                 blobs.remove(hash.as_bytes())?;
                 inline.remove(hash.as_bytes())?;
                 outboards.remove(hash.as_bytes())?;
+                let h = *hash.as_bytes();
+                refs.retain_in((h, "")..=(h, "\u{10ffff}"), |_, _| false)?;
                 if location == LOCATION_FILE {
                     doomed_files.push(self.files.path(&hash));
                 }
@@ -305,6 +343,11 @@ impl Store {
             for k in dead {
                 files.remove(&k)?;
             }
+            sub_from_counter(
+                &mut tx.open_table(META)?,
+                META_STORED_BYTES,
+                report.bytes_freed,
+            )?;
         }
         tx.commit()?;
         for path in doomed_files {
@@ -359,6 +402,10 @@ impl Store {
 
     /// Each collection with its totals.
     pub fn collections(&self) -> Result<Vec<CollectionInfo>, StorageError> {
+        guarded(|| self.collections_inner())
+    }
+
+    fn collections_inner(&self) -> Result<Vec<CollectionInfo>, StorageError> {
         let counts: Vec<(String, u64)> = {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(COLLECTIONS)?;
@@ -386,13 +433,14 @@ impl Store {
 
     /// Totals for the whole store.
     pub fn stats(&self) -> Result<Stats, StorageError> {
+        guarded(|| self.stats_inner())
+    }
+
+    fn stats_inner(&self) -> Result<Stats, StorageError> {
         let collections = self.collections()?;
         let tx = self.db.begin_read()?;
         let blobs = tx.open_table(BLOBS)?;
-        let mut stored_bytes = 0;
-        for row in blobs.iter()? {
-            stored_bytes += row?.1.value().0;
-        }
+        let stored_bytes = u64::from_le_bytes(read_meta(&tx.open_table(META)?, META_STORED_BYTES)?);
         Ok(Stats {
             collections: collections.len() as u64,
             entries: tx.open_table(ENTRIES)?.len()?,
@@ -401,6 +449,71 @@ impl Store {
             blobs: blobs.len()?,
             stored_bytes,
             snapshots: tx.open_table(SNAPSHOTS)?.len()?,
+        })
+    }
+}
+
+impl Store {
+    /// Runs redb's check of every page of the database file (a pass over the whole file; it
+    /// repairs from the last good commit where it can). Needs the store to itself.
+    pub fn check_database(&mut self) -> Result<DatabaseCheck, StorageError> {
+        let result = guarded(|| {
+            self.db
+                .check_integrity()
+                .map_err(|e| StorageError::Damaged(format!("the database check failed: {e}")))
+        })?;
+        Ok(if result {
+            DatabaseCheck::Intact
+        } else {
+            DatabaseCheck::Repaired
+        })
+    }
+
+    /// Repairs what can be repaired: checks the database file (see
+    /// [`Store::check_database`]), removes entries dated past the absolute ceiling of entry
+    /// times (putting them on the deny list), and sets the clock back to the latest time that
+    /// remains, so new writes win again over everything the store holds. For a store poisoned
+    /// by a far-future entry before times had a limit.
+    pub fn doctor(&mut self) -> Result<DoctorReport, StorageError> {
+        let database = self.check_database()?;
+        guarded(|| {
+            let clock_before = self.clock.lock().expect("clock lock").last();
+            let ceiling = Timestamp::from_unix_millis(MAX_ENTRY_MILLIS + 1);
+            let mut far = Vec::new();
+            let mut latest = Timestamp::default();
+            {
+                let tx = self.db.begin_read()?;
+                for row in tx.open_table(ENTRIES)?.iter()? {
+                    let (k, v) = row?;
+                    let e = SignedEntry::decode_unverified(v.value()).map_err(|e| {
+                        StorageError::Damaged(format!("entry {}: {e}", Hash::from_bytes(k.value())))
+                    })?;
+                    let t = e.entry().time;
+                    if t >= ceiling {
+                        far.push(k.value());
+                    } else {
+                        latest = latest.max(t);
+                    }
+                }
+            }
+            let mut far_future_removed = 0;
+            for ids in far.chunks(4096) {
+                far_future_removed += self
+                    .remove_entries(ids, DenyReason::FarFuture, |_| Ok(()))?
+                    .len() as u64;
+            }
+            let mut clock = self.clock.lock().expect("clock lock");
+            clock.reset(latest);
+            let tx = self.db.begin_write()?;
+            tx.open_table(META)?
+                .insert(META_CLOCK, latest.raw().to_le_bytes().as_slice())?;
+            tx.commit()?;
+            Ok(DoctorReport {
+                database,
+                far_future_removed,
+                clock_before,
+                clock_after: latest,
+            })
         })
     }
 }

@@ -1,7 +1,11 @@
 //! The store: blobs, files, entries, views and snapshots in one data folder.
 
 mod add;
+mod export;
+mod guard;
 mod maintenance;
+mod private;
+mod purge;
 mod sync_index;
 mod transfer;
 mod view;
@@ -15,22 +19,31 @@ use std::sync::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
-pub use maintenance::{BlobProblem, CollectionInfo, DamagedKey, GcReport, Stats, VerifyReport};
+pub use export::{ExportReport, SkippedKey};
+pub use maintenance::{
+    BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DoctorReport, GcReport, Stats,
+    VerifyReport,
+};
+pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
-pub use transfer::{MissingBlob, TransferGuard};
-pub use view::{ExportReport, SnapshotInfo, ViewItem, ViewPoint};
+pub use transfer::{Expected, MissingBlob, MissingPage, Received, Refusal, Refused, TransferGuard};
+pub use view::{SnapshotInfo, ViewItem, ViewPoint};
 
-use crate::blobs::BlobFiles;
+pub(crate) use guard::guarded;
+
+use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};
 use crate::entry::{Entry, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, OpenError, StorageError};
 use crate::format::layout::{
-    format_file_contents, BLOBS, COLLECTIONS, DB_FILE, ENTRIES, FILES, FORMAT_FILE, FORMAT_PREFIX,
-    FORMAT_VERSION, HISTORY, INLINE_BLOBS, META, META_CLOCK, META_NEXT_SEQ, META_SECRET_KEY,
-    OUTBOARDS, SNAPSHOTS, VIEWS,
+    format_file_contents, BLOBS, BLOB_REFS, COLLECTIONS, DB_FILE, DENIED, ENTRIES, FILES,
+    FORMAT_FILE, FORMAT_PREFIX, FORMAT_VERSION, HISTORY, INLINE_BLOBS, META, META_CLOCK,
+    META_ENTRY_BYTES, META_NEXT_SEQ, META_PRIVATE, META_SECRET_KEY, META_STORED_BYTES, ORIGINS,
+    OUTBOARDS, PEER_USAGE, SNAPSHOTS, VIEWS,
 };
+use crate::hash::Hash;
 use crate::identity::{PublicKey, SecretKey};
-use crate::names::{validate_collection, validate_key};
+use crate::names::{parent_folders, validate_collection, validate_key};
 
 /// The collection used when none is named.
 pub const DEFAULT_COLLECTION: &str = "default";
@@ -59,8 +72,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a store in `dir` (created if missing), with a new signing key.
-    /// Fails with [`OpenError::AlreadyInitialized`] if a store is there already.
+    /// Creates a store in `dir` (created if missing, or an existing empty folder), with a new
+    /// signing key. The folder is made private (0700, files 0600): the database holds the
+    /// secret key. Fails with [`OpenError::AlreadyInitialized`] if a store is there already.
     pub fn init(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_owned();
         let format_path = dir.join(FORMAT_FILE);
@@ -68,7 +82,7 @@ impl Store {
             check_format(&dir)?;
             return Err(OpenError::AlreadyInitialized { dir });
         }
-        create_private_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        private::create_private_dir(&dir)?;
         let files = BlobFiles::new(&dir);
         files.create_dirs()?;
         let db_path = dir.join(DB_FILE);
@@ -90,19 +104,26 @@ impl Store {
                 meta.insert(META_NEXT_SEQ, 0u64.to_le_bytes().as_slice())
                     .map_err(StorageError::from)?;
             }
+            meta.insert(META_PRIVATE, [1u8].as_slice())
+                .map_err(StorageError::from)?;
+            drop(meta);
             create_tables(&tx)?;
         }
         tx.commit().map_err(StorageError::from)?;
+        private::tighten(&dir)?;
         write_durably(&format_path, format_file_contents().as_bytes())
             .map_err(|e| StorageError::io(&format_path, e))?;
         drop(db);
         Store::open(dir)
     }
 
-    /// Opens the store in `dir`.
+    /// Opens the store in `dir`. Refuses a folder that belongs to another user or that is
+    /// open to other users ([`OpenError::NotOwner`], [`OpenError::Exposed`]); a store made by
+    /// an earlier version of this software is made private on its first open instead.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_owned();
         check_format(&dir)?;
+        private::check_owner(&dir)?;
         let db_path = dir.join(DB_FILE);
         if !db_path.exists() {
             return Err(OpenError::Storage(StorageError::Damaged(format!(
@@ -111,13 +132,27 @@ impl Store {
             ))));
         }
         let db = open_db(&dir, &db_path, false)?;
-        let tx = db.begin_read().map_err(StorageError::from)?;
-        let meta = tx.open_table(META).map_err(StorageError::from)?;
-        let seed: [u8; 32] = read_meta(&meta, META_SECRET_KEY)?;
-        let clock = u64::from_le_bytes(read_meta(&meta, META_CLOCK)?);
-        drop(meta);
-        drop(tx);
         let files = BlobFiles::new(&dir);
+        let (seed, clock) = guarded(|| -> Result<_, OpenError> {
+            let private = upgrade(&db, &files)?;
+            if private {
+                private::check_private(&dir)?;
+            } else {
+                // Made by an earlier version: tighten once, then remember it was done.
+                private::tighten(&dir)?;
+                let tx = db.begin_write().map_err(StorageError::from)?;
+                tx.open_table(META)
+                    .map_err(StorageError::from)?
+                    .insert(META_PRIVATE, [1u8].as_slice())
+                    .map_err(StorageError::from)?;
+                tx.commit().map_err(StorageError::from)?;
+            }
+            let tx = db.begin_read().map_err(StorageError::from)?;
+            let meta = tx.open_table(META).map_err(StorageError::from)?;
+            let seed: [u8; 32] = read_meta(&meta, META_SECRET_KEY)?;
+            let clock = u64::from_le_bytes(read_meta(&meta, META_CLOCK)?);
+            Ok((seed, clock))
+        })?;
         files.create_dirs()?;
         Ok(Store {
             dir,
@@ -129,6 +164,23 @@ impl Store {
             sync_cache: sync_index::SummaryCache::default(),
             transfers: AtomicUsize::new(0),
         })
+    }
+
+    /// Replaces the wall clock the store reads (milliseconds since the Unix epoch): for
+    /// simulations and tests of servers whose clocks are wrong. Not part of the supported API.
+    #[doc(hidden)]
+    pub fn set_wall_clock(&self, millis: fn() -> u64) {
+        self.clock
+            .lock()
+            .expect("clock lock")
+            .set_wall_clock(millis);
+    }
+
+    /// The latest entry time this store accepts from elsewhere right now (see
+    /// ARCHITECTURE.md, "Entry time"): five years past the later of its wall clock, the
+    /// latest time it has seen and the date this version was made, and never past May 2109.
+    pub fn time_limit(&self) -> Timestamp {
+        self.clock.lock().expect("clock lock").rule().limit
     }
 
     /// The data folder.
@@ -189,20 +241,37 @@ impl Store {
         for (k, _) in values {
             validate_key(k)?;
         }
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let mut out = Vec::with_capacity(values.len());
-        let touched = {
-            let mut tables = EntryTables::open(&tx)?;
-            for (key, value) in values {
-                let entry = self.new_entry(collection, key, *value);
-                let signed = SignedEntry::sign(entry, &self.key)?;
-                tables.insert(&signed)?;
-                out.push(signed);
-            }
-            tables.finish(&self.clock.lock().expect("clock lock"))?
-        };
-        self.commit_entries(tx, touched)?;
-        Ok(out)
+        guarded(|| {
+            let reach: Vec<Vec<Hash>> = {
+                let read = self.db.begin_read().map_err(StorageError::from)?;
+                let reader = BlobReader::open(&self.files, &read)?;
+                values
+                    .iter()
+                    .map(|(_, v)| match v {
+                        EntryValue::File(f) => file_blobs(&reader, f),
+                        EntryValue::Tombstone => Vec::new(),
+                    })
+                    .collect()
+            };
+            let tx = self.db.begin_write().map_err(StorageError::from)?;
+            let mut out = Vec::with_capacity(values.len());
+            let touched = {
+                let mut tables = EntryTables::open(&tx, None)?;
+                for ((key, value), reach) in values.iter().zip(reach) {
+                    if let EntryValue::File(_) = value {
+                        tables.check_placement(collection, key)?;
+                        tables.add_refs(collection, reach)?;
+                    }
+                    let entry = self.new_entry(collection, key, *value);
+                    let signed = SignedEntry::sign(entry, &self.key)?;
+                    tables.insert(&signed)?;
+                    out.push(signed);
+                }
+                tables.finish(&self.clock.lock().expect("clock lock"))?
+            };
+            self.commit_entries(tx, touched)?;
+            Ok(out)
+        })
     }
 
     fn new_entry(&self, collection: &str, key: &str, value: EntryValue) -> Entry {
@@ -215,32 +284,51 @@ impl Store {
         }
     }
 
-    /// Inserts an entry that arrived from elsewhere, after checking its signature and that
-    /// its blobs' presence is not required (entries may arrive before their blobs). Returns
-    /// false if the store already had it.
+    /// Inserts an entry that arrived from elsewhere, after checking its signature, its names
+    /// and its time (see [`Store::time_limit`]); its blobs need not be here (entries may arrive
+    /// before their blobs). Returns false if the store already had it.
     pub fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
         let entry = SignedEntry::decode(encoded)?;
         Ok(self.insert_entries(std::slice::from_ref(&entry))? == 1)
     }
 
     /// Inserts verified entries (from [`SignedEntry::decode`] or [`SignedEntry::sign`]) in one
-    /// transaction; returns how many were new. Entries may arrive before their blobs.
+    /// transaction; returns how many were new. Entries may arrive before their blobs. All or
+    /// nothing: if one is dated later than [`Store::time_limit`] or is on the deny list,
+    /// nothing is inserted and the error names it.
     pub fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let mut inserted = 0;
-        let touched = {
-            let mut tables = EntryTables::open(&tx)?;
-            let mut clock = self.clock.lock().expect("clock lock");
-            for entry in entries {
-                if tables.insert(entry)? {
-                    inserted += 1;
+        guarded(|| {
+            let tx = self.db.begin_write().map_err(StorageError::from)?;
+            let mut inserted = 0;
+            let touched = {
+                let mut tables = EntryTables::open(&tx, None)?;
+                let mut clock = self.clock.lock().expect("clock lock");
+                let rule = clock.rule();
+                for entry in entries {
+                    let time = entry.entry().time;
+                    if !rule.accepts(time) {
+                        return Err(EntryError::TooFarAhead {
+                            id: entry.id(),
+                            time,
+                            limit: rule.limit,
+                        });
+                    }
+                    match tables.insert(entry)? {
+                        Inserted::New => inserted += 1,
+                        Inserted::Known => {}
+                        Inserted::Denied => return Err(EntryError::Denied { id: entry.id() }),
+                    }
+                    if let EntryValue::File(f) = entry.entry().value {
+                        let c = entry.entry().collection.as_str();
+                        tables.add_refs(c, [f.hash].into_iter().chain(f.manifest))?;
+                    }
+                    clock.observe(time);
                 }
-                clock.observe(entry.entry().time);
-            }
-            tables.finish(&clock)?
-        };
-        self.commit_entries(tx, touched)?;
-        Ok(inserted)
+                tables.finish(&clock)?
+            };
+            self.commit_entries(tx, touched)?;
+            Ok(inserted)
+        })
     }
 
     /// Commits a transaction that inserted entries, keeping the sync index cache in step.
@@ -254,15 +342,17 @@ impl Store {
 
     /// A consistent view of one collection's items for a reconciliation session.
     pub fn sync_index(&self, collection: &str) -> Result<StoreSyncIndex, StorageError> {
-        StoreSyncIndex::open(&self.db, &self.sync_cache, collection)
+        guarded(|| StoreSyncIndex::open(&self.db, &self.sync_cache, collection))
     }
 
     /// The insertion counter: the number every next inserted entry gets. With the peer's, it
     /// is what a completed sync records as an [`Agreement`](crate::sync::Agreement).
     pub fn sync_seq(&self) -> Result<u64, StorageError> {
-        let tx = self.db.begin_read()?;
-        let meta = tx.open_table(META)?;
-        Ok(u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?))
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            Ok(u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?))
+        })
     }
 
     /// What this store last agreed with `peer` about `collection`.
@@ -271,8 +361,10 @@ impl Store {
         peer: &PublicKey,
         collection: &str,
     ) -> Result<Option<crate::sync::Agreement>, StorageError> {
-        let tx = self.db.begin_read()?;
-        sync_index::read_agreement(&tx, peer.as_bytes(), collection)
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            sync_index::read_agreement(&tx, peer.as_bytes(), collection)
+        })
     }
 
     /// Remembers that this store and `peer` held the same entries of `collection` at these
@@ -283,25 +375,50 @@ impl Store {
         collection: &str,
         agreement: crate::sync::Agreement,
     ) -> Result<(), StorageError> {
-        let tx = self.db.begin_write()?;
-        sync_index::write_agreement(&tx, peer.as_bytes(), collection, agreement)?;
-        tx.commit()?;
-        Ok(())
+        guarded(|| {
+            let tx = self.db.begin_write()?;
+            sync_index::write_agreement(&tx, peer.as_bytes(), collection, agreement)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// The entry with this id, if the store has it.
     pub fn entry(&self, id: &crate::EntryId) -> Result<Option<SignedEntry>, EntryError> {
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
-        if entries
-            .get(id.as_bytes())
-            .map_err(StorageError::from)?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        Ok(Some(decode_stored_entry(&entries, id.as_bytes())?))
+        guarded(|| {
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
+            if entries
+                .get(id.as_bytes())
+                .map_err(StorageError::from)?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            Ok(Some(decode_stored_entry(&entries, id.as_bytes())?))
+        })
     }
+
+    /// Bytes stored: every blob, plus the storage charge of every entry (what a quota counts).
+    pub fn quota_used(&self) -> Result<u64, StorageError> {
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let blobs = u64::from_le_bytes(read_meta(&meta, META_STORED_BYTES)?);
+            let entries = u64::from_le_bytes(read_meta(&meta, META_ENTRY_BYTES)?);
+            Ok(blobs.saturating_add(entries))
+        })
+    }
+}
+
+/// What happened to one entry offered to [`EntryTables::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inserted {
+    New,
+    /// The store had it already.
+    Known,
+    /// It is on the deny list.
+    Denied,
 }
 
 /// The tables touched when entries are inserted, inside one write transaction.
@@ -311,15 +428,29 @@ struct EntryTables<'txn> {
     views: Table<'txn, (&'static str, &'static str), (u64, [u8; 32])>,
     history: Table<'txn, (&'static str, &'static str, u64), (u64, [u8; 32])>,
     collections: Table<'txn, &'static str, u64>,
+    denied: Table<'txn, [u8; 32], (u64, u8)>,
+    origins: Table<'txn, ([u8; 32], u64), [u8; 32]>,
+    usage: Table<'txn, [u8; 32], (u64, u64, u64)>,
+    refs: Table<'txn, ([u8; 32], &'static str), ()>,
     sync: sync_index::SyncTables<'txn>,
     next_seq: u64,
+    /// The peer that delivered the entries (none for entries written here).
+    origin: Option<[u8; 32]>,
+    /// Storage charge of the entries inserted, and how many.
+    charged: u64,
+    count: u64,
+    /// Blob bytes the transaction recorded that were new to the store (from `BlobTables`).
+    blob_bytes: u64,
 }
 
 /// Sync index blocks a transaction touched, per collection.
 type Touched = std::collections::HashMap<String, std::collections::BTreeSet<[u8; 40]>>;
 
 impl<'txn> EntryTables<'txn> {
-    fn open(tx: &'txn redb::WriteTransaction) -> Result<Self, StorageError> {
+    fn open(
+        tx: &'txn redb::WriteTransaction,
+        origin: Option<&PublicKey>,
+    ) -> Result<Self, StorageError> {
         let meta = tx.open_table(META)?;
         let next_seq = u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?);
         Ok(EntryTables {
@@ -328,16 +459,27 @@ impl<'txn> EntryTables<'txn> {
             views: tx.open_table(VIEWS)?,
             history: tx.open_table(HISTORY)?,
             collections: tx.open_table(COLLECTIONS)?,
+            denied: tx.open_table(DENIED)?,
+            origins: tx.open_table(ORIGINS)?,
+            usage: tx.open_table(PEER_USAGE)?,
+            refs: tx.open_table(BLOB_REFS)?,
             sync: sync_index::SyncTables::open(tx)?,
             next_seq,
+            origin: origin.map(|p| *p.as_bytes()),
+            charged: 0,
+            count: 0,
+            blob_bytes: 0,
         })
     }
 
     /// Adds an entry to the set, its key's history and (if it is the latest) the view.
-    fn insert(&mut self, entry: &SignedEntry) -> Result<bool, StorageError> {
+    fn insert(&mut self, entry: &SignedEntry) -> Result<Inserted, StorageError> {
         let id = *entry.id().as_bytes();
         if self.entries.get(&id)?.is_some() {
-            return Ok(false);
+            return Ok(Inserted::Known);
+        }
+        if self.denied.get(&id)?.is_some() {
+            return Ok(Inserted::Denied);
         }
         let e = entry.entry();
         let (c, k) = (e.collection.as_str(), e.key.as_str());
@@ -351,12 +493,29 @@ impl<'txn> EntryTables<'txn> {
             id,
         };
         self.sync.insert(c, item, self.next_seq)?;
+        if let Some(origin) = self.origin {
+            self.origins.insert((origin, self.next_seq), id)?;
+        }
         self.next_seq += 1;
+        self.charged += entry.storage_charge();
+        self.count += 1;
         let current = self.views.get((c, k))?.map(|v| v.value());
         if current.is_none_or(|cur| version > cur) {
             self.views.insert((c, k), version)?;
         }
-        Ok(true)
+        Ok(Inserted::New)
+    }
+
+    /// Records that `collection` reaches these blobs (a peer that may read it may fetch them).
+    fn add_refs(
+        &mut self,
+        collection: &str,
+        blobs: impl IntoIterator<Item = Hash>,
+    ) -> Result<(), StorageError> {
+        for h in blobs {
+            self.refs.insert((*h.as_bytes(), collection), ())?;
+        }
+        Ok(())
     }
 
     /// The entry the view shows for a key (a tombstone included), as of this transaction.
@@ -368,6 +527,46 @@ impl<'txn> EntryTables<'txn> {
         decode_stored_entry(&self.entries, &id).map(Some)
     }
 
+    /// True when the view holds a file (not a tombstone) at `key`.
+    fn holds_file(&self, collection: &str, key: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .current(collection, key)?
+            .is_some_and(|e| matches!(e.entry().value, EntryValue::File(_))))
+    }
+
+    /// Refuses a file at `key` where the view has a file at one of its folders, or files
+    /// under it (it is a folder there): an export could not hold both.
+    fn check_placement(&self, collection: &str, key: &str) -> Result<(), EntryError> {
+        let conflict = |reason: String| EntryError::FileFolderConflict {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        for folder in parent_folders(key) {
+            if self.holds_file(collection, folder)? {
+                return Err(conflict(format!("`{folder}` is a file there")));
+            }
+        }
+        let below = format!("{key}/");
+        for row in self
+            .views
+            .range((collection, below.as_str())..)
+            .map_err(StorageError::from)?
+        {
+            let (k, _) = row.map_err(StorageError::from)?;
+            let (c, other) = k.value();
+            if c != collection || !other.starts_with(&below) {
+                break;
+            }
+            if self.holds_file(collection, other)? {
+                return Err(conflict(format!(
+                    "it is a folder there (it holds `{other}`)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the counters; returns the sync blocks touched, for the commit.
     fn finish(mut self, clock: &HybridClock) -> Result<Touched, StorageError> {
         self.sync.finish()?;
@@ -375,8 +574,92 @@ impl<'txn> EntryTables<'txn> {
             .insert(META_NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
         self.meta
             .insert(META_CLOCK, clock.last().raw().to_le_bytes().as_slice())?;
+        add_to_counter(&mut self.meta, META_ENTRY_BYTES, self.charged)?;
+        add_to_counter(&mut self.meta, META_STORED_BYTES, self.blob_bytes)?;
+        if let Some(origin) = self.origin {
+            let (n, bytes, blobs) = self
+                .usage
+                .get(&origin)?
+                .map(|v| v.value())
+                .unwrap_or_default();
+            self.usage.insert(
+                &origin,
+                (
+                    n + self.count,
+                    bytes + self.charged,
+                    blobs + self.blob_bytes,
+                ),
+            )?;
+        }
         Ok(std::mem::take(&mut self.sync.touched))
     }
+}
+
+impl EntryTables<'_> {
+    /// Writes only the byte counters and the origin's usage (a transaction that recorded
+    /// blobs but inserted no entries).
+    fn finish_counters_only(mut self) -> Result<(), StorageError> {
+        add_to_counter(&mut self.meta, META_STORED_BYTES, self.blob_bytes)?;
+        if let (Some(origin), true) = (self.origin, self.blob_bytes > 0) {
+            let (n, bytes, blobs) = self
+                .usage
+                .get(&origin)?
+                .map(|v| v.value())
+                .unwrap_or_default();
+            self.usage
+                .insert(&origin, (n, bytes, blobs + self.blob_bytes))?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `delta` to a u64 counter in the meta table (a missing one counts as 0).
+pub(crate) fn add_to_counter(
+    meta: &mut Table<'_, &'static str, &'static [u8]>,
+    name: &str,
+    delta: u64,
+) -> Result<(), StorageError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let now = match meta.get(name)? {
+        Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| {
+            StorageError::Damaged(format!("the `{name}` record has the wrong length"))
+        })?),
+        None => 0,
+    };
+    meta.insert(name, now.saturating_add(delta).to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Subtracts `delta` from a u64 counter in the meta table.
+pub(crate) fn sub_from_counter(
+    meta: &mut Table<'_, &'static str, &'static [u8]>,
+    name: &str,
+    delta: u64,
+) -> Result<(), StorageError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let now: [u8; 8] = read_meta(meta, name)?;
+    let now = u64::from_le_bytes(now);
+    meta.insert(name, now.saturating_sub(delta).to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// The blobs that hold a file: its one blob, or its manifest and (when the manifest is here
+/// and valid) its chunks.
+pub(crate) fn file_blobs(reader: &BlobReader<'_>, file: &FileRef) -> Vec<Hash> {
+    let Some(m) = file.manifest else {
+        return vec![file.hash];
+    };
+    let mut out = vec![m];
+    if let Ok(bytes) = reader.read(&m) {
+        if let Ok(chunks) = crate::format::manifest::ManifestReader::new(&bytes) {
+            out.extend(chunks.map_while(Result::ok).map(|c| c.hash));
+        }
+    }
+    out
 }
 
 /// Reads an entry the store accepted earlier; a missing or undecodable one means damage.
@@ -406,10 +689,70 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(crate::format::layout::SYNC_TOTALS)?;
     tx.open_table(crate::format::layout::SYNC_LOG)?;
     tx.open_table(crate::format::layout::SYNC_PEERS)?;
+    tx.open_table(DENIED)?;
+    tx.open_table(ORIGINS)?;
+    tx.open_table(PEER_USAGE)?;
+    tx.open_table(BLOB_REFS)?;
+    let mut meta = tx.open_table(META)?;
+    for counter in [META_STORED_BYTES, META_ENTRY_BYTES] {
+        if meta.get(counter)?.is_none() {
+            meta.insert(counter, 0u64.to_le_bytes().as_slice())?;
+        }
+    }
     Ok(())
 }
 
-fn read_meta<const N: usize>(
+/// Brings a store made by an earlier version of format 1 up to date: creates the tables it
+/// lacks and computes the counters it did not keep (one pass over the blobs and entries, once).
+/// Returns whether the data folder was made private by this version already.
+fn upgrade(db: &Database, files: &BlobFiles) -> Result<bool, StorageError> {
+    let (private, missing) = {
+        let tx = db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let private = meta.get(META_PRIVATE)?.is_some();
+        let missing = meta.get(META_STORED_BYTES)?.is_none()
+            || meta.get(META_ENTRY_BYTES)?.is_none()
+            || tx.open_table(BLOB_REFS).is_err();
+        (private, missing)
+    };
+    if !missing {
+        return Ok(private);
+    }
+    let read = db.begin_read()?;
+    let reader = BlobReader::open(files, &read)?;
+    let tx = db.begin_write()?;
+    {
+        let mut stored = 0u64;
+        for row in tx.open_table(BLOBS)?.iter()? {
+            stored += row?.1.value().0;
+        }
+        let mut charged = 0u64;
+        let entries = tx.open_table(ENTRIES)?;
+        let mut refs = tx.open_table(BLOB_REFS)?;
+        for row in entries.iter()? {
+            let (k, v) = row?;
+            let e = SignedEntry::decode_unverified(v.value()).map_err(|e| {
+                StorageError::Damaged(format!("entry {}: {e}", Hash::from_bytes(k.value())))
+            })?;
+            charged += e.storage_charge();
+            if let EntryValue::File(f) = e.entry().value {
+                let c = e.entry().collection.as_str();
+                for h in file_blobs(&reader, &f) {
+                    refs.insert((*h.as_bytes(), c), ())?;
+                }
+            }
+        }
+        drop((entries, refs));
+        create_tables(&tx)?;
+        let mut meta = tx.open_table(META)?;
+        meta.insert(META_STORED_BYTES, stored.to_le_bytes().as_slice())?;
+        meta.insert(META_ENTRY_BYTES, charged.to_le_bytes().as_slice())?;
+    }
+    tx.commit()?;
+    Ok(private)
+}
+
+pub(crate) fn read_meta<const N: usize>(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &str,
 ) -> Result<[u8; N], StorageError> {
@@ -479,7 +822,7 @@ fn check_format(dir: &Path) -> Result<(), OpenError> {
 /// Writes a small file atomically and durably: temp name, fsync, rename, fsync the folder.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
+    let mut f = private::private_file_options().open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -488,15 +831,4 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
-}
-
-/// Creates the store folder (and missing parents) readable by its owner only: the database
-/// holds the server's secret key and the blobs may be private documents. An existing folder
-/// keeps its permissions.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }

@@ -127,9 +127,8 @@ impl<'txn> SyncTables<'txn> {
         })
     }
 
-    /// Adds a new item (never one already present) of collection `c`, inserted as number `seq`.
-    pub(crate) fn insert(&mut self, c: &str, k: SyncKey, seq: u64) -> Result<(), StorageError> {
-        self.log.insert((c, seq), k.to_bytes())?;
+    /// The running total of collection `c` in this transaction.
+    fn total_mut(&mut self, c: &str) -> Result<&mut Accumulator, StorageError> {
         if !self.pending_totals.contains_key(c) {
             let stored = self
                 .totals
@@ -138,10 +137,13 @@ impl<'txn> SyncTables<'txn> {
                 .unwrap_or_default();
             self.pending_totals.insert(c.to_owned(), stored);
         }
-        self.pending_totals
-            .get_mut(c)
-            .expect("just inserted")
-            .add(&k.id);
+        Ok(self.pending_totals.get_mut(c).expect("just inserted"))
+    }
+
+    /// Adds a new item (never one already present) of collection `c`, inserted as number `seq`.
+    pub(crate) fn insert(&mut self, c: &str, k: SyncKey, seq: u64) -> Result<(), StorageError> {
+        self.log.insert((c, seq), k.to_bytes())?;
+        self.total_mut(c)?.add(&k.id);
 
         let kb = k.to_bytes();
         match self.block_first_at_or_before(c, &kb)? {
@@ -178,10 +180,50 @@ impl<'txn> SyncTables<'txn> {
         Ok(())
     }
 
+    /// Removes an item of collection `c` that was inserted as number `seq` (a purge). Where the
+    /// item started its block, the rest of the block joins the one before unless it starts at
+    /// a boundary item itself, so blocks keep starting where another server's would.
+    pub(crate) fn remove(&mut self, c: &str, k: SyncKey, seq: u64) -> Result<(), StorageError> {
+        let missing = || StorageError::Damaged(format!("sync index item {k:?} is missing"));
+        self.log.remove((c, seq))?;
+        let mut single = Accumulator::default();
+        single.add(&k.id);
+        let total = self.total_mut(c)?;
+        *total = total.minus(&single);
+        let kb = k.to_bytes();
+        let first = self.block_first_at_or_before(c, &kb)?.ok_or_else(missing)?;
+        let mut keys = self.block_items(c, &first)?;
+        let at = keys.binary_search(&k).map_err(|_| missing())?;
+        keys.remove(at);
+        if at > 0 {
+            return self.write_block(c, &keys);
+        }
+        self.remove_block(c, first)?;
+        let Some(&new_first) = keys.first() else {
+            return Ok(());
+        };
+        if is_boundary(&new_first) {
+            return self.write_block(c, &keys);
+        }
+        match self.block_first_at_or_before(c, &new_first.to_bytes())? {
+            Some(prev) => {
+                let mut merged = self.block_items(c, &prev)?;
+                merged.extend(keys);
+                self.write_block(c, &merged)?;
+                self.cut_if_oversized(c, merged)
+            }
+            None => self.write_block(c, &keys),
+        }
+    }
+
     /// Writes the running totals; call once, before the commit.
     pub(crate) fn finish(&mut self) -> Result<(), StorageError> {
         for (c, acc) in std::mem::take(&mut self.pending_totals) {
-            self.totals.insert(c.as_str(), acc.to_bytes())?;
+            if acc.count() == 0 {
+                self.totals.remove(c.as_str())?;
+            } else {
+                self.totals.insert(c.as_str(), acc.to_bytes())?;
+            }
         }
         Ok(())
     }
@@ -734,6 +776,17 @@ pub(crate) fn read_agreement(
         let (my_seq, their_seq) = v.value();
         Agreement { my_seq, their_seq }
     }))
+}
+
+/// Forgets every agreement about `collection` (its set lost entries, so "nothing changed
+/// since" no longer holds).
+pub(crate) fn forget_agreements(
+    tx: &redb::WriteTransaction,
+    collection: &str,
+) -> Result<(), StorageError> {
+    let mut table = tx.open_table(SYNC_PEERS)?;
+    table.retain(|(_, c), _| c != collection)?;
+    Ok(())
 }
 
 pub(crate) fn write_agreement(

@@ -6,24 +6,108 @@ use std::sync::atomic::Ordering;
 
 use redb::ReadableDatabase;
 
-use super::{EntryTables, Store};
+use super::{guarded, EntryTables, Inserted, Store};
 use crate::blobs::{self, BlobReader, BlobTables};
-use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::clock::Timestamp;
+use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{ReadError, StorageError, TransferError};
 use crate::format::layout::{
-    BLOBS, FILES, INLINE_BLOBS, LOCATION_FILE, LOCATION_INLINE, NO_MANIFEST, OUTBOARDS,
+    BLOBS, BLOB_REFS, DENIED, FILES, INLINE_BLOBS, LOCATION_FILE, LOCATION_INLINE, NO_MANIFEST,
+    OUTBOARDS,
 };
-use crate::format::manifest::decode_manifest;
+use crate::format::manifest::{max_manifest_len, ManifestReader};
 use crate::hash::Hash;
+use crate::identity::PublicKey;
+use crate::store::purge::DenyReason;
 use crate::transfer::{encode_whole, VerifiedBlob};
+
+/// What a missing blob must turn out to be, known before any of its bytes are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// A chunk or a whole small file of exactly this many bytes.
+    Size(u64),
+    /// The manifest of this file: at most [`Expected::max_size`] bytes, and checked as a
+    /// manifest of exactly this file before it is stored.
+    ManifestOf(FileRef),
+}
+
+impl Expected {
+    /// The most bytes the blob can have: what a fetch reserves for it before asking.
+    pub fn max_size(&self) -> u64 {
+        match self {
+            Expected::Size(n) => *n,
+            Expected::ManifestOf(file) => max_manifest_len(file.size),
+        }
+    }
+}
 
 /// A blob a file still needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingBlob {
     /// Its hash.
     pub hash: Hash,
-    /// Its size when known (chunks and single-blob files); `None` for a manifest.
-    pub size: Option<u64>,
+    /// What it must be.
+    pub expected: Expected,
+}
+
+/// Part of what a file still lacks (see [`Store::missing_content`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingPage {
+    /// Missing blobs, each once.
+    pub blobs: Vec<MissingBlob>,
+    /// Where the next page starts (a chunk number), if there is more.
+    pub next: Option<u64>,
+}
+
+/// Why a received entry was not inserted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Dated later than this store accepts now (it may be accepted later: nothing is
+    /// remembered).
+    TooFarAhead {
+        /// Its time.
+        time: Timestamp,
+        /// The latest time accepted now.
+        limit: Timestamp,
+    },
+    /// On the deny list (purged, or invalid before).
+    Denied,
+    /// Its file's content can never match it; it is now on the deny list.
+    InvalidContent {
+        /// What did not match.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooFarAhead { time, limit } => {
+                write!(f, "dated {time}, later than this server accepts ({limit})")
+            }
+            Refusal::Denied => f.write_str("on this server's deny list (purged or invalid)"),
+            Refusal::InvalidContent { detail } => write!(f, "its content is invalid: {detail}"),
+        }
+    }
+}
+
+/// A received entry that was not inserted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The entry.
+    pub id: EntryId,
+    /// Why.
+    pub reason: Refusal,
+}
+
+/// What [`Store::insert_received`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Entries that were new to the store.
+    pub new: u64,
+    /// Entries not inserted.
+    pub refused: Vec<Refused>,
 }
 
 /// Keeps garbage collection away while a transfer stores blobs ahead of the entries that
@@ -55,9 +139,11 @@ impl Store {
 
     /// True when the store holds this blob (for a file blob: its file is there, full size).
     pub fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(BLOBS)?;
-        self.has_blob_in(&table, hash)
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(BLOBS)?;
+            self.has_blob_in(&table, hash)
+        })
     }
 
     fn has_blob_in(
@@ -74,36 +160,51 @@ impl Store {
         })
     }
 
-    /// The size and bao encoding of a whole blob (see [`crate::transfer`]), checked against
-    /// its hash on the way out; `None` if the store does not have it.
-    pub fn encode_blob(&self, hash: &Hash) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
-        let mut out = None;
-        self.encode_blobs(&[*hash], |_, encoded| {
-            out = Some(encoded);
-            false
-        })?;
-        out.expect("one blob asked, one answered")
+    /// The size of a stored blob, if the store has it.
+    pub fn blob_size(&self, hash: &Hash) -> Result<Option<u64>, StorageError> {
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(BLOBS)?;
+            Ok(blobs::lookup(&table, hash)?.map(|(size, _)| size))
+        })
     }
 
-    /// Encodes `hashes` in order, as [`Store::encode_blob`] does, inside one read transaction,
-    /// handing each result to `each` until it returns false. Fails only when the database
-    /// cannot be read at all.
-    pub fn encode_blobs(
+    /// True when an entry of a collection that `may_read` allows names a file this blob
+    /// belongs to (its one blob, its manifest, or one of its chunks).
+    pub fn blob_reachable(
         &self,
-        hashes: &[Hash],
-        mut each: impl FnMut(Hash, Result<Option<(u64, Vec<u8>)>, TransferError>) -> bool,
-    ) -> Result<(), TransferError> {
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
-        let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
-        let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
-        for hash in hashes {
-            let encoded = self.encode_one(&table, &inline, &outboards, hash);
-            if !each(*hash, encoded) {
-                break;
+        hash: &Hash,
+        may_read: impl Fn(&str) -> bool,
+    ) -> Result<bool, StorageError> {
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let refs = tx.open_table(BLOB_REFS)?;
+            let h = *hash.as_bytes();
+            for row in refs.range((h, "")..)? {
+                let (k, _) = row?;
+                let (blob, collection) = k.value();
+                if blob != h {
+                    break;
+                }
+                if may_read(collection) {
+                    return Ok(true);
+                }
             }
-        }
-        Ok(())
+            Ok(false)
+        })
+    }
+
+    /// The size and bao encoding of a whole blob (see [`crate::transfer`]), checked against
+    /// its hash on the way out; `None` if the store does not have it. Reads inside one short
+    /// read transaction, which ends before this returns.
+    pub fn encode_blob(&self, hash: &Hash) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
+        guarded(|| {
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
+            let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
+            let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
+            self.encode_one(&table, &inline, &outboards, hash)
+        })
     }
 
     fn encode_one(
@@ -153,94 +254,127 @@ impl Store {
     }
 
     /// Stores verified blobs: files are written and made durable, then all are recorded in
-    /// one transaction. Returns the bytes that were new to the store.
-    pub fn import_blobs(&self, blobs: Vec<VerifiedBlob>) -> Result<u64, StorageError> {
+    /// one transaction. Returns the bytes that were new to the store, which count against
+    /// `origin`'s usage when a peer delivered them.
+    pub fn import_blobs(
+        &self,
+        blobs: Vec<VerifiedBlob>,
+        origin: Option<&PublicKey>,
+    ) -> Result<u64, StorageError> {
         if blobs.is_empty() {
             return Ok(0);
         }
-        let _gc = self.gc_lock.read().expect("gc lock");
-        let mut fresh = Vec::with_capacity(blobs.len());
-        let read = self.db.begin_read()?;
-        let known = read.open_table(BLOBS)?;
-        for VerifiedBlob(mut blob) in blobs {
-            if self.has_blob_in(&known, &blob.hash)? {
-                continue;
+        guarded(|| {
+            let _gc = self.gc_lock.read().expect("gc lock");
+            let mut fresh = Vec::with_capacity(blobs.len());
+            let read = self.db.begin_read()?;
+            let known = read.open_table(BLOBS)?;
+            for VerifiedBlob(mut blob) in blobs {
+                if self.has_blob_in(&known, &blob.hash)? {
+                    continue;
+                }
+                if blob.is_file() {
+                    self.files.write(&blob)?;
+                    blob.data = Vec::new();
+                }
+                fresh.push(blob);
             }
-            if blob.is_file() {
-                self.files.write(&blob)?;
-                blob.data = Vec::new();
+            drop((known, read));
+            if fresh.iter().any(|b| b.is_file()) {
+                self.files.make_durable()?;
             }
-            fresh.push(blob);
-        }
-        drop((known, read));
-        if fresh.iter().any(|b| b.is_file()) {
-            self.files.make_durable()?;
-        }
-        let tx = self.db.begin_write()?;
-        let mut new_bytes = 0;
-        {
-            let mut tables = BlobTables::open(&tx)?;
-            for blob in &fresh {
-                blobs::record(&mut tables, blob)?;
-                new_bytes += blob.size;
+            let tx = self.db.begin_write()?;
+            let mut new_bytes = 0;
+            {
+                let mut tables = BlobTables::open(&tx)?;
+                for blob in &fresh {
+                    new_bytes += blobs::record(&mut tables, blob)?;
+                }
+                let mut counters = EntryTables::open(&tx, origin)?;
+                counters.blob_bytes = new_bytes;
+                counters.finish_counters_only()?;
             }
-        }
-        tx.commit()?;
-        Ok(new_bytes)
+            tx.commit()?;
+            Ok(new_bytes)
+        })
     }
 
-    /// The blobs `file` still lacks in this store. A missing manifest comes alone (its chunks
-    /// are known once it is there); an empty list means the content is complete.
-    pub fn missing_blobs(&self, file: &FileRef) -> Result<Vec<MissingBlob>, TransferError> {
-        let Some(manifest) = file.manifest else {
-            return Ok(if self.has_blob(&file.hash)? {
-                Vec::new()
-            } else {
-                vec![MissingBlob {
-                    hash: file.hash,
-                    size: Some(file.size),
-                }]
-            });
-        };
-        if !self.has_blob(&manifest)? {
-            return Ok(vec![MissingBlob {
-                hash: manifest,
-                size: None,
-            }]);
-        }
-        let chunks = self.manifest_of(file, &manifest)?;
-        let mut missing = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for c in chunks {
-            if seen.insert(c.hash) && !self.has_blob(&c.hash)? {
-                missing.push(MissingBlob {
-                    hash: c.hash,
-                    size: Some(u64::from(c.len)),
+    /// What `file` still lacks in this store, from chunk number `from` on, at most `limit`
+    /// blobs a page (so a file of a million chunks is looked at a page at a time). A missing
+    /// manifest comes alone, as [`Expected::ManifestOf`] (its chunks are known once it is
+    /// here); an empty page without `next` means the content is complete.
+    pub fn missing_content(
+        &self,
+        file: &FileRef,
+        from: u64,
+        limit: usize,
+    ) -> Result<MissingPage, TransferError> {
+        guarded(|| {
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
+            let Some(manifest) = file.manifest else {
+                let blobs = if self.has_blob_in(&table, &file.hash)? {
+                    Vec::new()
+                } else {
+                    vec![MissingBlob {
+                        hash: file.hash,
+                        expected: Expected::Size(file.size),
+                    }]
+                };
+                return Ok(MissingPage { blobs, next: None });
+            };
+            if !self.has_blob_in(&table, &manifest)? {
+                return Ok(MissingPage {
+                    blobs: vec![MissingBlob {
+                        hash: manifest,
+                        expected: Expected::ManifestOf(*file),
+                    }],
+                    next: None,
                 });
             }
-        }
-        Ok(missing)
+            let reader = BlobReader::open(&self.files, &tx)?;
+            let bytes = reader.read(&manifest)?;
+            let chunks = self.manifest_reader(file, &manifest, &bytes)?;
+            let count = chunks.chunk_count();
+            let mut page = MissingPage::default();
+            let mut seen = std::collections::HashSet::new();
+            for (i, chunk) in chunks.enumerate().skip(from as usize) {
+                if page.blobs.len() == limit.max(1) {
+                    page.next = Some(i as u64);
+                    break;
+                }
+                let c = chunk.map_err(|e| bad_manifest(file, &manifest, e.to_string()))?;
+                if seen.insert(c.hash) && !self.has_blob_in(&table, &c.hash)? {
+                    page.blobs.push(MissingBlob {
+                        hash: c.hash,
+                        expected: Expected::Size(u64::from(c.len)),
+                    });
+                }
+            }
+            debug_assert!(page.next.is_none_or(|n| n < count));
+            Ok(page)
+        })
     }
 
-    fn manifest_of(
+    /// Checks the header of `file`'s manifest and returns its chunk reader.
+    fn manifest_reader<'b>(
         &self,
         file: &FileRef,
         manifest: &Hash,
-    ) -> Result<Vec<crate::format::manifest::ChunkRef>, TransferError> {
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.files, &tx)?;
-        let bytes = reader.read(manifest)?;
-        let mismatch = |detail: String| TransferError::ContentMismatch {
-            hash: file.hash,
-            detail,
-        };
-        let (size, chunks) =
-            decode_manifest(&bytes).map_err(|e| mismatch(format!("bad manifest: {e}")))?;
-        if size != file.size {
-            return Err(mismatch(format!(
-                "the manifest says {size} bytes, the entry {}",
-                file.size
-            )));
+        bytes: &'b [u8],
+    ) -> Result<ManifestReader<'b>, TransferError> {
+        let chunks =
+            ManifestReader::new(bytes).map_err(|e| bad_manifest(file, manifest, e.to_string()))?;
+        if chunks.size() != file.size {
+            return Err(bad_manifest(
+                file,
+                manifest,
+                format!(
+                    "it describes {} bytes, the entry {}",
+                    chunks.size(),
+                    file.size
+                ),
+            ));
         }
         Ok(chunks)
     }
@@ -259,64 +393,167 @@ impl Store {
                 *slot = v;
             }
         }
-        let tx = self.db.begin_read()?;
-        let views = tx.open_table(super::VIEWS)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            let v = (e.entry().time.raw(), *e.id().as_bytes());
-            let (c, k) = (e.entry().collection.as_str(), e.entry().key.as_str());
-            let latest_here = newest[&(c, k)] == v;
-            let newer_than_view = views.get((c, k))?.is_none_or(|cur| v > cur.value());
-            out.push(
-                latest_here && newer_than_view && matches!(e.entry().value, EntryValue::File(_)),
-            );
-        }
-        Ok(out)
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let views = tx.open_table(super::VIEWS)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let v = (e.entry().time.raw(), *e.id().as_bytes());
+                let (c, k) = (e.entry().collection.as_str(), e.entry().key.as_str());
+                let latest_here = newest[&(c, k)] == v;
+                let newer_than_view = views.get((c, k))?.is_none_or(|cur| v > cur.value());
+                out.push(
+                    latest_here
+                        && newer_than_view
+                        && matches!(e.entry().value, EntryValue::File(_)),
+                );
+            }
+            Ok(out)
+        })
     }
 
-    /// Inserts entries received from another store. Each entry marked in `needs_content`
-    /// (see [`Store::needs_content`]) must have its content complete here: for a chunked file
-    /// the chunks are hashed together and must give the entry's file hash, so nothing that
-    /// does not match its entry becomes visible. Returns how many entries were new.
+    /// Inserts entries received from `origin` (the peer that delivered them; their storage
+    /// charge counts against its usage).
+    ///
+    /// An entry is refused, not inserted, when it is dated later than [`Store::time_limit`],
+    /// when it is on the deny list, or when its file's content can never match it (a manifest
+    /// of another size, chunks that hash to something else): such an entry goes on the deny
+    /// list. Each entry marked in `needs_content` (see [`Store::needs_content`]) must otherwise
+    /// have its content complete here; for a chunked file the chunks are hashed together and
+    /// must give the entry's file hash, so nothing that does not match its entry becomes
+    /// visible.
     pub fn insert_received(
         &self,
         entries: &[SignedEntry],
         needs_content: &[bool],
-    ) -> Result<u64, TransferError> {
-        assert_eq!(entries.len(), needs_content.len(), "one flag per entry");
-        let mut files = Vec::new();
-        for (e, needs) in entries.iter().zip(needs_content) {
-            if let (true, EntryValue::File(f)) = (needs, e.entry().value) {
-                if !self.file_recorded(&f)? {
-                    self.check_content(&f)?;
+        origin: Option<&PublicKey>,
+    ) -> Result<Received, TransferError> {
+        if entries.len() != needs_content.len() {
+            return Err(TransferError::Storage(StorageError::Busy(format!(
+                "insert_received: {} entries but {} content flags",
+                entries.len(),
+                needs_content.len()
+            ))));
+        }
+        guarded(|| self.insert_received_inner(entries, needs_content, origin))
+    }
+
+    fn insert_received_inner(
+        &self,
+        entries: &[SignedEntry],
+        needs_content: &[bool],
+        origin: Option<&PublicKey>,
+    ) -> Result<Received, TransferError> {
+        let rule = self.clock.lock().expect("clock lock").rule();
+        let mut received = Received::default();
+        let mut ok = vec![true; entries.len()];
+        let mut invalid: Vec<[u8; 32]> = Vec::new();
+        let mut complete: Vec<(usize, FileRef)> = Vec::new();
+        let mut verdicts: HashMap<FileRef, Option<String>> = HashMap::new();
+        for (i, (e, needs)) in entries.iter().zip(needs_content).enumerate() {
+            let time = e.entry().time;
+            if !rule.accepts(time) {
+                ok[i] = false;
+                received.refused.push(Refused {
+                    id: e.id(),
+                    reason: Refusal::TooFarAhead {
+                        time,
+                        limit: rule.limit,
+                    },
+                });
+                continue;
+            }
+            let (true, EntryValue::File(f)) = (needs, e.entry().value) else {
+                continue;
+            };
+            let verdict = match verdicts.get(&f) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = if self.file_recorded(&f)? {
+                        None
+                    } else {
+                        match self.check_content(&f) {
+                            Ok(()) => None,
+                            Err(TransferError::ContentMismatch { detail, .. }) => Some(detail),
+                            Err(TransferError::BadManifest { detail, .. }) => Some(detail),
+                            Err(other) => return Err(other),
+                        }
+                    };
+                    verdicts.insert(f, v.clone());
+                    v
                 }
-                files.push(f);
+            };
+            match verdict {
+                None => complete.push((i, f)),
+                Some(detail) => {
+                    ok[i] = false;
+                    invalid.push(*e.id().as_bytes());
+                    received.refused.push(Refused {
+                        id: e.id(),
+                        reason: Refusal::InvalidContent { detail },
+                    });
+                }
             }
         }
+        // The blobs each complete file reaches, for the read checks of peers.
+        let reach: Vec<Vec<Hash>> = {
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let reader = BlobReader::open(&self.files, &tx)?;
+            complete
+                .iter()
+                .map(|(_, f)| super::file_blobs(&reader, f))
+                .collect()
+        };
         let _gc = self.gc_lock.read().expect("gc lock");
         let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let mut inserted = 0;
         let touched = {
             let mut table = tx.open_table(FILES).map_err(StorageError::from)?;
-            for f in &files {
+            for (_, f) in &complete {
                 let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
                 table
                     .insert(f.hash.as_bytes(), (f.size, manifest))
                     .map_err(StorageError::from)?;
             }
             drop(table);
-            let mut tables = EntryTables::open(&tx)?;
+            let mut denied = tx.open_table(DENIED).map_err(StorageError::from)?;
+            let now = crate::clock::wall_clock_millis();
+            for id in &invalid {
+                denied
+                    .insert(id, (now, DenyReason::InvalidContent.code()))
+                    .map_err(StorageError::from)?;
+            }
+            drop(denied);
+            let mut tables = EntryTables::open(&tx, origin)?;
+            for ((i, _), reach) in complete.iter().zip(reach) {
+                let c = entries[*i].entry().collection.as_str();
+                tables.add_refs(c, reach)?;
+            }
             let mut clock = self.clock.lock().expect("clock lock");
-            for e in entries {
-                if tables.insert(e)? {
-                    inserted += 1;
+            for (e, ok) in entries.iter().zip(&ok) {
+                if !ok {
+                    continue;
+                }
+                match tables.insert(e)? {
+                    Inserted::New => received.new += 1,
+                    Inserted::Known => {}
+                    Inserted::Denied => {
+                        received.refused.push(Refused {
+                            id: e.id(),
+                            reason: Refusal::Denied,
+                        });
+                        continue;
+                    }
+                }
+                if let EntryValue::File(f) = e.entry().value {
+                    let c = e.entry().collection.as_str();
+                    tables.add_refs(c, [f.hash].into_iter().chain(f.manifest))?;
                 }
                 clock.observe(e.entry().time);
             }
             tables.finish(&clock)?
         };
         self.commit_entries(tx, touched)?;
-        Ok(inserted)
+        Ok(received)
     }
 
     /// True when `files-v1` already records exactly this file (so it was verified before).
@@ -329,9 +566,10 @@ impl Store {
             && (f.manifest.is_some() || self.has_blob(&f.hash)?))
     }
 
-    /// Checks that `f`'s content is complete and hashes to `f.hash`.
+    /// Checks that `f`'s content is complete and hashes to `f.hash`, a chunk at a time.
     fn check_content(&self, f: &FileRef) -> Result<(), TransferError> {
-        if !self.missing_blobs(f)?.is_empty() {
+        let page = self.missing_content(f, 0, 1)?;
+        if !page.blobs.is_empty() {
             return Err(TransferError::ContentMissing { hash: f.hash });
         }
         let tx = self.db.begin_read().map_err(StorageError::from)?;
@@ -348,9 +586,11 @@ impl Store {
                 }
             }
             Some(m) => {
-                let chunks = self.manifest_of(f, &m)?;
+                let bytes = reader.read(&m)?;
+                let chunks = self.manifest_reader(f, &m, &bytes)?;
                 let mut hasher = blake3::Hasher::new();
                 for c in chunks {
+                    let c = c.map_err(|e| bad_manifest(f, &m, e.to_string()))?;
                     let data = reader.read(&c.hash).map_err(|e| match e {
                         ReadError::NotFound { .. } | ReadError::Missing { .. } => {
                             TransferError::ContentMissing { hash: f.hash }
@@ -377,27 +617,19 @@ impl Store {
     }
 }
 
+fn bad_manifest(file: &FileRef, manifest: &Hash, detail: String) -> TransferError {
+    TransferError::BadManifest {
+        hash: *manifest,
+        file: file.hash,
+        detail,
+    }
+}
+
 impl Store {
     /// Bytes free for this store on its file system (for an unprivileged user).
     pub fn available_space(&self) -> Result<u64, StorageError> {
-        available_space(self.dir())
+        let st = rustix::fs::statvfs(self.dir())
+            .map_err(|e| StorageError::io(self.dir(), std::io::Error::from(e)))?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
-}
-
-#[cfg(unix)]
-fn available_space(dir: &std::path::Path) -> Result<u64, StorageError> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| StorageError::io(dir, std::io::Error::other(e)))?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `st` a writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return Err(StorageError::io(dir, std::io::Error::last_os_error()));
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-#[cfg(not(unix))]
-fn available_space(_dir: &std::path::Path) -> Result<u64, StorageError> {
-    Ok(u64::MAX)
 }

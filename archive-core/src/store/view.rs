@@ -2,16 +2,16 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::{decode_stored_entry, Store};
+use super::{decode_stored_entry, guarded, Store};
 use crate::blobs::BlobReader;
 use crate::clock::Timestamp;
 use crate::diff::{diff_sorted, Change, FileSummary};
 use crate::entry::{EntryId, EntryValue, FileRef};
-use crate::error::{AddError, ExportError, ReadError, SnapshotError, StorageError};
+use crate::error::{AddError, ReadError, SnapshotError, StorageError};
 use crate::format::layout::{
     COLLECTIONS, ENTRIES, FILES, HISTORY, META, META_NEXT_SEQ, NO_MANIFEST, SNAPSHOTS, VIEWS,
 };
@@ -60,17 +60,6 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
-/// What an export wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExportReport {
-    /// Files written.
-    pub written: u64,
-    /// Files already present with the right content.
-    pub unchanged: u64,
-    /// Bytes written.
-    pub bytes: u64,
-}
-
 /// True when `key` is `prefix` or lies under it as a path (`a` covers `a` and `a/b`, not `ab`).
 fn under_prefix(key: &str, prefix: &str) -> bool {
     prefix.is_empty()
@@ -88,243 +77,259 @@ impl Store {
         at: ViewPoint<'_>,
         prefix: &str,
     ) -> Result<Vec<ViewItem>, SnapshotError> {
-        crate::names::validate_collection(collection)?;
-        let prefix = prefix.trim_matches('/');
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
-        let mut ids: Vec<[u8; 32]> = Vec::new();
-        match at {
-            ViewPoint::Current => {
-                let views = tx.open_table(VIEWS).map_err(StorageError::from)?;
-                for row in views
-                    .range((collection, prefix)..)
-                    .map_err(StorageError::from)?
-                {
-                    let (k, v) = row.map_err(StorageError::from)?;
-                    let (c, key) = k.value();
-                    if c != collection || !key.starts_with(prefix) {
-                        break;
-                    }
-                    if under_prefix(key, prefix) {
-                        ids.push(v.value().1);
-                    }
-                }
-            }
-            ViewPoint::Snapshot(name) => {
-                let seq = self.snapshot_seq(&tx, collection, name)?;
-                let history = tx.open_table(HISTORY).map_err(StorageError::from)?;
-                let mut current: Option<(String, (u64, [u8; 32]))> = None;
-                for row in history
-                    .range((collection, prefix, 0)..)
-                    .map_err(StorageError::from)?
-                {
-                    let (k, v) = row.map_err(StorageError::from)?;
-                    let (c, key, s) = k.value();
-                    if c != collection || !key.starts_with(prefix) {
-                        break;
-                    }
-                    if s >= seq || !under_prefix(key, prefix) {
-                        continue;
-                    }
-                    let version = v.value();
-                    match &mut current {
-                        Some((k, best)) if k == key => {
-                            if version > *best {
-                                *best = version;
-                            }
+        guarded(|| {
+            crate::names::validate_collection(collection)?;
+            let prefix = prefix.trim_matches('/');
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
+            let mut ids: Vec<[u8; 32]> = Vec::new();
+            match at {
+                ViewPoint::Current => {
+                    let views = tx.open_table(VIEWS).map_err(StorageError::from)?;
+                    for row in views
+                        .range((collection, prefix)..)
+                        .map_err(StorageError::from)?
+                    {
+                        let (k, v) = row.map_err(StorageError::from)?;
+                        let (c, key) = k.value();
+                        if c != collection || !key.starts_with(prefix) {
+                            break;
                         }
-                        _ => {
-                            if let Some((_, (_, id))) = current.take() {
-                                ids.push(id);
-                            }
-                            current = Some((key.to_owned(), version));
+                        if under_prefix(key, prefix) {
+                            ids.push(v.value().1);
                         }
                     }
                 }
-                if let Some((_, (_, id))) = current {
-                    ids.push(id);
+                ViewPoint::Snapshot(name) => {
+                    let seq = self.snapshot_seq(&tx, collection, name)?;
+                    let history = tx.open_table(HISTORY).map_err(StorageError::from)?;
+                    let mut current: Option<(String, (u64, [u8; 32]))> = None;
+                    for row in history
+                        .range((collection, prefix, 0)..)
+                        .map_err(StorageError::from)?
+                    {
+                        let (k, v) = row.map_err(StorageError::from)?;
+                        let (c, key, s) = k.value();
+                        if c != collection || !key.starts_with(prefix) {
+                            break;
+                        }
+                        if s >= seq || !under_prefix(key, prefix) {
+                            continue;
+                        }
+                        let version = v.value();
+                        match &mut current {
+                            Some((k, best)) if k == key => {
+                                if version > *best {
+                                    *best = version;
+                                }
+                            }
+                            _ => {
+                                if let Some((_, (_, id))) = current.take() {
+                                    ids.push(id);
+                                }
+                                current = Some((key.to_owned(), version));
+                            }
+                        }
+                    }
+                    if let Some((_, (_, id))) = current {
+                        ids.push(id);
+                    }
                 }
             }
-        }
-        let mut items = Vec::with_capacity(ids.len());
-        for id in ids {
-            let signed = decode_stored_entry(&entries, &id)?;
-            let e = signed.entry();
-            if let EntryValue::File(file) = e.value {
-                items.push(ViewItem {
-                    key: e.key.clone(),
-                    file,
-                    time: e.time,
-                    author: e.author,
-                    entry: signed.id(),
-                });
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                let signed = decode_stored_entry(&entries, &id)?;
+                let e = signed.entry();
+                if let EntryValue::File(file) = e.value {
+                    items.push(ViewItem {
+                        key: e.key.clone(),
+                        file,
+                        time: e.time,
+                        author: e.author,
+                        entry: signed.id(),
+                    });
+                }
             }
-        }
-        Ok(items)
+            Ok(items)
+        })
     }
 
     /// True when the collection has at least one entry.
     pub fn has_collection(&self, collection: &str) -> Result<bool, StorageError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(COLLECTIONS)?;
-        Ok(table.get(collection)?.is_some())
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(COLLECTIONS)?;
+            Ok(table.get(collection)?.is_some())
+        })
     }
 
     /// The file a key holds now, if any.
     pub fn get(&self, collection: &str, key: &str) -> Result<Option<FileRef>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let views = tx.open_table(VIEWS)?;
-        let Some(row) = views.get((collection, key))? else {
-            return Ok(None);
-        };
-        let entries = tx.open_table(ENTRIES)?;
-        let signed = decode_stored_entry(&entries, &row.value().1)?;
-        Ok(match signed.entry().value {
-            EntryValue::File(f) => Some(f),
-            EntryValue::Tombstone => None,
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let views = tx.open_table(VIEWS)?;
+            let Some(row) = views.get((collection, key))? else {
+                return Ok(None);
+            };
+            let entries = tx.open_table(ENTRIES)?;
+            let signed = decode_stored_entry(&entries, &row.value().1)?;
+            Ok(match signed.entry().value {
+                EntryValue::File(f) => Some(f),
+                EntryValue::Tombstone => None,
+            })
         })
     }
 
     /// The file whose whole content hashes to `hash`, if stored.
     pub fn file_by_hash(&self, hash: &Hash) -> Result<Option<FileRef>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let files = tx.open_table(FILES)?;
-        if let Some(row) = files.get(hash.as_bytes())? {
-            let (size, manifest) = row.value();
-            return Ok(Some(FileRef {
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let files = tx.open_table(FILES)?;
+            if let Some(row) = files.get(hash.as_bytes())? {
+                let (size, manifest) = row.value();
+                return Ok(Some(FileRef {
+                    hash: *hash,
+                    size,
+                    manifest: (manifest != NO_MANIFEST).then_some(Hash::from_bytes(manifest)),
+                }));
+            }
+            // A bare blob (a chunk, say) is a file of one blob.
+            let reader = BlobReader::open(&self.files, &tx)?;
+            Ok(reader.size(hash)?.map(|size| FileRef {
                 hash: *hash,
                 size,
-                manifest: (manifest != NO_MANIFEST).then_some(Hash::from_bytes(manifest)),
-            }));
-        }
-        // A bare blob (a chunk, say) is a file of one blob.
-        let reader = BlobReader::open(&self.files, &tx)?;
-        Ok(reader.size(hash)?.map(|size| FileRef {
-            hash: *hash,
-            size,
-            manifest: None,
-        }))
+                manifest: None,
+            }))
+        })
     }
 
     /// Writes a file's bytes to `out`. Every blob is verified before its bytes are written, and
     /// the whole content is checked against `file.hash` at the end.
     pub fn read_file(&self, file: &FileRef, out: &mut dyn Write) -> Result<(), ReadError> {
-        let _guard = self.gc_lock.read().expect("gc lock");
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.files, &tx)?;
-        let mut whole = blake3::Hasher::new();
-        let mut emit = |bytes: &[u8]| -> Result<(), ReadError> {
-            whole.update(bytes);
-            out.write_all(bytes).map_err(ReadError::Output)
-        };
-        match file.manifest {
-            None => emit(&reader.read(&file.hash)?)?,
-            Some(m) => {
-                let manifest = reader.read(&m)?;
-                let (size, chunks) =
-                    decode_manifest(&manifest).map_err(|e| ReadError::Corrupt {
-                        hash: m,
-                        detail: e.to_string(),
-                    })?;
-                if size != file.size {
-                    return Err(ReadError::Corrupt {
-                        hash: m,
-                        detail: format!(
-                            "manifest says {size} bytes, the file record {}",
-                            file.size
-                        ),
-                    });
-                }
-                for chunk in chunks {
-                    emit(&reader.read(&chunk.hash)?)?;
+        guarded(|| {
+            let _guard = self.gc_lock.read().expect("gc lock");
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let reader = BlobReader::open(&self.files, &tx)?;
+            let mut whole = blake3::Hasher::new();
+            let mut emit = |bytes: &[u8]| -> Result<(), ReadError> {
+                whole.update(bytes);
+                out.write_all(bytes).map_err(ReadError::Output)
+            };
+            match file.manifest {
+                None => emit(&reader.read(&file.hash)?)?,
+                Some(m) => {
+                    let manifest = reader.read(&m)?;
+                    let (size, chunks) =
+                        decode_manifest(&manifest).map_err(|e| ReadError::Corrupt {
+                            hash: m,
+                            detail: e.to_string(),
+                        })?;
+                    if size != file.size {
+                        return Err(ReadError::Corrupt {
+                            hash: m,
+                            detail: format!(
+                                "manifest says {size} bytes, the file record {}",
+                                file.size
+                            ),
+                        });
+                    }
+                    for chunk in chunks {
+                        emit(&reader.read(&chunk.hash)?)?;
+                    }
                 }
             }
-        }
-        let actual: Hash = whole.finalize().into();
-        if actual != file.hash {
-            return Err(ReadError::Corrupt {
-                hash: file.hash,
-                detail: format!("reassembled content hashes to {actual}"),
-            });
-        }
-        Ok(())
+            let actual: Hash = whole.finalize().into();
+            if actual != file.hash {
+                return Err(ReadError::Corrupt {
+                    hash: file.hash,
+                    detail: format!("reassembled content hashes to {actual}"),
+                });
+            }
+            Ok(())
+        })
     }
 
     /// Bytes `start..end` of one blob, verified through its bao outboard.
     pub fn read_blob_range(&self, hash: &Hash, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
-        let _guard = self.gc_lock.read().expect("gc lock");
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        BlobReader::open(&self.files, &tx)?.read_range(hash, start, end)
+        guarded(|| {
+            let _guard = self.gc_lock.read().expect("gc lock");
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            BlobReader::open(&self.files, &tx)?.read_range(hash, start, end)
+        })
     }
 
     /// Takes a snapshot of a collection's current view under `name`. Costs one small record:
     /// the snapshot is the store's insertion counter at this moment.
     pub fn snapshot(&self, collection: &str, name: &str) -> Result<SnapshotInfo, SnapshotError> {
-        validate_snapshot_name(name)?;
-        let items = self.list(collection, ViewPoint::Current, "")?;
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let info;
-        {
-            let collections = tx.open_table(COLLECTIONS).map_err(StorageError::from)?;
-            if collections
-                .get(collection)
-                .map_err(StorageError::from)?
-                .is_none()
+        guarded(|| {
+            validate_snapshot_name(name)?;
+            let items = self.list(collection, ViewPoint::Current, "")?;
+            let tx = self.db.begin_write().map_err(StorageError::from)?;
+            let info;
             {
-                return Err(SnapshotError::NoSuchCollection {
-                    collection: collection.to_owned(),
-                });
-            }
-            let mut snapshots = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
-            if snapshots
-                .get((collection, name))
-                .map_err(StorageError::from)?
-                .is_some()
-            {
-                return Err(SnapshotError::Exists {
+                let collections = tx.open_table(COLLECTIONS).map_err(StorageError::from)?;
+                if collections
+                    .get(collection)
+                    .map_err(StorageError::from)?
+                    .is_none()
+                {
+                    return Err(SnapshotError::NoSuchCollection {
+                        collection: collection.to_owned(),
+                    });
+                }
+                let mut snapshots = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
+                if snapshots
+                    .get((collection, name))
+                    .map_err(StorageError::from)?
+                    .is_some()
+                {
+                    return Err(SnapshotError::Exists {
+                        collection: collection.to_owned(),
+                        name: name.to_owned(),
+                    });
+                }
+                let meta = tx.open_table(META).map_err(StorageError::from)?;
+                let seq = u64::from_le_bytes(super::read_meta(&meta, META_NEXT_SEQ)?);
+                let created = self.clock.lock().expect("clock lock").last();
+                info = SnapshotInfo {
                     collection: collection.to_owned(),
                     name: name.to_owned(),
-                });
+                    created,
+                    files: items.len() as u64,
+                    bytes: items.iter().map(|i| i.file.size).sum(),
+                };
+                snapshots
+                    .insert(
+                        (collection, name),
+                        (seq, created.raw(), info.files, info.bytes),
+                    )
+                    .map_err(StorageError::from)?;
             }
-            let meta = tx.open_table(META).map_err(StorageError::from)?;
-            let seq = u64::from_le_bytes(super::read_meta(&meta, META_NEXT_SEQ)?);
-            let created = self.clock.lock().expect("clock lock").last();
-            info = SnapshotInfo {
-                collection: collection.to_owned(),
-                name: name.to_owned(),
-                created,
-                files: items.len() as u64,
-                bytes: items.iter().map(|i| i.file.size).sum(),
-            };
-            snapshots
-                .insert(
-                    (collection, name),
-                    (seq, created.raw(), info.files, info.bytes),
-                )
-                .map_err(StorageError::from)?;
-        }
-        tx.commit().map_err(StorageError::from)?;
-        Ok(info)
+            tx.commit().map_err(StorageError::from)?;
+            Ok(info)
+        })
     }
 
     /// Every snapshot, by collection then name.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(SNAPSHOTS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            let (collection, name) = k.value();
-            let (_, created, files, bytes) = v.value();
-            out.push(SnapshotInfo {
-                collection: collection.to_owned(),
-                name: name.to_owned(),
-                created: Timestamp::from_raw(created),
-                files,
-                bytes,
-            });
-        }
-        Ok(out)
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(SNAPSHOTS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let (collection, name) = k.value();
+                let (_, created, files, bytes) = v.value();
+                out.push(SnapshotInfo {
+                    collection: collection.to_owned(),
+                    name: name.to_owned(),
+                    created: Timestamp::from_raw(created),
+                    files,
+                    bytes,
+                });
+            }
+            Ok(out)
+        })
     }
 
     fn snapshot_seq(
@@ -351,14 +356,16 @@ impl Store {
         from: ViewPoint<'_>,
         to: ViewPoint<'_>,
     ) -> Result<Vec<Change>, SnapshotError> {
-        let old = self.list(collection, from, "")?;
-        let new = self.list(collection, to, "")?;
-        Ok(diff_sorted(
-            old.iter()
-                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-            new.iter()
-                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-        ))
+        guarded(|| {
+            let old = self.list(collection, from, "")?;
+            let new = self.list(collection, to, "")?;
+            Ok(diff_sorted(
+                old.iter()
+                    .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
+                new.iter()
+                    .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
+            ))
+        })
     }
 
     /// The changes `add_path(path, as_key)` would make to the current view: files only on disk
@@ -413,83 +420,6 @@ impl Store {
             on_disk.iter().map(|(k, s)| (k.as_str(), *s)),
         ))
     }
-
-    /// Writes every file of a view under `dest` (created if missing), byte for byte. A file
-    /// already there with the same content is left alone; one with different content is an
-    /// error unless `overwrite`. Each file is written under a temporary name and renamed once
-    /// its content verified.
-    pub fn export(
-        &self,
-        collection: &str,
-        at: ViewPoint<'_>,
-        dest: &Path,
-        overwrite: bool,
-    ) -> Result<ExportReport, ExportError> {
-        let items = self.list(collection, at, "")?;
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ExportError::Io { path, source }
-        };
-        // Check every target first, so a refused export writes nothing.
-        let mut todo = Vec::new();
-        let mut report = ExportReport::default();
-        for item in &items {
-            let target = key_path(dest, &item.key);
-            match fs::symlink_metadata(&target) {
-                Ok(m)
-                    if m.is_file()
-                        && m.len() == item.file.size
-                        && hash_file(&target).map_err(io_err(&target))? == item.file.hash =>
-                {
-                    report.unchanged += 1;
-                }
-                Ok(_) if !overwrite => {
-                    return Err(ExportError::WouldOverwrite {
-                        path: target,
-                        key: item.key.clone(),
-                    })
-                }
-                Ok(_) | Err(_) => todo.push((item, target)),
-            }
-        }
-        for (item, target) in todo {
-            let parent = target.parent().expect("targets are under dest");
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
-            let tmp = parent.join(format!(
-                ".{}.archive-tmp",
-                target
-                    .file_name()
-                    .expect("keys have names")
-                    .to_string_lossy()
-            ));
-            let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-            let result = self.read_file(&item.file, &mut f);
-            drop(f);
-            if let Err(source) = result {
-                let _ = fs::remove_file(&tmp);
-                return Err(ExportError::Read {
-                    key: item.key.clone(),
-                    source,
-                });
-            }
-            fs::rename(&tmp, &target).map_err(io_err(&target))?;
-            report.written += 1;
-            report.bytes += item.file.size;
-        }
-        Ok(report)
-    }
-}
-
-fn key_path(dest: &Path, key: &str) -> PathBuf {
-    let mut p = dest.to_owned();
-    p.extend(key.split('/'));
-    p
-}
-
-fn hash_file(path: &Path) -> io::Result<Hash> {
-    let mut hasher = blake3::Hasher::new();
-    io::copy(&mut fs::File::open(path)?, &mut HashWriter(&mut hasher))?;
-    Ok(hasher.finalize().into())
 }
 
 struct HashWriter<'a>(&'a mut blake3::Hasher);

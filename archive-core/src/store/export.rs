@@ -1,0 +1,554 @@
+//! Writing files out of the store into a folder the user names, safe even when other users
+//! can write in that folder (a shared `/tmp`, a USB stick).
+//!
+//! - The destination folder itself is the user's choice and is opened as named; below it,
+//!   nothing is followed: every folder is opened with `O_NOFOLLOW` relative to its parent's
+//!   descriptor, so a symbolic link planted at `DEST/docs` is never traversed and nothing is
+//!   written outside DEST.
+//! - Each file is written under a short random temporary name created exclusively
+//!   (`O_CREAT|O_EXCL|O_NOFOLLOW`), so no planted link or file is written through; the name
+//!   does not grow with the final name, so a 255-byte file name still exports.
+//! - Files are made durable a batch at a time (one `syncfs`), then renamed into place; a new
+//!   file never replaces something that appeared meanwhile (`RENAME_NOREPLACE`); the folders'
+//!   entries are made durable at the end.
+//! - What cannot be written safely is skipped and reported, key by key, with the reason: the
+//!   export does the rest and the caller exits non-zero.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+
+use super::{Store, ViewItem, ViewPoint};
+use crate::entry::FileRef;
+use crate::error::ExportError;
+use crate::hash::Hash;
+use crate::names::{parent_folders, validate_key};
+
+/// Files are made durable and renamed into place in batches of this many files or bytes.
+const BATCH_FILES: usize = 1000;
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Files written.
+    pub written: u64,
+    /// Files already present with the right content.
+    pub unchanged: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Keys not exported, and why. Everything else was.
+    pub skipped: Vec<SkippedKey>,
+}
+
+/// A key an export left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// The key.
+    pub key: String,
+    /// Why it was not written.
+    pub reason: String,
+}
+
+/// What is at a target path now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    /// A regular file: its device and inode, so a replacement can check it is still the one.
+    File {
+        dev: u64,
+        ino: u64,
+        size: u64,
+    },
+    Link,
+    Folder,
+    Other,
+}
+
+/// A file to write, and what its rename may replace.
+struct Pending<'a> {
+    index: usize,
+    item: &'a ViewItem,
+    dir: usize,
+    name: String,
+    tmp: String,
+    replaces: Found,
+}
+
+/// The open folders of the key being exported: DEST at the bottom, then one per component.
+struct FolderStack {
+    /// (path from DEST, descriptor); `path` of DEST is empty.
+    open: Vec<(String, OwnedFd)>,
+    /// Folders kept open for the pending batch, by path.
+    kept: HashMap<String, usize>,
+    kept_fds: Vec<OwnedFd>,
+}
+
+/// True when `path` is `folder` or lies under it (`""` is DEST, above everything).
+fn within(path: &str, folder: &str) -> bool {
+    folder.is_empty()
+        || path
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl FolderStack {
+    fn new(dest: OwnedFd) -> Self {
+        FolderStack {
+            open: vec![(String::new(), dest)],
+            kept: HashMap::new(),
+            kept_fds: Vec::new(),
+        }
+    }
+
+    fn dest(&self) -> &OwnedFd {
+        &self.open[0].1
+    }
+
+    fn current(&self) -> &OwnedFd {
+        &self.open.last().expect("DEST stays open").1
+    }
+
+    /// Opens the folder `path` below DEST one component at a time, never following a link,
+    /// creating what is missing when `create`. Returns false when a folder is missing (and
+    /// not created); a reason when something else is in the way.
+    fn enter(&mut self, path: &str, create: bool) -> Result<bool, String> {
+        while self.open.len() > 1 && !within(path, &self.open.last().expect("not empty").0) {
+            self.open.pop();
+        }
+        let top = self.open.last().expect("not empty").0.clone();
+        let rest = if top.is_empty() {
+            path
+        } else {
+            path[top.len()..].trim_start_matches('/')
+        };
+        for component in rest.split('/').filter(|c| !c.is_empty()) {
+            let (parent_path, parent) = self.open.last().expect("not empty");
+            let Some(fd) = open_folder(parent, component, create)? else {
+                return Ok(false);
+            };
+            let full = if parent_path.is_empty() {
+                component.to_owned()
+            } else {
+                format!("{parent_path}/{component}")
+            };
+            self.open.push((full, fd));
+        }
+        Ok(true)
+    }
+
+    /// A descriptor of the current folder that stays open until the batch is done.
+    fn keep_current(&mut self) -> Result<usize, io::Error> {
+        let (path, fd) = self.open.last().expect("not empty");
+        if let Some(&i) = self.kept.get(path) {
+            return Ok(i);
+        }
+        let dup = fd.try_clone()?;
+        self.kept_fds.push(dup);
+        self.kept.insert(path.clone(), self.kept_fds.len() - 1);
+        Ok(self.kept_fds.len() - 1)
+    }
+
+    fn clear_kept(&mut self) {
+        self.kept.clear();
+        self.kept_fds.clear();
+    }
+}
+
+fn open_folder(parent: &OwnedFd, name: &str, create: bool) -> Result<Option<OwnedFd>, String> {
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let in_the_way = |parent: &OwnedFd| match what_is(parent, name) {
+        Ok(Found::Link) => format!("`{name}` is a symbolic link (not followed)"),
+        _ => format!("`{name}` is not a folder"),
+    };
+    match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => return Ok(Some(fd)),
+        Err(Errno::NOENT) if !create => return Ok(None),
+        Err(Errno::NOENT) => {}
+        Err(Errno::LOOP) | Err(Errno::NOTDIR) => return Err(in_the_way(parent)),
+        Err(e) => return Err(format!("cannot open folder `{name}`: {e}")),
+    }
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(format!("cannot create folder `{name}`: {e}")),
+    }
+    match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::LOOP) | Err(Errno::NOTDIR) => Err(in_the_way(parent)),
+        Err(e) => Err(format!("cannot open folder `{name}`: {e}")),
+    }
+}
+
+fn what_is(dir: &OwnedFd, name: &str) -> io::Result<Found> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Found::File {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                size: st.st_size as u64,
+            },
+            FileType::Symlink => Found::Link,
+            FileType::Directory => Found::Folder,
+            _ => Found::Other,
+        }),
+        Err(Errno::NOENT) => Ok(Found::Nothing),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// BLAKE3 of a regular file in `dir`, opened without following a link.
+fn hash_at(dir: &OwnedFd, name: &str) -> io::Result<Hash> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut f = File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// A fresh temporary name: short and fixed in length, whatever the final name.
+fn temp_name() -> String {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).expect("the system's random source");
+    format!(
+        ".archive-{}.tmp",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Creates a new temporary file in `dir` that nobody else had (exclusively, no links).
+fn create_temp(dir: &OwnedFd) -> io::Result<(String, File)> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    loop {
+        let name = temp_name();
+        match rustix::fs::openat(dir, &name, flags, Mode::from_raw_mode(0o666)) {
+            Ok(fd) => return Ok((name, File::from(fd))),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Renames `tmp` to `name` in `dir`: for a new file, never over something that appeared
+/// since it was checked; for a replacement, only over the file that was checked.
+fn rename_into_place(dir: &OwnedFd, tmp: &str, name: &str, replaces: Found) -> Result<(), String> {
+    match replaces {
+        Found::Nothing => {
+            match rustix::fs::renameat_with(dir, tmp, dir, name, RenameFlags::NOREPLACE) {
+                Ok(()) => Ok(()),
+                Err(Errno::EXIST) => Err("something appeared there while exporting".into()),
+                // File systems without RENAME_NOREPLACE: check, then rename.
+                Err(Errno::INVAL) => match what_is(dir, name) {
+                    Ok(Found::Nothing) => {
+                        rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| e.to_string())
+                    }
+                    _ => Err("something appeared there while exporting".into()),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Found::File { dev, ino, .. } => match what_is(dir, name) {
+            Ok(Found::File { dev: d, ino: i, .. }) if (d, i) == (dev, ino) => {
+                rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| e.to_string())
+            }
+            _ => Err("it changed while exporting".into()),
+        },
+        Found::Link => match what_is(dir, name) {
+            // The link itself is replaced; what it points to is not touched.
+            Ok(Found::Link) => rustix::fs::renameat(dir, tmp, dir, name).map_err(|e| e.to_string()),
+            _ => Err("it changed while exporting".into()),
+        },
+        Found::Folder | Found::Other => Err("something other than a file is in the way".into()),
+    }
+}
+
+/// Opens (creating it if missing) the folder the user named.
+fn open_dest(dest: &Path) -> Result<OwnedFd, ExportError> {
+    let io_err = |source| ExportError::Io {
+        path: dest.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dest).map_err(io_err)?;
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    rustix::fs::openat(CWD, dest, flags, Mode::empty()).map_err(|e| io_err(e.into()))
+}
+
+/// Keys that collide as file and folder in one view (possible only through peers: local
+/// writes refuse them). Whichever came first (the file, or the earliest entry under the
+/// folder) is exported; the others are skipped. Returns (index, reason) of the losers.
+fn file_folder_conflicts(items: &[ViewItem]) -> Vec<(usize, String)> {
+    let files: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.key.as_str(), i))
+        .collect();
+    // For each file that is also a folder: its children.
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        for folder in parent_folders(&it.key) {
+            if let Some(&f) = files.get(folder) {
+                children.entry(f).or_default().push(i);
+            }
+        }
+    }
+    let version = |i: usize| (items[i].time, items[i].entry);
+    let mut losers = Vec::new();
+    for (file, under) in children {
+        let first_under = under.iter().map(|&c| version(c)).min().expect("not empty");
+        if version(file) < first_under {
+            for c in under {
+                losers.push((
+                    c,
+                    format!(
+                        "conflict: `{}` is a file, written before anything under it",
+                        items[file].key
+                    ),
+                ));
+            }
+        } else {
+            losers.push((
+                file,
+                "conflict: it is also a folder of keys written before it".to_owned(),
+            ));
+        }
+    }
+    losers.sort();
+    losers.dedup_by_key(|(i, _)| *i);
+    losers
+}
+
+impl Store {
+    /// Writes every file of a view under `dest` (created if missing), byte for byte.
+    ///
+    /// A file already there with the same content is left alone; one with different content
+    /// (or a link where a file goes) is an error unless `overwrite`, and the export then
+    /// writes nothing. Nothing is written outside `dest`: links below it are never followed.
+    /// Keys that cannot be written safely (a link or a file where a folder goes, a key that is
+    /// also a folder of other keys, a name the file system refuses) are skipped and listed
+    /// in [`ExportReport::skipped`]; everything else is exported.
+    pub fn export(
+        &self,
+        collection: &str,
+        at: ViewPoint<'_>,
+        dest: &Path,
+        overwrite: bool,
+    ) -> Result<ExportReport, ExportError> {
+        let items = self.list(collection, at, "")?;
+        let mut report = ExportReport::default();
+        let mut skip: HashMap<usize, String> = file_folder_conflicts(&items).into_iter().collect();
+        for (i, item) in items.iter().enumerate() {
+            if let Err(e) = validate_key(&item.key) {
+                skip.insert(i, e.to_string());
+            }
+        }
+        let mut folders = FolderStack::new(open_dest(dest)?);
+        // Check every target first, so a refused export writes nothing.
+        let mut plan: Vec<(usize, Found)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if skip.contains_key(&i) {
+                continue;
+            }
+            let (dir, name) = split_key(&item.key);
+            let found = match folders.enter(dir, false) {
+                Ok(true) => what_is(folders.current(), name).map_err(|source| ExportError::Io {
+                    path: dest.join(&item.key),
+                    source,
+                })?,
+                Ok(false) => Found::Nothing,
+                Err(reason) => {
+                    skip.insert(i, reason);
+                    continue;
+                }
+            };
+            match found {
+                Found::Nothing => plan.push((i, found)),
+                Found::File { size, .. } if size == item.file.size => {
+                    let same =
+                        hash_at(folders.current(), name).map_err(|source| ExportError::Io {
+                            path: dest.join(&item.key),
+                            source,
+                        })? == item.file.hash;
+                    if same {
+                        report.unchanged += 1;
+                    } else if overwrite {
+                        plan.push((i, found));
+                    } else {
+                        return Err(would_overwrite(dest, item));
+                    }
+                }
+                Found::File { .. } | Found::Link if overwrite => plan.push((i, found)),
+                Found::File { .. } | Found::Link => return Err(would_overwrite(dest, item)),
+                Found::Folder => {
+                    skip.insert(i, "a folder is in the way".into());
+                }
+                Found::Other => {
+                    skip.insert(i, "something other than a file is in the way".into());
+                }
+            }
+        }
+        let mut batch: Vec<Pending<'_>> = Vec::new();
+        let mut batch_bytes = 0;
+        for (i, replaces) in plan {
+            let item = &items[i];
+            let (dir, name) = split_key(&item.key);
+            if let Err(reason) = folders.enter(dir, true) {
+                skip.insert(i, reason);
+                continue;
+            }
+            let slot = folders.keep_current().map_err(|source| ExportError::Io {
+                path: dest.join(dir),
+                source,
+            })?;
+            let dir_fd = &folders.kept_fds[slot];
+            let (tmp, mut f) = match create_temp(dir_fd) {
+                Ok(t) => t,
+                Err(e) => {
+                    skip.insert(i, format!("cannot create a file in its folder: {e}"));
+                    continue;
+                }
+            };
+            let result = self.read_file(&item.file, &mut f);
+            drop(f);
+            if let Err(source) = result {
+                let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
+                self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
+                return Err(ExportError::Read {
+                    key: item.key.clone(),
+                    source,
+                });
+            }
+            batch_bytes += item.file.size;
+            batch.push(Pending {
+                index: i,
+                item,
+                dir: slot,
+                name: name.to_owned(),
+                tmp,
+                replaces,
+            });
+            if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
+                batch_bytes = 0;
+            }
+        }
+        self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
+        // The folders' new entries, durable too.
+        rustix::fs::syncfs(folders.dest()).map_err(|e| ExportError::Io {
+            path: dest.to_owned(),
+            source: e.into(),
+        })?;
+        let mut skipped: Vec<(usize, String)> = skip.into_iter().collect();
+        skipped.sort();
+        report.skipped = skipped
+            .into_iter()
+            .map(|(i, reason)| SkippedKey {
+                key: items[i].key.clone(),
+                reason,
+            })
+            .collect();
+        Ok(report)
+    }
+
+    /// Makes a batch of temporary files durable, then renames them into place.
+    fn finish_batch(
+        &self,
+        folders: &mut FolderStack,
+        batch: &mut Vec<Pending<'_>>,
+        report: &mut ExportReport,
+        skip: &mut HashMap<usize, String>,
+    ) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        rustix::fs::syncfs(folders.dest()).map_err(|e| ExportError::Io {
+            path: PathBuf::from("."),
+            source: e.into(),
+        })?;
+        for p in std::mem::take(batch) {
+            let dir = &folders.kept_fds[p.dir];
+            match rename_into_place(dir, &p.tmp, &p.name, p.replaces) {
+                Ok(()) => {
+                    report.written += 1;
+                    report.bytes += p.item.file.size;
+                }
+                Err(reason) => {
+                    let _ = rustix::fs::unlinkat(dir, &p.tmp, AtFlags::empty());
+                    skip.insert(p.index, format!("not written: {reason}"));
+                }
+            }
+        }
+        folders.clear_kept();
+        Ok(())
+    }
+
+    /// Writes one file's content to `path`: under a temporary name created exclusively
+    /// beside it, made durable, then renamed over `path`. A link at `path` is replaced, not
+    /// followed; the content is verified before the rename, so a failed read leaves `path` as
+    /// it was.
+    pub fn save_file(&self, file: &FileRef, path: &Path) -> Result<(), ExportError> {
+        let io_err = |source: io::Error| ExportError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| io_err(io::Error::other("it names no file")))?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let dir =
+            rustix::fs::openat(CWD, parent, flags, Mode::empty()).map_err(|e| ExportError::Io {
+                path: parent.to_owned(),
+                source: e.into(),
+            })?;
+        if what_is(&dir, &name.to_string_lossy()).map_err(io_err)? == Found::Folder {
+            return Err(io_err(io::Error::other("it is a folder")));
+        }
+        let (tmp, mut f) = create_temp(&dir).map_err(io_err)?;
+        let result = self
+            .read_file(file, &mut f)
+            .and_then(|()| f.sync_all().map_err(crate::error::ReadError::Output));
+        drop(f);
+        if let Err(source) = result {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+            return Err(ExportError::Read {
+                key: path.display().to_string(),
+                source,
+            });
+        }
+        rustix::fs::renameat(&dir, &tmp, &dir, name).map_err(|e| {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+            io_err(e.into())
+        })?;
+        rustix::fs::fsync(dir.as_fd()).map_err(|e| io_err(e.into()))?;
+        Ok(())
+    }
+}
+
+fn would_overwrite(dest: &Path, item: &ViewItem) -> ExportError {
+    ExportError::WouldOverwrite {
+        path: dest.join(&item.key),
+        key: item.key.clone(),
+    }
+}
+
+/// A key's folder (empty at the top) and file name.
+fn split_key(key: &str) -> (&str, &str) {
+    match key.rsplit_once('/') {
+        Some((dir, name)) => (dir, name),
+        None => ("", key),
+    }
+}
