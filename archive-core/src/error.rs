@@ -13,10 +13,10 @@ use crate::names::NameError;
 #[non_exhaustive]
 pub enum StorageError {
     /// The metadata database failed.
-    #[error("store database: {0}")]
+    #[error("store database")]
     Database(#[from] redb::Error),
     /// A file of the store could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -121,7 +121,7 @@ pub enum OpenError {
         dir: PathBuf,
     },
     /// The database file cannot be opened: damaged or not a redb file.
-    #[error("cannot open the store database {}: {source}", path.display())]
+    #[error("cannot open the store database {}", path.display())]
     Database {
         /// The database file.
         path: PathBuf,
@@ -172,7 +172,7 @@ pub enum ReadError {
         size: u64,
     },
     /// Writing the bytes out failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Output(#[source] io::Error),
     /// The storage failed.
     #[error(transparent)]
@@ -269,7 +269,7 @@ pub enum AddError {
         path: PathBuf,
     },
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -339,7 +339,7 @@ pub enum ExportError {
         key: String,
     },
     /// Writing or reading the folder failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -347,7 +347,7 @@ pub enum ExportError {
         source: io::Error,
     },
     /// A file's content could not be read from the store.
-    #[error("`{key}`: {source}")]
+    #[error("`{key}`")]
     Read {
         /// The key.
         key: String,
@@ -442,4 +442,17 @@ pub enum TransferError {
     /// A stored blob could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+}
+
+/// An error and its causes on one line (`what: why: why`), for reports that keep errors as
+/// text.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -215,12 +215,16 @@ fn add(
             }));
     }
     for s in &summary.skipped {
-        errln!("archive: skipped {}: {}", s.path.display(), s.reason);
+        errln!(
+            "archive: skipped {}: {}",
+            shown(&s.path.to_string_lossy()),
+            s.reason
+        );
     }
     for f in &summary.failed {
         errln!(
-            "archive: error: cannot read {}: {}",
-            f.path.display(),
+            "archive: error: {}: {}",
+            shown(&f.path.to_string_lossy()),
             f.reason
         );
     }
@@ -239,7 +243,7 @@ fn add(
         Ok(0)
     } else {
         errln!(
-            "archive: error: {} file(s) could not be read; everything else was added",
+            "archive: error: {} file(s) could not be added (listed above); everything else was",
             summary.failed.len()
         );
         Ok(1)
@@ -603,7 +607,8 @@ fn verify(ctx: &Ctx, json: bool) -> Result<u8> {
             }
         );
     }
-    Ok(if report.is_ok() { 0 } else { 1 })
+    let repaired = database == Some(archive_core::DatabaseCheck::Repaired);
+    Ok(if report.is_ok() && !repaired { 0 } else { 1 })
 }
 
 fn doctor(dir: &Path, json: bool) -> Result<u8> {
@@ -618,6 +623,7 @@ fn doctor(dir: &Path, json: bool) -> Result<u8> {
         print_json(&serde_json::json!({
             "database": format!("{:?}", r.database).to_lowercase(),
             "far_future_removed": r.far_future_removed,
+            "own_rewritten": r.own_rewritten,
             "clock_before_ms": r.clock_before.unix_millis(),
             "clock_after_ms": r.clock_after.unix_millis(),
         }))?;
@@ -631,9 +637,10 @@ fn doctor(dir: &Path, json: bool) -> Result<u8> {
             }
         );
         outln!(
-            "entries dated past {}: {} removed (now refused)",
+            "entries dated past {}: {} removed (now refused); {} of them this server's own writes, written again with fresh times",
             archive_core::Timestamp::from_unix_millis(archive_core::MAX_ENTRY_MILLIS),
-            r.far_future_removed
+            r.far_future_removed,
+            r.own_rewritten
         );
         if r.clock_before != r.clock_after {
             outln!(

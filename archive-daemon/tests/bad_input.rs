@@ -130,7 +130,7 @@ fn an_unreadable_file_is_reported_and_the_rest_is_added() {
         err.contains("locked") && err.contains("cannot read folder"),
         "{err}"
     );
-    assert!(err.contains("2 file(s) could not be read"), "{err}");
+    assert!(err.contains("2 file(s) could not be added"), "{err}");
     let ls = String::from_utf8(run(&["ls"]).stdout).unwrap();
     assert!(ls.contains("src/ok.txt") && !ls.contains("secret"), "{ls}");
     // diff --dir refuses rather than reporting the unreadable folder's files as removed.

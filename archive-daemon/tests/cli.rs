@@ -4,6 +4,7 @@ mod bad_input;
 mod corruption;
 mod crash;
 mod harness;
+mod hostile_local;
 mod netns;
 mod network;
 mod quick_start;

@@ -38,6 +38,9 @@ pub enum NetError {
     /// The peer went quiet.
     #[error("the peer sent nothing for {0:?}")]
     Timeout(Duration),
+    /// The peer stopped taking what we send.
+    #[error("the peer took nothing for {0:?}")]
+    Stalled(Duration),
     /// The connection failed.
     #[error("connection: {0}")]
     Io(String),
@@ -60,16 +63,16 @@ pub enum NetError {
         limit: u64,
     },
     /// Reconciliation failed.
-    #[error("reconciliation: {0}")]
+    #[error("reconciliation")]
     Sync(#[from] archive_core::SyncError),
     /// Receiving blobs or entries failed (including bytes that do not verify).
-    #[error("{0}")]
+    #[error(transparent)]
     Transfer(#[from] archive_core::TransferError),
     /// The local store failed.
-    #[error("local store: {0}")]
+    #[error("local store")]
     Storage(#[from] archive_core::StorageError),
     /// An entry could not be decoded or stored.
-    #[error("{0}")]
+    #[error(transparent)]
     Entry(#[from] archive_core::EntryError),
 }
 

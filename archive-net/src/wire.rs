@@ -195,7 +195,7 @@ pub async fn write_frame_within<T: Serialize>(
 ) -> Result<(), NetError> {
     match tokio::time::timeout(timeout, write_frame(w, value)).await {
         Ok(r) => r,
-        Err(_) => Err(NetError::Timeout(timeout)),
+        Err(_) => Err(NetError::Stalled(timeout)),
     }
 }
 
@@ -208,7 +208,7 @@ pub async fn write_within(
     match tokio::time::timeout(timeout, w.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(NetError::Io(format!("sending: {e}"))),
-        Err(_) => Err(NetError::Timeout(timeout)),
+        Err(_) => Err(NetError::Stalled(timeout)),
     }
 }
 

@@ -133,7 +133,7 @@ impl Store {
                 }
                 Err(IngestError::Read(e)) => report.failed.push(FailedFile {
                     path: file.path.clone(),
-                    error: e.to_string(),
+                    error: format!("cannot read it: {e}"),
                 }),
                 Err(IngestError::Store(e)) => return Err(e.into()),
             }

@@ -8,11 +8,11 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use super::{guarded, read_meta, sub_from_counter, Store, ViewPoint};
 use crate::blobs::BlobReader;
 use crate::clock::{Timestamp, MAX_ENTRY_MILLIS};
-use crate::entry::{FileRef, SignedEntry};
+use crate::entry::{EntryValue, FileRef, SignedEntry};
 use crate::error::{ReadError, SnapshotError, StorageError};
 use crate::format::layout::{
-    BLOBS, BLOB_REFS, COLLECTIONS, ENTRIES, FILES, INLINE_BLOBS, LOCATION_FILE, META, META_CLOCK,
-    META_STORED_BYTES, OUTBOARDS, SNAPSHOTS,
+    BLOBS, BLOB_REFS, COLLECTIONS, ENTRIES, FILES, HISTORY, INLINE_BLOBS, LOCATION_FILE, META,
+    META_CLOCK, META_STORED_BYTES, OUTBOARDS, SNAPSHOTS,
 };
 use crate::format::manifest::decode_manifest;
 use crate::hash::Hash;
@@ -88,8 +88,11 @@ pub struct DoctorReport {
     /// The database file's own check.
     pub database: DatabaseCheck,
     /// Entries dated past the absolute ceiling (May 2109) that were removed and denied: what
-    /// a peer could push before times had a limit.
+    /// a peer could push before times had a limit, and this store's writes while its clock
+    /// was stuck there.
     pub far_future_removed: u64,
+    /// This store's own writes among them, written again with fresh times.
+    pub own_rewritten: u64,
     /// The latest time the store had seen, before and after: new writes are later than
     /// `clock_after`, so they win over everything that remains.
     pub clock_before: Timestamp,
@@ -158,7 +161,7 @@ impl Store {
                 bad.insert(hash);
                 report.bad_blobs.push(BlobProblem {
                     hash,
-                    problem: e.to_string(),
+                    problem: crate::error::chain(&e),
                 });
             }
         }
@@ -173,7 +176,7 @@ impl Store {
                     id,
                     format!("stored under the wrong id (content id {})", e.id()),
                 )),
-                Err(e) => report.bad_entries.push((id, e.to_string())),
+                Err(e) => report.bad_entries.push((id, crate::error::chain(&e))),
             }
         }
         drop(entries);
@@ -474,45 +477,76 @@ impl Store {
     /// times (putting them on the deny list), and sets the clock back to the latest time that
     /// remains, so new writes win again over everything the store holds. For a store poisoned
     /// by a far-future entry before times had a limit.
+    ///
+    /// This store's own writes that got far-future times while it was poisoned (its clock
+    /// was stuck there) are not lost: they are written again, with fresh times, in the order
+    /// they were first written, so the last of them is what the view shows.
     pub fn doctor(&mut self) -> Result<DoctorReport, StorageError> {
         let database = self.check_database()?;
         guarded(|| {
             let clock_before = self.clock.lock().expect("clock lock").last();
             let ceiling = Timestamp::from_unix_millis(MAX_ENTRY_MILLIS + 1);
-            let mut far = Vec::new();
+            // (seq, id) of every entry dated past the ceiling, from the history.
+            let mut far: Vec<(u64, [u8; 32])> = Vec::new();
             let mut latest = Timestamp::default();
             {
                 let tx = self.db.begin_read()?;
-                for row in tx.open_table(ENTRIES)?.iter()? {
+                for row in tx.open_table(HISTORY)?.iter()? {
                     let (k, v) = row?;
-                    let e = SignedEntry::decode_unverified(v.value()).map_err(|e| {
-                        StorageError::Damaged(format!("entry {}: {e}", Hash::from_bytes(k.value())))
-                    })?;
-                    let t = e.entry().time;
-                    if t >= ceiling {
-                        far.push(k.value());
+                    let (time, id) = v.value();
+                    let time = Timestamp::from_raw(time);
+                    if time >= ceiling {
+                        far.push((k.value().2, id));
                     } else {
-                        latest = latest.max(t);
+                        latest = latest.max(time);
                     }
                 }
             }
+            far.sort();
+            let mut own: Vec<(String, String, EntryValue)> = Vec::new();
+            for (_, id) in &far {
+                if let Some(e) = self.entry(&Hash::from_bytes(*id)).map_err(|e| match e {
+                    crate::EntryError::Storage(s) => s,
+                    other => StorageError::Damaged(crate::error::chain(&other)),
+                })? {
+                    let e = e.entry();
+                    if e.author == self.author() {
+                        own.push((e.collection.clone(), e.key.clone(), e.value));
+                    }
+                }
+            }
+            let ids: Vec<[u8; 32]> = far.iter().map(|(_, id)| *id).collect();
             let mut far_future_removed = 0;
-            for ids in far.chunks(4096) {
+            for chunk in ids.chunks(4096) {
                 far_future_removed += self
-                    .remove_entries(ids, DenyReason::FarFuture, |_| Ok(()))?
+                    .remove_entries(chunk, DenyReason::FarFuture, |_| Ok(()))?
                     .len() as u64;
             }
-            let mut clock = self.clock.lock().expect("clock lock");
-            clock.reset(latest);
-            let tx = self.db.begin_write()?;
-            tx.open_table(META)?
-                .insert(META_CLOCK, latest.raw().to_le_bytes().as_slice())?;
-            tx.commit()?;
+            {
+                let mut clock = self.clock.lock().expect("clock lock");
+                clock.reset(latest);
+                let tx = self.db.begin_write()?;
+                tx.open_table(META)?
+                    .insert(META_CLOCK, latest.raw().to_le_bytes().as_slice())?;
+                tx.commit()?;
+            }
+            let mut rewritten = 0;
+            for (collection, key, value) in own {
+                match self.write_entries(&collection, &[(key, value)]) {
+                    Ok(_) => rewritten += 1,
+                    Err(crate::EntryError::Storage(s)) => return Err(s),
+                    // A write the view can no longer take (a file where a folder now is):
+                    // the older version stays.
+                    Err(_) => {}
+                }
+            }
+            let clock_after = self.clock.lock().expect("clock lock").last();
             Ok(DoctorReport {
                 database,
                 far_future_removed,
+                own_rewritten: rewritten,
                 clock_before,
-                clock_after: latest,
+                clock_after,
             })
         })
     }
@@ -521,6 +555,6 @@ impl Store {
 fn into_storage(e: SnapshotError) -> StorageError {
     match e {
         SnapshotError::Storage(s) => s,
-        other => StorageError::Damaged(other.to_string()),
+        other => StorageError::Damaged(crate::error::chain(&other)),
     }
 }

@@ -122,8 +122,11 @@ impl Store {
     /// an earlier version of this software is made private on its first open instead.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
         let dir = dir.as_ref().to_owned();
+        // Whose folder it is first: another user's folder may not even be readable.
+        if dir.exists() {
+            private::check_owner(&dir)?;
+        }
         check_format(&dir)?;
-        private::check_owner(&dir)?;
         let db_path = dir.join(DB_FILE);
         if !db_path.exists() {
             return Err(OpenError::Storage(StorageError::Damaged(format!(
@@ -768,11 +771,13 @@ pub(crate) fn read_meta<const N: usize>(
 fn open_db(dir: &Path, path: &Path, create: bool) -> Result<Database, OpenError> {
     let mut builder = Database::builder();
     builder.set_cache_size(DB_CACHE_BYTES);
-    let result = if create {
-        builder.create(path)
-    } else {
-        builder.open(path)
-    };
+    let result = guarded(|| {
+        Ok::<_, OpenError>(if create {
+            builder.create(path)
+        } else {
+            builder.open(path)
+        })
+    })?;
     result.map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked {
             dir: dir.to_owned(),
