@@ -5,6 +5,7 @@ mod corruption;
 mod entries;
 mod gc;
 mod open;
+mod purge;
 mod reconcile;
 mod roundtrip;
 mod sync_index;

@@ -685,6 +685,7 @@ fn stats(store: &Store, json: bool) -> Result<u8> {
             "blobs": s.blobs,
             "stored_bytes": s.stored_bytes,
             "snapshots": s.snapshots,
+            "quota_used": store.quota_used()?,
             "author": store.author().to_string(),
         }))?;
     } else {

@@ -44,6 +44,10 @@ pub(crate) struct NetSettings {
     pub(crate) peer_max_entries: Option<u64>,
     /// Longest wait for a peer, in seconds.
     pub(crate) timeout_secs: u64,
+    /// A peer's connection with no request open for this long is closed, in seconds.
+    pub(crate) idle_secs: u64,
+    /// Connection attempts one source address may make per minute.
+    pub(crate) handshakes_per_minute: u32,
 }
 
 /// The port servers listen on unless told otherwise.
@@ -61,6 +65,8 @@ impl Default for NetSettings {
             peer_quota_bytes: None,
             peer_max_entries: archive_net::Limits::default().peer_max_entries,
             timeout_secs: 30,
+            idle_secs: archive_net::Caps::default().idle.as_secs(),
+            handshakes_per_minute: archive_net::Caps::default().handshakes_per_minute,
         }
     }
 }
@@ -77,6 +83,15 @@ impl NetSettings {
                     .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))?;
                 if s.timeout_secs == 0 || s.timeout_secs > 3600 {
                     bail!("{}: timeout_secs must be 1..=3600", path.display());
+                }
+                if s.idle_secs == 0 || s.idle_secs > 86_400 {
+                    bail!("{}: idle_secs must be 1..=86400", path.display());
+                }
+                if s.handshakes_per_minute == 0 {
+                    bail!(
+                        "{}: handshakes_per_minute must be at least 1",
+                        path.display()
+                    );
                 }
                 s.config(None)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -115,6 +130,11 @@ impl NetSettings {
             max_store_bytes: self.quota_bytes,
             peer_quota_bytes: self.peer_quota_bytes,
             peer_max_entries: self.peer_max_entries,
+            caps: archive_net::Caps {
+                idle: std::time::Duration::from_secs(self.idle_secs),
+                handshakes_per_minute: self.handshakes_per_minute,
+                ..archive_net::Caps::default()
+            },
             ..archive_net::Limits::default()
         }
     }

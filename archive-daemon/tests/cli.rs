@@ -5,6 +5,7 @@ mod corruption;
 mod crash;
 mod harness;
 mod hostile_local;
+mod hostile_peer;
 mod netns;
 mod network;
 mod quick_start;

@@ -73,6 +73,16 @@ impl Serving {
         }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The ticket it printed (id and addresses).
+    pub(crate) fn ticket(&self) -> &str {
+        &self.ticket
+    }
+
     pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

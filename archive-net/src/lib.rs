@@ -16,6 +16,7 @@ mod mdns;
 mod node;
 mod pull;
 mod server;
+mod streams;
 mod ticket;
 mod trust;
 pub mod wire;
@@ -33,3 +34,27 @@ pub use wire::ALPN;
 
 pub use iroh::endpoint::Connection;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId};
+
+/// Entry points for `cargo fuzz` targets. Not part of the supported API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    use std::sync::Arc;
+
+    use crate::{Counters, NetError, Node, PullReport};
+
+    /// Pulls `ids` of `collection` from a peer whose every answer is `answer(request)`: the
+    /// raw bytes it sends back on that request's stream.
+    pub async fn pull_scripted(
+        node: &Node,
+        peer: iroh::EndpointId,
+        collection: &str,
+        ids: Vec<[u8; 32]>,
+        answer: impl Fn(&crate::wire::Request) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Result<PullReport, NetError> {
+        let conn = crate::streams::ScriptedPeer {
+            id: peer,
+            answer: Arc::new(answer),
+        };
+        crate::pull::pull(node, &conn, collection, ids, &Counters::default()).await
+    }
+}

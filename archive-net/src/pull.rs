@@ -28,11 +28,11 @@ use archive_core::{
     DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PublicKey, Refusal, Refused,
     SignedEntry, TransferError, MAX_ENCODED_ENTRY, MAX_ENTRY_CHARGE,
 };
-use iroh::endpoint::Connection;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::NetError;
 use crate::node::{peer_key, Counters, Node};
+use crate::streams::PeerStreams;
 use crate::wire::{
     read_exact, read_frame, BlobHeader, EntryReply, Request, MAX_CONTROL_FRAME, MAX_ENTRY_IDS,
 };
@@ -68,9 +68,9 @@ pub struct PullReport {
     pub refused: Vec<Refused>,
 }
 
-pub(crate) async fn pull(
+pub(crate) async fn pull<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     collection: &str,
     mut ids: Vec<[u8; 32]>,
     counters: &Counters,
@@ -112,9 +112,9 @@ pub(crate) async fn pull(
 }
 
 /// Takes one batch of verified entries through content and insertion.
-async fn take_batch(
+async fn take_batch<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     entries: Vec<SignedEntry>,
     counters: &Counters,
     space: &mut SpaceCheck,
@@ -150,10 +150,18 @@ async fn take_batch(
         }
     }
 
-    let bad = fetch_content(node, conn, &files, counters, space, report).await?;
+    let left_out = fetch_content(node, conn, &files, counters, space, report).await?;
 
+    // Entries whose content was not taken: left out of this sync.
+    let (entries, needs, unfetched) = split_off(entries, needs, &left_out.unfetched);
+    report
+        .refused
+        .extend(unfetched.into_iter().map(|(id, detail)| Refused {
+            id,
+            reason: Refusal::Unfetchable { detail },
+        }));
     // Entries whose file can never be valid: denied, the rest inserted.
-    let (entries, needs, invalid) = split_invalid(entries, needs, &bad);
+    let (entries, needs, invalid) = split_off(entries, needs, &left_out.invalid);
     if !invalid.is_empty() {
         let ids: Vec<Hash> = invalid.iter().map(|(id, _)| *id).collect();
         let store = node.store.clone();
@@ -192,12 +200,8 @@ async fn take_batch(
 /// Entries with their "needs content" flags, and those refused with why.
 type Split = (Vec<SignedEntry>, Vec<bool>, Vec<(Hash, String)>);
 
-/// Splits off the entries whose file is in `bad` (file -> why it can never be valid).
-fn split_invalid(
-    entries: Vec<SignedEntry>,
-    needs: Vec<bool>,
-    bad: &HashMap<FileRef, String>,
-) -> Split {
+/// Splits off the entries whose file is in `bad` (file -> why its content was not taken).
+fn split_off(entries: Vec<SignedEntry>, needs: Vec<bool>, bad: &HashMap<FileRef, String>) -> Split {
     if bad.is_empty() {
         return (entries, needs, Vec::new());
     }
@@ -218,18 +222,29 @@ fn split_invalid(
     (keep, keep_needs, invalid)
 }
 
+/// Files whose content a batch could not take, and why.
+#[derive(Debug, Default)]
+struct LeftOut {
+    /// A manifest that is not a valid manifest of its file: every entry naming the file is
+    /// invalid for good.
+    invalid: HashMap<FileRef, String>,
+    /// A manifest the peer announced too long: not read; the entries are left out of this
+    /// sync only.
+    unfetched: HashMap<FileRef, String>,
+}
+
 /// Fetches what `files` lack: their missing manifests first (each checked as a manifest of its
 /// file), then their missing chunks, a page at a time, each page reserved before it is asked
-/// for. Returns the files whose manifest proved invalid, with why.
-async fn fetch_content(
+/// for. Returns the files left out, with why.
+async fn fetch_content<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     files: &[FileRef],
     counters: &Counters,
     space: &mut SpaceCheck,
     report: &mut PullReport,
-) -> Result<HashMap<FileRef, String>, NetError> {
-    let mut bad: HashMap<FileRef, String> = HashMap::new();
+) -> Result<LeftOut, NetError> {
+    let mut left_out = LeftOut::default();
     // Manifests: their size is unknown until the peer says, so the longest a manifest of
     // their file can be is reserved.
     let first = missing_pages(node, files, true).await?;
@@ -242,17 +257,28 @@ async fn fetch_content(
         space.reserve(node, reserved, 0)?;
         let outcome = fetch_blobs(node, conn, page.to_vec(), counters, report).await?;
         space.release(reserved.saturating_sub(outcome.bytes), 0);
+        let file_of = |hash: Hash| {
+            page.iter()
+                .find(|m| m.hash == hash)
+                .and_then(|m| match m.expected {
+                    Expected::ManifestOf(file) => Some(file),
+                    Expected::Size(_) => None,
+                })
+        };
         for (manifest, detail) in outcome.bad_manifests {
-            if let Some(m) = page.iter().find(|m| m.hash == manifest) {
-                if let Expected::ManifestOf(file) = m.expected {
-                    bad.insert(file, detail);
-                }
+            if let Some(file) = file_of(manifest) {
+                left_out.invalid.insert(file, detail);
+            }
+        }
+        for (manifest, detail) in outcome.oversized {
+            if let Some(file) = file_of(manifest) {
+                left_out.unfetched.insert(file, detail);
             }
         }
     }
     let good: Vec<FileRef> = files
         .iter()
-        .filter(|f| !bad.contains_key(f))
+        .filter(|f| !left_out.invalid.contains_key(f) && !left_out.unfetched.contains_key(f))
         .copied()
         .collect();
     // Chunks (and whole small files): pages of missing blobs across the files.
@@ -277,7 +303,7 @@ async fn fetch_content(
         let outcome = fetch_blobs(node, conn, page, counters, report).await?;
         space.release(needed.saturating_sub(outcome.bytes), 0);
     }
-    Ok(bad)
+    Ok(left_out)
 }
 
 /// The first page of what each file lacks (a missing manifest shows up alone).
@@ -486,9 +512,9 @@ impl SpaceCheck {
 /// Fetches entries for one batch, taking ids off the end of `ids`: a few `GetEntries`
 /// requests in flight, each reserved at the largest charge an entry can have, until the batch
 /// holds `Limits::pull_batch` entries or [`BATCH_ENTRY_BYTES`].
-async fn fetch_entry_batch(
+async fn fetch_entry_batch<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     collection: &str,
     ids: &mut Vec<[u8; 32]>,
     counters: &Counters,
@@ -544,20 +570,20 @@ async fn fetch_entry_batch(
 
 /// One `GetEntries` request: the entries (signatures and names checked), the bytes they took
 /// and how many were asked for.
-async fn fetch_entries(
-    conn: &Connection,
+async fn fetch_entries<C: PeerStreams>(
+    conn: &C,
     reads: &crate::node::StoreReads,
     collection: String,
     batch: Vec<[u8; 32]>,
     t: std::time::Duration,
 ) -> Result<(Vec<SignedEntry>, u64, usize), NetError> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+    let (mut send, mut recv) = conn.open_bi().await?;
     let request = Request::GetEntries {
         collection: collection.clone(),
         ids: batch.clone(),
     };
     crate::wire::write_frame_within(&mut send, &request, t).await?;
-    let _ = send.finish();
+    let _ = send.shutdown().await;
     let mut raw: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
     loop {
         let reply: EntryReply = read_frame(&mut recv, MAX_ENCODED_ENTRY + 64, t).await?;
@@ -610,12 +636,14 @@ struct Fetched {
     bytes: u64,
     /// Manifests that arrived intact but are not valid manifests of their file: hash -> why.
     bad_manifests: Vec<(Hash, String)>,
+    /// Manifests the peer announced longer than any manifest of their file: not read.
+    oversized: Vec<(Hash, String)>,
 }
 
 /// Fetches `wanted` with a few requests in flight, importing each request's verified blobs.
-async fn fetch_blobs(
+async fn fetch_blobs<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     wanted: Vec<MissingBlob>,
     counters: &Counters,
     report: &mut PullReport,
@@ -624,8 +652,19 @@ async fn fetch_blobs(
     let mut bytes = 0;
     for m in wanted {
         let size = m.expected.max_size();
+        // A manifest goes alone: if the peer announces it longer than any manifest of its
+        // file, that request is dropped without reading it and the others go on.
+        let alone = |r: &Vec<MissingBlob>| {
+            matches!(m.expected, Expected::ManifestOf(_))
+                || r.iter()
+                    .any(|x| matches!(x.expected, Expected::ManifestOf(_)))
+        };
         match requests.last_mut() {
-            Some(r) if r.len() < BLOBS_PER_REQUEST && bytes + size <= BYTES_PER_REQUEST => {
+            Some(r)
+                if r.len() < BLOBS_PER_REQUEST
+                    && bytes + size <= BYTES_PER_REQUEST
+                    && !alone(r) =>
+            {
                 r.push(m);
                 bytes += size;
             }
@@ -657,6 +696,7 @@ async fn fetch_blobs(
         let one = done.map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
         fetched.bytes += one.bytes;
         fetched.bad_manifests.extend(one.bad_manifests);
+        fetched.oversized.extend(one.oversized);
         sync_counters(&shared, counters, report);
     }
     sync_counters(&shared, counters, report);
@@ -731,19 +771,19 @@ impl Held {
 
 type Verifying = tokio::task::JoinHandle<Result<VerifiedBlob, TransferError>>;
 
-async fn fetch_request(
+async fn fetch_request<C: PeerStreams>(
     node: &Node,
-    conn: &Connection,
+    conn: &C,
     request: Vec<MissingBlob>,
     counters: &Counters,
     memory: &FetchMemory,
 ) -> Result<Fetched, NetError> {
     let t = node.limits.timeout;
     let origin = peer_key(&conn.remote_id());
-    let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
+    let (mut send, mut recv) = conn.open_bi().await?;
     let hashes = request.iter().map(|m| *m.hash.as_bytes()).collect();
     crate::wire::write_frame_within(&mut send, &Request::GetBlobs { hashes }, t).await?;
-    let _ = send.finish();
+    let _ = send.shutdown().await;
     let mut fetched = Fetched::default();
     let mut verified: Vec<(VerifiedBlob, Held)> = Vec::with_capacity(request.len());
     let mut decoding: VecDeque<(Verifying, Held)> = VecDeque::with_capacity(DECODE_AHEAD);
@@ -766,8 +806,8 @@ async fn fetch_request(
             Expected::ManifestOf(_) => size <= m.expected.max_size(),
         };
         if !fits {
-            return Err(NetError::Protocol(format!(
-                "announced {size} bytes for blob {} ({})",
+            let why = format!(
+                "the peer announced {size} bytes for blob {} ({})",
                 m.hash,
                 match m.expected {
                     Expected::Size(n) => format!("{n} expected"),
@@ -777,7 +817,14 @@ async fn fetch_request(
                         m.expected.max_size()
                     ),
                 }
-            )));
+            );
+            if let (Expected::ManifestOf(_), 1) = (m.expected, request.len()) {
+                // Not read: the stream is dropped, the files it names are left out.
+                C::stop(&mut recv);
+                fetched.oversized.push((m.hash, why));
+                return Ok(fetched);
+            }
+            return Err(NetError::Protocol(why));
         }
         let held = match memory.try_hold(size) {
             Some(held) => held,

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Hash::of(body)
     };
-    let size = if data[1] & 2 == 0 { size } else { body.len() as u64 };
+    let size = if data[1] & 2 == 0 {
+        size
+    } else {
+        body.len() as u64
+    };
     if let Ok(blob) = decode_blob(hash, size, body) {
         assert_eq!(blob.hash(), hash);
         assert_eq!(blob.size(), size);

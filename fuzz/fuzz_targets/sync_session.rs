@@ -57,8 +57,13 @@ fn run<I: SyncIndex>(index: I, shape: u8, n: u64, frames: &[u8]) {
     let config = config();
     let mut session = Reconciler::new(index, config).expect("valid config");
     if shape & 0x40 != 0 {
-        let agreement = (shape & 0x80 != 0).then_some(Agreement { my_seq: n / 2, their_seq: 5 });
-        let first = session.initiate(agreement).expect("initiate never fails on a sound index");
+        let agreement = (shape & 0x80 != 0).then_some(Agreement {
+            my_seq: n / 2,
+            their_seq: 5,
+        });
+        let first = session
+            .initiate(agreement)
+            .expect("initiate never fails on a sound index");
         assert!(first.len() <= config.frame_limit);
     }
     for frame in frames.split(|b| *b == 0xFF) {
@@ -72,7 +77,9 @@ fn run<I: SyncIndex>(index: I, shape: u8, n: u64, frames: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // First byte: bits 0-5 the local set (STORE_CODE: the store), bit 6 initiate, bit 7 with an
     // agreement; the rest: frames separated by 0xFF.
-    let Some((&shape, rest)) = data.split_first() else { return };
+    let Some((&shape, rest)) = data.split_first() else {
+        return;
+    };
     if shape & 0x3f == STORE_CODE {
         let index = store().sync_index("c").expect("the store's index opens");
         run(index, shape, STORE_ENTRIES, rest);

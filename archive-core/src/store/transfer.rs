@@ -78,6 +78,11 @@ pub enum Refusal {
         /// What did not match.
         detail: String,
     },
+    /// Its content could not be taken from this peer this time (nothing is remembered).
+    Unfetchable {
+        /// Why.
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -88,6 +93,7 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::Denied => f.write_str("on this server's deny list (purged or invalid)"),
             Refusal::InvalidContent { detail } => write!(f, "its content is invalid: {detail}"),
+            Refusal::Unfetchable { detail } => write!(f, "its content was not taken: {detail}"),
         }
     }
 }

@@ -1,0 +1,892 @@
+//! A hostile paired peer against a real `archive serve` on 127.0.0.1 (issue 11, points 2, 3,
+//! 4, 5, 6, 7 and 11). The peer is written here with the protocol's own wire types and signs
+//! what it likes: far-future entries, times of u64::MAX, blobs sent as manifests that are not
+//! manifests, 32 MiB manifests, a flood of entries, blobs that hash wrong; it stops reading.
+//! Whatever it does, the victim's memory stays under 200 MB, its quota is never exceeded, its
+//! own new writes still win, nothing unverified is stored, and it keeps serving others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archive_core::sync::{MemoryIndex, Reconciler, SyncKey};
+use archive_core::{Entry, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Timestamp};
+use archive_net::wire::{
+    encode_frame, read_frame, write_frame, BlobHeader, EntryReply, ReconcileStep, Request,
+};
+use archive_net::{bind_endpoint, NetConfig, NetError, PeerPolicy, Ticket, Trust, ALPN};
+use iroh::endpoint::{Connection, RecvStream, SendStream};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+
+use crate::harness::{pseudo_random, write_file, Archive};
+use crate::network::{id_of, Serving};
+
+/// The victim's memory may not pass this, whatever the peer does.
+const RSS_LIMIT_KB: u64 = 200 * 1024;
+
+/// A victim: a real `archive serve`, with these network settings.
+struct Victim {
+    a: Archive,
+    server: Serving,
+}
+
+impl Victim {
+    fn start(settings: &str) -> Victim {
+        let a = Archive::initialised();
+        let base = r#""mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 3"#;
+        let json = if settings.is_empty() {
+            format!("{{{base}}}")
+        } else {
+            format!("{{{base}, {settings}}}")
+        };
+        std::fs::write(a.data_dir().join("net.json"), json).unwrap();
+        let server = Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0"]));
+        Victim { a, server }
+    }
+
+    /// Peak resident memory of the server process so far, in KiB.
+    fn peak_rss_kb(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.server.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn assert_memory_bounded(&self) {
+        let peak = self.peak_rss_kb();
+        eprintln!("victim peak RSS: {} MiB", peak / 1024);
+        assert!(peak < RSS_LIMIT_KB, "victim peak RSS {peak} KiB");
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.a.json(&["stats"])
+    }
+
+    /// Pulls from the hostile peer: (exit code, JSON report or null, stderr).
+    fn pull_from(&self, name: &str) -> (i32, serde_json::Value, String) {
+        let out = self.a.run(&["sync", name, "--pull", "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// A blob as the peer serves it.
+#[derive(Clone)]
+enum Blob {
+    /// These bytes, correctly encoded.
+    Bytes(Arc<Vec<u8>>),
+    /// Bytes made on demand (large ones), correctly encoded.
+    Made(fn(u64) -> Vec<u8>, u64),
+    /// These bytes' size, with one byte of the encoding flipped.
+    Flipped(Arc<Vec<u8>>),
+}
+
+impl Blob {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Blob::Bytes(b) | Blob::Flipped(b) => b.to_vec(),
+            Blob::Made(make, seed) => make(*seed),
+        }
+    }
+}
+
+/// The bao encoding of a whole blob (16 KiB chunk groups, as the protocol moves blobs) and
+/// its hash.
+fn bao_encode(data: &[u8]) -> (Hash, Vec<u8>) {
+    use bao_tree::io::outboard::PostOrderMemOutboard;
+    let ob = PostOrderMemOutboard::create(data, bao_tree::BlockSize::from_chunk_log(4));
+    let mut out = Vec::new();
+    bao_tree::io::sync::encode_ranges_validated(data, &ob, &bao_tree::ChunkRanges::all(), &mut out)
+        .unwrap();
+    (Hash::from_bytes(*ob.root.as_bytes()), out)
+}
+
+/// What the hostile peer has to offer.
+#[derive(Clone, Default)]
+struct Offer {
+    entries: HashMap<[u8; 32], Vec<u8>>,
+    items: Vec<SyncKey>,
+    blobs: HashMap<Hash, Blob>,
+}
+
+impl Offer {
+    fn entry(&mut self, e: &SignedEntry) {
+        self.items.push(SyncKey {
+            time: e.entry().time.raw(),
+            id: *e.id().as_bytes(),
+        });
+        self.entries
+            .insert(*e.id().as_bytes(), e.encoded().to_vec());
+    }
+
+    fn blob(&mut self, blob: Blob) -> Hash {
+        let hash = Hash::of(&blob.bytes());
+        self.blobs.insert(hash, blob);
+        hash
+    }
+}
+
+/// The hostile peer's protocol handler: it answers the victim's requests from `offer`.
+#[derive(Clone)]
+struct Hostile {
+    offer: Arc<Offer>,
+}
+
+impl std::fmt::Debug for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hostile")
+    }
+}
+
+impl ProtocolHandler for Hostile {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.answer(send, recv).await;
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Hostile {
+    async fn answer(&self, mut send: SendStream, mut recv: RecvStream) -> Result<(), NetError> {
+        let t = Duration::from_secs(10);
+        let request: Request = read_frame(&mut recv, 8 << 20, t).await?;
+        match request {
+            Request::Reconcile { frame, .. } => {
+                let index = MemoryIndex::new(self.offer.items.iter().copied());
+                let mut r = Reconciler::new(index, Default::default()).unwrap();
+                let mut frame = frame;
+                loop {
+                    match r.receive(&frame).unwrap() {
+                        Some(out) => {
+                            write_frame(&mut send, &ReconcileStep::Frame(out)).await?;
+                            match read_frame(&mut recv, 2 << 20, t).await? {
+                                ReconcileStep::Frame(f) => frame = f,
+                                _ => {
+                                    write_frame(&mut send, &ReconcileStep::Done(None)).await?;
+                                    break;
+                                }
+                            }
+                        }
+                        None => {
+                            write_frame(&mut send, &ReconcileStep::Done(None)).await?;
+                            let _: ReconcileStep = read_frame(&mut recv, 2 << 20, t).await?;
+                            break;
+                        }
+                    }
+                }
+            }
+            Request::GetEntries { ids, .. } => {
+                for id in ids {
+                    let reply = match self.offer.entries.get(&id) {
+                        Some(e) => EntryReply::Entry(e.clone()),
+                        None => EntryReply::Missing(id),
+                    };
+                    write_frame(&mut send, &reply).await?;
+                }
+                write_frame(&mut send, &EntryReply::End).await?;
+            }
+            Request::GetBlobs { hashes } => {
+                for h in hashes {
+                    let Some(blob) = self.offer.blobs.get(&Hash::from_bytes(h)) else {
+                        write_frame(&mut send, &BlobHeader::Missing).await?;
+                        continue;
+                    };
+                    let data = blob.bytes();
+                    let (_, mut encoded) = bao_encode(&data);
+                    if let Blob::Flipped(_) = blob {
+                        let mid = encoded.len() / 2;
+                        encoded[mid] ^= 0x40;
+                    }
+                    let header = encode_frame(&BlobHeader::Found {
+                        size: data.len() as u64,
+                    });
+                    send.write_all(&header)
+                        .await
+                        .map_err(|e| NetError::Io(e.to_string()))?;
+                    send.write_all(&encoded)
+                        .await
+                        .map_err(|e| NetError::Io(e.to_string()))?;
+                }
+            }
+            _ => {}
+        }
+        let _ = send.finish();
+        let _ = tokio::time::timeout(t, send.stopped()).await;
+        Ok(())
+    }
+}
+
+/// The hostile peer, serving `offer`, paired with the victim (and the victim with it, with
+/// write access to everything).
+struct Peer {
+    router: Router,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Peer {
+    fn key() -> SecretKey {
+        SecretKey::from_bytes([0x66; 32])
+    }
+
+    fn serve(victim: &Victim, offer: Offer) -> Peer {
+        let key = Peer::key();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let victim_id: iroh::EndpointId = id_of(&victim.a).parse().unwrap();
+        let router = runtime.block_on(async {
+            let trust = Trust::default();
+            trust.set(victim_id, PeerPolicy::default());
+            let config = NetConfig {
+                bind: Some("127.0.0.1:0".parse().unwrap()),
+                ..NetConfig::default()
+            };
+            let endpoint = bind_endpoint(&key, &config, &trust).await.unwrap();
+            Router::builder(endpoint)
+                .accept(
+                    ALPN,
+                    Hostile {
+                        offer: Arc::new(offer),
+                    },
+                )
+                .spawn()
+        });
+        let ticket = Ticket {
+            id: router.endpoint().id(),
+            addrs: router.endpoint().addr().ip_addrs().copied().collect(),
+        };
+        victim
+            .a
+            .ok(&["peer", "add", &ticket.to_string(), "--name", "h"]);
+        Peer { router, runtime }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), router.shutdown()).await;
+        });
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+const YEAR_3000_MS: u64 = 32_503_680_000_000;
+
+fn signed(key: &SecretKey, path: &str, value: EntryValue, time: Timestamp) -> SignedEntry {
+    SignedEntry::sign(
+        Entry {
+            collection: "default".into(),
+            key: path.into(),
+            value,
+            author: key.public(),
+            time,
+        },
+        key,
+    )
+    .unwrap()
+}
+
+fn small_file(offer: &mut Offer, bytes: &[u8]) -> FileRef {
+    let hash = offer.blob(Blob::Bytes(Arc::new(bytes.to_vec())));
+    FileRef {
+        hash,
+        size: bytes.len() as u64,
+        manifest: None,
+    }
+}
+
+/// Points 2 and 5 (of the review): a peer's entries dated in the year 3000 or at u64::MAX are
+/// refused (and said so), entries within the rule are taken, and the victim's own new writes
+/// and removals still win afterwards.
+#[test]
+fn far_future_times_are_refused_and_latest_wins_still_works() {
+    let victim = Victim::start("");
+    write_file(&victim.a.path("notes"), b"victim's version 1\n");
+    victim.a.ok(&[
+        "add",
+        victim.a.path("notes").to_str().unwrap(),
+        "--as",
+        "notes.txt",
+    ]);
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let evil = small_file(&mut offer, b"from the peer\n");
+    let far = [
+        Timestamp::from_unix_millis(YEAR_3000_MS),
+        Timestamp::from_raw(u64::MAX),
+    ];
+    for t in far {
+        offer.entry(&signed(&key, "notes.txt", EntryValue::File(evil), t));
+    }
+    // Four years ahead of now: within the rule (a correct peer ahead of a wrong clock).
+    let ahead = Timestamp::from_unix_millis(now_ms() + 4 * YEAR_MS);
+    offer.entry(&signed(&key, "notes.txt", EntryValue::File(evil), ahead));
+    let ok_file = small_file(&mut offer, b"an ordinary file\n");
+    let now = Timestamp::from_unix_millis(now_ms());
+    offer.entry(&signed(&key, "other.txt", EntryValue::File(ok_file), now));
+    let _peer = Peer::serve(&victim, offer);
+
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report} {err}");
+    let refused = report["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{report}");
+    assert!(
+        refused.iter().all(|r| r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("later than this server accepts")),
+        "{report}"
+    );
+    assert!(err.contains("refused entry"), "{err}");
+    assert_eq!(victim.a.ok(&["get", "other.txt"]), "an ordinary file\n");
+    assert_eq!(victim.a.ok(&["get", "notes.txt"]), "from the peer\n");
+    // The victim's own writes still take effect.
+    write_file(&victim.a.path("notes2"), b"victim's version 2\n");
+    victim.a.ok(&[
+        "add",
+        victim.a.path("notes2").to_str().unwrap(),
+        "--as",
+        "notes.txt",
+    ]);
+    assert_eq!(victim.a.ok(&["get", "notes.txt"]), "victim's version 2\n");
+    victim.a.ok(&["rm", "notes.txt"]);
+    assert!(!victim.a.ok(&["ls"]).contains("notes.txt"));
+    // Refused is not remembered: the next sync refuses them again, and takes nothing else.
+    let (code, report, _) = victim.pull_from("h");
+    assert_eq!(code, 1);
+    assert_eq!(report["refused"].as_array().unwrap().len(), 2, "{report}");
+    assert!(victim.a.ok(&["verify"]).contains("all intact"));
+    victim.assert_memory_bounded();
+}
+
+/// Point 3: a blob sent as a manifest that is no manifest of its file is never stored: one
+/// announced longer than any manifest of the file is not even read, one that is short enough
+/// is read, checked, and its entry denied for good; the rest of the sync goes on, and later
+/// syncs with the peer do not fail on it.
+#[test]
+fn blobs_sent_as_manifests_that_are_not_are_never_stored() {
+    let victim = Victim::start(r#""quota_bytes": 1048576"#);
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let now = || Timestamp::from_unix_millis(now_ms());
+    // 1 MiB of noise as the "manifest" of a 3 MiB file (whose longest manifest is ~2 KB).
+    let big_noise = offer.blob(Blob::Bytes(Arc::new(pseudo_random(1 << 20, 1))));
+    let file_a = FileRef {
+        hash: Hash::of(b"whatever"),
+        size: 3 << 20,
+        manifest: Some(big_noise),
+    };
+    offer.entry(&signed(&key, "a.bin", EntryValue::File(file_a), now()));
+    // 1 KB of noise as the manifest of another 3 MiB file: short enough to be read.
+    let small_noise = offer.blob(Blob::Bytes(Arc::new(pseudo_random(1000, 2))));
+    let file_b = FileRef {
+        hash: Hash::of(b"whatever else"),
+        size: 3 << 20,
+        manifest: Some(small_noise),
+    };
+    let b_entry = signed(&key, "b.bin", EntryValue::File(file_b), now());
+    offer.entry(&b_entry);
+    let fine = small_file(&mut offer, b"fine\n");
+    offer.entry(&signed(&key, "fine.txt", EntryValue::File(fine), now()));
+    let _peer = Peer::serve(&victim, offer);
+    let before = victim.stats();
+
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report} {err}");
+    let refused = report["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("announced 1048576 bytes"), "{text}");
+    assert!(text.contains("content is invalid"), "{text}");
+    // The fine file arrived; neither noise blob was stored.
+    assert_eq!(victim.a.ok(&["get", "fine.txt"]), "fine\n");
+    let after = victim.stats();
+    assert_eq!(
+        after["blobs"].as_u64().unwrap(),
+        before["blobs"].as_u64().unwrap() + 1,
+        "{after}"
+    );
+    assert!(after["quota_used"].as_u64().unwrap() <= 1 << 20, "{after}");
+    // Next time: the invalid entry is denied (not asked for); only the unread one is refused.
+    let (code, report, _) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["denied_skipped"], 1, "{report}");
+    assert_eq!(report["refused"].as_array().unwrap().len(), 1, "{report}");
+    assert!(victim.a.ok(&["verify"]).contains("all intact"));
+    victim.assert_memory_bounded();
+}
+
+/// A manifest of `n` chunks of the minimum length (the longest manifest there is for its
+/// file's size): about 35 bytes a chunk.
+fn long_manifest(seed: u64) -> Vec<u8> {
+    let n = 958_000u64;
+    let mut out = b"archive-manifest-v1\n".to_vec();
+    let varint = |out: &mut Vec<u8>, mut v: u64| {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    };
+    varint(&mut out, n * 65_536);
+    varint(&mut out, n);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..n {
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        varint(&mut out, 65_536);
+    }
+    out
+}
+
+fn huge_manifest_offer(count: u64) -> Offer {
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    for seed in 0..count {
+        let manifest = offer.blob(Blob::Made(long_manifest, seed));
+        let file = FileRef {
+            hash: Hash::of(&seed.to_le_bytes()),
+            size: 958_000 * 65_536,
+            manifest: Some(manifest),
+        };
+        let t = Timestamp::from_unix_millis(now_ms());
+        offer.entry(&signed(
+            &key,
+            &format!("huge{seed}.zim"),
+            EntryValue::File(file),
+            t,
+        ));
+    }
+    offer
+}
+
+/// Point 3: eight valid 32 MiB manifests. With a 1 MiB quota, nothing is fetched: each is
+/// reserved at the longest a manifest of its file can be, before any byte. Without a quota
+/// they are fetched a few at a time and checked, and the victim's memory stays bounded.
+#[test]
+fn huge_manifests_are_reserved_first_and_memory_stays_bounded() {
+    let victim = Victim::start(r#""quota_bytes": 1048576"#);
+    let _peer = Peer::serve(&victim, huge_manifest_offer(8));
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report}");
+    assert!(err.contains("the configured quota"), "{err}");
+    let used = victim.stats()["quota_used"].as_u64().unwrap();
+    assert!(used <= 1 << 20, "quota used {used}");
+    victim.assert_memory_bounded();
+    drop(_peer);
+
+    let victim = Victim::start("");
+    let _peer = Peer::serve(&victim, huge_manifest_offer(8));
+    let (code, _, err) = victim.pull_from("h");
+    // The manifests arrive and check out; the peer then lacks the chunks they name.
+    assert_eq!(code, 1);
+    assert!(err.contains("lacks blob"), "{err}");
+    victim.assert_memory_bounded();
+    assert!(victim.a.ok(&["verify"]).contains("all intact"));
+}
+
+/// Point 4: a flood of tombstones with 4 KiB keys stops at the quota (entries count against
+/// it), at the peer's own entry cap, and `peer purge` takes back what the peer brought.
+#[test]
+fn an_entry_flood_stops_at_the_quota_and_purge_takes_it_back() {
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let long = format!("{}/", "x".repeat(250)).repeat(16);
+    for n in 0..3_000u64 {
+        let t = Timestamp::from_unix_millis(now_ms() - 10_000 + n);
+        offer.entry(&signed(
+            &key,
+            &format!("flood/{long}{n}"),
+            EntryValue::Tombstone,
+            t,
+        ));
+    }
+    let victim = Victim::start(r#""quota_bytes": 1048576"#);
+    let db = victim.a.data_dir().join("store.redb");
+    let db_before = std::fs::metadata(&db).unwrap().len();
+    let entries_before = victim.stats()["entries"].as_u64().unwrap();
+    let _peer = Peer::serve(&victim, offer.clone());
+    let (code, _, err) = victim.pull_from("h");
+    assert_eq!(code, 1);
+    assert!(err.contains("the configured quota"), "{err}");
+    let stats = victim.stats();
+    assert!(stats["quota_used"].as_u64().unwrap() <= 1 << 20, "{stats}");
+    let taken = stats["entries"].as_u64().unwrap() - entries_before;
+    assert!(taken > 0 && taken < 200, "took {taken} entries");
+    let growth = std::fs::metadata(&db).unwrap().len() - db_before;
+    assert!(growth < 16 << 20, "database grew by {growth} bytes");
+    // Purge gives it all back, and what was purged is not taken again.
+    let purge = victim.a.json(&["peer", "purge", "h"]);
+    assert_eq!(purge["entries_removed"].as_u64().unwrap(), taken, "{purge}");
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), entries_before);
+    let (_, report, _) = victim.pull_from("h");
+    assert_eq!(
+        report,
+        serde_json::Value::Null,
+        "the quota still stops the rest"
+    );
+    assert!(victim.a.ok(&["verify"]).contains("all intact"));
+    victim.assert_memory_bounded();
+    drop(_peer);
+
+    // Without a quota, the peer's entry cap stops it.
+    let victim = Victim::start(r#""peer_max_entries": 50"#);
+    let before = victim.stats()["entries"].as_u64().unwrap();
+    let _peer = Peer::serve(&victim, offer);
+    let (code, _, err) = victim.pull_from("h");
+    assert_eq!(code, 1);
+    assert!(err.contains("limit of entries"), "{err}");
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before + 50);
+}
+
+/// A blob whose bytes do not match its hash is never stored, and the sync says so.
+#[test]
+fn blobs_that_hash_wrong_are_never_stored() {
+    let victim = Victim::start("");
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let bytes = Arc::new(pseudo_random(200_000, 9));
+    let hash = Hash::of(&bytes);
+    offer.blobs.insert(hash, Blob::Flipped(bytes.clone()));
+    let file = FileRef {
+        hash,
+        size: bytes.len() as u64,
+        manifest: None,
+    };
+    let t = Timestamp::from_unix_millis(now_ms());
+    offer.entry(&signed(&key, "wrong.bin", EntryValue::File(file), t));
+    let blobs_before = victim.stats()["blobs"].as_u64().unwrap();
+    let _peer = Peer::serve(&victim, offer);
+    let (code, _, err) = victim.pull_from("h");
+    assert_eq!(code, 1);
+    assert!(err.contains("failed verification"), "{err}");
+    assert_eq!(victim.stats()["blobs"].as_u64().unwrap(), blobs_before);
+    assert!(!victim.a.ok(&["ls"]).contains("wrong.bin"));
+    assert!(victim.a.ok(&["verify"]).contains("all intact"));
+}
+
+/// Point 7: a peer that asks for blobs and stops reading, and opens more connections than it
+/// may, cannot hold the server: its writes time out, its extra connection is refused, an idle
+/// connection is closed, and another peer syncs meanwhile.
+#[test]
+fn a_peer_that_stops_reading_cannot_hold_the_server() {
+    let victim = Victim::start(r#""idle_secs": 2"#);
+    let big = pseudo_random(24 << 20, 5);
+    write_file(&victim.a.path("big.bin"), &big);
+    victim
+        .a
+        .ok(&["add", victim.a.path("big.bin").to_str().unwrap()]);
+    let chunks: Vec<[u8; 32]> = victim_chunks(&victim);
+    assert!(chunks.len() > 20);
+
+    // The stalling peer: paired, may read everything.
+    let key = SecretKey::from_bytes([0x77; 32]);
+    let stall_id = iroh::SecretKey::from_bytes(&key.to_bytes()).public();
+    victim
+        .a
+        .ok(&["peer", "add", &stall_id.to_string(), "--name", "stall"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ticket: Ticket = victim.server.ticket().parse().unwrap();
+    let (held, conns, refused_fifth, idle_closed) = runtime.block_on(async {
+        let config = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let endpoint = bind_endpoint(&key, &config, &Trust::default())
+            .await
+            .unwrap();
+        let mut addr = iroh::EndpointAddr::new(ticket.id);
+        for a in &ticket.addrs {
+            addr = addr.with_ip_addr(*a);
+        }
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(endpoint.connect(addr.clone(), ALPN).await.unwrap());
+        }
+        // Ask for every chunk on many streams, never read.
+        let mut held = Vec::new();
+        for conn in &conns[..3] {
+            for _ in 0..16 {
+                let Ok((mut send, recv)) = conn.open_bi().await else {
+                    break;
+                };
+                let request = Request::GetBlobs {
+                    hashes: chunks.clone(),
+                };
+                let _ = send.write_all(&encode_frame(&request)).await;
+                held.push((send, recv));
+            }
+        }
+        // A fifth connection is one too many.
+        let fifth = endpoint.connect(addr.clone(), ALPN).await.unwrap();
+        let refused_fifth = tokio::time::timeout(Duration::from_secs(5), fifth.closed())
+            .await
+            .map(|reason| reason.to_string())
+            .unwrap_or_default();
+        // The fourth connection asks nothing: closed once idle.
+        let idle_closed = tokio::time::timeout(Duration::from_secs(10), conns[3].closed())
+            .await
+            .map(|reason| reason.to_string())
+            .unwrap_or_default();
+        (held, conns, refused_fifth, idle_closed)
+    });
+    assert!(held.len() >= 16, "opened {} streams", held.len());
+    assert!(
+        refused_fifth.contains("too many connections"),
+        "{refused_fifth}"
+    );
+    assert!(idle_closed.contains("idle"), "{idle_closed}");
+
+    // Meanwhile another server syncs the whole file from the victim.
+    let other = Archive::initialised();
+    std::fs::write(
+        other.data_dir().join("net.json"),
+        r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 10}"#,
+    )
+    .unwrap();
+    other.ok(&["peer", "add", victim.server.ticket(), "--name", "v"]);
+    victim
+        .a
+        .ok(&["peer", "add", &id_of(&other), "--name", "other"]);
+    let started = Instant::now();
+    let report = other.json(&["sync", "v", "--pull"]);
+    assert_eq!(report["entries_received"], 1, "{report}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        crate::harness::b3(&big),
+        other.json(&["ls"])[0]["hash"].as_str().unwrap()
+    );
+    // The stalled writes gave up on their own (the streams are still open, unread).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !victim.server.log().contains("the peer took nothing for") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        victim.server.log().contains("the peer took nothing for"),
+        "{}",
+        victim.server.log()
+    );
+    drop((held, conns));
+    drop(runtime);
+    victim.assert_memory_bounded();
+}
+
+/// The chunk hashes of the victim's only (large) file: the blob files of its data folder
+/// (its manifest is small enough to live inside the database).
+fn victim_chunks(victim: &Victim) -> Vec<[u8; 32]> {
+    let mut chunks = Vec::new();
+    for shard in std::fs::read_dir(victim.a.data_dir().join("blobs")).unwrap() {
+        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            let mut h = [0u8; 32];
+            for (i, b) in h.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).unwrap();
+            }
+            chunks.push(h);
+        }
+    }
+    chunks
+}
+
+/// Point 11: an unpaired endpoint is refused right after the handshake, with the reason, and
+/// the log says so once, however often it tries; a source past its handshake budget is not
+/// answered at all.
+#[test]
+fn unpaired_endpoints_are_refused_quietly_and_handshakes_are_limited() {
+    let victim = Victim::start(r#""handshakes_per_minute": 5"#);
+    let ticket: Ticket = victim.server.ticket().parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = runtime.block_on(async {
+        let key = SecretKey::from_bytes([0x55; 32]);
+        let config = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let endpoint = bind_endpoint(&key, &config, &Trust::default())
+            .await
+            .unwrap();
+        let mut addr = iroh::EndpointAddr::new(ticket.id);
+        for a in &ticket.addrs {
+            addr = addr.with_ip_addr(*a);
+        }
+        let mut outcomes = Vec::new();
+        for _ in 0..14 {
+            let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+                let conn = endpoint.connect(addr.clone(), ALPN).await?;
+                Ok::<_, anyhow::Error>(conn.closed().await.to_string())
+            })
+            .await;
+            outcomes.push(match attempt {
+                Ok(Ok(reason)) => reason,
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(_) => "no answer".to_owned(),
+            });
+        }
+        outcomes
+    });
+    assert!(outcomes[0].contains("not paired"), "{outcomes:?}");
+    let refused = outcomes.iter().filter(|o| o.contains("not paired")).count();
+    let unanswered = outcomes
+        .iter()
+        .filter(|o| o.as_str() == "no answer")
+        .count();
+    // Five validated and five unvalidated handshakes a minute; the rest get no answer.
+    assert!(refused <= 10, "{outcomes:?}");
+    assert!(unanswered >= 4, "{outcomes:?}");
+    let lines = victim
+        .server
+        .log()
+        .lines()
+        .filter(|l| l.contains("refused a connection from unpaired endpoint"))
+        .count();
+    assert_eq!(lines, 1, "{}", victim.server.log());
+}
+
+/// Point 5: a peer paired read-only (`--write ""`) cannot get its entries in by being
+/// pulled from: a sync both ways only pushes, `--pull` is refused.
+#[test]
+fn a_read_only_peer_cannot_write_by_being_pulled_from() {
+    let victim = Victim::start("");
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let file = small_file(&mut offer, b"pushed by pulling\n");
+    let t = Timestamp::from_unix_millis(now_ms());
+    offer.entry(&signed(&key, "sneaky.txt", EntryValue::File(file), t));
+    let _peer = Peer::serve(&victim, offer);
+    // Re-pair it read-only.
+    let ticket = victim.a.json(&["peer", "ls"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let addrs = victim.a.json(&["peer", "ls"])[0]["addrs"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    victim.a.ok(&["peer", "rm", "h"]);
+    victim.a.ok(&[
+        "peer", "add", &ticket, "--addr", &addrs, "--name", "h", "--write", "",
+    ]);
+    let out = victim.a.run(&["sync", "h", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not pulling"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = victim.a.fails(&["sync", "h", "--pull"]);
+    assert!(err.contains("may not write"), "{err}");
+    assert!(!victim.a.ok(&["ls"]).contains("sneaky"));
+}
+
+/// Point 6: a peer that may read only some collections gets only blobs reachable from them;
+/// for any other blob the answer is the same as for a blob the server does not have.
+#[test]
+fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
+    let victim = Victim::start("");
+    write_file(&victim.a.path("pub.txt"), b"public document\n");
+    write_file(&victim.a.path("priv.txt"), b"private document\n");
+    victim.a.ok(&[
+        "add",
+        victim.a.path("pub.txt").to_str().unwrap(),
+        "-c",
+        "public",
+    ]);
+    victim.a.ok(&[
+        "add",
+        victim.a.path("priv.txt").to_str().unwrap(),
+        "-c",
+        "private",
+    ]);
+    let public = Hash::of(b"public document\n");
+    let private = Hash::of(b"private document\n");
+    let nowhere = Hash::of(b"not in the store");
+    let key = SecretKey::from_bytes([0x44; 32]);
+    let id = iroh::SecretKey::from_bytes(&key.to_bytes()).public();
+    victim.a.ok(&[
+        "peer",
+        "add",
+        &id.to_string(),
+        "--name",
+        "r",
+        "--read",
+        "public",
+    ]);
+    let ticket: Ticket = victim.server.ticket().parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        let config = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let endpoint = bind_endpoint(&key, &config, &Trust::default())
+            .await
+            .unwrap();
+        let mut addr = iroh::EndpointAddr::new(ticket.id);
+        for a in &ticket.addrs {
+            addr = addr.with_ip_addr(*a);
+        }
+        let conn = endpoint.connect(addr, ALPN).await.unwrap();
+        let mut answers = Vec::new();
+        for h in [public, private, nowhere] {
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            write_frame(
+                &mut send,
+                &Request::GetBlobs {
+                    hashes: vec![*h.as_bytes()],
+                },
+            )
+            .await
+            .unwrap();
+            let header: BlobHeader = read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
+                .await
+                .unwrap();
+            answers.push(header);
+        }
+        answers
+    });
+    assert!(
+        matches!(answers[0], BlobHeader::Found { size: 16 }),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1], BlobHeader::Missing, "{answers:?}");
+    assert_eq!(answers[2], BlobHeader::Missing, "{answers:?}");
+}
