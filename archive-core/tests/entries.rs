@@ -148,3 +148,115 @@ fn removing_a_missing_key_writes_nothing() {
     assert!(store.get("c", "present").unwrap().is_some());
     let _: &Store = &store;
 }
+
+/// Milliseconds of 1970-01-01T00:00:00.005Z: a Pi without a real-time clock, just booted.
+fn in_1970() -> u64 {
+    5
+}
+
+/// 2026-11-30, as a correct clock says.
+const NOW_2026_MS: u64 = 1_795_996_800_000;
+/// 2023-06-01.
+const IN_2023_MS: u64 = 1_685_577_600_000;
+const YEAR_3000_MS: u64 = 32_503_680_000_000;
+
+fn at_ms(key: &SecretKey, k: &str, ms: u64) -> SignedEntry {
+    entry_by(key, k, Timestamp::from_unix_millis(ms).raw(), k.as_bytes())
+}
+
+/// The time rule (issue 11, point 2): an empty server whose clock says 1970 takes a 2026
+/// peer's entries; so does one offline for three years (it saw 2023 last, its clock says 1970).
+#[test]
+fn servers_with_wrong_clocks_accept_a_correct_peer() {
+    let peer = SecretKey::from_bytes([5; 32]);
+    let (_a, empty) = new_store();
+    empty.set_wall_clock(in_1970);
+    assert_eq!(
+        empty
+            .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
+            .unwrap(),
+        1
+    );
+
+    let (_b, offline) = new_store();
+    offline.set_wall_clock(in_1970);
+    offline
+        .insert_entries(&[at_ms(&peer, "then", IN_2023_MS)])
+        .unwrap();
+    assert_eq!(
+        offline
+            .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
+            .unwrap(),
+        1
+    );
+    // Its own writes come after everything it accepted, whatever its clock says.
+    let own = offline.add_bytes("shared", "mine", b"x").unwrap().unwrap();
+    assert!(own.entry().time > Timestamp::from_unix_millis(NOW_2026_MS));
+
+    // The reverse: a server whose clock runs years ahead takes a 2026 peer's entries.
+    let (_c, ahead) = new_store();
+    fn in_2030() -> u64 {
+        NOW_2026_MS + 4 * 365 * 86_400_000
+    }
+    ahead.set_wall_clock(in_2030);
+    assert_eq!(
+        ahead
+            .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
+            .unwrap(),
+        1
+    );
+}
+
+/// The time rule: u64::MAX and the year 3000 are refused, and the store is left as it was.
+#[test]
+fn the_far_future_is_refused() {
+    let peer = SecretKey::from_bytes([6; 32]);
+    let (_d, store) = new_store();
+    let before = store.time_limit();
+    for e in [
+        entry_by(&peer, "max", u64::MAX, b"x"),
+        at_ms(&peer, "y3000", YEAR_3000_MS),
+    ] {
+        match store.insert_entries(&[at_ms(&peer, "fine", NOW_2026_MS), e.clone()]) {
+            Err(EntryError::TooFarAhead { id, .. }) => assert_eq!(id, e.id()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // All or nothing: the fine entry of those batches is not in either.
+    assert!(store
+        .list("shared", ViewPoint::Current, "")
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.time_limit(), before);
+}
+
+/// The time rule's headroom: 10,000 pushes at the latest time the store accepts (each
+/// dragging its clock forward as far as the rule lets it) leave at least 2^40 ticks, and the
+/// store's own writes win over each of them.
+#[test]
+fn ten_thousand_pushes_at_the_limit_leave_headroom_and_latest_wins() {
+    let peer = SecretKey::from_bytes([7; 32]);
+    let (_d, store) = new_store();
+    let mut last = None;
+    for n in 0..10_000u64 {
+        let limit = store.time_limit();
+        let e = entry_by(&peer, "k", limit.raw(), &n.to_le_bytes());
+        assert_eq!(store.insert_entries(&[e]).unwrap(), 1);
+        if n % 1000 == 0 || n == 9_999 {
+            let mine = format!("own write {n}");
+            let own = store
+                .add_bytes("shared", "k", mine.as_bytes())
+                .unwrap()
+                .unwrap();
+            assert!(own.entry().time > limit);
+            assert_eq!(
+                store.get("shared", "k").unwrap().unwrap().hash,
+                Hash::of(mine.as_bytes())
+            );
+            last = Some(own.entry().time);
+        }
+    }
+    let headroom = u64::MAX - last.unwrap().raw();
+    assert!(headroom >= 1 << 40, "headroom {headroom}");
+    assert!(store.time_limit().unix_millis() <= archive_core::MAX_ENTRY_MILLIS);
+}

@@ -817,25 +817,30 @@ fn a_read_only_peer_cannot_write_by_being_pulled_from() {
     assert!(!victim.a.ok(&["ls"]).contains("sneaky"));
 }
 
-/// Point 6: a peer that may read only some collections gets only blobs reachable from them;
-/// for any other blob the answer is the same as for a blob the server does not have.
+/// Point 6: a peer that may read only some collections gets only blobs reachable from them
+/// (whole files and the chunks of chunked ones); for any other blob the answer is the same as
+/// for a blob the server does not have.
 #[test]
 fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
     let victim = Victim::start("");
-    write_file(&victim.a.path("pub.txt"), b"public document\n");
-    write_file(&victim.a.path("priv.txt"), b"private document\n");
-    victim.a.ok(&[
-        "add",
-        victim.a.path("pub.txt").to_str().unwrap(),
-        "-c",
-        "public",
-    ]);
-    victim.a.ok(&[
-        "add",
-        victim.a.path("priv.txt").to_str().unwrap(),
-        "-c",
-        "private",
-    ]);
+    let add = |file: &str, bytes: &[u8], collection: &str| {
+        write_file(&victim.a.path(file), bytes);
+        let path = victim.a.path(file);
+        victim
+            .a
+            .ok(&["add", path.to_str().unwrap(), "-c", collection]);
+    };
+    add("pub.txt", b"public document\n", "public");
+    add("pub.bin", &pseudo_random(3 << 20, 11), "public");
+    let public_chunks = victim_chunks(&victim);
+    add("priv.txt", b"private document\n", "private");
+    add("priv.bin", &pseudo_random(3 << 20, 12), "private");
+    let public_chunk = Hash::from_bytes(public_chunks[0]);
+    let private_chunk = victim_chunks(&victim)
+        .into_iter()
+        .find(|h| !public_chunks.contains(h))
+        .map(Hash::from_bytes)
+        .unwrap();
     let public = Hash::of(b"public document\n");
     let private = Hash::of(b"private document\n");
     let nowhere = Hash::of(b"not in the store");
@@ -866,7 +871,7 @@ fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
         }
         let conn = endpoint.connect(addr, ALPN).await.unwrap();
         let mut answers = Vec::new();
-        for h in [public, private, nowhere] {
+        for h in [public, private, nowhere, public_chunk, private_chunk] {
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
             write_frame(
                 &mut send,

@@ -44,6 +44,10 @@ pub struct Limits {
     pub serve_memory: usize,
     /// Store reads run at once for serving peers (each on a blocking thread).
     pub store_reads: usize,
+    /// Reconciliation sessions served at once, over all peers. A session keeps one read
+    /// snapshot of the store for its rounds and up to 16 MiB of index blocks, so this bounds
+    /// what peers can hold that way.
+    pub sessions: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +69,7 @@ impl Default for Limits {
             // Two of the largest blobs (manifests), or 64 chunks.
             serve_memory: 64 * 1024 * 1024,
             store_reads: 4,
+            sessions: 4,
         }
     }
 }
@@ -107,6 +112,8 @@ pub struct Node {
     pub(crate) reads: StoreReads,
     /// Bytes of blob encodings held for sending, as permits.
     pub(crate) serve_memory: Arc<Semaphore>,
+    /// Reconciliation sessions served at once.
+    pub(crate) sessions: Arc<Semaphore>,
 }
 
 /// The one way the server side reads its store: on blocking threads, a bounded number at
@@ -152,6 +159,7 @@ impl Node {
             serve_memory: Arc::new(Semaphore::new(
                 limits.serve_memory.clamp(1, u32::MAX as usize),
             )),
+            sessions: Arc::new(Semaphore::new(limits.sessions.max(1))),
             limits,
         }
     }

@@ -363,6 +363,11 @@ async fn answer_reconcile(
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let limit = node.limits.reconcile.frame_limit + 64;
+    let slot = tokio::time::timeout(t, node.sessions.clone().acquire_owned()).await;
+    let Ok(Ok(_session)) = slot else {
+        let busy = ReconcileStep::Refused("the server is busy reconciling; try again".into());
+        return write_frame_within(send, &busy, t).await;
+    };
     let (store, c, config) = (
         node.store.clone(),
         collection.to_owned(),
