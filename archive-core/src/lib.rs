@@ -52,9 +52,9 @@ pub use names::{
 };
 pub use store::{
     AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DenyReason,
-    DoctorReport, Expected, ExportReport, FailedFile, GcReport, MissingBlob, MissingPage,
-    NoProgress, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey, SnapshotInfo,
-    Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem, ViewPoint,
+    DoctorReport, Expected, ExportReport, FailedFile, GcReport, KeyConflict, MissingBlob,
+    MissingPage, NoProgress, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey,
+    SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem, ViewPoint,
     DEFAULT_COLLECTION,
 };
 pub use walk::Skipped;

@@ -170,9 +170,17 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
             )
             .unwrap()
         };
-        store
-            .insert_entries(&[mk("a", t_file), mk("a/b", t_under)])
+        let from = PublicKey::from_bytes([0xa2; 32]);
+        let received = store
+            .insert_received(
+                &[mk("a", t_file), mk("a/b", t_under)],
+                &[false, false],
+                Some(&from),
+            )
             .unwrap();
+        assert_eq!(received.new, 2);
+        // Both keys of the conflict are reported when they arrive together.
+        assert_eq!(received.conflicts.len(), 2, "{received:?}");
         let dest = dir.path().join("out");
         let report = store.export("c", ViewPoint::Current, &dest, false).unwrap();
         assert_eq!(report.written, 2, "{report:?}");

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cli::PeerCommand;
 use crate::context::{Ctx, NetCtx};
-use crate::output::{errln, human_size, outln, print_json};
+use crate::output::{errln, human_size, outln, print_json, shown};
 use crate::peers::{check_name, Peer, Peers};
 use crate::progress::SyncBar;
 
@@ -280,6 +280,14 @@ pub(crate) fn sync(
             report.refused.len() - 10
         );
     }
+    for c in &report.conflicts {
+        errln!(
+            "archive: note: `{}` from `{name}` in `{}`: {} (export keeps whichever came first)",
+            shown(&c.key),
+            c.collection,
+            c.reason
+        );
+    }
     if json {
         print_json(&json!({
             "peer": name,
@@ -295,6 +303,7 @@ pub(crate) fn sync(
             "agreed": report.agreed,
             "refused": report.refused.iter().map(|r| json!({"id": r.id.to_hex(), "reason": r.reason.to_string()})).collect::<Vec<_>>(),
             "denied_skipped": report.denied_skipped,
+            "conflicts": report.conflicts.iter().map(|c| json!({"collection": c.collection, "key": c.key, "reason": c.reason})).collect::<Vec<_>>(),
             "pull_skipped": report.pull_skipped,
             "seconds": report.elapsed.as_secs_f64(),
         }))?;

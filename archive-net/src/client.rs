@@ -88,6 +88,8 @@ pub struct SyncReport {
     pub refused: Vec<Refused>,
     /// Entries on our deny list that were not asked for.
     pub denied_skipped: u64,
+    /// Keys the entries we took made both a file and a folder (export keeps the first).
+    pub conflicts: Vec<archive_core::KeyConflict>,
     /// Why the pull direction was left out, when it was (the peer may not write this
     /// collection here).
     pub pull_skipped: Option<String>,
@@ -157,6 +159,7 @@ impl Node {
             conn.clone(),
             counters.clone(),
             slot,
+            None,
         ));
         let result = self
             .sync_inner(conn, &options, &counters)
@@ -193,6 +196,7 @@ impl Node {
             report.blobs_received = p.blobs;
             report.refused = p.refused;
             report.denied_skipped = p.denied_skipped;
+            report.conflicts = p.conflicts;
         }
         let mut their_seq = None;
         if options.push && (!r.have.is_empty() || both) {

@@ -66,6 +66,8 @@ pub struct PullReport {
     pub denied_skipped: u64,
     /// Entries received but not inserted, and why.
     pub refused: Vec<Refused>,
+    /// Keys the new entries made both a file and a folder (reported; export keeps the first).
+    pub conflicts: Vec<archive_core::KeyConflict>,
 }
 
 pub(crate) async fn pull<C: PeerStreams>(
@@ -188,12 +190,14 @@ async fn take_batch<C: PeerStreams>(
                 let r = store.insert_received(chunk, flags, Some(&origin))?;
                 all.new += r.new;
                 all.refused.extend(r.refused);
+                all.conflicts.extend(r.conflicts);
             }
             Ok::<_, NetError>(all)
         })
         .await?;
     report.entries_new += received.new;
     report.refused.extend(received.refused);
+    report.conflicts.extend(received.conflicts);
     Ok(())
 }
 

@@ -65,29 +65,34 @@ impl ProtocolHandler for ArchiveProtocol {
             );
             return Ok(());
         };
-        serve_connection(self.node.clone(), conn, Arc::new(Counters::default()), slot).await;
+        let idle = Some(self.node.slots.caps().idle);
+        let counters = Arc::new(Counters::default());
+        serve_connection(self.node.clone(), conn, counters, slot, idle).await;
         Ok(())
     }
 }
 
-/// Serves every stream the peer opens on `conn` until it closes, or until no stream has been
-/// open for the idle timeout.
+/// Serves every stream the peer opens on `conn` until it closes, or (with `idle`) until no
+/// stream has been open that long. The side that started a sync serves the peer's requests
+/// on its own connection without an idle limit: it closes that connection itself.
 pub(crate) async fn serve_connection(
     node: Node,
     conn: Connection,
     counters: Arc<Counters>,
     slot: ConnectionSlot,
+    idle: Option<std::time::Duration>,
 ) {
     let peer = conn.remote_id();
-    let idle = node.slots.caps().idle;
+    // Without a limit: a wait longer than any sync, re-armed.
+    let idle_or_long = idle.unwrap_or(std::time::Duration::from_secs(24 * 3600));
     let open = Arc::new(AtomicUsize::new(0));
     let state = Arc::new(ConnectionState::default());
     loop {
-        let (send, recv) = match tokio::time::timeout(idle, conn.accept_bi()).await {
+        let (send, recv) = match tokio::time::timeout(idle_or_long, conn.accept_bi()).await {
             Ok(Ok(s)) => s,
             Ok(Err(_)) => break,
             // Keep-alives keep QUIC's own idle timer from firing; this one counts requests.
-            Err(_) if open.load(Ordering::SeqCst) == 0 => {
+            Err(_) if idle.is_some() && open.load(Ordering::SeqCst) == 0 => {
                 conn.close(VarInt::from_u32(CLOSE_IDLE), b"idle");
                 break;
             }

@@ -407,3 +407,41 @@ async fn a_pull_stops_at_the_quota_and_keeps_what_it_completed() {
     assert!(stored <= 1_000_000, "{stored} bytes stored");
     assert!(b.node.store().verify().unwrap().is_ok());
 }
+
+/// The side that starts a sync serves the peer's requests on its own connection with no idle
+/// limit: however long its pull takes, the peer's pull of what it pushes still gets answered
+/// (with the idle limit applied there too, the connection closed in the middle of the sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pull_does_not_close_the_connection_the_push_needs() {
+    let a = Server::start().await;
+    let b = Server::start_with(Limits {
+        caps: archive_net::Caps {
+            idle: Duration::from_millis(50),
+            ..archive_net::Caps::default()
+        },
+        // Slow the pull down: one small blob in memory at a time.
+        fetch_memory: 64 * 1024,
+        parallel_fetches: 1,
+        ..Limits::default()
+    })
+    .await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    a.node
+        .store()
+        .add_bytes("default", "big.bin", &data(77, 12 * 1024 * 1024))
+        .unwrap();
+    b.node
+        .store()
+        .add_bytes("default", "from-b.txt", b"pushed after a long pull")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = b.sync_with(&a, true, true).await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(50),
+        "the pull was not longer than the idle limit"
+    );
+    assert_eq!(report.entries_received, 1, "{report:?}");
+    assert_eq!(report.entries_sent, 1, "{report:?}");
+    assert_eq!(a.listing(), b.listing());
+}

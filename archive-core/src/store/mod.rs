@@ -26,7 +26,9 @@ pub use maintenance::{
 };
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
-pub use transfer::{Expected, MissingBlob, MissingPage, Received, Refusal, Refused, TransferGuard};
+pub use transfer::{
+    Expected, KeyConflict, MissingBlob, MissingPage, Received, Refusal, Refused, TransferGuard,
+};
 pub use view::{SnapshotInfo, ViewItem, ViewPoint};
 
 pub(crate) use guard::guarded;
@@ -528,6 +530,14 @@ impl<'txn> EntryTables<'txn> {
         };
         let (_, id) = row.value();
         decode_stored_entry(&self.entries, &id).map(Some)
+    }
+
+    /// True when the view shows this entry at `key`.
+    fn shows(&self, collection: &str, key: &str, id: &Hash) -> Result<bool, StorageError> {
+        Ok(self
+            .views
+            .get((collection, key))?
+            .is_some_and(|v| v.value().1 == *id.as_bytes()))
     }
 
     /// True when the view holds a file (not a tombstone) at `key`.

@@ -114,6 +114,20 @@ pub struct Received {
     pub new: u64,
     /// Entries not inserted.
     pub refused: Vec<Refused>,
+    /// Keys the new entries made both a file and a folder in the view (entries from peers are
+    /// not refused for it; an export keeps whichever came first and reports the other).
+    pub conflicts: Vec<KeyConflict>,
+}
+
+/// A key that is now both a file and a folder in a collection's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyConflict {
+    /// The collection.
+    pub collection: String,
+    /// The key a new entry put there.
+    pub key: String,
+    /// Which other key it collides with, and how.
+    pub reason: String,
 }
 
 /// Keeps garbage collection away while a transfer stores blobs ahead of the entries that
@@ -535,12 +549,18 @@ impl Store {
                 tables.add_refs(c, reach)?;
             }
             let mut clock = self.clock.lock().expect("clock lock");
+            let mut new_files = Vec::new();
             for (e, ok) in entries.iter().zip(&ok) {
                 if !ok {
                     continue;
                 }
                 match tables.insert(e)? {
-                    Inserted::New => received.new += 1,
+                    Inserted::New => {
+                        received.new += 1;
+                        if let EntryValue::File(_) = e.entry().value {
+                            new_files.push(e);
+                        }
+                    }
                     Inserted::Known => {}
                     Inserted::Denied => {
                         received.refused.push(Refused {
@@ -555,6 +575,21 @@ impl Store {
                     tables.add_refs(c, [f.hash].into_iter().chain(f.manifest))?;
                 }
                 clock.observe(e.entry().time);
+            }
+            // Against the view as it is now, with the whole batch in it.
+            for e in new_files {
+                let (c, k) = (e.entry().collection.as_str(), e.entry().key.as_str());
+                if tables.shows(c, k, &e.id())? {
+                    if let Err(crate::EntryError::FileFolderConflict { reason, .. }) =
+                        tables.check_placement(c, k)
+                    {
+                        received.conflicts.push(KeyConflict {
+                            collection: c.to_owned(),
+                            key: k.to_owned(),
+                            reason,
+                        });
+                    }
+                }
             }
             tables.finish(&clock)?
         };
