@@ -199,18 +199,53 @@ impl Store {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let refs = tx.open_table(BLOB_REFS)?;
-            let h = *hash.as_bytes();
-            for row in refs.range((h, "")..)? {
-                let (k, _) = row?;
-                let (blob, collection) = k.value();
-                if blob != h {
+            reachable_in(&refs, hash, &may_read)
+        })
+    }
+
+    /// Encodes blobs from the start of `hashes` (see [`Store::encode_blob`]) inside one short
+    /// read transaction, as many as fit in `budget` bytes of encoding: the answers end before
+    /// the first blob that would not fit. `None` for a blob the store does not have, or that
+    /// `may_read` (when given) does not reach through a readable collection. When not even the
+    /// first fits, no answer comes back and the second value says how many bytes it needs.
+    #[allow(clippy::type_complexity)]
+    pub fn encode_blobs_within(
+        &self,
+        hashes: &[Hash],
+        may_read: Option<&dyn Fn(&str) -> bool>,
+        budget: u64,
+    ) -> Result<(Vec<Option<(u64, Vec<u8>)>>, Option<u64>), TransferError> {
+        guarded(|| {
+            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
+            let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
+            let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
+            let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
+            let mut out = Vec::new();
+            let mut used = 0u64;
+            for hash in hashes {
+                let visible = match may_read {
+                    None => true,
+                    Some(allows) => reachable_in(&refs, hash, allows)?,
+                };
+                let size = match (visible, blobs::lookup(&table, hash)?) {
+                    (true, Some((size, _))) => size,
+                    _ => {
+                        out.push(None);
+                        continue;
+                    }
+                };
+                let need = crate::transfer::encoded_len(size);
+                if used + need > budget {
+                    if out.is_empty() {
+                        return Ok((out, Some(need)));
+                    }
                     break;
                 }
-                if may_read(collection) {
-                    return Ok(true);
-                }
+                used += need;
+                out.push(self.encode_one(&table, &inline, &outboards, hash)?);
             }
-            Ok(false)
+            Ok((out, None))
         })
     }
 
@@ -548,6 +583,8 @@ impl Store {
                 let c = entries[*i].entry().collection.as_str();
                 tables.add_refs(c, reach)?;
             }
+            let complete_ids: std::collections::HashSet<Hash> =
+                complete.iter().map(|(i, _)| entries[*i].id()).collect();
             let mut clock = self.clock.lock().expect("clock lock");
             let mut new_files = Vec::new();
             for (e, ok) in entries.iter().zip(&ok) {
@@ -570,7 +607,11 @@ impl Store {
                         continue;
                     }
                 }
-                if let EntryValue::File(f) = e.entry().value {
+                // Entries without their content here (older versions): their file's blob and
+                // manifest are reachable; complete files got all their blobs above.
+                if let (false, EntryValue::File(f)) =
+                    (complete_ids.contains(&e.id()), e.entry().value)
+                {
                     let c = e.entry().collection.as_str();
                     tables.add_refs(c, [f.hash].into_iter().chain(f.manifest))?;
                 }
@@ -656,6 +697,26 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// True when a row of `blob-refs-v1` says a collection `may_read` allows reaches `hash`.
+fn reachable_in(
+    refs: &impl redb::ReadableTable<([u8; 32], &'static str), ()>,
+    hash: &Hash,
+    may_read: &dyn Fn(&str) -> bool,
+) -> Result<bool, StorageError> {
+    let h = *hash.as_bytes();
+    for row in refs.range((h, "")..)? {
+        let (k, _) = row?;
+        let (blob, collection) = k.value();
+        if blob != h {
+            break;
+        }
+        if may_read(collection) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn bad_manifest(file: &FileRef, manifest: &Hash, detail: String) -> TransferError {
