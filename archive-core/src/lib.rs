@@ -53,9 +53,9 @@ pub use names::{
 pub use store::{
     AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DenyReason,
     DoctorReport, Expected, ExportReport, FailedFile, GcReport, KeyConflict, MissingBlob,
-    MissingPage, NoProgress, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey,
-    SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem, ViewPoint,
-    DEFAULT_COLLECTION,
+    MissingPage, NoProgress, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused,
+    SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem,
+    ViewPoint, DEFAULT_COLLECTION,
 };
 pub use walk::Skipped;
 

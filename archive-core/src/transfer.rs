@@ -176,6 +176,21 @@ pub fn decode_expected(
     Ok(blob)
 }
 
+/// Checks what an entry says of its file against what this software ever makes: a file
+/// stored as one blob is at most [`crate::CHUNKING_THRESHOLD`] bytes (larger ones are chunked),
+/// so a received entry claiming a larger single blob can never be honest, and its announced
+/// size could make a receiver reserve or read without bound.
+pub fn check_file_ref(file: &crate::FileRef) -> Result<(), String> {
+    if file.manifest.is_none() && file.size > crate::CHUNKING_THRESHOLD {
+        return Err(format!(
+            "a file of {} bytes in one blob (files over {} bytes are always chunked)",
+            file.size,
+            crate::CHUNKING_THRESHOLD
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,3 +260,63 @@ fn ten_thousand_pushes_at_the_limit_leave_headroom_and_latest_wins() {
     assert!(headroom >= 1 << 40, "headroom {headroom}");
     assert!(store.time_limit().unix_millis() <= archive_core::MAX_ENTRY_MILLIS);
 }
+
+/// Refusing the newest version of a key (its content can never match) never lets an older
+/// version whose content is not here become what the view shows: it is refused too, for now,
+/// and the view, gc and export stay sound.
+#[test]
+fn refusing_the_newest_version_never_shows_an_older_one_without_content() {
+    let peer = SecretKey::from_bytes([8; 32]);
+    let (dir, store) = new_store();
+    let missing = FileRef {
+        hash: Hash::of(b"never sent"),
+        size: 10,
+        manifest: None,
+    };
+    // Newer, and impossible: one blob of 4 GB.
+    let impossible = FileRef {
+        hash: Hash::of(b"anything"),
+        size: 4 << 30,
+        manifest: None,
+    };
+    let mk = |file: FileRef, ms: u64| {
+        SignedEntry::sign(
+            Entry {
+                collection: "shared".into(),
+                key: "doc".into(),
+                value: EntryValue::File(file),
+                author: peer.public(),
+                time: Timestamp::from_unix_millis(ms),
+            },
+            &peer,
+        )
+        .unwrap()
+    };
+    let older = mk(missing, NOW_2026_MS);
+    let newer = mk(impossible, NOW_2026_MS + 1);
+    let got = store
+        .insert_received(&[older.clone(), newer.clone()], None)
+        .unwrap();
+    assert_eq!(got.new, 0, "{got:?}");
+    let reasons: Vec<String> = got.refused.iter().map(|r| r.reason.to_string()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("in one blob")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not complete here")),
+        "{reasons:?}"
+    );
+    assert!(store.is_denied(&newer.id()).unwrap());
+    assert!(!store.is_denied(&older.id()).unwrap());
+    assert!(store
+        .list("shared", ViewPoint::Current, "")
+        .unwrap()
+        .is_empty());
+    store.gc().unwrap();
+    let report = store
+        .export("shared", ViewPoint::Current, &dir.path().join("out"), false)
+        .unwrap();
+    assert!(report.skipped.is_empty());
+}

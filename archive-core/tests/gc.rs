@@ -85,3 +85,29 @@ fn gc_running_during_adds_never_removes_what_they_store() {
         100
     );
 }
+
+/// gc runs while a transfer is in progress (no peer can hold it off by keeping a sync going)
+/// and keeps the blobs the transfer stored ahead of their entries; once the transfer lets go
+/// of them, they are garbage like any other.
+#[test]
+fn gc_keeps_what_a_transfer_in_progress_imported() {
+    let (_dir, store) = new_store();
+    let data = pseudo_random(100_000, 21);
+    let (hash, encoded) = {
+        // A blob as a peer would send it: encoded by another store.
+        let (_d, other) = new_store();
+        other.add_bytes("c", "x", &data).unwrap();
+        let h = archive_core::Hash::of(&data);
+        (h, other.encode_blob(&h).unwrap().unwrap().1)
+    };
+    let blob = archive_core::transfer::decode_blob(hash, data.len() as u64, &encoded).unwrap();
+    let transfer = store.begin_transfer();
+    store.import_blobs(vec![blob], &transfer, None).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.blobs_removed, 0, "{report:?}");
+    assert!(store.has_blob(&hash).unwrap());
+    transfer.release();
+    let report = store.gc().unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert!(!store.has_blob(&hash).unwrap());
+}

@@ -165,8 +165,13 @@ fn member_of(uid: u32, gid: u32, group: u32) -> bool {
         .is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == group))
 }
 
-/// Reads a request from a client, after checking who it is.
+/// Reads a request from a client and checks who it is. The request is read first even from a
+/// client that is refused: closing a socket with unread data resets it, and the client would
+/// not see why it was refused.
 pub(crate) fn read_request(stream: &UnixStream, admins: &Admins) -> Result<Request> {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut line = Vec::new();
+    BufReader::new(stream.take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
     let creds = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
         .context("cannot tell who is on the control socket")?;
     if !admins.allow(creds.uid(), creds.gid()) {
@@ -176,8 +181,6 @@ pub(crate) fn read_request(stream: &UnixStream, admins: &Admins) -> Result<Reque
             creds.pid()
         );
     }
-    let mut line = Vec::new();
-    BufReader::new(stream.take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
     serde_json::from_slice(&line).context("a bad control request")
 }
 

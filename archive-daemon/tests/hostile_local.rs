@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -483,4 +483,24 @@ fn an_unreadable_data_folder_says_whose_it_is() {
     let err = stderr(&out);
     assert!(err.contains("belongs to user id 0"), "{err}");
     assert!(!err.contains("cannot reach the server"), "{err}");
+}
+
+/// Review finding: a FIFO where a file goes (a local user can make one in a shared folder) is
+/// skipped and reported; the export neither blocks on it nor writes to it.
+#[test]
+fn a_fifo_in_dest_does_not_block_export() {
+    let a = small_archive();
+    let dest = a.path("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let fifo = dest.join("b.txt");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let out = a.run(&["export", dest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("skipped `b.txt`"), "{}", stderr(&out));
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(
+        fs::read(dest.join("docs/new.txt")).unwrap(),
+        b"new document\n"
+    );
 }

@@ -87,6 +87,8 @@ enum Blob {
     Made(fn(u64) -> Vec<u8>, u64),
     /// These bytes' size, with one byte of the encoding flipped.
     Flipped(Arc<Vec<u8>>),
+    /// A header announcing this many bytes, then nothing.
+    Announced(u64),
 }
 
 impl Blob {
@@ -94,6 +96,7 @@ impl Blob {
         match self {
             Blob::Bytes(b) | Blob::Flipped(b) => b.to_vec(),
             Blob::Made(make, seed) => make(*seed),
+            Blob::Announced(_) => Vec::new(),
         }
     }
 }
@@ -138,6 +141,8 @@ impl Offer {
 #[derive(Clone)]
 struct Hostile {
     offer: Arc<Offer>,
+    /// Every blob the victim asked for.
+    asked: Arc<std::sync::Mutex<Vec<Hash>>>,
 }
 
 impl std::fmt::Debug for Hostile {
@@ -199,10 +204,18 @@ impl Hostile {
             }
             Request::GetBlobs { hashes } => {
                 for h in hashes {
+                    self.asked.lock().unwrap().push(Hash::from_bytes(h));
                     let Some(blob) = self.offer.blobs.get(&Hash::from_bytes(h)) else {
                         write_frame(&mut send, &BlobHeader::Missing).await?;
                         continue;
                     };
+                    if let Blob::Announced(size) = blob {
+                        let header = encode_frame(&BlobHeader::Found { size: *size });
+                        send.write_all(&header)
+                            .await
+                            .map_err(|e| NetError::Io(e.to_string()))?;
+                        break;
+                    }
                     let data = blob.bytes();
                     let (_, mut encoded) = bao_encode(&data);
                     if let Blob::Flipped(_) = blob {
@@ -233,6 +246,7 @@ impl Hostile {
 struct Peer {
     router: Router,
     runtime: tokio::runtime::Runtime,
+    asked: Arc<std::sync::Mutex<Vec<Hash>>>,
 }
 
 impl Peer {
@@ -241,7 +255,13 @@ impl Peer {
     }
 
     fn serve(victim: &Victim, offer: Offer) -> Peer {
+        Peer::serve_paired(victim, offer, &[])
+    }
+
+    /// Serves `offer`; the victim pairs it with `access` (e.g. `--read` and `--write` lists).
+    fn serve_paired(victim: &Victim, offer: Offer, access: &[&str]) -> Peer {
         let key = Peer::key();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -261,6 +281,7 @@ impl Peer {
                     ALPN,
                     Hostile {
                         offer: Arc::new(offer),
+                        asked: asked.clone(),
                     },
                 )
                 .spawn()
@@ -269,10 +290,41 @@ impl Peer {
             id: router.endpoint().id(),
             addrs: router.endpoint().addr().ip_addrs().copied().collect(),
         };
-        victim
-            .a
-            .ok(&["peer", "add", &ticket.to_string(), "--name", "h"]);
-        Peer { router, runtime }
+        let ticket = ticket.to_string();
+        let mut add = vec!["peer", "add", ticket.as_str(), "--name", "h"];
+        add.extend_from_slice(access);
+        victim.a.ok(&add);
+        Peer {
+            router,
+            runtime,
+            asked,
+        }
+    }
+
+    /// Every blob the victim asked this peer for so far.
+    fn asked(&self) -> Vec<Hash> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    /// Asks the victim for a blob over a connection of its own: the header of the answer.
+    fn get_blob(&self, victim: &Victim, hash: Hash) -> BlobHeader {
+        let ticket: Ticket = victim.server.ticket().parse().unwrap();
+        let endpoint = self.router.endpoint().clone();
+        self.runtime.block_on(async move {
+            let mut addr = iroh::EndpointAddr::new(ticket.id);
+            for a in &ticket.addrs {
+                addr = addr.with_ip_addr(*a);
+            }
+            let conn = endpoint.connect(addr, ALPN).await.unwrap();
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            let request = Request::GetBlobs {
+                hashes: vec![*hash.as_bytes()],
+            };
+            write_frame(&mut send, &request).await.unwrap();
+            read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
     }
 }
 
@@ -597,7 +649,7 @@ fn blobs_that_hash_wrong_are_never_stored() {
 /// connection is closed, and another peer syncs meanwhile.
 #[test]
 fn a_peer_that_stops_reading_cannot_hold_the_server() {
-    let victim = Victim::start(r#""idle_secs": 2"#);
+    let victim = Victim::start(r#""idle_secs": 6"#);
     let big = pseudo_random(24 << 20, 5);
     write_file(&victim.a.path("big.bin"), &big);
     victim
@@ -634,6 +686,13 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
         for _ in 0..4 {
             conns.push(endpoint.connect(addr.clone(), ALPN).await.unwrap());
         }
+        // A fifth connection is one too many (asked first, before any of the four can have
+        // been closed as idle).
+        let fifth = endpoint.connect(addr.clone(), ALPN).await.unwrap();
+        let refused_fifth = tokio::time::timeout(Duration::from_secs(5), fifth.closed())
+            .await
+            .map(|reason| reason.to_string())
+            .unwrap_or_default();
         // Ask for every chunk on many streams, never read.
         let mut held = Vec::new();
         for conn in &conns[..3] {
@@ -648,14 +707,8 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
                 held.push((send, recv));
             }
         }
-        // A fifth connection is one too many.
-        let fifth = endpoint.connect(addr.clone(), ALPN).await.unwrap();
-        let refused_fifth = tokio::time::timeout(Duration::from_secs(5), fifth.closed())
-            .await
-            .map(|reason| reason.to_string())
-            .unwrap_or_default();
         // The fourth connection asks nothing: closed once idle.
-        let idle_closed = tokio::time::timeout(Duration::from_secs(10), conns[3].closed())
+        let idle_closed = tokio::time::timeout(Duration::from_secs(30), conns[3].closed())
             .await
             .map(|reason| reason.to_string())
             .unwrap_or_default();
@@ -894,4 +947,123 @@ fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
     );
     assert_eq!(answers[1], BlobHeader::Missing, "{answers:?}");
     assert_eq!(answers[2], BlobHeader::Missing, "{answers:?}");
+}
+
+/// Review finding: a single-blob file of 4 GB (this software chunks everything over 1 MiB) is
+/// refused and denied before its size is used for anything: nothing is reserved, asked for
+/// or read.
+#[test]
+fn a_four_gigabyte_single_blob_is_refused_before_anything_is_fetched() {
+    let victim = Victim::start("");
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let hash = Hash::of(b"four gigabytes, allegedly");
+    offer.blobs.insert(hash, Blob::Announced(4 << 30));
+    let file = FileRef {
+        hash,
+        size: 4 << 30,
+        manifest: None,
+    };
+    let t = Timestamp::from_unix_millis(now_ms());
+    offer.entry(&signed(&key, "huge.iso", EntryValue::File(file), t));
+    let peer = Peer::serve(&victim, offer);
+    let (code, report, _) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report}");
+    assert!(report.to_string().contains("in one blob"), "{report}");
+    assert!(peer.asked().is_empty(), "asked for {:?}", peer.asked());
+    let (_, again, _) = victim.pull_from("h");
+    assert_eq!(again["denied_skipped"], 1, "{again}");
+    victim.assert_memory_bounded();
+}
+
+/// Review finding: a peer that may read only `public` names, in an entry of `public`, the hash
+/// of a file that is here only in `private`. The victim does not take it on trust (the peer
+/// must send the content: it asks), and the peer cannot fetch that content afterwards.
+#[test]
+fn naming_a_hash_neither_reveals_nor_grants_it() {
+    let victim = Victim::start("");
+    let secret = b"a private document\n".to_vec();
+    write_file(&victim.a.path("secret.txt"), &secret);
+    let path = victim.a.path("secret.txt");
+    victim
+        .a
+        .ok(&["add", path.to_str().unwrap(), "-c", "private"]);
+    let hash = Hash::of(&secret);
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let named = FileRef {
+        hash,
+        size: secret.len() as u64,
+        manifest: None,
+    };
+    let t = Timestamp::from_unix_millis(now_ms());
+    let mut entry = signed(&key, "copy.txt", EntryValue::File(named), t);
+    // In `public`, the collection it may read and write.
+    entry = SignedEntry::sign(
+        Entry {
+            collection: "public".into(),
+            ..entry.entry().clone()
+        },
+        &key,
+    )
+    .unwrap();
+    offer.entry(&entry);
+    let peer = Peer::serve_paired(&victim, offer, &["--read", "public", "--write", "public"]);
+    let out = victim.a.run(&["sync", "h", "-c", "public", "--pull"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lacks blob"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        peer.asked().contains(&hash),
+        "the victim took the hash on trust"
+    );
+    assert_eq!(peer.get_blob(&victim, hash), BlobHeader::Missing);
+}
+
+/// Review finding: an entry whose manifest this store already holds, but for a file of
+/// another size, is denied (its manifest can never describe it); the pull goes on and later
+/// syncs do not fail on it.
+#[test]
+fn an_entry_whose_stored_manifest_describes_another_file_is_denied() {
+    let victim = Victim::start("");
+    let data = pseudo_random(3 << 20, 31);
+    write_file(&victim.a.path("big.bin"), &data);
+    victim
+        .a
+        .ok(&["add", victim.a.path("big.bin").to_str().unwrap()]);
+    // The same bytes chunk the same way anywhere: the manifest's hash, from a scratch store.
+    let scratch = tempfile::tempdir().unwrap();
+    let store = archive_core::Store::init(scratch.path().join("s")).unwrap();
+    store.add_bytes("c", "big.bin", &data).unwrap();
+    let manifest = store
+        .get("c", "big.bin")
+        .unwrap()
+        .unwrap()
+        .manifest
+        .unwrap();
+    let key = Peer::key();
+    let mut offer = Offer::default();
+    let wrong = FileRef {
+        hash: Hash::of(b"a file of another size"),
+        size: 5 << 20,
+        manifest: Some(manifest),
+    };
+    let t = Timestamp::from_unix_millis(now_ms());
+    offer.entry(&signed(&key, "wrong.bin", EntryValue::File(wrong), t));
+    let fine = small_file(&mut offer, b"fine\n");
+    offer.entry(&signed(&key, "fine.txt", EntryValue::File(fine), t));
+    let _peer = Peer::serve(&victim, offer);
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report} {err}");
+    assert!(
+        report.to_string().contains("content is invalid"),
+        "{report}"
+    );
+    assert_eq!(victim.a.ok(&["get", "fine.txt"]), "fine\n");
+    let (code, again, err) = victim.pull_from("h");
+    assert_eq!(code, 0, "{again} {err}");
+    assert_eq!(again["denied_skipped"], 1, "{again}");
 }

@@ -44,6 +44,11 @@ pub struct Caps {
     pub connections_per_peer: usize,
     /// Requests (streams) of one peer served at once, over all its connections.
     pub requests_per_peer: usize,
+    /// Reconciliation sessions of one peer served at once (of the node's `Limits::sessions`).
+    pub sessions_per_peer: usize,
+    /// Bytes of blob encodings held for one peer at once (of the node's
+    /// `Limits::serve_memory`).
+    pub serve_memory_per_peer: usize,
     /// Streams one connection may have open at once (a QUIC transport limit).
     pub streams_per_connection: u32,
     /// Handshakes one source IP may start per minute (address-validated ones; as many more
@@ -58,6 +63,8 @@ impl Default for Caps {
         Caps {
             connections_per_peer: 4,
             requests_per_peer: 8,
+            sessions_per_peer: 2,
+            serve_memory_per_peer: 32 * 1024 * 1024,
             streams_per_connection: 16,
             handshakes_per_minute: 30,
             idle: Duration::from_secs(120),
@@ -238,7 +245,18 @@ pub(crate) struct PeerSlots {
 #[derive(Debug)]
 struct PeerState {
     connections: usize,
-    requests: Arc<Semaphore>,
+    share: Arc<PeerShare>,
+}
+
+/// What one peer may hold of the server at once, over all its connections.
+#[derive(Debug)]
+pub(crate) struct PeerShare {
+    /// Requests served.
+    pub(crate) requests: Arc<Semaphore>,
+    /// Reconciliation sessions.
+    pub(crate) sessions: Arc<Semaphore>,
+    /// Bytes of blob encodings waiting to be sent.
+    pub(crate) serve_memory: Arc<Semaphore>,
 }
 
 /// A connection counted against its peer's cap until dropped.
@@ -246,7 +264,7 @@ struct PeerState {
 pub(crate) struct ConnectionSlot {
     slots: Arc<PeerSlots>,
     peer: EndpointId,
-    pub(crate) requests: Arc<Semaphore>,
+    pub(crate) share: Arc<PeerShare>,
 }
 
 impl Drop for ConnectionSlot {
@@ -279,7 +297,13 @@ impl PeerSlots {
         let mut peers = self.peers.lock().expect("slots lock");
         let state = peers.entry(peer).or_insert_with(|| PeerState {
             connections: 0,
-            requests: Arc::new(Semaphore::new(self.caps.requests_per_peer.max(1))),
+            share: Arc::new(PeerShare {
+                requests: Arc::new(Semaphore::new(self.caps.requests_per_peer.max(1))),
+                sessions: Arc::new(Semaphore::new(self.caps.sessions_per_peer.max(1))),
+                serve_memory: Arc::new(Semaphore::new(
+                    self.caps.serve_memory_per_peer.clamp(1, u32::MAX as usize),
+                )),
+            }),
         });
         if state.connections >= self.caps.connections_per_peer.max(1) {
             return None;
@@ -288,7 +312,7 @@ impl PeerSlots {
         Some(ConnectionSlot {
             slots: self.clone(),
             peer,
-            requests: state.requests.clone(),
+            share: state.share.clone(),
         })
     }
 

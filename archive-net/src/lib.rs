@@ -16,6 +16,7 @@ mod mdns;
 mod node;
 mod pull;
 mod server;
+mod space;
 mod streams;
 mod ticket;
 mod trust;

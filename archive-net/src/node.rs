@@ -30,10 +30,10 @@ pub struct Limits {
     pub peer_max_entries: Option<u64>,
     /// Blob requests in flight at once during a fetch.
     pub parallel_fetches: usize,
-    /// Most bytes of blob data a fetch holds in memory at once: each blob's encoding from the
-    /// moment it is received until it is verified, its decoded bytes until they are stored.
-    /// Whatever a peer announces, a fetch never holds more (a blob larger than the whole
-    /// budget waits until it is the only one held).
+    /// Most bytes of blob data the node's fetches hold in memory at once, over all pulls:
+    /// each blob's encoding from the moment it is received until it is verified, its decoded
+    /// bytes until they are stored. Whatever peers announce, fetches never hold more (a blob
+    /// larger than the whole budget waits until it is the only one held).
     pub fetch_memory: usize,
     /// Entries a pull takes through its whole pipeline at a time (fetch, content, insert):
     /// what bounds its memory, whatever the size of the collection.
@@ -114,6 +114,10 @@ pub struct Node {
     pub(crate) serve_memory: Arc<Semaphore>,
     /// Reconciliation sessions served at once.
     pub(crate) sessions: Arc<Semaphore>,
+    /// What pulls in flight have reserved (space, quotas).
+    pub(crate) ledger: Arc<crate::space::Ledger>,
+    /// Blob bytes in flight over every pull.
+    pub(crate) fetch_memory: crate::pull::FetchMemory,
 }
 
 /// The one way the server side reads its store: on blocking threads, a bounded number at
@@ -136,15 +140,20 @@ impl StoreReads {
         &self,
         f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
     ) -> Result<T, NetError> {
-        let _slot = self
+        let slot = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
+        // The slot goes with the work: if the caller is dropped, the thread still counts
+        // until its work is done.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            f()
+        })
+        .await
+        .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
     }
 }
 
@@ -160,6 +169,8 @@ impl Node {
                 limits.serve_memory.clamp(1, u32::MAX as usize),
             )),
             sessions: Arc::new(Semaphore::new(limits.sessions.max(1))),
+            ledger: Arc::default(),
+            fetch_memory: crate::pull::FetchMemory::new(limits.fetch_memory),
             limits,
         }
     }

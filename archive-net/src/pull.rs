@@ -3,36 +3,42 @@
 //!
 //! Whatever the peer does, a pull stays inside fixed bounds:
 //! - **Trust**: entries are taken only into collections the peer may write (`--write`), in
-//!   either direction; ids on the deny list are never asked for.
+//!   either direction; ids on the deny list are never asked for. A peer that may not read
+//!   every collection must send content this server already holds but that it may not read
+//!   (see `Store::missing_content`), so naming a hash neither reveals nor grants anything.
 //! - **Space**: free disk space, the store's quota and the peer's own quota and entry cap are
-//!   reserved *before* any byte is fetched: entries at [`MAX_ENTRY_CHARGE`] each (settled to
-//!   their real charge once they arrived), chunks at their size from the manifest, manifests
-//!   at the longest a manifest of their file can be. A blob announced larger than expected is
-//!   refused before its bytes are read.
+//!   reserved before any byte is asked for, in the node's one ledger (see [`crate::space`]):
+//!   entries at [`MAX_ENTRY_CHARGE`] each (settled to their real charge once they arrived),
+//!   chunks at their size from the manifest, manifests at the longest a manifest of their file
+//!   can be. A blob announced larger than expected is refused before its bytes are read.
 //! - **Memory**: entries are taken a batch at a time, bounded by count and by bytes; a file's
-//!   missing chunks are listed a page at a time; blob bytes in flight are bounded by
-//!   `Limits::fetch_memory`.
+//!   missing chunks are listed a page at a time; blob bytes in flight, over every pull of the
+//!   node, are bounded by `Limits::fetch_memory`.
 //! - **Validity**: signatures are checked as entries are decoded, times against the store's
-//!   time rule before any content is fetched, manifests as manifests of their file before they
-//!   are stored, and each file's content against its hash before its entry is inserted.
-//!   Entries that can never be valid are refused and denied; the rest of the pull goes on.
+//!   time rule and file sizes against what this software makes before any content is fetched,
+//!   manifests as manifests of their file before they are stored, and each file's content
+//!   against its hash before its entry is inserted. Entries that can never be valid are
+//!   refused and denied; the rest of the pull goes on.
 //!
-//! An interrupted pull keeps every batch it inserted and every blob it imported; the next one
-//! fetches only what is missing.
+//! Blobs imported by a pull are kept from `gc` (the transfer's pins) until the entries that
+//! refer to them are in. An interrupted pull keeps every batch it inserted and every blob it
+//! imported; the next one fetches only what is missing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use archive_core::transfer::{decode_expected, encoded_len, VerifiedBlob};
+use archive_core::transfer::{check_file_ref, decode_expected, encoded_len, VerifiedBlob};
 use archive_core::{
-    DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PublicKey, Refusal, Refused,
-    SignedEntry, TransferError, MAX_ENCODED_ENTRY, MAX_ENTRY_CHARGE,
+    DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerScope, PublicKey, Refusal,
+    Refused, SignedEntry, TransferError, TransferGuard, MAX_ENCODED_ENTRY, MAX_ENTRY_CHARGE,
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::error::NetError;
 use crate::node::{peer_key, Counters, Node};
+use crate::space::{Reservation, Usage};
 use crate::streams::PeerStreams;
+use crate::trust::Access;
 use crate::wire::{
     read_exact, read_frame, BlobHeader, EntryReply, Request, MAX_CONTROL_FRAME, MAX_ENTRY_IDS,
 };
@@ -70,6 +76,16 @@ pub struct PullReport {
     pub conflicts: Vec<archive_core::KeyConflict>,
 }
 
+/// What a pull works with, besides the node and the connection.
+struct Pull<'a> {
+    node: &'a Node,
+    peer: PublicKey,
+    /// The peer's read access: content it may not read must come from it.
+    read: Access,
+    transfer: Arc<TransferGuard>,
+    counters: &'a Counters,
+}
+
 pub(crate) async fn pull<C: PeerStreams>(
     node: &Node,
     conn: &C,
@@ -77,11 +93,22 @@ pub(crate) async fn pull<C: PeerStreams>(
     mut ids: Vec<[u8; 32]>,
     counters: &Counters,
 ) -> Result<PullReport, NetError> {
-    let peer = conn.remote_id();
+    let remote = conn.remote_id();
     node.trust
-        .check_write(&peer, collection)
+        .check_write(&remote, collection)
         .map_err(NetError::NotAllowed)?;
-    let _guard = node.store.begin_transfer();
+    let read = node
+        .trust
+        .policy(&remote)
+        .map(|p| p.read)
+        .unwrap_or_else(|| Access::Only(Default::default()));
+    let p = Pull {
+        node,
+        peer: peer_key(&remote),
+        read,
+        transfer: Arc::new(node.store.begin_transfer()),
+        counters,
+    };
     let mut report = PullReport::default();
     let store = node.store.clone();
     let (kept, denied) = node
@@ -93,35 +120,29 @@ pub(crate) async fn pull<C: PeerStreams>(
         .await?;
     let mut ids = kept;
     report.denied_skipped = denied;
-    let mut space = SpaceCheck::new(node, &peer_key(&peer)).await?;
     while !ids.is_empty() {
-        let entries = fetch_entry_batch(
-            node,
-            conn,
-            collection,
-            &mut ids,
-            counters,
-            &mut space,
-            &mut report,
-        )
-        .await?;
+        let (entries, held) =
+            fetch_entry_batch(&p, conn, collection, &mut ids, &mut report).await?;
         // Ids taken off the end of the list give their memory back: the list of a large
         // first sync (32 MB for a million entries) shrinks as the pull goes.
         ids.shrink_to_fit();
-        take_batch(node, conn, entries, counters, &mut space, &mut report).await?;
+        take_batch(&p, conn, entries, &mut report).await?;
+        // The batch is stored (or refused): its entries' room is counted by the store now,
+        // and its blobs are referenced by them.
+        drop(held);
+        p.transfer.release();
     }
     Ok(report)
 }
 
 /// Takes one batch of verified entries through content and insertion.
 async fn take_batch<C: PeerStreams>(
-    node: &Node,
+    p: &Pull<'_>,
     conn: &C,
     entries: Vec<SignedEntry>,
-    counters: &Counters,
-    space: &mut SpaceCheck,
     report: &mut PullReport,
 ) -> Result<(), NetError> {
+    let node = p.node;
     // Dated past what this store accepts: refused before any content is fetched.
     let limit = node.store.time_limit();
     let (entries, late): (Vec<SignedEntry>, Vec<SignedEntry>) =
@@ -133,6 +154,18 @@ async fn take_batch<C: PeerStreams>(
             limit,
         },
     }));
+    // A file this software never makes (one blob over the chunking size): invalid for good,
+    // before its announced size is used for anything.
+    let mut implausible = HashMap::new();
+    for e in &entries {
+        if let EntryValue::File(f) = e.entry().value {
+            if let Err(why) = check_file_ref(&f) {
+                implausible.insert(f, why);
+            }
+        }
+    }
+    let (entries, invalid) = split_off(entries, &implausible);
+    deny(node, invalid, report).await?;
 
     let store = node.store.clone();
     let (entries, needs) = node
@@ -152,10 +185,10 @@ async fn take_batch<C: PeerStreams>(
         }
     }
 
-    let left_out = fetch_content(node, conn, &files, counters, space, report).await?;
+    let left_out = fetch_content(p, conn, &files, report).await?;
 
     // Entries whose content was not taken: left out of this sync.
-    let (entries, needs, unfetched) = split_off(entries, needs, &left_out.unfetched);
+    let (entries, unfetched) = split_off(entries, &left_out.unfetched);
     report
         .refused
         .extend(unfetched.into_iter().map(|(id, detail)| Refused {
@@ -163,31 +196,16 @@ async fn take_batch<C: PeerStreams>(
             reason: Refusal::Unfetchable { detail },
         }));
     // Entries whose file can never be valid: denied, the rest inserted.
-    let (entries, needs, invalid) = split_off(entries, needs, &left_out.invalid);
-    if !invalid.is_empty() {
-        let ids: Vec<Hash> = invalid.iter().map(|(id, _)| *id).collect();
-        let store = node.store.clone();
-        node.reads
-            .run(move || Ok(store.deny_entries(&ids, DenyReason::InvalidContent)?))
-            .await?;
-        report
-            .refused
-            .extend(invalid.into_iter().map(|(id, detail)| Refused {
-                id,
-                reason: Refusal::InvalidContent { detail },
-            }));
-    }
+    let (entries, invalid) = split_off(entries, &left_out.invalid);
+    deny(node, invalid, report).await?;
     let store = node.store.clone();
-    let origin = peer_key(&conn.remote_id());
+    let origin = p.peer;
     let received = node
         .reads
         .run(move || {
             let mut all = archive_core::Received::default();
-            for (chunk, flags) in entries
-                .chunks(ENTRIES_PER_INSERT)
-                .zip(needs.chunks(ENTRIES_PER_INSERT))
-            {
-                let r = store.insert_received(chunk, flags, Some(&origin))?;
+            for chunk in entries.chunks(ENTRIES_PER_INSERT) {
+                let r = store.insert_received(chunk, Some(&origin))?;
                 all.new += r.new;
                 all.refused.extend(r.refused);
                 all.conflicts.extend(r.conflicts);
@@ -201,29 +219,46 @@ async fn take_batch<C: PeerStreams>(
     Ok(())
 }
 
-/// Entries with their "needs content" flags, and those refused with why.
-type Split = (Vec<SignedEntry>, Vec<bool>, Vec<(Hash, String)>);
+/// Puts entries that can never be valid on the deny list, and reports them.
+async fn deny(
+    node: &Node,
+    invalid: Vec<(Hash, String)>,
+    report: &mut PullReport,
+) -> Result<(), NetError> {
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Hash> = invalid.iter().map(|(id, _)| *id).collect();
+    let store = node.store.clone();
+    node.reads
+        .run(move || Ok(store.deny_entries(&ids, DenyReason::InvalidContent)?))
+        .await?;
+    report
+        .refused
+        .extend(invalid.into_iter().map(|(id, detail)| Refused {
+            id,
+            reason: Refusal::InvalidContent { detail },
+        }));
+    Ok(())
+}
 
-/// Splits off the entries whose file is in `bad` (file -> why its content was not taken).
-fn split_off(entries: Vec<SignedEntry>, needs: Vec<bool>, bad: &HashMap<FileRef, String>) -> Split {
+/// Splits off the entries whose file is in `bad` (file -> why its content is not taken).
+fn split_off(
+    entries: Vec<SignedEntry>,
+    bad: &HashMap<FileRef, String>,
+) -> (Vec<SignedEntry>, Vec<(Hash, String)>) {
     if bad.is_empty() {
-        return (entries, needs, Vec::new());
+        return (entries, Vec::new());
     }
     let mut keep = Vec::with_capacity(entries.len());
-    let mut keep_needs = Vec::with_capacity(needs.len());
-    let mut invalid = Vec::new();
-    for (e, n) in entries.into_iter().zip(needs) {
+    let mut out = Vec::new();
+    for e in entries {
         match e.entry().value {
-            EntryValue::File(f) if bad.contains_key(&f) => {
-                invalid.push((e.id(), bad[&f].clone()));
-            }
-            _ => {
-                keep.push(e);
-                keep_needs.push(n);
-            }
+            EntryValue::File(f) if bad.contains_key(&f) => out.push((e.id(), bad[&f].clone())),
+            _ => keep.push(e),
         }
     }
-    (keep, keep_needs, invalid)
+    (keep, out)
 }
 
 /// Files whose content a batch could not take, and why.
@@ -241,43 +276,42 @@ struct LeftOut {
 /// file), then their missing chunks, a page at a time, each page reserved before it is asked
 /// for. Returns the files left out, with why.
 async fn fetch_content<C: PeerStreams>(
-    node: &Node,
+    p: &Pull<'_>,
     conn: &C,
     files: &[FileRef],
-    counters: &Counters,
-    space: &mut SpaceCheck,
     report: &mut PullReport,
 ) -> Result<LeftOut, NetError> {
+    let node = p.node;
     let mut left_out = LeftOut::default();
     // Manifests: their size is unknown until the peer says, so the longest a manifest of
     // their file can be is reserved.
-    let first = missing_pages(node, files, true).await?;
-    let manifests: Vec<MissingBlob> = first
+    let (firsts, bad) = missing_pages(p, files).await?;
+    left_out.invalid.extend(bad);
+    let manifests: Vec<MissingBlob> = firsts
         .into_iter()
         .filter(|m| matches!(m.expected, Expected::ManifestOf(_)))
         .collect();
+    // Verdicts by manifest hash, for every file that names one of them.
+    let mut bad_manifests: HashMap<Hash, String> = HashMap::new();
+    let mut unread_manifests: HashMap<Hash, String> = HashMap::new();
     for page in manifests.chunks(MISSING_PAGE) {
-        let reserved: u64 = page.iter().map(|m| m.expected.max_size()).sum();
-        space.reserve(node, reserved, 0)?;
-        let outcome = fetch_blobs(node, conn, page.to_vec(), counters, report).await?;
-        space.release(reserved.saturating_sub(outcome.bytes), 0);
-        let file_of = |hash: Hash| {
-            page.iter()
-                .find(|m| m.hash == hash)
-                .and_then(|m| match m.expected {
-                    Expected::ManifestOf(file) => Some(file),
-                    Expected::Size(_) => None,
-                })
-        };
-        for (manifest, detail) in outcome.bad_manifests {
-            if let Some(file) = file_of(manifest) {
-                left_out.invalid.insert(file, detail);
-            }
-        }
-        for (manifest, detail) in outcome.oversized {
-            if let Some(file) = file_of(manifest) {
-                left_out.unfetched.insert(file, detail);
-            }
+        let reserved: u64 = page
+            .iter()
+            .map(|m| m.expected.max_size())
+            .fold(0, u64::saturating_add);
+        let mut room = Reservation::new(node.ledger.clone(), p.peer);
+        room.take(reserved, 0, &Usage::read(node, p.peer).await?)?;
+        let outcome = fetch_blobs(p, conn, page.to_vec(), report).await?;
+        drop(room);
+        bad_manifests.extend(outcome.bad_manifests);
+        unread_manifests.extend(outcome.oversized);
+    }
+    for f in files {
+        let Some(m) = f.manifest else { continue };
+        if let Some(why) = bad_manifests.get(&m) {
+            left_out.invalid.insert(*f, why.clone());
+        } else if let Some(why) = unread_manifests.get(&m) {
+            left_out.unfetched.insert(*f, why.clone());
         }
     }
     let good: Vec<FileRef> = files
@@ -288,7 +322,8 @@ async fn fetch_content<C: PeerStreams>(
     // Chunks (and whole small files): pages of missing blobs across the files.
     let mut cursor = PageCursor::new(good);
     loop {
-        let page = cursor.next_page(node).await?;
+        let page = cursor.next_page(p).await?;
+        left_out.invalid.extend(std::mem::take(&mut cursor.invalid));
         if page.is_empty() {
             break;
         }
@@ -301,33 +336,65 @@ async fn fetch_content<C: PeerStreams>(
                 m.hash
             )));
         }
-        let needed: u64 = page.iter().map(|m| m.expected.max_size()).sum();
-        space.reserve(node, needed, 0)?;
-        Counters::add(&counters.bytes_expected, needed);
-        let outcome = fetch_blobs(node, conn, page, counters, report).await?;
-        space.release(needed.saturating_sub(outcome.bytes), 0);
+        let needed: u64 = page
+            .iter()
+            .map(|m| m.expected.max_size())
+            .fold(0, u64::saturating_add);
+        let mut room = Reservation::new(node.ledger.clone(), p.peer);
+        room.take(needed, 0, &Usage::read(node, p.peer).await?)?;
+        Counters::add(&p.counters.bytes_expected, needed);
+        fetch_blobs(p, conn, page, report).await?;
+        // Imported and counted by the store now.
+        drop(room);
     }
     Ok(left_out)
 }
 
-/// The first page of what each file lacks (a missing manifest shows up alone).
+/// The scope content is judged in for this peer (see `Store::missing_content`).
+fn with_scope<T>(
+    read: &Access,
+    transfer: &TransferGuard,
+    f: impl FnOnce(Option<&PeerScope<'_>>) -> T,
+) -> T {
+    match read {
+        Access::All => f(None),
+        Access::Only(_) => {
+            let allows = |c: &str| read.allows(c);
+            f(Some(&PeerScope {
+                may_read: &allows,
+                transfer,
+            }))
+        }
+    }
+}
+
+/// The first missing blob of each file (a missing manifest shows up alone), and the files
+/// whose stored manifest does not describe them (invalid).
 async fn missing_pages(
-    node: &Node,
+    p: &Pull<'_>,
     files: &[FileRef],
-    first_only: bool,
-) -> Result<Vec<MissingBlob>, NetError> {
-    let store = node.store.clone();
-    let files = files.to_vec();
-    node.reads
+) -> Result<(Vec<MissingBlob>, HashMap<FileRef, String>), NetError> {
+    let (store, files) = (p.node.store.clone(), files.to_vec());
+    let (read, transfer) = (p.read.clone(), p.transfer.clone());
+    p.node
+        .reads
         .run(move || {
             let mut out = Vec::new();
+            let mut invalid = HashMap::new();
             let mut seen = HashSet::new();
             for f in &files {
-                let page =
-                    store.missing_content(f, 0, if first_only { 1 } else { MISSING_PAGE })?;
-                out.extend(page.blobs.into_iter().filter(|m| seen.insert(m.hash)));
+                let page = with_scope(&read, &transfer, |scope| {
+                    store.missing_content(f, 0, 1, scope)
+                });
+                match page {
+                    Ok(page) => out.extend(page.blobs.into_iter().filter(|m| seen.insert(m.hash))),
+                    Err(TransferError::BadManifest { detail, .. }) => {
+                        invalid.insert(*f, detail);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Ok(out)
+            Ok((out, invalid))
         })
         .await
 }
@@ -338,6 +405,8 @@ struct PageCursor {
     /// The chunk the current (first) file continues from.
     from: u64,
     seen: HashSet<Hash>,
+    /// Files found invalid on the way (a stored manifest that does not describe them).
+    invalid: HashMap<FileRef, String>,
 }
 
 impl PageCursor {
@@ -346,22 +415,38 @@ impl PageCursor {
             files: files.into(),
             from: 0,
             seen: HashSet::new(),
+            invalid: HashMap::new(),
         }
     }
 
     /// Up to [`MISSING_PAGE`] missing blobs, each once; empty when all is here.
-    async fn next_page(&mut self, node: &Node) -> Result<Vec<MissingBlob>, NetError> {
-        let store = node.store.clone();
+    async fn next_page(&mut self, p: &Pull<'_>) -> Result<Vec<MissingBlob>, NetError> {
+        let store = p.node.store.clone();
+        let (read, transfer) = (p.read.clone(), p.transfer.clone());
         let mut files = std::mem::take(&mut self.files);
         let mut from = self.from;
         let mut seen = std::mem::take(&mut self.seen);
-        let (page, files, from, seen) = node
+        let (page, files, from, seen, invalid) = p
+            .node
             .reads
             .run(move || {
                 let mut page = Vec::new();
-                while let Some(f) = files.front() {
+                let mut invalid = HashMap::new();
+                while let Some(f) = files.front().copied() {
                     let room = MISSING_PAGE - page.len();
-                    let part = store.missing_content(f, from, room)?;
+                    let part = with_scope(&read, &transfer, |scope| {
+                        store.missing_content(&f, from, room, scope)
+                    });
+                    let part = match part {
+                        Ok(part) => part,
+                        Err(TransferError::BadManifest { detail, .. }) => {
+                            invalid.insert(f, detail);
+                            files.pop_front();
+                            from = 0;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     page.extend(part.blobs.into_iter().filter(|m| seen.insert(m.hash)));
                     match part.next {
                         Some(n) => {
@@ -381,151 +466,31 @@ impl PageCursor {
                 if seen.len() > 4 * MISSING_PAGE {
                     seen.clear();
                 }
-                Ok((page, files, from, seen))
+                Ok((page, files, from, seen, invalid))
             })
             .await?;
         self.files = files;
         self.from = from;
         self.seen = seen;
+        self.invalid.extend(invalid);
         Ok(page)
-    }
-}
-
-/// Free disk space, the store's quota, and the peer's quota and entry cap: reserved before a
-/// fetch, released for what it did not use.
-struct SpaceCheck {
-    /// Bytes the store's quota still allows; `None` without a quota.
-    quota_left: Option<u64>,
-    /// Bytes the peer's quota still allows.
-    peer_bytes_left: Option<u64>,
-    /// Entries the peer may still bring.
-    peer_entries_left: Option<u64>,
-}
-
-impl SpaceCheck {
-    async fn new(node: &Node, peer: &PublicKey) -> Result<Self, NetError> {
-        let (store, peer, limits) = (node.store.clone(), *peer, node.limits);
-        node.reads
-            .run(move || {
-                let quota_left = match limits.max_store_bytes {
-                    Some(quota) => Some(quota.saturating_sub(store.quota_used()?)),
-                    None => None,
-                };
-                let usage = store.peer_usage(&peer)?;
-                Ok(SpaceCheck {
-                    quota_left,
-                    peer_bytes_left: limits
-                        .peer_quota_bytes
-                        .map(|q| q.saturating_sub(usage.entry_bytes + usage.blob_bytes)),
-                    peer_entries_left: limits
-                        .peer_max_entries
-                        .map(|q| q.saturating_sub(usage.entries)),
-                })
-            })
-            .await
-    }
-
-    /// How many entries (of `wanted`) can be reserved now.
-    fn entries_that_fit(&self, wanted: usize) -> usize {
-        let mut n = wanted as u64;
-        for left in [self.quota_left, self.peer_bytes_left]
-            .into_iter()
-            .flatten()
-        {
-            n = n.min(left / MAX_ENTRY_CHARGE);
-        }
-        if let Some(left) = self.peer_entries_left {
-            n = n.min(left);
-        }
-        n as usize
-    }
-
-    /// The error for "not one more entry fits", naming the limit reached.
-    fn full(&self) -> NetError {
-        if self.peer_entries_left == Some(0) {
-            return NetError::TooManyEntries { limit: 0 };
-        }
-        match (self.quota_left, self.peer_bytes_left) {
-            (Some(left), _) if left < MAX_ENTRY_CHARGE => NetError::NoSpace {
-                needed: MAX_ENTRY_CHARGE,
-                available: left,
-                what: "the configured quota",
-            },
-            (_, Some(left)) => NetError::NoSpace {
-                needed: MAX_ENTRY_CHARGE,
-                available: left,
-                what: "this peer's quota",
-            },
-            _ => NetError::TooManyEntries { limit: 0 },
-        }
-    }
-
-    /// Room for `bytes` more and `entries` more, or `NoSpace`.
-    fn reserve(&mut self, node: &Node, bytes: u64, entries: u64) -> Result<(), NetError> {
-        // Keep a margin for the database and outboards (0.4 %) and the file system.
-        let with_margin = bytes + bytes / 100 + 16 * 1024 * 1024;
-        let available = node.store.available_space()?;
-        if with_margin > available {
-            return Err(NetError::NoSpace {
-                needed: bytes,
-                available,
-                what: "free disk space",
-            });
-        }
-        let check = |left: Option<u64>, what: &'static str| match left {
-            Some(left) if bytes > left => Err(NetError::NoSpace {
-                needed: bytes,
-                available: left,
-                what,
-            }),
-            _ => Ok(()),
-        };
-        check(self.quota_left, "the configured quota")?;
-        check(self.peer_bytes_left, "this peer's quota")?;
-        if let Some(left) = self.peer_entries_left {
-            if entries > left {
-                return Err(NetError::TooManyEntries { limit: left });
-            }
-        }
-        for left in [&mut self.quota_left, &mut self.peer_bytes_left]
-            .into_iter()
-            .flatten()
-        {
-            *left -= bytes;
-        }
-        if let Some(left) = &mut self.peer_entries_left {
-            *left -= entries;
-        }
-        Ok(())
-    }
-
-    /// Gives back what a reservation did not use.
-    fn release(&mut self, bytes: u64, entries: u64) {
-        for left in [&mut self.quota_left, &mut self.peer_bytes_left]
-            .into_iter()
-            .flatten()
-        {
-            *left += bytes;
-        }
-        if let Some(left) = &mut self.peer_entries_left {
-            *left += entries;
-        }
     }
 }
 
 /// Fetches entries for one batch, taking ids off the end of `ids`: a few `GetEntries`
 /// requests in flight, each reserved at the largest charge an entry can have, until the batch
-/// holds `Limits::pull_batch` entries or [`BATCH_ENTRY_BYTES`].
+/// holds `Limits::pull_batch` entries or [`BATCH_ENTRY_BYTES`]. Returns them with what they
+/// hold in the ledger (their real charge), to give back once they are stored.
 async fn fetch_entry_batch<C: PeerStreams>(
-    node: &Node,
+    p: &Pull<'_>,
     conn: &C,
     collection: &str,
     ids: &mut Vec<[u8; 32]>,
-    counters: &Counters,
-    space: &mut SpaceCheck,
     report: &mut PullReport,
-) -> Result<Vec<SignedEntry>, NetError> {
+) -> Result<(Vec<SignedEntry>, Reservation), NetError> {
+    let node = p.node;
     let t = node.limits.timeout;
+    let mut held = Reservation::new(node.ledger.clone(), p.peer);
     let mut tasks = tokio::task::JoinSet::new();
     let mut entries: Vec<SignedEntry> = Vec::new();
     let mut asked = 0usize;
@@ -538,14 +503,15 @@ async fn fetch_entry_batch<C: PeerStreams>(
             && bytes < BATCH_ENTRY_BYTES
         {
             let want = MAX_ENTRY_IDS.min(ids.len()).min(batch_limit - asked);
-            let n = space.entries_that_fit(want);
+            let now = Usage::read(node, p.peer).await?;
+            let n = held.entries_that_fit(want, &now);
             if n == 0 {
                 if tasks.is_empty() && entries.is_empty() {
-                    return Err(space.full());
+                    return Err(held.full(&now));
                 }
                 break;
             }
-            space.reserve(node, n as u64 * MAX_ENTRY_CHARGE, n as u64)?;
+            held.take(n as u64 * MAX_ENTRY_CHARGE, n as u64, &now)?;
             let request = ids.split_off(ids.len() - n);
             asked += n;
             let (conn, collection, reads) =
@@ -558,18 +524,18 @@ async fn fetch_entry_batch<C: PeerStreams>(
         let (got, wire_bytes, asked_for) =
             done.map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
         let charged: u64 = got.iter().map(SignedEntry::storage_charge).sum();
-        space.release(
+        held.give_back(
             asked_for as u64 * MAX_ENTRY_CHARGE - charged,
             (asked_for - got.len()) as u64,
         );
         bytes += wire_bytes;
         report.entries_received += got.len() as u64;
         report.bytes_received += wire_bytes;
-        Counters::add(&counters.entries_received, got.len() as u64);
-        Counters::add(&counters.bytes_received, wire_bytes);
+        Counters::add(&p.counters.entries_received, got.len() as u64);
+        Counters::add(&p.counters.bytes_received, wire_bytes);
         entries.extend(got);
     }
-    Ok(entries)
+    Ok((entries, held))
 }
 
 /// One `GetEntries` request: the entries (signatures and names checked), the bytes they took
@@ -589,15 +555,20 @@ async fn fetch_entries<C: PeerStreams>(
     crate::wire::write_frame_within(&mut send, &request, t).await?;
     let _ = send.shutdown().await;
     let mut raw: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
+    let mut answers = 0usize;
     loop {
         let reply: EntryReply = read_frame(&mut recv, MAX_ENCODED_ENTRY + 64, t).await?;
-        match reply {
-            EntryReply::Entry(bytes) => {
-                if raw.len() == batch.len() {
-                    return Err(NetError::Protocol("sent more entries than asked".into()));
-                }
-                raw.push(bytes);
+        if !matches!(reply, EntryReply::End | EntryReply::Refused(_)) {
+            // One answer per id asked: no more (a peer could otherwise keep the stream going).
+            answers += 1;
+            if answers > batch.len() {
+                return Err(NetError::Protocol(
+                    "sent more answers than ids asked".into(),
+                ));
             }
+        }
+        match reply {
+            EntryReply::Entry(bytes) => raw.push(bytes),
             EntryReply::Missing(id) => {
                 tracing::debug!("peer lacks entry {}", Hash::from_bytes(id));
             }
@@ -646,12 +617,12 @@ struct Fetched {
 
 /// Fetches `wanted` with a few requests in flight, importing each request's verified blobs.
 async fn fetch_blobs<C: PeerStreams>(
-    node: &Node,
+    p: &Pull<'_>,
     conn: &C,
     wanted: Vec<MissingBlob>,
-    counters: &Counters,
     report: &mut PullReport,
 ) -> Result<Fetched, NetError> {
+    let (node, counters) = (p.node, p.counters);
     let mut requests: Vec<Vec<MissingBlob>> = Vec::new();
     let mut bytes = 0;
     for m in wanted {
@@ -680,7 +651,7 @@ async fn fetch_blobs<C: PeerStreams>(
     }
     // Progress of the requests in flight, moved into `counters` and `report` as they finish.
     let shared = Arc::new(Counters::default());
-    let memory = FetchMemory::new(node.limits.fetch_memory);
+    let memory = node.fetch_memory.clone();
     let mut fetched = Fetched::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut requests = requests.into_iter();
@@ -690,9 +661,11 @@ async fn fetch_blobs<C: PeerStreams>(
                 break;
             };
             let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
-            let memory = memory.clone();
-            tasks
-                .spawn(async move { fetch_request(&node, &conn, request, &totals, &memory).await });
+            let (memory, transfer, origin) = (memory.clone(), p.transfer.clone(), p.peer);
+            tasks.spawn(async move {
+                let to = Into { transfer, origin };
+                fetch_request(&node, &conn, request, &totals, &memory, &to).await
+            });
         }
         let Some(done) = tasks.join_next().await else {
             break;
@@ -717,11 +690,18 @@ fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport
     report.blobs += blobs;
 }
 
-/// The memory budget of one fetch, shared by its requests: permits are bytes. A blob's
-/// encoding and its decoded copy are both counted while both exist; the encoding's share is
-/// given back once it is verified, the rest once the blob is stored.
-#[derive(Clone)]
-struct FetchMemory {
+/// Where fetched blobs go: the transfer that keeps them from gc, and the peer they count for.
+struct Into {
+    transfer: Arc<TransferGuard>,
+    origin: PublicKey,
+}
+
+/// The memory budget of blob fetches, shared by every request of every pull of a node:
+/// permits are bytes. A blob's encoding and its decoded copy are both counted while both
+/// exist; the encoding's share is given back once it is verified, the rest once the blob is
+/// stored.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchMemory {
     bytes: Arc<tokio::sync::Semaphore>,
     total: usize,
 }
@@ -733,7 +713,7 @@ struct Held {
 }
 
 impl FetchMemory {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         let total = total.clamp(1, u32::MAX as usize);
         FetchMemory {
             bytes: Arc::new(tokio::sync::Semaphore::new(total)),
@@ -759,8 +739,10 @@ impl FetchMemory {
     /// Permits for a blob (its encoding plus its decoded copy, at most the whole budget) and
     /// the encoding's share of them.
     fn need(&self, size: u64) -> (u32, usize) {
-        let encoding = encoded_len(size) as usize;
-        let need = (encoding + size as usize).min(self.total);
+        let encoding = usize::try_from(encoded_len(size)).unwrap_or(usize::MAX);
+        let need = encoding
+            .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
+            .min(self.total);
         (need as u32, encoding.min(need))
     }
 }
@@ -781,9 +763,9 @@ async fn fetch_request<C: PeerStreams>(
     request: Vec<MissingBlob>,
     counters: &Counters,
     memory: &FetchMemory,
+    to: &Into,
 ) -> Result<Fetched, NetError> {
     let t = node.limits.timeout;
-    let origin = peer_key(&conn.remote_id());
     let (mut send, mut recv) = conn.open_bi().await?;
     let hashes = request.iter().map(|m| *m.hash.as_bytes()).collect();
     crate::wire::write_frame_within(&mut send, &Request::GetBlobs { hashes }, t).await?;
@@ -805,10 +787,11 @@ async fn fetch_request<C: PeerStreams>(
         };
         // Refused before a byte of it is read: a size other than the manifest's, or a
         // manifest longer than any manifest of its file.
-        let fits = match m.expected {
-            Expected::Size(n) => size == n,
-            Expected::ManifestOf(_) => size <= m.expected.max_size(),
-        };
+        let fits = size <= archive_core::transfer::MAX_TRANSFER_BLOB
+            && match m.expected {
+                Expected::Size(n) => size == n,
+                Expected::ManifestOf(_) => size <= m.expected.max_size(),
+            };
         if !fits {
             let why = format!(
                 "the peer announced {size} bytes for blob {} ({})",
@@ -838,7 +821,7 @@ async fn fetch_request<C: PeerStreams>(
                 while let Some(task) = decoding.pop_front() {
                     take_decoded(task, counters, &mut verified, &mut fetched).await?;
                 }
-                import(node, &mut verified, origin).await?;
+                import(node, &mut verified, to).await?;
                 memory.hold(size).await
             }
         };
@@ -859,7 +842,7 @@ async fn fetch_request<C: PeerStreams>(
     while let Some(task) = decoding.pop_front() {
         take_decoded(task, counters, &mut verified, &mut fetched).await?;
     }
-    import(node, &mut verified, origin).await?;
+    import(node, &mut verified, to).await?;
     let _ = send.shutdown().await;
     Ok(fetched)
 }
@@ -868,16 +851,16 @@ async fn fetch_request<C: PeerStreams>(
 async fn import(
     node: &Node,
     verified: &mut Vec<(VerifiedBlob, Held)>,
-    origin: PublicKey,
+    to: &Into,
 ) -> Result<(), NetError> {
     if verified.is_empty() {
         return Ok(());
     }
     let (blobs, held): (Vec<VerifiedBlob>, Vec<Held>) =
         std::mem::take(verified).into_iter().unzip();
-    let store = node.store.clone();
+    let (store, transfer, origin) = (node.store.clone(), to.transfer.clone(), to.origin);
     node.reads
-        .run(move || Ok(store.import_blobs(blobs, Some(&origin))?))
+        .run(move || Ok(store.import_blobs(blobs, &transfer, Some(&origin))?))
         .await?;
     drop(held);
     Ok(())

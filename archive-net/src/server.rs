@@ -18,7 +18,7 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::EndpointId;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::admission::ConnectionSlot;
+use crate::admission::{ConnectionSlot, PeerShare};
 use crate::error::NetError;
 use crate::node::{peer_key, Counters, Node};
 use crate::pull;
@@ -98,13 +98,21 @@ pub(crate) async fn serve_connection(
             Err(_) => continue,
         };
         let (node, conn, counters) = (node.clone(), conn.clone(), counters.clone());
-        let (open, requests, state) = (open.clone(), slot.requests.clone(), state.clone());
+        let (open, share, state) = (open.clone(), slot.share.clone(), state.clone());
         open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             // One of the peer's request slots, held while this request is served.
-            let permit = requests.acquire_owned().await;
+            let permit = share.requests.clone().acquire_owned().await;
             if permit.is_ok() {
-                let served = serve_stream(&node, &conn, peer, send, recv, &counters, &state);
+                let on = Serving {
+                    node: &node,
+                    conn: &conn,
+                    peer,
+                    counters: &counters,
+                    state: &state,
+                    share: &share,
+                };
+                let served = serve_stream(&on, send, recv);
                 if let Err(e) = served.await {
                     tracing::warn!("serving {peer}: {e}");
                 }
@@ -122,15 +130,30 @@ pub(crate) struct ConnectionState {
     refused: AtomicU64,
 }
 
-async fn serve_stream(
-    node: &Node,
-    conn: &Connection,
+/// What serving one stream works with.
+struct Serving<'a> {
+    node: &'a Node,
+    conn: &'a Connection,
     peer: EndpointId,
+    counters: &'a Counters,
+    state: &'a ConnectionState,
+    /// What this peer may hold of the server.
+    share: &'a PeerShare,
+}
+
+async fn serve_stream(
+    on: &Serving<'_>,
     mut send: SendStream,
     mut recv: RecvStream,
-    counters: &Counters,
-    state: &ConnectionState,
 ) -> Result<(), NetError> {
+    let Serving {
+        node,
+        conn,
+        peer,
+        counters,
+        state,
+        share,
+    } = *on;
     let t = node.limits.timeout;
     let limit = MAX_CONTROL_FRAME.max(node.limits.reconcile.frame_limit + 64);
     let request: Request = read_frame(&mut recv, limit, t).await?;
@@ -144,8 +167,8 @@ async fn serve_stream(
                 let refused = ReconcileStep::Refused(refusal(&peer, why));
                 write_frame_within(&mut send, &refused, t).await?;
             } else {
-                answer_reconcile(node, &mut send, &mut recv, &collection, frame, want_summary)
-                    .await?;
+                let asked = (collection.as_str(), frame, want_summary);
+                answer_reconcile(node, share, &mut send, &mut recv, asked).await?;
             }
         }
         Request::GetEntries { collection, ids } => {
@@ -192,7 +215,8 @@ async fn serve_stream(
                 let refused = BlobHeader::Refused("too many hashes".into());
                 write_frame_within(&mut send, &refused, t).await?;
             } else {
-                send_blobs(node, &mut send, policy.read, hashes, counters).await?;
+                let peer_memory = share.serve_memory.clone();
+                send_blobs(node, peer_memory, &mut send, policy.read, hashes, counters).await?;
             }
         }
         Request::Offer {
@@ -248,7 +272,7 @@ async fn serve_stream(
 /// hold.
 struct Encoded {
     blobs: Vec<Option<(u64, Vec<u8>)>>,
-    _memory: OwnedSemaphorePermit,
+    _memory: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 /// Blob encodings made in one read of the store: many small blobs share one short read
@@ -262,6 +286,7 @@ const ENCODE_GROUP: u64 = 1024 * 1024;
 /// may not read is answered as missing, so it cannot tell the two apart.
 async fn send_blobs(
     node: &Node,
+    peer_memory: Arc<tokio::sync::Semaphore>,
     send: &mut SendStream,
     read: Access,
     hashes: Vec<[u8; 32]>,
@@ -275,7 +300,7 @@ async fn send_blobs(
             let hashes: Vec<Hash> = hashes.into_iter().map(Hash::from_bytes).collect();
             let mut next = 0;
             while next < hashes.len() {
-                let encoded = encode_group(&node, &read, &hashes[next..]).await;
+                let encoded = encode_group(&node, &peer_memory, &read, &hashes[next..]).await;
                 match &encoded {
                     Ok(group) => next += group.blobs.len(),
                     Err(_) => next = hashes.len(),
@@ -308,7 +333,12 @@ async fn send_blobs(
 
 /// The next group of blobs (at least one) for a peer with `read` access: budgeted, checked,
 /// encoded.
-async fn encode_group(node: &Node, read: &Access, hashes: &[Hash]) -> Result<Encoded, NetError> {
+async fn encode_group(
+    node: &Node,
+    peer_memory: &Arc<tokio::sync::Semaphore>,
+    read: &Access,
+    hashes: &[Hash],
+) -> Result<Encoded, NetError> {
     let total = node.limits.serve_memory.clamp(1, u32::MAX as usize) as u64;
     let run = |budget: u64, hashes: Vec<Hash>| {
         let (store, read) = (node.store.clone(), read.clone());
@@ -321,13 +351,26 @@ async fn encode_group(node: &Node, read: &Access, hashes: &[Hash]) -> Result<Enc
             Ok(store.encode_blobs_within(&hashes, may_read, budget)?)
         })
     };
-    let take = |n: u64| {
-        node.serve_memory
+    let peer_total = node
+        .slots
+        .caps()
+        .serve_memory_per_peer
+        .clamp(1, u32::MAX as usize) as u32;
+    // The peer's share first, then the node's: one peer cannot hold all of it.
+    let take = |n: u64| async move {
+        let n = n.clamp(1, total) as u32;
+        let mine = peer_memory
             .clone()
-            .acquire_many_owned(n.clamp(1, total) as u32)
+            .acquire_many_owned(n.min(peer_total))
+            .await;
+        let all = node.serve_memory.clone().acquire_many_owned(n).await;
+        (
+            mine.expect("the semaphores are never closed"),
+            all.expect("the semaphores are never closed"),
+        )
     };
     let group = ENCODE_GROUP.min(total);
-    let memory = take(group).await.expect("the semaphore is never closed");
+    let memory = take(group).await;
     let batch: Vec<Hash> = hashes
         .iter()
         .take(crate::wire::MAX_BLOB_HASHES)
@@ -343,7 +386,7 @@ async fn encode_group(node: &Node, read: &Access, hashes: &[Hash]) -> Result<Enc
     // A blob larger than a group: alone, with as much of the budget as it needs.
     drop(memory);
     let need = needs.unwrap_or(group);
-    let memory = take(need).await.expect("the semaphore is never closed");
+    let memory = take(need).await;
     let (blobs, _) = run(u64::MAX, hashes[..1].to_vec()).await?;
     Ok(Encoded {
         blobs,
@@ -375,16 +418,21 @@ async fn step(
 /// The answering side of a reconciliation.
 async fn answer_reconcile(
     node: &Node,
+    share: &PeerShare,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    collection: &str,
-    first: Vec<u8>,
-    want_summary: bool,
+    (collection, first, want_summary): (&str, Vec<u8>, bool),
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let limit = node.limits.reconcile.frame_limit + 64;
-    let slot = tokio::time::timeout(t, node.sessions.clone().acquire_owned()).await;
-    let Ok(Ok(_session)) = slot else {
+    // The peer's own share of sessions first, then the node's.
+    let slots = async {
+        let mine = share.sessions.clone().acquire_owned().await;
+        let all = node.sessions.clone().acquire_owned().await;
+        (mine, all)
+    };
+    let slot = tokio::time::timeout(t, slots).await;
+    let Ok((Ok(_mine), Ok(_all))) = slot else {
         let busy = ReconcileStep::Refused("the server is busy reconciling; try again".into());
         return write_frame_within(send, &busy, t).await;
     };

@@ -445,3 +445,37 @@ async fn a_long_pull_does_not_close_the_connection_the_push_needs() {
     assert_eq!(report.entries_sent, 1, "{report:?}");
     assert_eq!(a.listing(), b.listing());
 }
+
+/// Review finding: pulls running at once share the store's quota (one ledger per node): two
+/// syncs from two peers, each with more than the quota to give, together store no more than
+/// the quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_at_once_share_the_quota() {
+    let quota = 6 * 1024 * 1024;
+    let b = Server::start_with(Limits {
+        max_store_bytes: Some(quota),
+        ..Limits::default()
+    })
+    .await;
+    let a1 = Server::start().await;
+    let a2 = Server::start().await;
+    for (i, a) in [&a1, &a2].into_iter().enumerate() {
+        a.pair(&b, "b", true);
+        b.pair(a, &format!("a{i}"), true);
+        for n in 0..5u64 {
+            let bytes = data(1000 * i as u64 + n, 1024 * 1024 + 17);
+            a.node
+                .store()
+                .add_bytes("default", &format!("p{i}/{n}.bin"), &bytes)
+                .unwrap();
+        }
+    }
+    let (r1, r2) = tokio::join!(b.sync_with(&a1, true, false), b.sync_with(&a2, true, false));
+    assert!(
+        r1.is_err() || r2.is_err(),
+        "10 MiB fitted in a 6 MiB quota: {r1:?} {r2:?}"
+    );
+    let used = b.node.store().quota_used().unwrap();
+    assert!(used <= quota, "quota {quota}, used {used}");
+    assert!(b.node.store().verify().unwrap().is_ok());
+}

@@ -113,7 +113,7 @@ impl Store {
             ..AddReport::default()
         };
         progress.start(found.len() as u64, found.iter().map(|f| f.size).sum());
-        let _guard = self.gc_lock.read().expect("gc lock");
+        let _guard = self.gc_shared();
         let mut batch = Batch::default();
         for file in &found {
             match self.ingest_file(file, &batch, progress) {
@@ -169,7 +169,7 @@ impl Store {
     ) -> Result<Option<SignedEntry>, AddError> {
         validate_collection(collection).map_err(EntryError::from)?;
         validate_key(key).map_err(EntryError::from)?;
-        let _guard = self.gc_lock.read().expect("gc lock");
+        let _guard = self.gc_shared();
         let batch = Batch::default();
         let known = |h: &Hash| self.has_intact_blob(h, &batch);
         let ingested = match ingest(data, &self.files, &known, &mut |_| {}) {
@@ -278,7 +278,7 @@ impl Store {
                 }
                 drop(files);
                 drop(blob_tables);
-                entries.finish(&self.clock.lock().expect("clock lock"))?
+                entries.finish(&self.clock())?
             };
             self.commit_entries(tx, touched)?;
             Ok((written, conflicts))

@@ -25,7 +25,7 @@ use rustix::io::Errno;
 
 use super::{Store, ViewItem, ViewPoint};
 use crate::entry::FileRef;
-use crate::error::ExportError;
+use crate::error::{ExportError, ReadError};
 use crate::hash::Hash;
 use crate::names::{parent_folders, validate_key};
 
@@ -201,10 +201,19 @@ fn what_is(dir: &OwnedFd, name: &str) -> io::Result<Found> {
     }
 }
 
-/// BLAKE3 of a regular file in `dir`, opened without following a link.
-fn hash_at(dir: &OwnedFd, name: &str) -> io::Result<Hash> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut f = File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
+/// BLAKE3 of a regular file in `dir`, opened without following a link and without waiting
+/// (a FIFO swapped in would block a plain open), and only if it is still the regular file
+/// `(dev, ino)` that was looked at.
+fn hash_at(dir: &OwnedFd, name: &str, dev: u64, ino: u64) -> io::Result<Hash> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || (st.st_dev, st.st_ino) != (dev, ino)
+    {
+        return Err(io::Error::other("it changed while being looked at"));
+    }
+    let mut f = File::from(fd);
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -373,12 +382,13 @@ impl Store {
             };
             match found {
                 Found::Nothing => plan.push((i, found)),
-                Found::File { size, .. } if size == item.file.size => {
-                    let same =
-                        hash_at(folders.current(), name).map_err(|source| ExportError::Io {
+                Found::File { size, dev, ino } if size == item.file.size => {
+                    let same = hash_at(folders.current(), name, dev, ino).map_err(|source| {
+                        ExportError::Io {
                             path: dest.join(&item.key),
                             source,
-                        })? == item.file.hash;
+                        }
+                    })? == item.file.hash;
                     if same {
                         report.unchanged += 1;
                     } else if overwrite {
@@ -420,13 +430,25 @@ impl Store {
             };
             let result = self.read_file(&item.file, &mut f);
             drop(f);
-            if let Err(source) = result {
-                let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
-                self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
-                return Err(ExportError::Read {
-                    key: item.key.clone(),
-                    source,
-                });
+            match result {
+                Ok(()) => {}
+                // Writing failed: the destination is the problem, and it is everyone's.
+                Err(ReadError::Output(source)) => {
+                    let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
+                    self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
+                    return Err(ExportError::Read {
+                        key: item.key.clone(),
+                        source: ReadError::Output(source),
+                    });
+                }
+                // This file's content is not here or is damaged (verify names it): the others
+                // are exported.
+                Err(e) => {
+                    let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
+                    let why = crate::error::chain(&e);
+                    skip.insert(i, format!("its content cannot be read: {why}"));
+                    continue;
+                }
             }
             batch_bytes += item.file.size;
             batch.push(Pending {

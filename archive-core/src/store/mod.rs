@@ -13,8 +13,7 @@ mod view;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
@@ -27,7 +26,8 @@ pub use maintenance::{
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
-    Expected, KeyConflict, MissingBlob, MissingPage, Received, Refusal, Refused, TransferGuard,
+    Expected, KeyConflict, MissingBlob, MissingPage, PeerScope, Received, Refusal, Refused,
+    TransferGuard,
 };
 pub use view::{SnapshotInfo, ViewItem, ViewPoint};
 
@@ -69,8 +69,9 @@ pub struct Store {
     gc_lock: RwLock<()>,
     /// Sync index block summaries, patched at every commit that inserts entries.
     sync_cache: sync_index::SummaryCache,
-    /// Transfers in progress (see [`Store::begin_transfer`]); gc refuses to run while any is.
-    transfers: AtomicUsize,
+    /// Blobs that transfers in progress stored ahead of their entries (see
+    /// [`Store::begin_transfer`]); gc keeps them.
+    pins: std::sync::Arc<transfer::Pins>,
 }
 
 impl Store {
@@ -167,7 +168,7 @@ impl Store {
             clock: Mutex::new(HybridClock::new(Timestamp::from_raw(clock))),
             gc_lock: RwLock::new(()),
             sync_cache: sync_index::SummaryCache::default(),
-            transfers: AtomicUsize::new(0),
+            pins: std::sync::Arc::default(),
         })
     }
 
@@ -185,7 +186,23 @@ impl Store {
     /// ARCHITECTURE.md, "Entry time"): five years past the later of its wall clock, the
     /// latest time it has seen and the date this version was made, and never past May 2109.
     pub fn time_limit(&self) -> Timestamp {
-        self.clock.lock().expect("clock lock").rule().limit
+        self.clock().rule().limit
+    }
+
+    /// The clock. A panic that once happened while it was held (a damaged database) does not
+    /// make it unusable: its state is a single time, never left half-written.
+    fn clock(&self) -> MutexGuard<'_, HybridClock> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The gc lock, shared (see `gc_lock`).
+    fn gc_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gc_lock.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The gc lock, exclusive.
+    fn gc_exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gc_lock.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The data folder.
@@ -272,7 +289,7 @@ impl Store {
                     tables.insert(&signed)?;
                     out.push(signed);
                 }
-                tables.finish(&self.clock.lock().expect("clock lock"))?
+                tables.finish(&self.clock())?
             };
             self.commit_entries(tx, touched)?;
             Ok(out)
@@ -285,7 +302,7 @@ impl Store {
             key: key.to_owned(),
             value,
             author: self.key.public(),
-            time: self.clock.lock().expect("clock lock").tick(),
+            time: self.clock().tick(),
         }
     }
 
@@ -307,7 +324,7 @@ impl Store {
             let mut inserted = 0;
             let touched = {
                 let mut tables = EntryTables::open(&tx, None)?;
-                let mut clock = self.clock.lock().expect("clock lock");
+                let mut clock = self.clock();
                 let rule = clock.rule();
                 for entry in entries {
                     let time = entry.entry().time;
@@ -662,6 +679,7 @@ pub(crate) fn sub_from_counter(
 
 /// The blobs that hold a file: its one blob, or its manifest and (when the manifest is here
 /// and valid) its chunks.
+/// Each once: a manifest may name one chunk many times.
 pub(crate) fn file_blobs(reader: &BlobReader<'_>, file: &FileRef) -> Vec<Hash> {
     let Some(m) = file.manifest else {
         return vec![file.hash];
@@ -669,7 +687,13 @@ pub(crate) fn file_blobs(reader: &BlobReader<'_>, file: &FileRef) -> Vec<Hash> {
     let mut out = vec![m];
     if let Ok(bytes) = reader.read(&m) {
         if let Ok(chunks) = crate::format::manifest::ManifestReader::new(&bytes) {
-            out.extend(chunks.map_while(Result::ok).map(|c| c.hash));
+            let mut seen = std::collections::HashSet::new();
+            out.extend(
+                chunks
+                    .map_while(Result::ok)
+                    .map(|c| c.hash)
+                    .filter(|h| seen.insert(*h)),
+            );
         }
     }
     out

@@ -128,7 +128,7 @@ impl Store {
             let mut removed = 0;
             for chunk in ids.chunks(PURGE_BATCH) {
                 let raw: Vec<[u8; 32]> = chunk.iter().map(|h| *h.as_bytes()).collect();
-                removed += self.remove_entries(&raw, reason, |_| Ok(()))?.len() as u64;
+                removed += self.remove_entries(&raw, reason, |_, _| Ok(()))?.len() as u64;
             }
             Ok(removed)
         })
@@ -161,19 +161,28 @@ impl Store {
                     break;
                 }
                 let ids: Vec<[u8; 32]> = rows.iter().map(|(_, id)| *id).collect();
-                let removed = self.remove_entries(&ids, DenyReason::Purged, |tx| {
+                let removed = self.remove_entries(&ids, DenyReason::Purged, |tx, charged| {
                     let mut origins = tx.open_table(ORIGINS)?;
                     for (seq, _) in &rows {
                         origins.remove((*peer.as_bytes(), *seq))?;
                     }
+                    // Counted down in the same transaction, so entries a pull still running
+                    // inserts meanwhile stay counted (and the next loop finds them).
+                    let mut usage = tx.open_table(PEER_USAGE)?;
+                    let (n, bytes, _) = usage
+                        .get(peer.as_bytes())?
+                        .map(|v| v.value())
+                        .unwrap_or_default();
+                    let gone = rows.len() as u64;
+                    usage.insert(
+                        peer.as_bytes(),
+                        (n.saturating_sub(gone), bytes.saturating_sub(charged), 0),
+                    )?;
                     Ok(())
                 })?;
                 report.entries_removed += removed.len() as u64;
                 report.collections.extend(removed);
             }
-            let tx = self.db.begin_write()?;
-            tx.open_table(PEER_USAGE)?.remove(peer.as_bytes())?;
-            tx.commit()?;
             Ok(report)
         })
     }
@@ -185,11 +194,12 @@ impl Store {
         &self,
         ids: &[[u8; 32]],
         reason: DenyReason,
-        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), StorageError>,
+        also: impl FnOnce(&redb::WriteTransaction, u64) -> Result<(), StorageError>,
     ) -> Result<Vec<String>, StorageError> {
-        let _gc = self.gc_lock.read().expect("gc lock");
+        let _gc = self.gc_shared();
         let tx = self.db.begin_write()?;
         let mut removed = Vec::new();
+        let mut charged = 0;
         let touched: Touched = {
             let mut entries = tx.open_table(ENTRIES)?;
             let mut views = tx.open_table(VIEWS)?;
@@ -199,7 +209,6 @@ impl Store {
             let mut meta = tx.open_table(META)?;
             let mut sync = SyncTables::open(&tx)?;
             let now = wall_clock_millis();
-            let mut charged = 0;
             for id in ids {
                 denied.insert(id, (now, reason.code()))?;
                 if entries.get(id)?.is_none() {
@@ -262,7 +271,7 @@ impl Store {
         for c in gone {
             forget_agreements(&tx, c)?;
         }
-        also(&tx)?;
+        also(&tx, charged)?;
         self.commit_entries(tx, touched)?;
         Ok(removed)
     }

@@ -393,7 +393,10 @@ impl SummaryCache {
         tx: redb::WriteTransaction,
         touched: HashMap<String, BTreeSet<[u8; 40]>>,
     ) -> Result<(), StorageError> {
-        let mut cache = self.collections.lock().expect("summary cache lock");
+        let mut cache = self
+            .collections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tx.commit()?;
         if touched.keys().all(|c| !cache.contains_key(c)) {
             return Ok(());
@@ -427,7 +430,10 @@ impl SummaryCache {
         db: &redb::Database,
         collection: &str,
     ) -> Result<(redb::ReadTransaction, Arc<Summaries>), StorageError> {
-        let mut cache = self.collections.lock().expect("summary cache lock");
+        let mut cache = self
+            .collections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = db.begin_read()?;
         if let Some(c) = cache.get(collection) {
             return Ok((tx, c.built.clone()));

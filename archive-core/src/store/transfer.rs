@@ -2,7 +2,6 @@
 //! received entries once their content is complete.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use redb::ReadableDatabase;
 
@@ -130,31 +129,106 @@ pub struct KeyConflict {
     pub reason: String,
 }
 
-/// Keeps garbage collection away while a transfer stores blobs ahead of the entries that
-/// will refer to them. See [`Store::begin_transfer`].
-#[derive(Debug)]
-pub struct TransferGuard<'a> {
-    store: &'a Store,
+/// Blobs that transfers in progress stored ahead of the entries that will refer to them:
+/// garbage collection keeps them (by hash, with a count of the transfers holding each).
+#[derive(Debug, Default)]
+pub(crate) struct Pins {
+    blobs: std::sync::Mutex<HashMap<Hash, usize>>,
 }
 
-impl Drop for TransferGuard<'_> {
+impl Pins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, usize>> {
+        self.blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn contains(&self, hash: &Hash) -> bool {
+        self.lock().contains_key(hash)
+    }
+}
+
+/// A transfer in progress: the blobs imported under it are kept by garbage collection until
+/// it lets go of them (once their entries are in) or ends. See [`Store::begin_transfer`].
+#[derive(Debug)]
+pub struct TransferGuard {
+    pins: std::sync::Arc<Pins>,
+    mine: std::sync::Mutex<std::collections::HashSet<Hash>>,
+}
+
+/// The peer a transfer's content comes from, when it may not read every collection: what
+/// it may read, and the transfer (what it has sent so far). See [`Store::missing_content`].
+pub struct PeerScope<'a> {
+    /// Whether the peer may read a collection.
+    pub may_read: &'a dyn Fn(&str) -> bool,
+    /// The transfer.
+    pub transfer: &'a TransferGuard,
+}
+
+impl std::fmt::Debug for PeerScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerScope").finish_non_exhaustive()
+    }
+}
+
+impl TransferGuard {
+    fn pin(&self, hashes: impl IntoIterator<Item = Hash>) {
+        let mut mine = self
+            .mine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self.pins.lock();
+        for h in hashes {
+            if mine.insert(h) {
+                *all.entry(h).or_default() += 1;
+            }
+        }
+    }
+
+    /// True when a blob was imported under this transfer (and not let go of yet).
+    pub fn holds(&self, hash: &Hash) -> bool {
+        self.mine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(hash)
+    }
+
+    /// Lets go of the blobs imported so far: the entries that refer to them are in (or were
+    /// refused, and the blobs may go).
+    pub fn release(&self) {
+        let mine = std::mem::take(
+            &mut *self
+                .mine
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut all = self.pins.lock();
+        for h in mine {
+            if let Some(n) = all.get_mut(&h) {
+                *n -= 1;
+                if *n == 0 {
+                    all.remove(&h);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TransferGuard {
     fn drop(&mut self) {
-        self.store.transfers.fetch_sub(1, Ordering::SeqCst);
+        self.release();
     }
 }
 
 impl Store {
-    /// Marks a transfer in progress until the guard drops: `gc` refuses to run meanwhile, so
-    /// blobs received ahead of their entries are not collected.
-    pub fn begin_transfer(&self) -> TransferGuard<'_> {
-        // Taking the gc lock shared waits for a running gc to finish first.
-        let _gc = self.gc_lock.read().expect("gc lock");
-        self.transfers.fetch_add(1, Ordering::SeqCst);
-        TransferGuard { store: self }
-    }
-
-    pub(crate) fn transfers_in_progress(&self) -> usize {
-        self.transfers.load(Ordering::SeqCst)
+    /// Starts a transfer: blobs imported under it ([`Store::import_blobs`]) are kept by
+    /// `gc` until the guard lets go of them or drops, so blobs received ahead of their entries
+    /// are not collected. `gc` runs meanwhile; no peer can hold it off.
+    pub fn begin_transfer(&self) -> TransferGuard {
+        TransferGuard {
+            pins: self.pins.clone(),
+            mine: std::sync::Mutex::default(),
+        }
     }
 
     /// True when the store holds this blob (for a file blob: its file is there, full size).
@@ -308,19 +382,22 @@ impl Store {
         Ok(Some((size, encode_whole(hash, &data, &outboard)?)))
     }
 
-    /// Stores verified blobs: files are written and made durable, then all are recorded in
-    /// one transaction. Returns the bytes that were new to the store, which count against
-    /// `origin`'s usage when a peer delivered them.
+    /// Stores verified blobs for `transfer` (which keeps them from `gc` until their entries
+    /// are in): files are written and made durable, then all are recorded in one transaction.
+    /// Returns the bytes that were new to the store, which count against `origin`'s usage when
+    /// a peer delivered them.
     pub fn import_blobs(
         &self,
         blobs: Vec<VerifiedBlob>,
+        transfer: &TransferGuard,
         origin: Option<&PublicKey>,
     ) -> Result<u64, StorageError> {
         if blobs.is_empty() {
             return Ok(0);
         }
         guarded(|| {
-            let _gc = self.gc_lock.read().expect("gc lock");
+            let _gc = self.gc_shared();
+            transfer.pin(blobs.iter().map(|b| b.hash()));
             let mut fresh = Vec::with_capacity(blobs.len());
             let read = self.db.begin_read()?;
             let known = read.open_table(BLOBS)?;
@@ -358,17 +435,31 @@ impl Store {
     /// blobs a page (so a file of a million chunks is looked at a page at a time). A missing
     /// manifest comes alone, as [`Expected::ManifestOf`] (its chunks are known once it is
     /// here); an empty page without `next` means the content is complete.
+    ///
+    /// With a `scope` (for a peer that may not read every collection), a blob that is here but
+    /// that no collection the peer may read reaches, and that it did not send in this transfer,
+    /// counts as missing: the peer must send it, so naming a hash in an entry neither tells it
+    /// that this server holds that content nor lets it fetch it afterwards.
     pub fn missing_content(
         &self,
         file: &FileRef,
         from: u64,
         limit: usize,
+        scope: Option<&PeerScope<'_>>,
     ) -> Result<MissingPage, TransferError> {
         guarded(|| {
             let tx = self.db.begin_read().map_err(StorageError::from)?;
             let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
+            let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
+            let have = |hash: &Hash| -> Result<bool, StorageError> {
+                Ok(self.has_blob_in(&table, hash)?
+                    && match scope {
+                        None => true,
+                        Some(s) => s.transfer.holds(hash) || reachable_in(&refs, hash, s.may_read)?,
+                    })
+            };
             let Some(manifest) = file.manifest else {
-                let blobs = if self.has_blob_in(&table, &file.hash)? {
+                let blobs = if have(&file.hash)? {
                     Vec::new()
                 } else {
                     vec![MissingBlob {
@@ -378,7 +469,7 @@ impl Store {
                 };
                 return Ok(MissingPage { blobs, next: None });
             };
-            if !self.has_blob_in(&table, &manifest)? {
+            if !have(&manifest)? {
                 return Ok(MissingPage {
                     blobs: vec![MissingBlob {
                         hash: manifest,
@@ -399,7 +490,7 @@ impl Store {
                     break;
                 }
                 let c = chunk.map_err(|e| bad_manifest(file, &manifest, e.to_string()))?;
-                if seen.insert(c.hash) && !self.has_blob_in(&table, &c.hash)? {
+                if seen.insert(c.hash) && !have(&c.hash)? {
                     page.blobs.push(MissingBlob {
                         hash: c.hash,
                         expected: Expected::Size(u64::from(c.len)),
@@ -468,102 +559,103 @@ impl Store {
     }
 
     /// Inserts entries received from `origin` (the peer that delivered them; their storage
-    /// charge counts against its usage).
+    /// charge counts against its usage), in one transaction.
     ///
     /// An entry is refused, not inserted, when it is dated later than [`Store::time_limit`],
-    /// when it is on the deny list, or when its file's content can never match it (a manifest
-    /// of another size, chunks that hash to something else): such an entry goes on the deny
-    /// list. Each entry marked in `needs_content` (see [`Store::needs_content`]) must otherwise
-    /// have its content complete here; for a chunked file the chunks are hashed together and
-    /// must give the entry's file hash, so nothing that does not match its entry becomes
-    /// visible.
+    /// when it is on the deny list, when its file's content can never match it (a single-blob
+    /// file larger than [`crate::CHUNKING_THRESHOLD`], a manifest of another size, chunks that
+    /// hash to something else: it then goes on the deny list), or when it would become the
+    /// latest version of its key without its content complete here (it may be taken later).
+    /// The latest versions are worked out here, against the view and the other entries taken,
+    /// so refusing one never lets an older version without its content become visible; for a
+    /// chunked file the chunks are hashed together and must give the entry's file hash.
+    /// Entries that stay older versions are history and are taken without their content.
     pub fn insert_received(
         &self,
         entries: &[SignedEntry],
-        needs_content: &[bool],
         origin: Option<&PublicKey>,
     ) -> Result<Received, TransferError> {
-        if entries.len() != needs_content.len() {
-            return Err(TransferError::Storage(StorageError::Busy(format!(
-                "insert_received: {} entries but {} content flags",
-                entries.len(),
-                needs_content.len()
-            ))));
-        }
-        guarded(|| self.insert_received_inner(entries, needs_content, origin))
+        guarded(|| self.insert_received_inner(entries, origin))
     }
 
     fn insert_received_inner(
         &self,
         entries: &[SignedEntry],
-        needs_content: &[bool],
         origin: Option<&PublicKey>,
     ) -> Result<Received, TransferError> {
-        let rule = self.clock.lock().expect("clock lock").rule();
+        // Shared from the first check to the commit: gc cannot remove what was checked.
+        let _gc = self.gc_shared();
+        let rule = self.clock().rule();
         let mut received = Received::default();
         let mut ok = vec![true; entries.len()];
         let mut invalid: Vec<[u8; 32]> = Vec::new();
-        let mut complete: Vec<(usize, FileRef)> = Vec::new();
-        let mut verdicts: HashMap<FileRef, Option<String>> = HashMap::new();
-        for (i, (e, needs)) in entries.iter().zip(needs_content).enumerate() {
+        let mut refuse = |i: usize, reason: Refusal, ok: &mut Vec<bool>| {
+            ok[i] = false;
+            received.refused.push(Refused {
+                id: entries[i].id(),
+                reason,
+            });
+        };
+        for (i, e) in entries.iter().enumerate() {
             let time = e.entry().time;
             if !rule.accepts(time) {
-                ok[i] = false;
-                received.refused.push(Refused {
-                    id: e.id(),
-                    reason: Refusal::TooFarAhead {
-                        time,
-                        limit: rule.limit,
-                    },
-                });
-                continue;
-            }
-            let (true, EntryValue::File(f)) = (needs, e.entry().value) else {
-                continue;
-            };
-            let verdict = match verdicts.get(&f) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = if self.file_recorded(&f)? {
-                        None
-                    } else {
-                        match self.check_content(&f) {
-                            Ok(()) => None,
-                            Err(TransferError::ContentMismatch { detail, .. }) => Some(detail),
-                            Err(TransferError::BadManifest { detail, .. }) => Some(detail),
-                            Err(other) => return Err(other),
-                        }
-                    };
-                    verdicts.insert(f, v.clone());
-                    v
-                }
-            };
-            match verdict {
-                None => complete.push((i, f)),
-                Some(detail) => {
-                    ok[i] = false;
+                let limit = rule.limit;
+                refuse(i, Refusal::TooFarAhead { time, limit }, &mut ok);
+            } else if let EntryValue::File(f) = e.entry().value {
+                if let Err(detail) = crate::transfer::check_file_ref(&f) {
                     invalid.push(*e.id().as_bytes());
-                    received.refused.push(Refused {
-                        id: e.id(),
-                        reason: Refusal::InvalidContent { detail },
-                    });
+                    refuse(i, Refusal::InvalidContent { detail }, &mut ok);
                 }
             }
         }
-        // The blobs each complete file reaches, for the read checks of peers.
-        let reach: Vec<Vec<Hash>> = {
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
-            let reader = BlobReader::open(&self.files, &tx)?;
-            complete
-                .iter()
-                .map(|(_, f)| super::file_blobs(&reader, f))
-                .collect()
-        };
-        let _gc = self.gc_lock.read().expect("gc lock");
+        // The latest version of each key must have its content; refusing one makes the next
+        // older one the latest, so work it out again until nothing changes.
+        let mut verdicts: HashMap<FileRef, Verdict> = HashMap::new();
+        let mut complete: Vec<FileRef> = Vec::new();
+        loop {
+            let live: Vec<usize> = (0..entries.len()).filter(|i| ok[*i]).collect();
+            let batch: Vec<SignedEntry> = live.iter().map(|i| entries[*i].clone()).collect();
+            let needs = self.needs_content(&batch)?;
+            let mut changed = false;
+            complete.clear();
+            for (i, needs) in live.into_iter().zip(needs) {
+                let (true, EntryValue::File(f)) = (needs, entries[i].entry().value) else {
+                    continue;
+                };
+                let verdict = match verdicts.get(&f) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = self.content_verdict(&f)?;
+                        verdicts.insert(f, v.clone());
+                        v
+                    }
+                };
+                match verdict {
+                    Verdict::Complete => complete.push(f),
+                    Verdict::Invalid(detail) => {
+                        invalid.push(*entries[i].id().as_bytes());
+                        refuse(i, Refusal::InvalidContent { detail }, &mut ok);
+                        changed = true;
+                    }
+                    Verdict::Missing => {
+                        let detail = "its content is not complete here".to_owned();
+                        refuse(i, Refusal::Unfetchable { detail }, &mut ok);
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        complete.sort_by_key(|f| *f.hash.as_bytes());
+        complete.dedup();
+        let read = self.db.begin_read().map_err(StorageError::from)?;
+        let reader = BlobReader::open(&self.files, &read)?;
         let tx = self.db.begin_write().map_err(StorageError::from)?;
         let touched = {
             let mut table = tx.open_table(FILES).map_err(StorageError::from)?;
-            for (_, f) in &complete {
+            for f in &complete {
                 let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
                 table
                     .insert(f.hash.as_bytes(), (f.size, manifest))
@@ -579,26 +671,15 @@ impl Store {
             }
             drop(denied);
             let mut tables = EntryTables::open(&tx, origin)?;
-            for ((i, _), reach) in complete.iter().zip(reach) {
-                let c = entries[*i].entry().collection.as_str();
-                tables.add_refs(c, reach)?;
-            }
-            let complete_ids: std::collections::HashSet<Hash> =
-                complete.iter().map(|(i, _)| entries[*i].id()).collect();
-            let mut clock = self.clock.lock().expect("clock lock");
+            let mut clock = self.clock();
             let mut new_files = Vec::new();
             for (e, ok) in entries.iter().zip(&ok) {
                 if !ok {
                     continue;
                 }
                 match tables.insert(e)? {
-                    Inserted::New => {
-                        received.new += 1;
-                        if let EntryValue::File(_) = e.entry().value {
-                            new_files.push(e);
-                        }
-                    }
-                    Inserted::Known => {}
+                    Inserted::New => received.new += 1,
+                    Inserted::Known => continue,
                     Inserted::Denied => {
                         received.refused.push(Refused {
                             id: e.id(),
@@ -607,15 +688,20 @@ impl Store {
                         continue;
                     }
                 }
-                // Entries without their content here (older versions): their file's blob and
-                // manifest are reachable; complete files got all their blobs above.
-                if let (false, EntryValue::File(f)) =
-                    (complete_ids.contains(&e.id()), e.entry().value)
-                {
-                    let c = e.entry().collection.as_str();
-                    tables.add_refs(c, [f.hash].into_iter().chain(f.manifest))?;
-                }
                 clock.observe(e.entry().time);
+                // A peer reaches, through this collection, the blobs of files whose content is
+                // complete here: it sent them (or could already read them; see
+                // `missing_content`). Older versions taken without content grant nothing.
+                if let EntryValue::File(f) = e.entry().value {
+                    if complete
+                        .binary_search_by_key(f.hash.as_bytes(), |c| *c.hash.as_bytes())
+                        .is_ok()
+                    {
+                        let c = e.entry().collection.as_str();
+                        tables.add_refs(c, super::file_blobs(&reader, &f))?;
+                        new_files.push(e);
+                    }
+                }
             }
             // Against the view as it is now, with the whole batch in it.
             for e in new_files {
@@ -634,8 +720,23 @@ impl Store {
             }
             tables.finish(&clock)?
         };
+        drop((reader, read));
         self.commit_entries(tx, touched)?;
         Ok(received)
+    }
+
+    /// Whether `f`'s content is here and matches it.
+    fn content_verdict(&self, f: &FileRef) -> Result<Verdict, TransferError> {
+        if self.file_recorded(f)? {
+            return Ok(Verdict::Complete);
+        }
+        Ok(match self.check_content(f) {
+            Ok(()) => Verdict::Complete,
+            Err(TransferError::ContentMismatch { detail, .. })
+            | Err(TransferError::BadManifest { detail, .. }) => Verdict::Invalid(detail),
+            Err(TransferError::ContentMissing { .. }) => Verdict::Missing,
+            Err(other) => return Err(other),
+        })
     }
 
     /// True when `files-v1` already records exactly this file (so it was verified before).
@@ -650,7 +751,7 @@ impl Store {
 
     /// Checks that `f`'s content is complete and hashes to `f.hash`, a chunk at a time.
     fn check_content(&self, f: &FileRef) -> Result<(), TransferError> {
-        let page = self.missing_content(f, 0, 1)?;
+        let page = self.missing_content(f, 0, 1, None)?;
         if !page.blobs.is_empty() {
             return Err(TransferError::ContentMissing { hash: f.hash });
         }
@@ -717,6 +818,16 @@ fn reachable_in(
         }
     }
     Ok(false)
+}
+
+/// What a received file's content is, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Complete,
+    /// Can never match its entry.
+    Invalid(String),
+    /// Not (all) here.
+    Missing,
 }
 
 fn bad_manifest(file: &FileRef, manifest: &Hash, detail: String) -> TransferError {

@@ -207,7 +207,7 @@ impl Store {
     /// the whole content is checked against `file.hash` at the end.
     pub fn read_file(&self, file: &FileRef, out: &mut dyn Write) -> Result<(), ReadError> {
         guarded(|| {
-            let _guard = self.gc_lock.read().expect("gc lock");
+            let _guard = self.gc_shared();
             let tx = self.db.begin_read().map_err(StorageError::from)?;
             let reader = BlobReader::open(&self.files, &tx)?;
             let mut whole = blake3::Hasher::new();
@@ -252,7 +252,7 @@ impl Store {
     /// Bytes `start..end` of one blob, verified through its bao outboard.
     pub fn read_blob_range(&self, hash: &Hash, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
         guarded(|| {
-            let _guard = self.gc_lock.read().expect("gc lock");
+            let _guard = self.gc_shared();
             let tx = self.db.begin_read().map_err(StorageError::from)?;
             BlobReader::open(&self.files, &tx)?.read_range(hash, start, end)
         })
@@ -290,7 +290,7 @@ impl Store {
                 }
                 let meta = tx.open_table(META).map_err(StorageError::from)?;
                 let seq = u64::from_le_bytes(super::read_meta(&meta, META_NEXT_SEQ)?);
-                let created = self.clock.lock().expect("clock lock").last();
+                let created = self.clock().last();
                 info = SnapshotInfo {
                     collection: collection.to_owned(),
                     name: name.to_owned(),
