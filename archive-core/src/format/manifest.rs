@@ -144,6 +144,10 @@ impl<'a> ManifestReader<'a> {
                 "{count} chunks for a file of {size} bytes"
             )));
         }
+        // With chunks, trailing bytes are found when the last one is taken.
+        if count == 0 && !rest.is_empty() {
+            return Err(ManifestError(format!("{} trailing bytes", rest.len())));
+        }
         Ok(ManifestReader {
             rest,
             size,
@@ -283,6 +287,17 @@ mod tests {
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(decode_manifest(&trailing).is_err());
+    }
+
+    /// Found by the `manifest_decode` fuzz target: the manifest of an empty file followed by
+    /// bytes decoded (trailing bytes were only looked for after the last chunk).
+    #[test]
+    fn regression_trailing_bytes_after_an_empty_manifest() {
+        let mut bytes = encode_manifest(0, &[]);
+        assert!(decode_manifest(&bytes).is_ok());
+        bytes.extend_from_slice(b"\0\0\0\0t-v1\n");
+        assert!(decode_manifest(&bytes).is_err());
+        assert!(check_manifest(&bytes, 0).is_err());
     }
 
     #[test]
