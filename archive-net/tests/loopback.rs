@@ -95,15 +95,7 @@ impl Server {
 }
 
 fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    test_support::pseudo_random(len, seed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,16 +17,7 @@ pub fn has_flag(args: &[String], name: &str) -> bool {
     args.iter().any(|a| a == name)
 }
 
-/// Deterministic pseudo-random bytes (xorshift64).
-pub fn fill_pseudo_random(buf: &mut [u8], seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in buf.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-}
+pub use test_support::{fill_pseudo_random, limit_malloc_arenas, proc_status_kb};
 
 /// Runs `f` and returns its result with the elapsed seconds.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {

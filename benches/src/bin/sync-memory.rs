@@ -25,7 +25,7 @@ use archive_net::{connect, Access, Counters, EndpointId, PeerPolicy, SyncOptions
 const COLLECTION: &str = "default";
 
 fn main() {
-    limit_malloc_arenas();
+    archive_benches::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = arg_value(&args, "--entries").map_or(1_000_000, |v| v.parse().expect("N"));
     let content = arg_value(&args, "--content").unwrap_or_else(|| "tombstones".into());
@@ -210,15 +210,6 @@ fn build_store(dir: &Path, n: u64, content: &str) {
             })
             .collect();
         store.insert_entries(&entries).expect("insert");
-    }
-}
-
-/// The same allocator setting as the `archive` binary: at most two glibc malloc arenas.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a setting of the allocator; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -1,0 +1,57 @@
+//! Helpers shared by the tests and benchmarks of the workspace. A dev-dependency only (and a
+//! dependency of the unpublished `benches` crate): never in a library's dependency graph.
+
+/// Deterministic pseudo-random bytes (xorshift64), so failures reproduce.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    fill_pseudo_random(&mut out, seed);
+    out
+}
+
+/// Fills `buf` with the bytes [`pseudo_random`] makes for `seed`.
+pub fn fill_pseudo_random(buf: &mut [u8], seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+/// The same allocator setting as the `archive` binary (see its `main.rs`): at most two glibc
+/// malloc arenas, so a benchmark that stands in for the binary measures what it would hold.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a setting of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// A value of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`, ...), for `pid` or this process.
+pub fn proc_status_kb(pid: Option<u32>, field: &str) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes_and_lengths_are_exact() {
+        assert_eq!(pseudo_random(13, 7), pseudo_random(13, 7));
+        assert_ne!(pseudo_random(64, 7), pseudo_random(64, 8));
+        assert_eq!(pseudo_random(13, 7).len(), 13);
+        assert_eq!(pseudo_random(13, 7)[..], pseudo_random(20, 7)[..13]);
+        assert!(proc_status_kb(None, "VmRSS").unwrap() > 0);
+    }
+}
