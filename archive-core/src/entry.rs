@@ -7,8 +7,18 @@ use crate::identity::{PublicKey, SecretKey};
 use crate::names::{validate_collection, validate_key, NameError};
 use crate::EntryError;
 
-/// The id of an entry: the BLAKE3 hash of its encoded body.
-pub type EntryId = Hash;
+crate::hash::id_type!(
+    /// The id of an entry: the BLAKE3 hash of its encoded body. A distinct type from
+    /// [`Hash`] (which names content), though both are BLAKE3.
+    EntryId
+);
+
+impl EntryId {
+    /// The id of an entry whose encoded body is `body`.
+    pub(crate) fn of_body(body: &[u8]) -> Self {
+        EntryId::from_bytes(*Hash::of(body).as_bytes())
+    }
+}
 
 /// What a file's bytes are and how they are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,7 +96,7 @@ impl SignedEntry {
         check_names(&entry)?;
         let body = EntryBodyV1::from_entry(&entry).encode();
         let signature = key.sign(&signed_message(&body));
-        let id = Hash::of(&body);
+        let id = EntryId::of_body(&body);
         let mut encoded = body;
         encoded.extend_from_slice(&signature);
         if encoded.len() > MAX_ENCODED_ENTRY {
@@ -127,7 +137,7 @@ impl SignedEntry {
         let entry = EntryBodyV1::decode(body)?.into_entry();
         Ok(SignedEntry {
             entry,
-            id: Hash::of(body),
+            id: EntryId::of_body(body),
             encoded: bytes.to_vec(),
         })
     }

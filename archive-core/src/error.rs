@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::clock::Timestamp;
+use crate::entry::EntryId;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::names::NameError;
@@ -187,7 +188,7 @@ pub enum EntryError {
     #[error("entry {id} has a bad signature")]
     BadSignature {
         /// The entry id.
-        id: Hash,
+        id: EntryId,
     },
     /// Tried to sign an entry for another author.
     #[error("entry author {author} is not this store's key")]
@@ -223,7 +224,7 @@ pub enum EntryError {
     #[error("entry {id} is dated {time}, later than this server accepts ({limit}); if this server's clock is far behind, set it")]
     TooFarAhead {
         /// The entry.
-        id: Hash,
+        id: EntryId,
         /// Its time.
         time: Timestamp,
         /// The latest time accepted now.
@@ -233,7 +234,7 @@ pub enum EntryError {
     #[error("entry {id} is on this store's deny list (purged or invalid)")]
     Denied {
         /// The entry.
-        id: Hash,
+        id: EntryId,
     },
     /// A file cannot go where a folder is, nor a folder where a file is.
     #[error("`{key}` cannot be added to collection `{collection}`: {reason}")]

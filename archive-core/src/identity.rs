@@ -7,24 +7,16 @@ use std::fmt;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
-/// The public half of a server's identity: the author of its entries.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PublicKey([u8; 32]);
+crate::hash::id_type!(
+    /// The public half of a server's identity: the author of its entries. (Its bytes are also
+    /// the server's [`PeerId`], the iroh endpoint id peers dial.)
+    PublicKey
+);
 
 impl PublicKey {
-    /// Wraps 32 raw bytes (not checked to be a valid curve point until used to verify).
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        PublicKey(bytes)
-    }
-
-    /// The raw 32 bytes.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     /// Checks `signature` over `message`, rejecting malleable signatures and weak keys.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+        let Ok(key) = VerifyingKey::from_bytes(self.as_bytes()) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(signature);
@@ -32,18 +24,15 @@ impl PublicKey {
     }
 }
 
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
+crate::hash::id_type!(
+    /// A server as a peer: its iroh endpoint id, which is its store's [`PublicKey`]. The
+    /// store records per peer what it delivered, its usage and the last agreement with it.
+    PeerId
+);
 
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({self})")
+impl From<PublicKey> for PeerId {
+    fn from(key: PublicKey) -> Self {
+        PeerId::from_bytes(*key.as_bytes())
     }
 }
 
@@ -71,7 +60,7 @@ impl SecretKey {
 
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key().to_bytes())
+        PublicKey::from_bytes(self.0.verifying_key().to_bytes())
     }
 
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {

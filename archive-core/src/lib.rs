@@ -43,8 +43,8 @@ pub use error::{
     SyncError, TransferError,
 };
 pub use format::entry::MAX_ENCODED_ENTRY;
-pub use hash::{Hash, ParseHashError};
-pub use identity::{PublicKey, SecretKey};
+pub use hash::{Hash, ParseIdError};
+pub use identity::{PeerId, PublicKey, SecretKey};
 pub use ingest::{CHUNKING_THRESHOLD, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 pub use names::{
     validate_collection, validate_key, validate_snapshot_name, NameError, MAX_KEY_COMPONENT_LEN,

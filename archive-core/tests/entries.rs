@@ -34,8 +34,8 @@ fn signed_entries_are_deterministic_and_pinned() {
     let decoded = SignedEntry::decode(e.encoded()).unwrap();
     assert_eq!(decoded, e);
     assert_eq!(
-        decoded.id(),
-        Hash::of(&e.encoded()[..e.encoded().len() - 64])
+        decoded.id().as_bytes(),
+        Hash::of(&e.encoded()[..e.encoded().len() - 64]).as_bytes()
     );
     // Golden: the id of this exact entry. A change means the encoding changed.
     assert_eq!(

@@ -4,7 +4,8 @@
 
 use archive_core::sync::{Bound, MemoryIndex, SyncIndex, SyncKey};
 use archive_core::{
-    Entry, EntryValue, PublicKey, Refusal, SecretKey, SignedEntry, Store, Timestamp, ViewPoint,
+    Entry, EntryId, EntryValue, PeerId, Refusal, SecretKey, SignedEntry, Store, Timestamp,
+    ViewPoint,
 };
 use proptest::prelude::*;
 
@@ -33,7 +34,7 @@ fn entry(author: &SecretKey, key: &str, tombstone: bool, time: u64) -> SignedEnt
     .unwrap()
 }
 
-fn view(store: &Store) -> Vec<(String, archive_core::Hash)> {
+fn view(store: &Store) -> Vec<(String, EntryId)> {
     store
         .list("c", ViewPoint::Current, "")
         .unwrap()
@@ -45,7 +46,7 @@ fn view(store: &Store) -> Vec<(String, archive_core::Hash)> {
 fn sync_key(e: &SignedEntry) -> SyncKey {
     SyncKey {
         time: e.entry().time.raw(),
-        id: *e.id().as_bytes(),
+        id: e.id(),
     }
 }
 
@@ -89,7 +90,7 @@ proptest! {
             store.add_bytes("scratch", &key, key.as_bytes()).unwrap();
         }
         let peers = [SecretKey::from_bytes([1; 32]), SecretKey::from_bytes([2; 32])];
-        let origins = [PublicKey::from_bytes([0xa0; 32]), PublicKey::from_bytes([0xa1; 32])];
+        let origins = [PeerId::from_bytes([0xa0; 32]), PeerId::from_bytes([0xa1; 32])];
         let mut kept = Vec::new();
         let mut purged = Vec::new();
         let entries: Vec<(usize, SignedEntry)> = ops
@@ -175,7 +176,7 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
             )
             .unwrap()
         };
-        let from = PublicKey::from_bytes([0xa2; 32]);
+        let from = PeerId::from_bytes([0xa2; 32]);
         let received = store
             .insert_received(&[mk("a", t_file), mk("a/b", t_under)], Some(&from))
             .unwrap();

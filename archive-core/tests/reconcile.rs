@@ -6,7 +6,7 @@ use archive_core::sync::{
     Accumulator, Agreement, Bound, MemoryIndex, Message, Mode, Range, ReconcileConfig, Reconciler,
     SyncIndex, SyncKey, SyncStats, MIN_FRAME_LIMIT,
 };
-use archive_core::{StorageError, SyncError};
+use archive_core::{EntryId, StorageError, SyncError};
 use proptest::prelude::*;
 
 fn key(time: u64, n: u64) -> SyncKey {
@@ -15,7 +15,10 @@ fn key(time: u64, n: u64) -> SyncKey {
     if n.is_multiple_of(7) {
         id[..3].copy_from_slice(&[1, 2, 3]);
     }
-    SyncKey { time, id }
+    SyncKey {
+        time,
+        id: EntryId::from_bytes(id),
+    }
 }
 
 /// Runs a whole session between two indexes; returns both sides.
@@ -48,8 +51,8 @@ fn reconcile<I: SyncIndex>(
 }
 
 /// The ids of `keys`, ascending: what a finished session's `have()` and `need()` return.
-fn ids(keys: &BTreeSet<SyncKey>) -> Vec<[u8; 32]> {
-    let ids: BTreeSet<[u8; 32]> = keys.iter().map(|k| k.id).collect();
+fn ids(keys: &BTreeSet<SyncKey>) -> Vec<EntryId> {
+    let ids: BTreeSet<EntryId> = keys.iter().map(|k| k.id).collect();
     ids.into_iter().collect()
 }
 
@@ -317,7 +320,7 @@ fn garbage_and_hostile_peers_end_the_session_with_an_error() {
     let mut r = Reconciler::new(index, small_frames()).unwrap();
     let big = Message::Ranges(vec![Range {
         upper: Bound::Infinity,
-        mode: Mode::IdList(vec![[1; 32]; 200]),
+        mode: Mode::IdList(vec![EntryId::from_bytes([1; 32]); 200]),
     }])
     .encode();
     assert!(matches!(r.receive(&big), Err(SyncError::Wire(_))));
@@ -390,7 +393,7 @@ impl SyncIndex for BlockStarts {
     }
     fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
         let starts: Vec<u64> = (lo + 1..hi)
-            .filter(|p| self.0.items()[*p as usize].id[31] < self.1)
+            .filter(|p| self.0.items()[*p as usize].id.as_bytes()[31] < self.1)
             .collect();
         if (starts.len() as u64) < parts / 2 {
             return self.0.split_points(lo, hi, parts);
@@ -407,7 +410,7 @@ impl SyncIndex for BlockStarts {
         out.dedup();
         Ok(out)
     }
-    fn contains_id(&mut self, id: &[u8; 32]) -> Result<bool, StorageError> {
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
         self.0.contains_id(id)
     }
     fn added_since(

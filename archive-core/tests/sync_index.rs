@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use archive_core::sync::{
     Agreement, Bound, MemoryIndex, ReconcileConfig, Reconciler, SyncIndex, SyncKey, MIN_FRAME_LIMIT,
 };
-use archive_core::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
+use archive_core::{Entry, EntryId, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
 use proptest::prelude::*;
 
 fn entry(key: &SecretKey, collection: &str, n: u64, time: u64) -> SignedEntry {
@@ -23,7 +23,7 @@ fn entry(key: &SecretKey, collection: &str, n: u64, time: u64) -> SignedEntry {
 }
 
 /// Ids ascending, without repeats: what a finished session's `have()` and `need()` return.
-fn sorted(ids: impl IntoIterator<Item = [u8; 32]>) -> Vec<[u8; 32]> {
+fn sorted(ids: impl IntoIterator<Item = EntryId>) -> Vec<EntryId> {
     ids.into_iter()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -33,7 +33,7 @@ fn sorted(ids: impl IntoIterator<Item = [u8; 32]>) -> Vec<[u8; 32]> {
 fn sync_key(e: &SignedEntry) -> SyncKey {
     SyncKey {
         time: e.entry().time.raw(),
-        id: *e.id().as_bytes(),
+        id: e.id(),
     }
 }
 
@@ -84,7 +84,9 @@ fn assert_same(store: &Store, model: &mut MemoryIndex, collection: &str, probes:
     for (p, k) in items.iter().enumerate() {
         assert_eq!(index.key_at(p as u64).unwrap(), *k);
         let mut above = *k;
-        above.id[31] = above.id[31].wrapping_add(1);
+        let mut bytes = *above.id.as_bytes();
+        bytes[31] = bytes[31].wrapping_add(1);
+        above.id = EntryId::from_bytes(bytes);
         for b in [Bound::Key(*k), Bound::Key(above)] {
             assert_eq!(
                 index.lower_bound(&b).unwrap(),
@@ -127,7 +129,7 @@ proptest! {
                 store.insert_entries(&entries).unwrap();
                 model.insert_all(entries.iter().map(sync_key));
                 probes.extend(entries.iter().take(5).map(sync_key));
-                probes.push(SyncKey { time: n % 500, id: [0x80; 32] });
+                probes.push(SyncKey { time: n % 500, id: EntryId::from_bytes([0x80; 32]) });
                 assert_same(&store, &mut model, "c", &probes);
             }
         }
@@ -211,11 +213,11 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
         match i % 50 {
             0 => {
                 in_a.push(e.clone());
-                only_a.push(*e.id().as_bytes())
+                only_a.push(e.id())
             }
             1 => {
                 in_b.push(e.clone());
-                only_b.push(*e.id().as_bytes())
+                only_b.push(e.id())
             }
             _ => {
                 in_a.push(e.clone());
@@ -226,16 +228,16 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     a.insert_entries(&in_a).unwrap();
     b.insert_entries(&in_b).unwrap();
     let (ra, rb) = run(&a, &b, "lib", None);
-    let set = |v: &Vec<[u8; 32]>| sorted(v.iter().copied());
+    let set = |v: &Vec<EntryId>| sorted(v.iter().copied());
     assert_eq!(ra.have(), &set(&only_a));
     assert_eq!(ra.need(), &set(&only_b));
     assert_eq!(rb.have(), &set(&only_b));
     assert_eq!(rb.need(), &set(&only_a));
 
     // Move the entries both ways, as a sync would, and remember the agreement.
-    let by_id = |ids: &[[u8; 32]]| -> Vec<SignedEntry> {
+    let by_id = |ids: &[EntryId]| -> Vec<SignedEntry> {
         all.iter()
-            .filter(|e| ids.binary_search(e.id().as_bytes()).is_ok())
+            .filter(|e| ids.binary_search(&e.id()).is_ok())
             .cloned()
             .collect()
     };
@@ -251,8 +253,9 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
             their_seq: a.sync_seq().unwrap(),
         },
     );
-    a.record_agreement(&b.author(), "lib", agreement.0).unwrap();
-    assert_eq!(a.agreement(&b.author(), "lib").unwrap(), Some(agreement.0));
+    a.record_agreement(&b.peer_id(), "lib", agreement.0)
+        .unwrap();
+    assert_eq!(a.agreement(&b.peer_id(), "lib").unwrap(), Some(agreement.0));
 
     // Nothing changed: one round trip, at most 64 bytes.
     let (ra, _) = run(&a, &b, "lib", Some(agreement));
@@ -269,7 +272,7 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     b.insert_entries(&more[4..]).unwrap();
     let (ra, rb) = run(&a, &b, "lib", Some(agreement));
     assert_eq!(ra.stats().round_trips(), 1);
-    let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| *e.id().as_bytes()));
+    let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| e.id()));
     assert_eq!(ra.have(), &ids(&more[..4]));
     assert_eq!(ra.need(), &ids(&more[6..]));
     assert_eq!(rb.have(), ra.need());
@@ -318,9 +321,7 @@ fn store_backed_sessions_are_exact_for_every_shape() {
         }
         a.insert_entries(&in_a).unwrap();
         b.insert_entries(&in_b).unwrap();
-        let ids = |v: &[SignedEntry]| -> BTreeSet<[u8; 32]> {
-            v.iter().map(|e| *e.id().as_bytes()).collect()
-        };
+        let ids = |v: &[SignedEntry]| -> BTreeSet<EntryId> { v.iter().map(|e| e.id()).collect() };
         let (set_a, set_b) = (ids(&in_a), ids(&in_b));
         let only_a = sorted(set_a.difference(&set_b).copied());
         let only_b = sorted(set_b.difference(&set_a).copied());

@@ -147,7 +147,7 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             let peer = peers.find(&name)?;
             let id = peer.endpoint_id()?;
             let store = ctx.store()?;
-            let report = store.purge_peer(&archive_core::PublicKey::from_bytes(*id.as_bytes()))?;
+            let report = store.purge_peer(&archive_core::PeerId::from_bytes(*id.as_bytes()))?;
             if json {
                 print_json(&json!({
                     "peer": name,

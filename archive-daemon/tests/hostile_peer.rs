@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_core::sync::{MemoryIndex, Reconciler, SyncKey};
-use archive_core::{Entry, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Timestamp};
+use archive_core::{Entry, EntryId, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Timestamp};
 use archive_net::wire::{
     encode_frame, read_frame, write_frame, BlobHeader, EntryReply, ReconcileStep, Request,
 };
@@ -115,7 +115,7 @@ fn bao_encode(data: &[u8]) -> (Hash, Vec<u8>) {
 /// What the hostile peer has to offer.
 #[derive(Clone, Default)]
 struct Offer {
-    entries: HashMap<[u8; 32], Vec<u8>>,
+    entries: HashMap<EntryId, Vec<u8>>,
     items: Vec<SyncKey>,
     blobs: HashMap<Hash, Blob>,
 }
@@ -124,10 +124,9 @@ impl Offer {
     fn entry(&mut self, e: &SignedEntry) {
         self.items.push(SyncKey {
             time: e.entry().time.raw(),
-            id: *e.id().as_bytes(),
+            id: e.id(),
         });
-        self.entries
-            .insert(*e.id().as_bytes(), e.encoded().to_vec());
+        self.entries.insert(e.id(), e.encoded().to_vec());
     }
 
     fn blob(&mut self, blob: Blob) -> Hash {
@@ -204,8 +203,8 @@ impl Hostile {
             }
             Request::GetBlobs { hashes } => {
                 for h in hashes {
-                    self.asked.lock().unwrap().push(Hash::from_bytes(h));
-                    let Some(blob) = self.offer.blobs.get(&Hash::from_bytes(h)) else {
+                    self.asked.lock().unwrap().push(h);
+                    let Some(blob) = self.offer.blobs.get(&h) else {
                         write_frame(&mut send, &BlobHeader::Missing).await?;
                         continue;
                     };
@@ -317,9 +316,7 @@ impl Peer {
             }
             let conn = endpoint.connect(addr, ALPN).await.unwrap();
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
-            let request = Request::GetBlobs {
-                hashes: vec![*hash.as_bytes()],
-            };
+            let request = Request::GetBlobs { hashes: vec![hash] };
             write_frame(&mut send, &request).await.unwrap();
             read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
                 .await
@@ -655,7 +652,7 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
     victim
         .a
         .ok(&["add", victim.a.path("big.bin").to_str().unwrap()]);
-    let chunks: Vec<[u8; 32]> = victim_chunks(&victim);
+    let chunks: Vec<Hash> = victim_chunks(&victim);
     assert!(chunks.len() > 20);
 
     // The stalling peer: paired, may read everything.
@@ -757,16 +754,12 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
 
 /// The chunk hashes of the victim's only (large) file: the blob files of its data folder
 /// (its manifest is small enough to live inside the database).
-fn victim_chunks(victim: &Victim) -> Vec<[u8; 32]> {
+fn victim_chunks(victim: &Victim) -> Vec<Hash> {
     let mut chunks = Vec::new();
     for shard in std::fs::read_dir(victim.a.data_dir().join("blobs")).unwrap() {
         for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let name = file.unwrap().file_name().into_string().unwrap();
-            let mut h = [0u8; 32];
-            for (i, b) in h.iter_mut().enumerate() {
-                *b = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).unwrap();
-            }
-            chunks.push(h);
+            chunks.push(name[..64].parse().unwrap());
         }
     }
     chunks
@@ -888,11 +881,10 @@ fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
     let public_chunks = victim_chunks(&victim);
     add("priv.txt", b"private document\n", "private");
     add("priv.bin", &pseudo_random(3 << 20, 12), "private");
-    let public_chunk = Hash::from_bytes(public_chunks[0]);
+    let public_chunk = public_chunks[0];
     let private_chunk = victim_chunks(&victim)
         .into_iter()
         .find(|h| !public_chunks.contains(h))
-        .map(Hash::from_bytes)
         .unwrap();
     let public = Hash::of(b"public document\n");
     let private = Hash::of(b"private document\n");
@@ -926,14 +918,9 @@ fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
         let mut answers = Vec::new();
         for h in [public, private, nowhere, public_chunk, private_chunk] {
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
-            write_frame(
-                &mut send,
-                &Request::GetBlobs {
-                    hashes: vec![*h.as_bytes()],
-                },
-            )
-            .await
-            .unwrap();
+            write_frame(&mut send, &Request::GetBlobs { hashes: vec![h] })
+                .await
+                .unwrap();
             let header: BlobHeader = read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
                 .await
                 .unwrap();

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_core::sync::Reconciler;
-use archive_core::{Refused, StoreSyncIndex};
+use archive_core::{EntryId, Refused, StoreSyncIndex};
 use iroh::endpoint::Connection;
 use iroh::{Endpoint, EndpointAddr};
 
 use crate::error::NetError;
-use crate::node::{peer_key, Counters, Node};
+use crate::node::{peer_id, Counters, Node};
 use crate::server::{serve_connection, summary};
 use crate::wire::{
     read_frame, write_frame_within, AgreeReply, OfferReply, ReconcileStep, Request, Summary,
@@ -100,8 +100,8 @@ pub struct SyncReport {
 
 /// The result of the reconciliation step.
 struct Reconciled {
-    have: Vec<[u8; 32]>,
-    need: Vec<[u8; 32]>,
+    have: Vec<EntryId>,
+    need: Vec<EntryId>,
     round_trips: u32,
     bytes: u64,
     ours: Option<Summary>,
@@ -200,7 +200,7 @@ impl Node {
         }
         let mut their_seq = None;
         if options.push && (!r.have.is_empty() || both) {
-            let chunks: Vec<&[[u8; 32]]> = if r.have.is_empty() {
+            let chunks: Vec<&[EntryId]> = if r.have.is_empty() {
                 vec![&[]]
             } else {
                 r.have.chunks(MAX_OFFER_IDS).collect()
@@ -228,7 +228,7 @@ impl Node {
             match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
                 AgreeReply::Recorded => {
                     let agreement = archive_core::sync::Agreement { my_seq, their_seq };
-                    let (store, key, c) = (self.store.clone(), peer_key(&peer), c.clone());
+                    let (store, key, c) = (self.store.clone(), peer_id(&peer), c.clone());
                     self.reads
                         .run(move || Ok(store.record_agreement(&key, &c, agreement)?))
                         .await?;
@@ -246,7 +246,7 @@ impl Node {
         &self,
         conn: &Connection,
         collection: &str,
-        ids: &[[u8; 32]],
+        ids: &[EntryId],
         last: bool,
     ) -> Result<(u64, u64), NetError> {
         let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
@@ -279,7 +279,7 @@ impl Node {
         let peer = conn.remote_id();
         let (store, key, c, config) = (
             self.store.clone(),
-            peer_key(&peer),
+            peer_id(&peer),
             collection.to_owned(),
             self.limits.reconcile,
         );

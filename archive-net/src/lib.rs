@@ -49,7 +49,7 @@ pub mod fuzz_api {
         node: &Node,
         peer: iroh::EndpointId,
         collection: &str,
-        ids: Vec<[u8; 32]>,
+        ids: Vec<archive_core::EntryId>,
         answer: impl Fn(&crate::wire::Request) -> Vec<u8> + Send + Sync + 'static,
     ) -> Result<PullReport, NetError> {
         let conn = crate::streams::ScriptedPeer {

@@ -202,6 +202,6 @@ impl Node {
 }
 
 /// The core's view of an endpoint id (for agreements).
-pub(crate) fn peer_key(id: &iroh::EndpointId) -> archive_core::PublicKey {
-    archive_core::PublicKey::from_bytes(*id.as_bytes())
+pub(crate) fn peer_id(id: &iroh::EndpointId) -> archive_core::PeerId {
+    archive_core::PeerId::from_bytes(*id.as_bytes())
 }

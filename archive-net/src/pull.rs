@@ -29,13 +29,14 @@ use std::sync::Arc;
 
 use archive_core::transfer::{check_file_ref, decode_expected, encoded_len, VerifiedBlob};
 use archive_core::{
-    DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerScope, PublicKey, Refusal,
-    Refused, SignedEntry, TransferError, TransferGuard, MAX_ENCODED_ENTRY, MAX_ENTRY_CHARGE,
+    DenyReason, EntryId, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId, PeerScope,
+    Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENCODED_ENTRY,
+    MAX_ENTRY_CHARGE,
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::error::NetError;
-use crate::node::{peer_key, Counters, Node};
+use crate::node::{peer_id, Counters, Node};
 use crate::space::{Reservation, Usage};
 use crate::streams::PeerStreams;
 use crate::trust::Access;
@@ -79,7 +80,7 @@ pub struct PullReport {
 /// What a pull works with, besides the node and the connection.
 struct Pull<'a> {
     node: &'a Node,
-    peer: PublicKey,
+    peer: PeerId,
     /// The peer's read access: content it may not read must come from it.
     read: Access,
     transfer: Arc<TransferGuard>,
@@ -90,7 +91,7 @@ pub(crate) async fn pull<C: PeerStreams>(
     node: &Node,
     conn: &C,
     collection: &str,
-    mut ids: Vec<[u8; 32]>,
+    mut ids: Vec<EntryId>,
     counters: &Counters,
 ) -> Result<PullReport, NetError> {
     let remote = conn.remote_id();
@@ -104,7 +105,7 @@ pub(crate) async fn pull<C: PeerStreams>(
         .unwrap_or_else(|| Access::Only(Default::default()));
     let p = Pull {
         node,
-        peer: peer_key(&remote),
+        peer: peer_id(&remote),
         read,
         transfer: Arc::new(node.store.begin_transfer()),
         counters,
@@ -222,13 +223,13 @@ async fn take_batch<C: PeerStreams>(
 /// Puts entries that can never be valid on the deny list, and reports them.
 async fn deny(
     node: &Node,
-    invalid: Vec<(Hash, String)>,
+    invalid: Vec<(EntryId, String)>,
     report: &mut PullReport,
 ) -> Result<(), NetError> {
     if invalid.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Hash> = invalid.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<EntryId> = invalid.iter().map(|(id, _)| *id).collect();
     let store = node.store.clone();
     node.reads
         .run(move || Ok(store.deny_entries(&ids, DenyReason::InvalidContent)?))
@@ -246,7 +247,7 @@ async fn deny(
 fn split_off(
     entries: Vec<SignedEntry>,
     bad: &HashMap<FileRef, String>,
-) -> (Vec<SignedEntry>, Vec<(Hash, String)>) {
+) -> (Vec<SignedEntry>, Vec<(EntryId, String)>) {
     if bad.is_empty() {
         return (entries, Vec::new());
     }
@@ -485,7 +486,7 @@ async fn fetch_entry_batch<C: PeerStreams>(
     p: &Pull<'_>,
     conn: &C,
     collection: &str,
-    ids: &mut Vec<[u8; 32]>,
+    ids: &mut Vec<EntryId>,
     report: &mut PullReport,
 ) -> Result<(Vec<SignedEntry>, Reservation), NetError> {
     let node = p.node;
@@ -544,7 +545,7 @@ async fn fetch_entries<C: PeerStreams>(
     conn: &C,
     reads: &crate::node::StoreReads,
     collection: String,
-    batch: Vec<[u8; 32]>,
+    batch: Vec<EntryId>,
     t: std::time::Duration,
 ) -> Result<(Vec<SignedEntry>, u64, usize), NetError> {
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -570,7 +571,7 @@ async fn fetch_entries<C: PeerStreams>(
         match reply {
             EntryReply::Entry(bytes) => raw.push(bytes),
             EntryReply::Missing(id) => {
-                tracing::debug!("peer lacks entry {}", Hash::from_bytes(id));
+                tracing::debug!("peer lacks entry {id}");
             }
             EntryReply::End => break,
             EntryReply::Refused(why) => return Err(NetError::Refused(why)),
@@ -579,12 +580,12 @@ async fn fetch_entries<C: PeerStreams>(
     reads
         .run(move || {
             let asked = batch.len();
-            let mut wanted: HashSet<[u8; 32]> = batch.into_iter().collect();
+            let mut wanted: HashSet<EntryId> = batch.into_iter().collect();
             let bytes = raw.iter().map(|b| b.len() as u64).sum();
             let mut entries = Vec::with_capacity(raw.len());
             for bytes in &raw {
                 let e = SignedEntry::decode(bytes)?;
-                if !wanted.remove(e.id().as_bytes()) {
+                if !wanted.remove(&e.id()) {
                     return Err(NetError::Protocol(format!(
                         "sent entry {} that was not asked for (or twice)",
                         e.id()
@@ -693,7 +694,7 @@ fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport
 /// Where fetched blobs go: the transfer that keeps them from gc, and the peer they count for.
 struct Into {
     transfer: Arc<TransferGuard>,
-    origin: PublicKey,
+    origin: PeerId,
 }
 
 /// The memory budget of blob fetches, shared by every request of every pull of a node:
@@ -767,7 +768,7 @@ async fn fetch_request<C: PeerStreams>(
 ) -> Result<Fetched, NetError> {
     let t = node.limits.timeout;
     let (mut send, mut recv) = conn.open_bi().await?;
-    let hashes = request.iter().map(|m| *m.hash.as_bytes()).collect();
+    let hashes = request.iter().map(|m| m.hash).collect();
     crate::wire::write_frame_within(&mut send, &Request::GetBlobs { hashes }, t).await?;
     let _ = send.shutdown().await;
     let mut fetched = Fetched::default();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use archive_core::sync::Reconciler;
-use archive_core::{EntryValue, Hash, StoreSyncIndex};
+use archive_core::{EntryId, EntryValue, Hash, StoreSyncIndex};
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::EndpointId;
@@ -20,7 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::{ConnectionSlot, PeerShare};
 use crate::error::NetError;
-use crate::node::{peer_key, Counters, Node};
+use crate::node::{peer_id, Counters, Node};
 use crate::pull;
 use crate::trust::{not_paired, Access};
 use crate::wire::{
@@ -185,7 +185,7 @@ async fn serve_stream(
                     .run(move || {
                         let mut replies = Vec::with_capacity(ids.len());
                         for id in ids {
-                            let reply = match store.entry(&Hash::from_bytes(id))? {
+                            let reply = match store.entry(&id)? {
                                 Some(e) if e.entry().collection == collection => {
                                     EntryReply::Entry(e.encoded().to_vec())
                                 }
@@ -252,7 +252,7 @@ async fn serve_stream(
                         their_seq: my_seq,
                     };
                     let store = node.store.clone();
-                    let key = peer_key(&peer);
+                    let key = peer_id(&peer);
                     node.reads
                         .run(move || Ok(store.record_agreement(&key, &collection, agreement)?))
                         .await?;
@@ -289,7 +289,7 @@ async fn send_blobs(
     peer_memory: Arc<tokio::sync::Semaphore>,
     send: &mut SendStream,
     read: Access,
-    hashes: Vec<[u8; 32]>,
+    hashes: Vec<Hash>,
     counters: &Counters,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
@@ -297,7 +297,6 @@ async fn send_blobs(
     let producer = {
         let node = node.clone();
         tokio::spawn(async move {
-            let hashes: Vec<Hash> = hashes.into_iter().map(Hash::from_bytes).collect();
             let mut next = 0;
             while next < hashes.len() {
                 let encoded = encode_group(&node, &peer_memory, &read, &hashes[next..]).await;
@@ -490,14 +489,14 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
     if !want {
         return Ok(None);
     }
-    let have: Vec<[u8; 32]> = r.have().to_vec();
+    let have: Vec<EntryId> = r.have().to_vec();
     let (store, collection) = (node.store.clone(), collection.to_owned());
     let s = node
         .reads
         .run(move || {
             let mut s = Summary::default();
             for id in have {
-                let Some(e) = store.entry(&Hash::from_bytes(id))? else {
+                let Some(e) = store.entry(&id)? else {
                     continue;
                 };
                 s.entries += 1;
@@ -522,7 +521,7 @@ async fn take_offer(
     conn: &Connection,
     send: &mut SendStream,
     collection: &str,
-    ids: Vec<[u8; 32]>,
+    ids: Vec<EntryId>,
     refused: &AtomicU64,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use archive_core::{PublicKey, MAX_ENTRY_CHARGE};
+use archive_core::{PeerId, MAX_ENTRY_CHARGE};
 
 use crate::error::NetError;
 use crate::node::Node;
@@ -26,7 +26,7 @@ struct Held {
     /// Bytes reserved by every pull in flight.
     bytes: u64,
     /// Bytes and entries reserved per delivering peer.
-    peers: HashMap<PublicKey, (u64, u64)>,
+    peers: HashMap<PeerId, (u64, u64)>,
 }
 
 /// The room left, as the store counts it now (before what pulls in flight hold).
@@ -40,7 +40,7 @@ pub(crate) struct Usage {
 
 impl Usage {
     /// Reads the store's counters and the free space (on the read pool).
-    pub(crate) async fn read(node: &Node, peer: PublicKey) -> Result<Usage, NetError> {
+    pub(crate) async fn read(node: &Node, peer: PeerId) -> Result<Usage, NetError> {
         let (store, limits) = (node.store.clone(), node.limits);
         node.reads
             .run(move || {
@@ -72,13 +72,13 @@ fn with_margin(bytes: u64) -> u64 {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     ledger: Arc<Ledger>,
-    peer: PublicKey,
+    peer: PeerId,
     bytes: u64,
     entries: u64,
 }
 
 impl Reservation {
-    pub(crate) fn new(ledger: Arc<Ledger>, peer: PublicKey) -> Self {
+    pub(crate) fn new(ledger: Arc<Ledger>, peer: PeerId) -> Self {
         Reservation {
             ledger,
             peer,
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn pulls_at_once_share_the_room() {
         let ledger = Arc::new(Ledger::default());
-        let peer = PublicKey::from_bytes([1; 32]);
+        let peer = PeerId::from_bytes([1; 32]);
         let now = usage(1000);
         let mut a = Reservation::new(ledger.clone(), peer);
         let mut b = Reservation::new(ledger.clone(), peer);
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn sizes_that_would_overflow_are_refused() {
         let ledger = Arc::new(Ledger::default());
-        let mut r = Reservation::new(ledger, PublicKey::from_bytes([2; 32]));
+        let mut r = Reservation::new(ledger, PeerId::from_bytes([2; 32]));
         let now = Usage {
             disk_available: 1 << 50,
             quota_left: None,

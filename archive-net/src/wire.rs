@@ -44,12 +44,12 @@ pub enum Request {
         /// The collection they must belong to.
         collection: String,
         /// Entry ids, at most [`MAX_ENTRY_IDS`].
-        ids: Vec<[u8; 32]>,
+        ids: Vec<archive_core::EntryId>,
     },
     /// Send these blobs: each answered by a [`BlobHeader`] and, if found, its bytes.
     GetBlobs {
         /// Blob hashes, at most [`MAX_BLOB_HASHES`].
-        hashes: Vec<[u8; 32]>,
+        hashes: Vec<archive_core::Hash>,
     },
     /// "I have these entries of `collection` that you lack: take them." The receiver fetches
     /// them over the same connection and answers with [`OfferReply`]s.
@@ -57,7 +57,7 @@ pub enum Request {
         /// The collection.
         collection: String,
         /// Entry ids, at most [`MAX_OFFER_IDS`] per offer.
-        ids: Vec<[u8; 32]>,
+        ids: Vec<archive_core::EntryId>,
         /// True for the last offer of a sync.
         last: bool,
     },
@@ -101,7 +101,7 @@ pub enum EntryReply {
     /// An entry, encoded and signed as stored.
     Entry(Vec<u8>),
     /// The sender does not have this id (in this collection).
-    Missing([u8; 32]),
+    Missing(archive_core::EntryId),
     /// No more entries for this request.
     End,
     /// The request is refused; why.
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn golden_bytes() {
         let r = Request::GetBlobs {
-            hashes: vec![[7u8; 32]],
+            hashes: vec![archive_core::Hash::from_bytes([7u8; 32])],
         };
         let mut expected = vec![34, 0, 0, 0, 2, 1];
         expected.extend_from_slice(&[7u8; 32]);
@@ -283,7 +283,7 @@ mod tests {
     #[tokio::test]
     async fn limits_and_garbage() {
         let frame = encode_frame(&Request::GetBlobs {
-            hashes: vec![[1; 32]; 10],
+            hashes: vec![archive_core::Hash::from_bytes([1; 32]); 10],
         });
         let got: Request = read_frame(&mut &frame[..], 1024, Duration::from_secs(1))
             .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archive_core::sync::Reconciler;
-use archive_core::{Hash, Store, ViewPoint};
+use archive_core::{Store, ViewPoint};
 use archive_net::wire::{
     encode_frame, read_frame, write_frame, BlobHeader, EntryReply, ReconcileStep, Request,
 };
@@ -87,18 +87,14 @@ impl Faulty {
             }
             (Request::GetEntries { ids, .. }, _) => {
                 for id in ids {
-                    let e = self.store.entry(&Hash::from_bytes(id)).unwrap().unwrap();
+                    let e = self.store.entry(&id).unwrap().unwrap();
                     write_frame(&mut send, &EntryReply::Entry(e.encoded().to_vec())).await?;
                 }
                 write_frame(&mut send, &EntryReply::End).await?;
             }
             (Request::GetBlobs { hashes }, fault) => {
                 for h in hashes {
-                    let (size, mut bytes) = self
-                        .store
-                        .encode_blob(&Hash::from_bytes(h))
-                        .unwrap()
-                        .unwrap();
+                    let (size, mut bytes) = self.store.encode_blob(&h).unwrap().unwrap();
                     if fault == Fault::BlobTooLarge {
                         write_frame(&mut send, &BlobHeader::Found { size: 1 << 40 }).await?;
                         break;

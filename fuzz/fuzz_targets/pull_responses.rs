@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use archive_core::{Entry, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp};
+use archive_core::{Entry, EntryId, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp};
 use archive_net::wire::{encode_frame, BlobHeader, EntryReply, Request};
 use archive_net::{Limits, Node, PeerPolicy, Trust};
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 /// The honest peer's answers: encoded entries by id, bao-encoded blobs by hash.
 struct Peer {
     id: iroh::EndpointId,
-    entries: Vec<([u8; 32], Vec<u8>)>,
+    entries: Vec<(EntryId, Vec<u8>)>,
     blobs: Vec<(Hash, u64, Vec<u8>)>,
     _dir: tempfile::TempDir,
 }
@@ -65,7 +65,7 @@ fn peer() -> &'static Peer {
         .unwrap();
         let mut entries = Vec::new();
         for e in [&small, &big, &gone, &tomb, &far] {
-            entries.push((*e.id().as_bytes(), e.encoded().to_vec()));
+            entries.push((e.id(), e.encoded().to_vec()));
         }
         let mut blobs = Vec::new();
         let mut hashes = vec![small_file.hash];
@@ -114,12 +114,12 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// The answers after the edits: entry encodings, then blobs (header size and encoding).
 struct Answers {
-    entries: HashMap<[u8; 32], Vec<u8>>,
+    entries: HashMap<EntryId, Vec<u8>>,
     blobs: HashMap<Hash, (u64, Vec<u8>)>,
 }
 
 fn edited(peer: &Peer, edits: &[u8]) -> Answers {
-    let mut entries: Vec<([u8; 32], Vec<u8>)> = peer.entries.clone();
+    let mut entries: Vec<(EntryId, Vec<u8>)> = peer.entries.clone();
     let mut blobs: Vec<(Hash, u64, Vec<u8>)> = peer.blobs.clone();
     for e in edits.chunks_exact(4) {
         let which = e[0] as usize;
@@ -166,7 +166,7 @@ fn answer(answers: &Answers, request: &Request) -> Vec<u8> {
         }
         Request::GetBlobs { hashes } => {
             for h in hashes {
-                match answers.blobs.get(&Hash::from_bytes(*h)) {
+                match answers.blobs.get(h) {
                     Some((size, encoded)) => {
                         out.extend(encode_frame(&BlobHeader::Found { size: *size }));
                         out.extend_from_slice(encoded);
@@ -197,7 +197,7 @@ fuzz_target!(|data: &[u8]| {
         ..Limits::default()
     };
     let node = Node::new(store.clone(), trust, limits);
-    let ids: Vec<[u8; 32]> = peer.entries.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<EntryId> = peer.entries.iter().map(|(id, _)| *id).collect();
     let raw = rest.to_vec();
     let answers = (mode % 2 == 1).then(|| edited(peer, rest));
     let result = runtime().block_on(archive_net::fuzz_api::pull_scripted(

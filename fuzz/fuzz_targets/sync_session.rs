@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
         let n = u64::from(shape & 0x3f) * 37;
         let items = (0..n).map(|i| SyncKey {
             time: i / 3,
-            id: *blake3::hash(&i.to_le_bytes()).as_bytes(),
+            id: archive_core::EntryId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()),
         });
         run(MemoryIndex::new(items), shape, n, rest);
     }

@@ -8,7 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use super::{guarded, read_meta, sub_from_counter, Store, ViewPoint};
 use crate::blobs::BlobReader;
 use crate::clock::{Timestamp, MAX_ENTRY_MILLIS};
-use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{ReadError, SnapshotError, StorageError};
 use crate::format::layout::{
     BLOBS, BLOB_REFS, COLLECTIONS, ENTRIES, FILES, HISTORY, INLINE_BLOBS, LOCATION_FILE, META,
@@ -50,7 +50,7 @@ pub struct VerifyReport {
     /// Blobs that are corrupt or missing.
     pub bad_blobs: Vec<BlobProblem>,
     /// Entries that fail to decode or verify.
-    pub bad_entries: Vec<(Hash, String)>,
+    pub bad_entries: Vec<(EntryId, String)>,
     /// Keys (in views and snapshots) whose content is damaged.
     pub damaged_keys: Vec<DamagedKey>,
 }
@@ -169,7 +169,7 @@ impl Store {
         for row in entries.iter()? {
             let (k, v) = row?;
             report.entries_checked += 1;
-            let id = Hash::from_bytes(k.value());
+            let id = EntryId::from_bytes(k.value());
             match SignedEntry::decode(v.value()) {
                 Ok(e) if e.id() == id => {}
                 Ok(e) => report.bad_entries.push((
@@ -507,7 +507,7 @@ impl Store {
             far.sort();
             let mut own: Vec<(String, String, EntryValue)> = Vec::new();
             for (_, id) in &far {
-                if let Some(e) = self.entry(&Hash::from_bytes(*id)).map_err(|e| match e {
+                if let Some(e) = self.entry(&EntryId::from_bytes(*id)).map_err(|e| match e {
                     crate::EntryError::Storage(s) => s,
                     other => StorageError::Damaged(crate::error::chain(&other)),
                 })? {

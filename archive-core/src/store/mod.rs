@@ -35,7 +35,7 @@ pub(crate) use guard::guarded;
 
 use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};
-use crate::entry::{Entry, EntryValue, FileRef, SignedEntry};
+use crate::entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, OpenError, StorageError};
 use crate::format::layout::{
     format_file_contents, BLOBS, BLOB_REFS, COLLECTIONS, DB_FILE, DENIED, ENTRIES, FILES,
@@ -44,7 +44,7 @@ use crate::format::layout::{
     OUTBOARDS, PEER_USAGE, SNAPSHOTS, VIEWS,
 };
 use crate::hash::Hash;
-use crate::identity::{PublicKey, SecretKey};
+use crate::identity::{PeerId, PublicKey, SecretKey};
 use crate::names::{parent_folders, validate_collection, validate_key};
 
 /// The collection used when none is named.
@@ -215,6 +215,11 @@ impl Store {
         self.key.public()
     }
 
+    /// This store as other servers know it: its endpoint id, the same bytes as [`Store::author`].
+    pub fn peer_id(&self) -> PeerId {
+        self.key.public().into()
+    }
+
     /// This store's secret key (the server identity; `archive-net` uses it for the endpoint).
     pub fn secret_key(&self) -> &SecretKey {
         &self.key
@@ -380,7 +385,7 @@ impl Store {
     /// What this store last agreed with `peer` about `collection`.
     pub fn agreement(
         &self,
-        peer: &PublicKey,
+        peer: &PeerId,
         collection: &str,
     ) -> Result<Option<crate::sync::Agreement>, StorageError> {
         guarded(|| {
@@ -393,7 +398,7 @@ impl Store {
     /// insertion counters.
     pub fn record_agreement(
         &self,
-        peer: &PublicKey,
+        peer: &PeerId,
         collection: &str,
         agreement: crate::sync::Agreement,
     ) -> Result<(), StorageError> {
@@ -471,7 +476,7 @@ type Touched = std::collections::HashMap<String, std::collections::BTreeSet<[u8;
 impl<'txn> EntryTables<'txn> {
     fn open(
         tx: &'txn redb::WriteTransaction,
-        origin: Option<&PublicKey>,
+        origin: Option<&PeerId>,
     ) -> Result<Self, StorageError> {
         let meta = tx.open_table(META)?;
         let next_seq = u64::from_le_bytes(read_meta(&meta, META_NEXT_SEQ)?);
@@ -512,7 +517,7 @@ impl<'txn> EntryTables<'txn> {
         self.history.insert((c, k, self.next_seq), version)?;
         let item = crate::sync::SyncKey {
             time: e.time.raw(),
-            id,
+            id: EntryId::from_bytes(id),
         };
         self.sync.insert(c, item, self.next_seq)?;
         if let Some(origin) = self.origin {
@@ -550,7 +555,7 @@ impl<'txn> EntryTables<'txn> {
     }
 
     /// True when the view shows this entry at `key`.
-    fn shows(&self, collection: &str, key: &str, id: &Hash) -> Result<bool, StorageError> {
+    fn shows(&self, collection: &str, key: &str, id: &EntryId) -> Result<bool, StorageError> {
         Ok(self
             .views
             .get((collection, key))?

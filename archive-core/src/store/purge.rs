@@ -12,13 +12,13 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::{decode_stored_entry, guarded, read_meta, sub_from_counter, Store, Touched};
 use crate::clock::wall_clock_millis;
-use crate::entry::SignedEntry;
+use crate::entry::{EntryId, SignedEntry};
 use crate::error::StorageError;
 use crate::format::layout::{
     COLLECTIONS, DENIED, ENTRIES, HISTORY, META, META_ENTRY_BYTES, ORIGINS, PEER_USAGE, VIEWS,
 };
 use crate::hash::Hash;
-use crate::identity::PublicKey;
+use crate::identity::PeerId;
 use crate::store::sync_index::{forget_agreements, SyncTables};
 use crate::sync::SyncKey;
 
@@ -71,7 +71,7 @@ pub struct PurgeReport {
 
 impl Store {
     /// What `peer` has brought to this store (see [`PeerUsage`]).
-    pub fn peer_usage(&self, peer: &PublicKey) -> Result<PeerUsage, StorageError> {
+    pub fn peer_usage(&self, peer: &PeerId) -> Result<PeerUsage, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(PEER_USAGE)?;
@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// True when the entry is on the deny list.
-    pub fn is_denied(&self, id: &Hash) -> Result<bool, StorageError> {
+    pub fn is_denied(&self, id: &EntryId) -> Result<bool, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             Ok(tx.open_table(DENIED)?.get(id.as_bytes())?.is_some())
@@ -98,7 +98,7 @@ impl Store {
     }
 
     /// Removes the ids on the deny list from `ids` (before asking a peer for them).
-    pub fn drop_denied(&self, ids: &mut Vec<[u8; 32]>) -> Result<u64, StorageError> {
+    pub fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let denied = tx.open_table(DENIED)?;
@@ -107,7 +107,7 @@ impl Store {
             }
             let before = ids.len();
             let mut failed = None;
-            ids.retain(|id| match denied.get(id) {
+            ids.retain(|id| match denied.get(id.as_bytes()) {
                 Ok(row) => row.is_none(),
                 Err(e) => {
                     failed = Some(e);
@@ -123,7 +123,7 @@ impl Store {
 
     /// Puts entries on the deny list (removing those the store has, as a purge does): for
     /// entries that proved invalid, so no sync fetches them again.
-    pub fn deny_entries(&self, ids: &[Hash], reason: DenyReason) -> Result<u64, StorageError> {
+    pub fn deny_entries(&self, ids: &[EntryId], reason: DenyReason) -> Result<u64, StorageError> {
         guarded(|| {
             let mut removed = 0;
             for chunk in ids.chunks(PURGE_BATCH) {
@@ -138,7 +138,7 @@ impl Store {
     /// on the deny list, and sets its usage back to zero. Their blobs are left for `gc`.
     /// Agreements about the collections they were in are forgotten (a full reconciliation
     /// runs next time).
-    pub fn purge_peer(&self, peer: &PublicKey) -> Result<PurgeReport, StorageError> {
+    pub fn purge_peer(&self, peer: &PeerId) -> Result<PurgeReport, StorageError> {
         guarded(|| {
             let mut report = PurgeReport::default();
             loop {
@@ -247,7 +247,7 @@ impl Store {
                     c,
                     SyncKey {
                         time: e.time.raw(),
-                        id: *id,
+                        id: EntryId::from_bytes(*id),
                     },
                     seq,
                 )?;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use redb::{ReadableDatabase, ReadableTable, Table};
 
+use crate::entry::EntryId;
 use crate::error::StorageError;
 use crate::format::layout::{
     ENTRIES, SYNC_BLOCKS, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_PEERS, SYNC_TOTALS,
@@ -30,7 +31,7 @@ use crate::sync::{even_split, Accumulator, Agreement, Bound, SyncIndex, SyncKey}
 const BLOCK_MAX: u64 = 1024;
 
 fn is_boundary(k: &SyncKey) -> bool {
-    k.id[0] == 0
+    k.id.as_bytes()[0] == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,7 +520,7 @@ impl LoadedBlock {
         let j = i / CHECKPOINT_STRIDE;
         let mut acc = self.checkpoints[j];
         for at in j * CHECKPOINT_STRIDE..i {
-            acc.add(self.item(at)[8..].try_into().expect("32 bytes"));
+            acc.add_bytes(self.item(at)[8..].try_into().expect("32 bytes"));
         }
         acc
     }
@@ -619,7 +620,7 @@ impl StoreSyncIndex {
                 if prev.is_some_and(|p| !packed_less(p, item)) {
                     return Err(damaged());
                 }
-                acc.add(item[8..].try_into().expect("32 bytes"));
+                acc.add_bytes(item[8..].try_into().expect("32 bytes"));
                 prev = Some(item);
             }
             let first = SyncKey::from_bytes(bytes[..40].try_into().expect("40 bytes"));
@@ -746,8 +747,8 @@ impl SyncIndex for StoreSyncIndex {
         Ok(out)
     }
 
-    fn contains_id(&mut self, id: &[u8; 32]) -> Result<bool, StorageError> {
-        Ok(self.entries.get(id)?.is_some())
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
+        Ok(self.entries.get(id.as_bytes())?.is_some())
     }
 
     fn total(&mut self) -> Result<Accumulator, StorageError> {
@@ -833,7 +834,7 @@ mod tests {
         store.insert_entries(&entries).unwrap();
         let mut model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
             time: e.entry().time.raw(),
-            id: *e.id().as_bytes(),
+            id: e.id(),
         }));
         let mut index = store.sync_index("c").unwrap();
         // Room for about two blocks: walking the collection twice evicts again and again.

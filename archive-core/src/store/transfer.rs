@@ -16,7 +16,7 @@ use crate::format::layout::{
 };
 use crate::format::manifest::{max_manifest_len, ManifestReader};
 use crate::hash::Hash;
-use crate::identity::PublicKey;
+use crate::identity::PeerId;
 use crate::store::purge::DenyReason;
 use crate::transfer::{encode_whole, VerifiedBlob};
 
@@ -390,7 +390,7 @@ impl Store {
         &self,
         blobs: Vec<VerifiedBlob>,
         transfer: &TransferGuard,
-        origin: Option<&PublicKey>,
+        origin: Option<&PeerId>,
     ) -> Result<u64, StorageError> {
         if blobs.is_empty() {
             return Ok(0);
@@ -573,7 +573,7 @@ impl Store {
     pub fn insert_received(
         &self,
         entries: &[SignedEntry],
-        origin: Option<&PublicKey>,
+        origin: Option<&PeerId>,
     ) -> Result<Received, TransferError> {
         guarded(|| self.insert_received_inner(entries, origin))
     }
@@ -581,7 +581,7 @@ impl Store {
     fn insert_received_inner(
         &self,
         entries: &[SignedEntry],
-        origin: Option<&PublicKey>,
+        origin: Option<&PeerId>,
     ) -> Result<Received, TransferError> {
         // Shared from the first check to the commit: gc cannot remove what was checked.
         let _gc = self.gc_shared();

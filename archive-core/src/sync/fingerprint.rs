@@ -6,6 +6,7 @@
 //! cancelled by sending an item twice, and it is additive: the fingerprint of any range is
 //! computed from two prefix sums.
 
+use crate::entry::EntryId;
 use std::fmt;
 
 /// One item of a reconciled set: an entry's time and id.
@@ -14,7 +15,7 @@ pub struct SyncKey {
     /// Entry time (raw hybrid-logical-clock value).
     pub time: u64,
     /// Entry id.
-    pub id: [u8; 32],
+    pub id: EntryId,
 }
 
 impl SyncKey {
@@ -22,14 +23,14 @@ impl SyncKey {
     pub(crate) fn to_bytes(self) -> [u8; 40] {
         let mut out = [0u8; 40];
         out[..8].copy_from_slice(&self.time.to_be_bytes());
-        out[8..].copy_from_slice(&self.id);
+        out[8..].copy_from_slice(self.id.as_bytes());
         out
     }
 
     pub(crate) fn from_bytes(b: &[u8; 40]) -> Self {
         SyncKey {
             time: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
-            id: b[8..].try_into().expect("32 bytes"),
+            id: EntryId::from_bytes(b[8..].try_into().expect("32 bytes")),
         }
     }
 }
@@ -39,7 +40,11 @@ impl fmt::Debug for SyncKey {
         write!(
             f,
             "{}:{:02x}{:02x}{:02x}{:02x}",
-            self.time, self.id[0], self.id[1], self.id[2], self.id[3]
+            self.time,
+            self.id.as_bytes()[0],
+            self.id.as_bytes()[1],
+            self.id.as_bytes()[2],
+            self.id.as_bytes()[3]
         )
     }
 }
@@ -53,7 +58,12 @@ pub struct Accumulator {
 
 impl Accumulator {
     /// Adds one id.
-    pub fn add(&mut self, id: &[u8; 32]) {
+    pub fn add(&mut self, id: &EntryId) {
+        self.add_bytes(id.as_bytes());
+    }
+
+    /// Adds one id given as its raw bytes.
+    pub(crate) fn add_bytes(&mut self, id: &[u8; 32]) {
         let mut carry = 0u128;
         for (i, limb) in self.sum.iter_mut().enumerate() {
             let x = u64::from_le_bytes(id[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
@@ -135,12 +145,12 @@ mod tests {
     #[test]
     fn sums_wrap_mod_2_256_and_subtract_back() {
         let mut a = Accumulator::default();
-        a.add(&[0xff; 32]);
-        a.add(&[0x01; 32]);
+        a.add_bytes(&[0xff; 32]);
+        a.add_bytes(&[0x01; 32]);
         let mut b = Accumulator::default();
-        b.add(&[0x01; 32]);
+        b.add_bytes(&[0x01; 32]);
         let mut only_ff = Accumulator::default();
-        only_ff.add(&[0xff; 32]);
+        only_ff.add_bytes(&[0xff; 32]);
         assert_eq!(a.minus(&b), only_ff);
         let mut merged = b;
         merged.merge(&only_ff);
@@ -148,12 +158,12 @@ mod tests {
         assert_eq!(Accumulator::from_bytes(&a.to_bytes()), a);
         // Order does not matter; count does.
         let mut c = Accumulator::default();
-        c.add(&[0x01; 32]);
-        c.add(&[0xff; 32]);
+        c.add_bytes(&[0x01; 32]);
+        c.add_bytes(&[0xff; 32]);
         assert_eq!(c.fingerprint(), a.fingerprint());
         assert_ne!(Accumulator::default().fingerprint(), {
             let mut z = Accumulator::default();
-            z.add(&[0; 32]);
+            z.add_bytes(&[0; 32]);
             z.fingerprint()
         });
     }
@@ -162,11 +172,11 @@ mod tests {
     fn key_bytes_sort_like_keys() {
         let a = SyncKey {
             time: 1,
-            id: [9; 32],
+            id: EntryId::from_bytes([9; 32]),
         };
         let b = SyncKey {
             time: 256,
-            id: [0; 32],
+            id: EntryId::from_bytes([0; 32]),
         };
         assert!(a < b && a.to_bytes() < b.to_bytes());
         assert_eq!(SyncKey::from_bytes(&b.to_bytes()), b);

@@ -2,6 +2,7 @@
 //! position, and the fast-path bookkeeping. [`MemoryIndex`] is the simple in-memory version
 //! (tests, fuzzing, small embedders); the store's persisted index lives in `store/sync_index.rs`.
 
+use crate::entry::EntryId;
 use std::collections::HashSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
@@ -30,7 +31,7 @@ pub trait SyncIndex {
         Ok(even_split(lo, hi, parts))
     }
     /// True when an item with this id is in the set.
-    fn contains_id(&mut self, id: &[u8; 32]) -> Result<bool, StorageError>;
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError>;
     /// Sum and count of all items.
     fn total(&mut self) -> Result<Accumulator, StorageError> {
         let n = self.len()?;
@@ -58,7 +59,7 @@ pub struct MemoryIndex {
     keys: Vec<SyncKey>,
     /// `prefix[i]` = accumulator of `keys[..i]`.
     prefix: Vec<Accumulator>,
-    ids: HashSet<[u8; 32]>,
+    ids: HashSet<EntryId>,
     /// Items in insertion order; position = insertion counter.
     log: Vec<SyncKey>,
 }
@@ -124,7 +125,7 @@ impl SyncIndex for MemoryIndex {
         Ok(self.keys[lo as usize..hi as usize].to_vec())
     }
 
-    fn contains_id(&mut self, id: &[u8; 32]) -> Result<bool, StorageError> {
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
         Ok(self.ids.contains(id))
     }
 

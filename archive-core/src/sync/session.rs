@@ -13,6 +13,7 @@
 //! done. When a frame would exceed the limit, the rest of the key space goes as one
 //! fingerprinted range: the result stays exact, it only takes more rounds.
 
+use crate::entry::EntryId;
 use std::collections::BTreeSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
@@ -99,8 +100,8 @@ pub struct Reconciler<I> {
     config: ReconcileConfig,
     state: State,
     /// Ids learnt so far, in no order and possibly twice; sorted and deduplicated once done.
-    have: Vec<[u8; 32]>,
-    need: Vec<[u8; 32]>,
+    have: Vec<EntryId>,
+    need: Vec<EntryId>,
     stats: SyncStats,
     /// The ids this side offered in its fast-path request.
     fast_added: Vec<SyncKey>,
@@ -237,18 +238,18 @@ impl<I: SyncIndex> Reconciler<I> {
 
     /// Ids this side has and the other lacks, ascending, once the session is done (before,
     /// the ids learnt so far, in no particular order).
-    pub fn have(&self) -> &[[u8; 32]] {
+    pub fn have(&self) -> &[EntryId] {
         &self.have
     }
 
     /// Ids the other side has and this side lacks, ascending, once the session is done.
-    pub fn need(&self) -> &[[u8; 32]] {
+    pub fn need(&self) -> &[EntryId] {
         &self.need
     }
 
     /// The difference, moved out: (ids only this side has, ids only the other side has),
     /// each ascending once the session is done. 32 bytes an id, nothing copied.
-    pub fn into_difference(self) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+    pub fn into_difference(self) -> (Vec<EntryId>, Vec<EntryId>) {
         (self.have, self.need)
     }
 
@@ -300,7 +301,7 @@ impl<I: SyncIndex> Reconciler<I> {
         your_seq: u64,
         agreed_count: u64,
         agreed_fingerprint: super::fingerprint::Fingerprint,
-        their_added: Vec<[u8; 32]>,
+        their_added: Vec<EntryId>,
     ) -> Result<(Vec<u8>, bool), SyncError> {
         let fallback = || Ok((Message::FastReply(FastReply::Fallback).encode(), true));
         // The reply carries a bitfield over their ids and our own new ids: both must fit.
@@ -326,8 +327,8 @@ impl<I: SyncIndex> Reconciler<I> {
             }
             lacked.push(lack);
         }
-        let theirs: BTreeSet<[u8; 32]> = their_added.into_iter().collect();
-        let only_mine: Vec<[u8; 32]> = my_added
+        let theirs: BTreeSet<EntryId> = their_added.into_iter().collect();
+        let only_mine: Vec<EntryId> = my_added
             .iter()
             .map(|k| k.id)
             .filter(|id| !theirs.contains(id))
@@ -398,7 +399,7 @@ impl<I: SyncIndex> Reconciler<I> {
                 Mode::IdList(their_ids) if hi - lo > (self.config.frame_limit / 32) as u64 => {
                     // More of ours than any frame could list: learn from their ids by lookup
                     // and split ours, without reading them all.
-                    let distinct: BTreeSet<[u8; 32]> = their_ids.iter().copied().collect();
+                    let distinct: BTreeSet<EntryId> = their_ids.iter().copied().collect();
                     if distinct.len() != their_ids.len() {
                         return Err(SyncError::Protocol("an IdList repeats an id".into()));
                     }
@@ -451,14 +452,14 @@ impl<I: SyncIndex> Reconciler<I> {
     fn learn_from_id_list(
         &mut self,
         ours: &[SyncKey],
-        theirs: &[[u8; 32]],
+        theirs: &[EntryId],
         out: &mut Output,
         lo: u64,
         hi: u64,
         upper: Bound,
     ) -> Result<(), SyncError> {
-        let our_ids: BTreeSet<[u8; 32]> = ours.iter().map(|k| k.id).collect();
-        let their_set: BTreeSet<[u8; 32]> = theirs.iter().copied().collect();
+        let our_ids: BTreeSet<EntryId> = ours.iter().map(|k| k.id).collect();
+        let their_set: BTreeSet<EntryId> = theirs.iter().copied().collect();
         if their_set.len() != theirs.len() {
             return Err(SyncError::Protocol("an IdList repeats an id".into()));
         }
@@ -470,7 +471,7 @@ impl<I: SyncIndex> Reconciler<I> {
         if out.full() {
             return Ok(());
         }
-        let only_here: Vec<[u8; 32]> = ours
+        let only_here: Vec<EntryId> = ours
             .iter()
             .map(|k| k.id)
             .filter(|id| !their_set.contains(id))
@@ -567,7 +568,7 @@ pub(crate) fn minimal_bound(before: &SyncKey, after: &SyncKey) -> SyncKey {
             if t > before.time {
                 return SyncKey {
                     time: t,
-                    id: [0; 32],
+                    id: EntryId::default(),
                 };
             }
             shift -= 1;
@@ -575,15 +576,16 @@ pub(crate) fn minimal_bound(before: &SyncKey, after: &SyncKey) -> SyncKey {
     }
     let first_diff = before
         .id
+        .as_bytes()
         .iter()
-        .zip(&after.id)
+        .zip(after.id.as_bytes())
         .position(|(a, b)| a != b)
         .expect("distinct keys with equal times have distinct ids");
     let mut id = [0u8; 32];
-    id[..=first_diff].copy_from_slice(&after.id[..=first_diff]);
+    id[..=first_diff].copy_from_slice(&after.id.as_bytes()[..=first_diff]);
     SyncKey {
         time: after.time,
-        id,
+        id: EntryId::from_bytes(id),
     }
 }
 

@@ -27,6 +27,7 @@
 //! Every count is checked against the bytes left before anything is allocated.
 
 use super::fingerprint::{Fingerprint, SyncKey};
+use crate::entry::EntryId;
 
 /// The version byte that starts every frame.
 pub const WIRE_VERSION: u8 = 1;
@@ -60,13 +61,13 @@ pub enum Mode {
     /// The sender's fingerprint of the range.
     Fingerprint(Fingerprint),
     /// All the sender's ids in the range, ascending.
-    IdList(Vec<[u8; 32]>),
+    IdList(Vec<EntryId>),
     /// The answer to an IdList of `lacked.len()` ids.
     Diff {
         /// For each id of the IdList: true when the sender of the Diff lacks it.
         lacked: Vec<bool>,
         /// Ids in the range that only the sender of the Diff has.
-        only_here: Vec<[u8; 32]>,
+        only_here: Vec<EntryId>,
     },
 }
 
@@ -93,7 +94,7 @@ pub enum Message {
         /// Fingerprint of what the sender had then.
         agreed_fingerprint: Fingerprint,
         /// Ids the sender added since.
-        added: Vec<[u8; 32]>,
+        added: Vec<EntryId>,
     },
     /// Fast path answer.
     FastReply(FastReply),
@@ -107,7 +108,7 @@ pub enum FastReply {
         /// For each id the requester added: true when the replier lacks it.
         lacked: Vec<bool>,
         /// Ids the replier added that the requester lacks.
-        added: Vec<[u8; 32]>,
+        added: Vec<EntryId>,
     },
     /// The fast path does not apply; the requester starts a full reconciliation.
     Fallback,
@@ -161,10 +162,10 @@ fn put_bits(out: &mut Vec<u8>, bits: &[bool]) {
     }
 }
 
-fn put_ids(out: &mut Vec<u8>, ids: &[[u8; 32]]) {
+fn put_ids(out: &mut Vec<u8>, ids: &[EntryId]) {
     put_varint(out, ids.len() as u64);
     for id in ids {
-        out.extend_from_slice(id);
+        out.extend_from_slice(id.as_bytes());
     }
 }
 
@@ -208,13 +209,19 @@ impl RangesWriter {
             Bound::Key(k) => {
                 let delta = k.time - self.prev_time;
                 let shift = canonical_shift(delta) as u8;
-                let prefix_len = 32 - k.id.iter().rev().take_while(|b| **b == 0).count();
+                let prefix_len = 32
+                    - k.id
+                        .as_bytes()
+                        .iter()
+                        .rev()
+                        .take_while(|b| **b == 0)
+                        .count();
                 let flags = if prefix_len > 0 { FLAG_PREFIX } else { 0 };
                 self.out.push(mode | flags | (shift << 4));
                 put_varint(&mut self.out, delta >> (4 * shift));
                 if prefix_len > 0 {
                     put_varint(&mut self.out, prefix_len as u64);
-                    self.out.extend_from_slice(&k.id[..prefix_len]);
+                    self.out.extend_from_slice(&k.id.as_bytes()[..prefix_len]);
                 }
                 self.prev_time = k.time;
             }
@@ -350,7 +357,10 @@ fn decode_ranges(r: &mut Reader<'_>) -> Result<Vec<Range>, WireError> {
                 }
                 id[..len].copy_from_slice(bytes);
             }
-            let key = SyncKey { time, id };
+            let key = SyncKey {
+                time,
+                id: EntryId::from_bytes(id),
+            };
             if prev_bound.is_some_and(|p| key <= p) {
                 return err("range bounds do not ascend");
             }
@@ -415,12 +425,14 @@ impl<'a> Reader<'a> {
         err("varint longer than 10 bytes")
     }
 
-    fn ids(&mut self) -> Result<Vec<[u8; 32]>, WireError> {
+    fn ids(&mut self) -> Result<Vec<EntryId>, WireError> {
         let n = self.varint()?;
         if n > (self.buf.len() / 32) as u64 {
             return err(format!("{n} ids announced, {} bytes left", self.buf.len()));
         }
-        (0..n).map(|_| self.array()).collect()
+        (0..n)
+            .map(|_| self.array().map(EntryId::from_bytes))
+            .collect()
     }
 
     fn bits(&mut self) -> Result<Vec<bool>, WireError> {
@@ -455,20 +467,23 @@ mod tests {
             Range {
                 upper: Bound::Key(SyncKey {
                     time: 0x3_0000,
-                    id: [0; 32],
+                    id: EntryId::from_bytes([0; 32]),
                 }),
                 mode: Mode::Skip,
             },
             Range {
-                upper: Bound::Key(SyncKey { time: 0x3_0000, id }),
+                upper: Bound::Key(SyncKey {
+                    time: 0x3_0000,
+                    id: EntryId::from_bytes(id),
+                }),
                 mode: Mode::Fingerprint(Fingerprint([0x11; 16])),
             },
             Range {
                 upper: Bound::Key(SyncKey {
                     time: 0x3_0005,
-                    id: [0; 32],
+                    id: EntryId::from_bytes([0; 32]),
                 }),
-                mode: Mode::IdList(vec![[0x22; 32]]),
+                mode: Mode::IdList(vec![EntryId::from_bytes([0x22; 32])]),
             },
             Range {
                 upper: Bound::Infinity,
@@ -547,14 +562,14 @@ mod tests {
             Range {
                 upper: Bound::Key(SyncKey {
                     time: 5,
-                    id: [0; 32],
+                    id: EntryId::from_bytes([0; 32]),
                 }),
                 mode: Mode::Skip,
             },
             Range {
                 upper: Bound::Key(SyncKey {
                     time: 5,
-                    id: [0; 32],
+                    id: EntryId::from_bytes([0; 32]),
                 }),
                 mode: Mode::Skip,
             },
@@ -575,14 +590,14 @@ mod tests {
     }
 
     fn arb_mode() -> impl Strategy<Value = Mode> {
-        let id = any::<[u8; 32]>();
+        let id = || any::<[u8; 32]>().prop_map(EntryId::from_bytes);
         prop_oneof![
             Just(Mode::Skip),
             any::<[u8; 16]>().prop_map(|f| Mode::Fingerprint(Fingerprint(f))),
-            prop::collection::vec(id, 0..4).prop_map(Mode::IdList),
+            prop::collection::vec(id(), 0..4).prop_map(Mode::IdList),
             (
                 prop::collection::vec(any::<bool>(), 0..20),
-                prop::collection::vec(id, 0..3)
+                prop::collection::vec(id(), 0..3)
             )
                 .prop_map(|(lacked, only_here)| Mode::Diff { lacked, only_here }),
         ]
@@ -591,7 +606,10 @@ mod tests {
     fn arb_message() -> impl Strategy<Value = Message> {
         let bound = (any::<u64>(), 0usize..=32, any::<[u8; 32]>()).prop_map(|(t, n, mut id)| {
             id[n..].fill(0);
-            SyncKey { time: t, id }
+            SyncKey {
+                time: t,
+                id: EntryId::from_bytes(id),
+            }
         });
         let ranges = (prop::collection::vec((bound, arb_mode()), 0..6), arb_mode()).prop_map(
             |(mut bounded, last)| {
@@ -611,14 +629,14 @@ mod tests {
                 Message::Ranges(ranges)
             },
         );
-        let id = any::<[u8; 32]>();
+        let id = || any::<[u8; 32]>().prop_map(EntryId::from_bytes);
         prop_oneof![
             ranges,
             (
                 any::<u64>(),
                 any::<u64>(),
                 any::<[u8; 16]>(),
-                prop::collection::vec(id, 0..3)
+                prop::collection::vec(id(), 0..3)
             )
                 .prop_map(|(s, c, f, added)| Message::FastRequest {
                     your_seq: s,
@@ -628,7 +646,7 @@ mod tests {
                 }),
             (
                 prop::collection::vec(any::<bool>(), 0..20),
-                prop::collection::vec(id, 0..3)
+                prop::collection::vec(id(), 0..3)
             )
                 .prop_map(|(lacked, added)| Message::FastReply(FastReply::Settled {
                     lacked,

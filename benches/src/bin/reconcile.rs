@@ -67,7 +67,7 @@ fn main() {
         let a = Store::open(root.join("a")).expect("store a");
         let b = Store::open(root.join("b")).expect("store b");
         let agreement = if fast {
-            a.agreement(&b.author(), COLLECTION).expect("agreement")
+            a.agreement(&b.peer_id(), COLLECTION).expect("agreement")
         } else {
             None
         };
@@ -90,7 +90,7 @@ fn main() {
                 my_seq: sa,
                 their_seq: sb,
             };
-            a.record_agreement(&b.author(), COLLECTION, agreement)
+            a.record_agreement(&b.peer_id(), COLLECTION, agreement)
                 .expect("record");
             agreement
         });
