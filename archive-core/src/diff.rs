@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 
 use crate::entry::FileRef;
+use crate::error::StorageError;
 use crate::hash::Hash;
 
 /// How a key differs between two views.
@@ -58,54 +59,118 @@ pub struct Change {
     pub new: Option<FileSummary>,
 }
 
-/// Merges two key-sorted lists of (key, content) into the changes from `old` to `new`.
-/// Keys whose content is equal do not appear, whatever entries carried them.
-pub(crate) fn diff_sorted<'a>(
-    old: impl IntoIterator<Item = (&'a str, FileSummary)>,
-    new: impl IntoIterator<Item = (&'a str, FileSummary)>,
-) -> Vec<Change> {
-    let mut old = old.into_iter().peekable();
-    let mut new = new.into_iter().peekable();
-    let mut out = Vec::new();
-    loop {
-        let order = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((a, _)), Some((b, _))) => a.cmp(b),
-        };
-        match order {
-            Ordering::Less => {
-                let (k, o) = old.next().expect("peeked");
-                out.push(Change {
-                    key: k.to_owned(),
-                    kind: ChangeKind::Removed,
-                    old: Some(o),
-                    new: None,
-                });
+/// One side of a diff: (key, content) pairs in key order.
+pub(crate) trait DiffSide {
+    /// The next pair, or the error that ends the side.
+    fn next_file(&mut self) -> Option<Result<(String, FileSummary), StorageError>>;
+}
+
+/// Pairs already in memory, in key order.
+pub(crate) struct Sorted(pub(crate) std::vec::IntoIter<(String, FileSummary)>);
+
+impl DiffSide for Sorted {
+    fn next_file(&mut self) -> Option<Result<(String, FileSummary), StorageError>> {
+        self.0.next().map(Ok)
+    }
+}
+
+/// Merges two key-sorted sides into the changes from `old` to `new`, one at a time. Keys whose
+/// content is equal do not appear, whatever entries carried them. After an error it ends.
+#[derive(Debug)]
+pub(crate) struct ChangeMerge<A, B> {
+    old: A,
+    new: B,
+    old_head: Option<(String, FileSummary)>,
+    new_head: Option<(String, FileSummary)>,
+    old_done: bool,
+    new_done: bool,
+}
+
+impl<A: DiffSide, B: DiffSide> ChangeMerge<A, B> {
+    pub(crate) fn new(old: A, new: B) -> Self {
+        ChangeMerge {
+            old,
+            new,
+            old_head: None,
+            new_head: None,
+            old_done: false,
+            new_done: false,
+        }
+    }
+
+    /// Fills both heads where their side has more.
+    fn fill(&mut self) -> Result<(), StorageError> {
+        if self.old_head.is_none() && !self.old_done {
+            match self.old.next_file() {
+                Some(item) => self.old_head = Some(item.inspect_err(|_| self.end())?),
+                None => self.old_done = true,
             }
-            Ordering::Greater => {
-                let (k, n) = new.next().expect("peeked");
-                out.push(Change {
-                    key: k.to_owned(),
-                    kind: ChangeKind::Added,
-                    old: None,
-                    new: Some(n),
-                });
+        }
+        if self.new_head.is_none() && !self.new_done {
+            match self.new.next_file() {
+                Some(item) => self.new_head = Some(item.inspect_err(|_| self.end())?),
+                None => self.new_done = true,
             }
-            Ordering::Equal => {
-                let (k, o) = old.next().expect("peeked");
-                let (_, n) = new.next().expect("peeked");
-                if o != n {
-                    out.push(Change {
-                        key: k.to_owned(),
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) {
+        self.old_done = true;
+        self.new_done = true;
+    }
+}
+
+impl<A: DiffSide, B: DiffSide> Iterator for ChangeMerge<A, B> {
+    type Item = Result<Change, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Err(e) = self.fill() {
+                self.old_head = None;
+                self.new_head = None;
+                return Some(Err(e));
+            }
+            let order = match (&self.old_head, &self.new_head) {
+                (None, None) => return None,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            let change = match order {
+                Ordering::Less => {
+                    let (key, o) = self.old_head.take()?;
+                    Change {
+                        key,
+                        kind: ChangeKind::Removed,
+                        old: Some(o),
+                        new: None,
+                    }
+                }
+                Ordering::Greater => {
+                    let (key, n) = self.new_head.take()?;
+                    Change {
+                        key,
+                        kind: ChangeKind::Added,
+                        old: None,
+                        new: Some(n),
+                    }
+                }
+                Ordering::Equal => {
+                    let (key, o) = self.old_head.take()?;
+                    let (_, n) = self.new_head.take()?;
+                    if o == n {
+                        continue;
+                    }
+                    Change {
+                        key,
                         kind: ChangeKind::Changed,
                         old: Some(o),
                         new: Some(n),
-                    });
+                    }
                 }
-            }
+            };
+            return Some(Ok(change));
         }
     }
-    out
 }

@@ -8,14 +8,42 @@
 //!
 //! This crate does no network I/O. See `ARCHITECTURE.md` for the formats and invariants.
 //!
-//! ```no_run
-//! use archive_core::{Store, ViewPoint, DEFAULT_COLLECTION};
+//! The store comes in parts: a [`Collection`] handle for one collection's keys, views,
+//! snapshots and history ([`Store::collection`]); [`Blobs`] for content by hash, as verified
+//! streams ([`Store::blobs`]); [`Transfer`] for the calls a network layer makes
+//! ([`Store::transfer`]). Listings, diffs and histories come a page at a time, so a collection
+//! of millions of keys is read in constant memory.
+//!
+//! ```
+//! use std::io::Read;
+//!
+//! use archive_core::{Store, ViewPoint};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = Store::init("/tmp/my-archive")?;
-//! store.add_bytes(DEFAULT_COLLECTION, "hello.txt", b"hello")?;
-//! for item in store.list(DEFAULT_COLLECTION, ViewPoint::Current, "")? {
-//!     println!("{} {} {}", item.key, item.file.size, item.file.hash);
-//! }
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::init(dir.path().join("archive"))?;
+//! let docs = store.collection("docs")?;
+//! docs.add_bytes("notes/hello.txt", b"hello")?;
+//! docs.add_bytes("notes/todo.txt", b"water the plants")?;
+//! docs.snapshot("monday")?;
+//! docs.remove(&["notes/todo.txt"])?;
+//!
+//! // The view now, read a page at a time as the iterator advances.
+//! let keys: Vec<String> = docs
+//!     .list(ViewPoint::Current, "notes")?
+//!     .map(|item| item.map(|i| i.key))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(keys, ["notes/hello.txt"]);
+//!
+//! // What changed since the snapshot.
+//! let changes: Vec<_> = docs.diff(ViewPoint::Snapshot("monday"), ViewPoint::Current)?
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(changes[0].key, "notes/todo.txt");
+//!
+//! // Content by hash, as a verified stream.
+//! let file = docs.get("notes/hello.txt")?.expect("it is there").file;
+//! let mut text = String::new();
+//! store.blobs().reader(&file)?.read_to_string(&mut text)?;
+//! assert_eq!(text, "hello");
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs, unreachable_pub)]
@@ -51,11 +79,12 @@ pub use names::{
     MAX_KEY_LEN, MAX_NAME_LEN,
 };
 pub use store::{
-    AddProgress, AddReport, BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DenyReason,
-    DoctorReport, Expected, ExportReport, FailedFile, GcReport, KeyConflict, MissingBlob,
-    MissingPage, NoProgress, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused,
-    SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, TransferGuard, VerifyReport, ViewItem,
-    ViewPoint, DEFAULT_COLLECTION,
+    AddProgress, AddReport, BlobProblem, Blobs, Changes, Collection, CollectionInfo, DamagedKey,
+    DatabaseCheck, DenyReason, DoctorReport, Expected, ExportReport, FailedFile, FetchPlan,
+    FileReader, GcReport, History, KeyConflict, Listing, MissingBlob, MissingPage, NoProgress,
+    Page, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey, SnapshotInfo,
+    Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem,
+    ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

@@ -29,13 +29,21 @@ fn flip_byte(path: &PathBuf, at: usize) {
 fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
     let (_dir, store) = new_store();
     store
-        .add_bytes(DEFAULT_COLLECTION, "small.txt", b"fine")
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("small.txt", b"fine")
         .unwrap();
     let data = pseudo_random(3 << 20, 1);
     store
-        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("big.bin", &data)
         .unwrap();
-    store.snapshot(DEFAULT_COLLECTION, "before").unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .snapshot("before")
+        .unwrap();
     assert!(store.verify().unwrap().is_ok());
 
     let files = blob_files(&store);
@@ -55,16 +63,20 @@ fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
         vec![("big.bin", None), ("big.bin", Some("before"))]
     );
 
-    let file = store.get(DEFAULT_COLLECTION, "big.bin").unwrap().unwrap();
+    let file = crate::common::get(&store, DEFAULT_COLLECTION, "big.bin")
+        .unwrap()
+        .unwrap();
     let mut out = Vec::new();
-    let err = store.read_file(&file, &mut out).unwrap_err();
+    let err = store.blobs().write_to(&file, &mut out).unwrap_err();
     assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
     assert!(data.starts_with(&out), "only verified bytes were written");
     assert!(out.len() < data.len());
     // The intact file still reads.
-    let small = store.get(DEFAULT_COLLECTION, "small.txt").unwrap().unwrap();
+    let small = crate::common::get(&store, DEFAULT_COLLECTION, "small.txt")
+        .unwrap()
+        .unwrap();
     let mut out = Vec::new();
-    store.read_file(&small, &mut out).unwrap();
+    store.blobs().write_to(&small, &mut out).unwrap();
     assert_eq!(out, b"fine");
 }
 
@@ -73,7 +85,9 @@ fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
     let (_dir, store) = new_store();
     let data = pseudo_random(2 << 20, 2);
     store
-        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("big.bin", &data)
         .unwrap();
     let files = blob_files(&store);
     fs::remove_file(&files[1]).unwrap();
@@ -86,7 +100,9 @@ fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
     );
     // Adding the same content again rewrites the lost blob.
     store
-        .add_bytes(DEFAULT_COLLECTION, "big.bin", &data)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("big.bin", &data)
         .unwrap();
     assert!(store.verify().unwrap().is_ok());
 }
@@ -96,13 +112,18 @@ fn a_damaged_range_is_refused_but_other_ranges_still_verify() {
     let (_dir, store) = new_store();
     let data = pseudo_random(900 * 1024, 3);
     store
-        .add_bytes(DEFAULT_COLLECTION, "one-blob", &data)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("one-blob", &data)
         .unwrap();
-    let file = store.get(DEFAULT_COLLECTION, "one-blob").unwrap().unwrap();
+    let file = crate::common::get(&store, DEFAULT_COLLECTION, "one-blob")
+        .unwrap()
+        .unwrap();
     flip_byte(&blob_files(&store)[0], 100 * 1024);
     assert!(store
-        .read_blob_range(&file.hash, 96 * 1024, 112 * 1024)
+        .blobs()
+        .read_range(&file.hash, 96 * 1024, 112 * 1024)
         .is_err());
-    let fine = store.read_blob_range(&file.hash, 0, 64 * 1024).unwrap();
+    let fine = store.blobs().read_range(&file.hash, 0, 64 * 1024).unwrap();
     assert!(fine == data[..64 * 1024]);
 }

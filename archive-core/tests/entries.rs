@@ -57,7 +57,7 @@ fn tampered_or_forged_entries_are_refused() {
     for i in 0..e.encoded().len() {
         let mut bad = e.encoded().to_vec();
         bad[i] ^= 0x01;
-        let result = store.insert_entry(&bad);
+        let result = store.transfer().insert_entry(&bad);
         assert!(result.is_err(), "flipping byte {i} was accepted");
     }
     // Signed by one key but claiming another author.
@@ -66,15 +66,16 @@ fn tampered_or_forged_entries_are_refused() {
     let body_len = forged.len() - 64;
     forged[body_len..].copy_from_slice(&e.encoded()[e.encoded().len() - 64..]);
     assert!(matches!(
-        store.insert_entry(&forged),
+        store.transfer().insert_entry(&forged),
         Err(EntryError::BadSignature { .. })
     ));
-    assert!(store.insert_entry(&[]).is_err());
-    assert!(store.insert_entry(&vec![0u8; 20_000]).is_err());
-    assert!(store
-        .list("shared", ViewPoint::Current, "")
-        .unwrap()
-        .is_empty());
+    assert!(store.transfer().insert_entry(&[]).is_err());
+    assert!(store.transfer().insert_entry(&vec![0u8; 20_000]).is_err());
+    assert!(
+        crate::common::list(&store, "shared", ViewPoint::Current, "")
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -104,21 +105,26 @@ fn latest_entry_wins_whatever_the_arrival_order_and_tombstones_stay() {
     for order in orders {
         let (_dir, store) = new_store();
         for e in order {
-            assert!(store.insert_entry(e.encoded()).unwrap());
+            assert!(store.transfer().insert_entry(e.encoded()).unwrap());
             assert!(
-                !store.insert_entry(e.encoded()).unwrap(),
+                !store.transfer().insert_entry(e.encoded()).unwrap(),
                 "second insert is a no-op"
             );
         }
-        let view: Vec<(String, Hash)> = store
-            .list("shared", ViewPoint::Current, "")
-            .unwrap()
-            .into_iter()
-            .map(|i| (i.key, i.file.hash))
-            .collect();
+        let view: Vec<(String, Hash)> =
+            crate::common::list(&store, "shared", ViewPoint::Current, "")
+                .unwrap()
+                .into_iter()
+                .map(|i| (i.key, i.file.hash))
+                .collect();
         assert_eq!(view, vec![("k".to_owned(), Hash::of(b"new"))]);
         // An entry written locally afterwards is later than everything seen.
-        let local = store.add_bytes("shared", "k", b"local").unwrap().unwrap();
+        let local = store
+            .collection("shared")
+            .unwrap()
+            .add_bytes("k", b"local")
+            .unwrap()
+            .unwrap();
         assert!(local.entry().time > Timestamp::from_raw(30 << 16));
         views.push(view);
     }
@@ -140,12 +146,20 @@ fn an_entry_for_another_author_cannot_be_signed() {
 #[test]
 fn removing_a_missing_key_writes_nothing() {
     let (_dir, store) = new_store();
-    store.add_bytes("c", "present", b"x").unwrap();
+    store
+        .collection("c")
+        .unwrap()
+        .add_bytes("present", b"x")
+        .unwrap();
     let err = store
-        .remove("c", &["present".into(), "absent".into()])
+        .collection("c")
+        .unwrap()
+        .remove(&["present", "absent"])
         .unwrap_err();
     assert_eq!(err.to_string(), "`absent` is not in collection `c`");
-    assert!(store.get("c", "present").unwrap().is_some());
+    assert!(crate::common::get(&store, "c", "present")
+        .unwrap()
+        .is_some());
     let _: &Store = &store;
 }
 
@@ -173,6 +187,7 @@ fn servers_with_wrong_clocks_accept_a_correct_peer() {
     empty.set_wall_clock(in_1970);
     assert_eq!(
         empty
+            .transfer()
             .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
             .unwrap(),
         1
@@ -181,16 +196,23 @@ fn servers_with_wrong_clocks_accept_a_correct_peer() {
     let (_b, offline) = new_store();
     offline.set_wall_clock(in_1970);
     offline
+        .transfer()
         .insert_entries(&[at_ms(&peer, "then", IN_2023_MS)])
         .unwrap();
     assert_eq!(
         offline
+            .transfer()
             .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
             .unwrap(),
         1
     );
     // Its own writes come after everything it accepted, whatever its clock says.
-    let own = offline.add_bytes("shared", "mine", b"x").unwrap().unwrap();
+    let own = offline
+        .collection("shared")
+        .unwrap()
+        .add_bytes("mine", b"x")
+        .unwrap()
+        .unwrap();
     assert!(own.entry().time > Timestamp::from_unix_millis(NOW_2026_MS));
 
     // The reverse: a server whose clock runs years ahead takes a 2026 peer's entries.
@@ -201,6 +223,7 @@ fn servers_with_wrong_clocks_accept_a_correct_peer() {
     ahead.set_wall_clock(in_2030);
     assert_eq!(
         ahead
+            .transfer()
             .insert_entries(&[at_ms(&peer, "now", NOW_2026_MS)])
             .unwrap(),
         1
@@ -217,16 +240,20 @@ fn the_far_future_is_refused() {
         entry_by(&peer, "max", u64::MAX, b"x"),
         at_ms(&peer, "y3000", YEAR_3000_MS),
     ] {
-        match store.insert_entries(&[at_ms(&peer, "fine", NOW_2026_MS), e.clone()]) {
+        match store
+            .transfer()
+            .insert_entries(&[at_ms(&peer, "fine", NOW_2026_MS), e.clone()])
+        {
             Err(EntryError::TooFarAhead { id, .. }) => assert_eq!(id, e.id()),
             other => panic!("{other:?}"),
         }
     }
     // All or nothing: the fine entry of those batches is not in either.
-    assert!(store
-        .list("shared", ViewPoint::Current, "")
-        .unwrap()
-        .is_empty());
+    assert!(
+        crate::common::list(&store, "shared", ViewPoint::Current, "")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.time_limit(), before);
 }
 
@@ -241,16 +268,21 @@ fn ten_thousand_pushes_at_the_limit_leave_headroom_and_latest_wins() {
     for n in 0..10_000u64 {
         let limit = store.time_limit();
         let e = entry_by(&peer, "k", limit.raw(), &n.to_le_bytes());
-        assert_eq!(store.insert_entries(&[e]).unwrap(), 1);
+        assert_eq!(store.transfer().insert_entries(&[e]).unwrap(), 1);
         if n % 1000 == 0 || n == 9_999 {
             let mine = format!("own write {n}");
             let own = store
-                .add_bytes("shared", "k", mine.as_bytes())
+                .collection("shared")
+                .unwrap()
+                .add_bytes("k", mine.as_bytes())
                 .unwrap()
                 .unwrap();
             assert!(own.entry().time > limit);
             assert_eq!(
-                store.get("shared", "k").unwrap().unwrap().hash,
+                crate::common::get(&store, "shared", "k")
+                    .unwrap()
+                    .unwrap()
+                    .hash,
                 Hash::of(mine.as_bytes())
             );
             last = Some(own.entry().time);
@@ -295,6 +327,7 @@ fn refusing_the_newest_version_never_shows_an_older_one_without_content() {
     let older = mk(missing, NOW_2026_MS);
     let newer = mk(impossible, NOW_2026_MS + 1);
     let got = store
+        .transfer()
         .insert_received(&[older.clone(), newer.clone()], None)
         .unwrap();
     assert_eq!(got.new, 0, "{got:?}");
@@ -308,15 +341,18 @@ fn refusing_the_newest_version_never_shows_an_older_one_without_content() {
         reasons.iter().any(|r| r.contains("not complete here")),
         "{reasons:?}"
     );
-    assert!(store.is_denied(&newer.id()).unwrap());
-    assert!(!store.is_denied(&older.id()).unwrap());
-    assert!(store
-        .list("shared", ViewPoint::Current, "")
-        .unwrap()
-        .is_empty());
+    assert!(store.transfer().is_denied(&newer.id()).unwrap());
+    assert!(!store.transfer().is_denied(&older.id()).unwrap());
+    assert!(
+        crate::common::list(&store, "shared", ViewPoint::Current, "")
+            .unwrap()
+            .is_empty()
+    );
     store.gc().unwrap();
     let report = store
-        .export("shared", ViewPoint::Current, &dir.path().join("out"), false)
+        .collection("shared")
+        .unwrap()
+        .export(ViewPoint::Current, &dir.path().join("out"), false)
         .unwrap();
     assert!(report.skipped.is_empty());
 }

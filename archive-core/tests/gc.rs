@@ -12,17 +12,35 @@ fn gc_keeps_what_views_and_snapshots_reach() {
     let keep = pseudo_random(2 << 20, 10);
     let in_snapshot = pseudo_random(2 << 20, 11);
     let doomed = pseudo_random(2 << 20, 12);
-    store.add_bytes(DEFAULT_COLLECTION, "keep", &keep).unwrap();
     store
-        .add_bytes(DEFAULT_COLLECTION, "snap", &in_snapshot)
-        .unwrap();
-    store.snapshot(DEFAULT_COLLECTION, "s").unwrap();
-    store.remove(DEFAULT_COLLECTION, &["snap".into()]).unwrap();
-    store
-        .add_bytes(DEFAULT_COLLECTION, "doomed", &doomed)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("keep", &keep)
         .unwrap();
     store
-        .remove(DEFAULT_COLLECTION, &["doomed".into()])
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("snap", &in_snapshot)
+        .unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .snapshot("s")
+        .unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .remove(&["snap"])
+        .unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("doomed", &doomed)
+        .unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .remove(&["doomed"])
         .unwrap();
     let before = store.stats().unwrap().stored_bytes;
 
@@ -33,11 +51,12 @@ fn gc_keeps_what_views_and_snapshots_reach() {
         before - report.bytes_freed
     );
     assert!(store.verify().unwrap().is_ok());
-    let k = store.get(DEFAULT_COLLECTION, "keep").unwrap().unwrap();
-    assert!(read_all(&store, &k) == keep);
-    let s = store
-        .list(DEFAULT_COLLECTION, ViewPoint::Snapshot("s"), "snap")
+    let k = crate::common::get(&store, DEFAULT_COLLECTION, "keep")
+        .unwrap()
         .unwrap();
+    assert!(read_all(&store, &k) == keep);
+    let s =
+        crate::common::list(&store, DEFAULT_COLLECTION, ViewPoint::Snapshot("s"), "snap").unwrap();
     assert!(read_all(&store, &s[0].file) == in_snapshot);
     // Nothing left to collect.
     assert_eq!(store.gc().unwrap().blobs_removed, 0);
@@ -64,8 +83,9 @@ fn gc_running_during_adds_never_removes_what_they_store() {
         });
         for round in 0..5 {
             store
+                .collection(DEFAULT_COLLECTION)
+                .unwrap()
                 .add_path(
-                    DEFAULT_COLLECTION,
                     &src,
                     Some(&format!("r{round}")),
                     &mut archive_core::NoProgress,
@@ -78,8 +98,7 @@ fn gc_running_during_adds_never_removes_what_they_store() {
     let report = store.verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(
-        store
-            .list(DEFAULT_COLLECTION, ViewPoint::Current, "")
+        crate::common::list(&store, DEFAULT_COLLECTION, ViewPoint::Current, "")
             .unwrap()
             .len(),
         100
@@ -96,18 +115,25 @@ fn gc_keeps_what_a_transfer_in_progress_imported() {
     let (hash, encoded) = {
         // A blob as a peer would send it: encoded by another store.
         let (_d, other) = new_store();
-        other.add_bytes("c", "x", &data).unwrap();
+        other
+            .collection("c")
+            .unwrap()
+            .add_bytes("x", &data)
+            .unwrap();
         let h = archive_core::Hash::of(&data);
-        (h, other.encode_blob(&h).unwrap().unwrap().1)
+        (h, other.transfer().encode_blob(&h).unwrap().unwrap().1)
     };
     let blob = archive_core::transfer::decode_blob(hash, data.len() as u64, &encoded).unwrap();
-    let transfer = store.begin_transfer();
-    store.import_blobs(vec![blob], &transfer, None).unwrap();
+    let transfer = store.transfer().begin();
+    store
+        .transfer()
+        .import_blobs(vec![blob], &transfer, None)
+        .unwrap();
     let report = store.gc().unwrap();
     assert_eq!(report.blobs_removed, 0, "{report:?}");
-    assert!(store.has_blob(&hash).unwrap());
+    assert!(store.blobs().contains(&hash).unwrap());
     transfer.release();
     let report = store.gc().unwrap();
     assert_eq!(report.blobs_removed, 1, "{report:?}");
-    assert!(!store.has_blob(&hash).unwrap());
+    assert!(!store.blobs().contains(&hash).unwrap());
 }

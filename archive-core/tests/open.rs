@@ -22,7 +22,7 @@ fn opening_an_uninitialised_folder_says_so() {
 fn a_newer_format_is_refused_without_touching_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path()).unwrap();
-    store.add_bytes("c", "k", b"x").unwrap();
+    store.collection("c").unwrap().add_bytes("k", b"x").unwrap();
     drop(store);
     fs::write(dir.path().join("FORMAT"), "archive-store 2\n").unwrap();
     let db_before = fs::read(dir.path().join("store.redb")).unwrap();
@@ -72,7 +72,7 @@ fn a_second_open_in_use_is_refused_and_init_twice_is_detected() {
 fn a_damaged_database_is_an_error_and_is_left_as_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path()).unwrap();
-    store.add_bytes("c", "k", b"x").unwrap();
+    store.collection("c").unwrap().add_bytes("k", b"x").unwrap();
     drop(store);
     let db = dir.path().join("store.redb");
     let mut bytes = fs::read(&db).unwrap();

@@ -35,8 +35,7 @@ fn entry(author: &SecretKey, key: &str, tombstone: bool, time: u64) -> SignedEnt
 }
 
 fn view(store: &Store) -> Vec<(String, EntryId)> {
-    store
-        .list("c", ViewPoint::Current, "")
+    crate::common::list(store, "c", ViewPoint::Current, "")
         .unwrap()
         .into_iter()
         .map(|i| (i.key, i.entry))
@@ -52,7 +51,7 @@ fn sync_key(e: &SignedEntry) -> SyncKey {
 
 /// Every query of the store's index equals the model's.
 fn assert_index_is(store: &Store, model: &mut MemoryIndex) {
-    let mut index = store.sync_index("c").unwrap();
+    let mut index = store.collection("c").unwrap().sync_index().unwrap();
     let n = model.len().unwrap();
     assert_eq!(index.len().unwrap(), n);
     assert_eq!(index.total().unwrap(), model.total().unwrap());
@@ -87,7 +86,7 @@ proptest! {
         // taken with their content complete.
         for k in 0..12 {
             let key = format!("k{k}");
-            store.add_bytes("scratch", &key, key.as_bytes()).unwrap();
+            store.collection("scratch").unwrap().add_bytes(&key, key.as_bytes()).unwrap();
         }
         let peers = [SecretKey::from_bytes([1; 32]), SecretKey::from_bytes([2; 32])];
         let origins = [PeerId::from_bytes([0xa0; 32]), PeerId::from_bytes([0xa1; 32])];
@@ -106,12 +105,12 @@ proptest! {
             for (p, origin) in origins.iter().enumerate() {
                 let from: Vec<SignedEntry> =
                     chunk.iter().filter(|(q, _)| *q == p).map(|(_, e)| e.clone()).collect();
-                let r = store.insert_received(&from, Some(origin)).unwrap();
+                let r = store.transfer().insert_received(&from, Some(origin)).unwrap();
                 prop_assert!(r.refused.is_empty());
                 if p == 0 { purged.extend(from) } else { kept.extend(from) }
             }
         }
-        model_store.insert_entries(&kept).unwrap();
+        model_store.transfer().insert_entries(&kept).unwrap();
         let usage = store.peer_usage(&origins[0]).unwrap();
         prop_assert_eq!(usage.entries, purged.len() as u64);
 
@@ -130,11 +129,11 @@ proptest! {
         // What was purged is refused from now on, whoever brings it.
         if let Some(e) = purged.first() {
             let r = store
-                .insert_received(std::slice::from_ref(e), Some(&origins[1]))
+                .transfer().insert_received(std::slice::from_ref(e), Some(&origins[1]))
                 .unwrap();
             prop_assert_eq!(r.new, 0);
             prop_assert_eq!(&r.refused[0].reason, &Refusal::Denied);
-            prop_assert!(store.is_denied(&e.id()).unwrap());
+            prop_assert!(store.transfer().is_denied(&e.id()).unwrap());
         }
     }
 }
@@ -147,7 +146,9 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
     for file_first in [true, false] {
         let (dir, store) = new_store();
         let a = store
-            .add_bytes("c", "plain.txt", b"plain")
+            .collection("c")
+            .unwrap()
+            .add_bytes("plain.txt", b"plain")
             .unwrap()
             .unwrap();
         let content = |k: &str| archive_core::FileRef {
@@ -155,8 +156,16 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
             size: k.len() as u64,
             manifest: None,
         };
-        store.add_bytes("scratch", "x", b"a").unwrap();
-        store.add_bytes("scratch", "y", b"a/b").unwrap();
+        store
+            .collection("scratch")
+            .unwrap()
+            .add_bytes("x", b"a")
+            .unwrap();
+        store
+            .collection("scratch")
+            .unwrap()
+            .add_bytes("y", b"a/b")
+            .unwrap();
         let now = a.entry().time.raw();
         let (t_file, t_under) = if file_first {
             (now + 1, now + 2)
@@ -178,13 +187,18 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
         };
         let from = PeerId::from_bytes([0xa2; 32]);
         let received = store
+            .transfer()
             .insert_received(&[mk("a", t_file), mk("a/b", t_under)], Some(&from))
             .unwrap();
         assert_eq!(received.new, 2);
         // Both keys of the conflict are reported when they arrive together.
         assert_eq!(received.conflicts.len(), 2, "{received:?}");
         let dest = dir.path().join("out");
-        let report = store.export("c", ViewPoint::Current, &dest, false).unwrap();
+        let report = store
+            .collection("c")
+            .unwrap()
+            .export(ViewPoint::Current, &dest, false)
+            .unwrap();
         assert_eq!(report.written, 2, "{report:?}");
         assert_eq!(report.skipped.len(), 1, "{report:?}");
         let (kept, lost) = if file_first {

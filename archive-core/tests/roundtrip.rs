@@ -34,8 +34,14 @@ fn add_bytes_reads_back_identically_with_b3sum_hash() {
     for (i, size) in boundary_sizes().into_iter().enumerate() {
         let data = pseudo_random(size, i as u64);
         let key = format!("f{size}");
-        store.add_bytes(DEFAULT_COLLECTION, &key, &data).unwrap();
-        let file = store.get(DEFAULT_COLLECTION, &key).unwrap().unwrap();
+        store
+            .collection(DEFAULT_COLLECTION)
+            .unwrap()
+            .add_bytes(&key, &data)
+            .unwrap();
+        let file = crate::common::get(&store, DEFAULT_COLLECTION, &key)
+            .unwrap()
+            .unwrap();
         assert_eq!(file.size, size as u64);
         assert_eq!(
             file.hash,
@@ -47,7 +53,7 @@ fn add_bytes_reads_back_identically_with_b3sum_hash() {
             read_all(&store, &file) == data,
             "content differs at size {size}"
         );
-        assert_eq!(store.file_by_hash(&file.hash).unwrap(), Some(file));
+        assert_eq!(store.blobs().file(&file.hash).unwrap(), Some(file));
     }
     assert!(store.verify().unwrap().is_ok());
 }
@@ -69,13 +75,17 @@ fn export_after_add_gives_back_every_file_byte_for_byte() {
         expected.push((rel, data));
     }
     let report = store
-        .add_path(DEFAULT_COLLECTION, &src, Some(""), &mut NoProgress)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_path(&src, Some(""), &mut NoProgress)
         .unwrap();
     assert_eq!(report.added, expected.len() as u64);
     assert!(report.failed.is_empty() && report.skipped.is_empty());
     let out = dir.path().join("out");
     let exported = store
-        .export(DEFAULT_COLLECTION, ViewPoint::Current, &out, false)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .export(ViewPoint::Current, &out, false)
         .unwrap();
     assert_eq!(exported.written, expected.len() as u64);
     for (rel, data) in &expected {
@@ -83,11 +93,15 @@ fn export_after_add_gives_back_every_file_byte_for_byte() {
     }
     // A second export finds everything in place; adding again changes nothing.
     let again = store
-        .export(DEFAULT_COLLECTION, ViewPoint::Current, &out, false)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .export(ViewPoint::Current, &out, false)
         .unwrap();
     assert_eq!((again.written, again.unchanged), (0, expected.len() as u64));
     let readd = store
-        .add_path(DEFAULT_COLLECTION, &src, Some(""), &mut NoProgress)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_path(&src, Some(""), &mut NoProgress)
         .unwrap();
     assert_eq!(
         (readd.added, readd.unchanged, readd.bytes_new),
@@ -100,8 +114,14 @@ fn ranges_of_a_file_blob_read_verified_at_chunk_group_edges() {
     let (_dir, store) = new_store();
     // One blob above the inline limit: a single-blob file just under the chunking threshold.
     let data = pseudo_random(CHUNKING_THRESHOLD as usize - 7, 9);
-    store.add_bytes(DEFAULT_COLLECTION, "blob", &data).unwrap();
-    let file = store.get(DEFAULT_COLLECTION, "blob").unwrap().unwrap();
+    store
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_bytes("blob", &data)
+        .unwrap();
+    let file = crate::common::get(&store, DEFAULT_COLLECTION, "blob")
+        .unwrap()
+        .unwrap();
     let g = 16 * 1024u64;
     let n = data.len() as u64;
     for (start, end) in [
@@ -113,13 +133,13 @@ fn ranges_of_a_file_blob_read_verified_at_chunk_group_edges() {
         (n - 1, n),
         (3 * g + 5, 9 * g - 3),
     ] {
-        let got = store.read_blob_range(&file.hash, start, end).unwrap();
+        let got = store.blobs().read_range(&file.hash, start, end).unwrap();
         assert!(
             got == data[start as usize..end as usize],
             "range {start}..{end}"
         );
     }
-    assert!(store.read_blob_range(&file.hash, 0, n + 1).is_err());
+    assert!(store.blobs().read_range(&file.hash, 0, n + 1).is_err());
 }
 
 #[test]
@@ -129,14 +149,18 @@ fn editing_one_mib_inside_a_hundred_mib_file_stores_at_most_three_mib() {
     let mut data = pseudo_random(100 << 20, 42);
     fs::write(&path, &data).unwrap();
     let first = store
-        .add_path(DEFAULT_COLLECTION, &path, None, &mut NoProgress)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_path(&path, None, &mut NoProgress)
         .unwrap();
     assert_eq!(first.bytes_new as usize, data.len() + manifest_len(&store));
     let middle = 50 << 20;
     data[middle..middle + (1 << 20)].copy_from_slice(&pseudo_random(1 << 20, 43));
     fs::write(&path, &data).unwrap();
     let second = store
-        .add_path(DEFAULT_COLLECTION, &path, None, &mut NoProgress)
+        .collection(DEFAULT_COLLECTION)
+        .unwrap()
+        .add_path(&path, None, &mut NoProgress)
         .unwrap();
     assert_eq!(second.added, 1);
     assert!(
@@ -145,14 +169,18 @@ fn editing_one_mib_inside_a_hundred_mib_file_stores_at_most_three_mib() {
         second.bytes_new
     );
     assert!(second.bytes_new >= 1 << 20);
-    let file = store.get(DEFAULT_COLLECTION, "big.bin").unwrap().unwrap();
+    let file = crate::common::get(&store, DEFAULT_COLLECTION, "big.bin")
+        .unwrap()
+        .unwrap();
     assert!(read_all(&store, &file) == data);
 }
 
 fn manifest_len(store: &archive_core::Store) -> usize {
-    let file = store.get(DEFAULT_COLLECTION, "big.bin").unwrap().unwrap();
+    let file = crate::common::get(store, DEFAULT_COLLECTION, "big.bin")
+        .unwrap()
+        .unwrap();
     let manifest = file.manifest.unwrap();
-    store.read_blob_range(&manifest, 0, 0).unwrap();
-    let size = store.file_by_hash(&manifest).unwrap().unwrap().size;
+    store.blobs().read_range(&manifest, 0, 0).unwrap();
+    let size = store.blobs().file(&manifest).unwrap().unwrap().size;
     size as usize
 }

@@ -39,7 +39,7 @@ fn sync_key(e: &SignedEntry) -> SyncKey {
 
 /// Compares every query of the store's index with the in-memory model.
 fn assert_same(store: &Store, model: &mut MemoryIndex, collection: &str, probes: &[SyncKey]) {
-    let mut index = store.sync_index(collection).unwrap();
+    let mut index = store.collection(collection).unwrap().sync_index().unwrap();
     let n = model.len().unwrap();
     assert_eq!(index.len().unwrap(), n);
     assert_eq!(index.total().unwrap(), model.total().unwrap());
@@ -126,7 +126,7 @@ proptest! {
                         entry(&key, "c", n, time)
                     })
                     .collect();
-                store.insert_entries(&entries).unwrap();
+                store.transfer().insert_entries(&entries).unwrap();
                 model.insert_all(entries.iter().map(sync_key));
                 probes.extend(entries.iter().take(5).map(sync_key));
                 probes.push(SyncKey { time: n % 500, id: EntryId::from_bytes([0x80; 32]) });
@@ -151,7 +151,7 @@ fn oversized_blocks_are_cut_and_stay_exact() {
         .take(3_000)
         .collect();
     for chunk in entries.chunks(700) {
-        store.insert_entries(chunk).unwrap();
+        store.transfer().insert_entries(chunk).unwrap();
     }
     let mut model = MemoryIndex::new(entries.iter().map(sync_key));
     let probes: Vec<SyncKey> = entries.iter().step_by(97).map(sync_key).collect();
@@ -180,8 +180,16 @@ fn run_with(
     Reconciler<archive_core::StoreSyncIndex>,
     Reconciler<archive_core::StoreSyncIndex>,
 ) {
-    let mut ra = Reconciler::new(a.sync_index(collection).unwrap(), config).unwrap();
-    let mut rb = Reconciler::new(b.sync_index(collection).unwrap(), config).unwrap();
+    let mut ra = Reconciler::new(
+        a.collection(collection).unwrap().sync_index().unwrap(),
+        config,
+    )
+    .unwrap();
+    let mut rb = Reconciler::new(
+        b.collection(collection).unwrap().sync_index().unwrap(),
+        config,
+    )
+    .unwrap();
     let mut frame = ra.initiate(agreement.map(|x| x.0)).unwrap();
     let mut to_b = true;
     while let Some(next) = if to_b {
@@ -225,8 +233,8 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
             }
         }
     }
-    a.insert_entries(&in_a).unwrap();
-    b.insert_entries(&in_b).unwrap();
+    a.transfer().insert_entries(&in_a).unwrap();
+    b.transfer().insert_entries(&in_b).unwrap();
     let (ra, rb) = run(&a, &b, "lib", None);
     let set = |v: &Vec<EntryId>| sorted(v.iter().copied());
     assert_eq!(ra.have(), &set(&only_a));
@@ -241,21 +249,29 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
             .cloned()
             .collect()
     };
-    b.insert_entries(&by_id(ra.have())).unwrap();
-    a.insert_entries(&by_id(ra.need())).unwrap();
+    b.transfer().insert_entries(&by_id(ra.have())).unwrap();
+    a.transfer().insert_entries(&by_id(ra.need())).unwrap();
     let agreement = (
         Agreement {
-            my_seq: a.sync_seq().unwrap(),
-            their_seq: b.sync_seq().unwrap(),
+            my_seq: a.transfer().sync_seq().unwrap(),
+            their_seq: b.transfer().sync_seq().unwrap(),
         },
         Agreement {
-            my_seq: b.sync_seq().unwrap(),
-            their_seq: a.sync_seq().unwrap(),
+            my_seq: b.transfer().sync_seq().unwrap(),
+            their_seq: a.transfer().sync_seq().unwrap(),
         },
     );
-    a.record_agreement(&b.peer_id(), "lib", agreement.0)
+    a.collection("lib")
+        .unwrap()
+        .record_agreement(&b.peer_id(), agreement.0)
         .unwrap();
-    assert_eq!(a.agreement(&b.peer_id(), "lib").unwrap(), Some(agreement.0));
+    assert_eq!(
+        a.collection("lib")
+            .unwrap()
+            .agreement(&b.peer_id())
+            .unwrap(),
+        Some(agreement.0)
+    );
 
     // Nothing changed: one round trip, at most 64 bytes.
     let (ra, _) = run(&a, &b, "lib", Some(agreement));
@@ -268,8 +284,8 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     let more: Vec<SignedEntry> = (6_000..6_010u64)
         .map(|i| entry(&key, "lib", i, 1_000 + i))
         .collect();
-    a.insert_entries(&more[..6]).unwrap();
-    b.insert_entries(&more[4..]).unwrap();
+    a.transfer().insert_entries(&more[..6]).unwrap();
+    b.transfer().insert_entries(&more[4..]).unwrap();
     let (ra, rb) = run(&a, &b, "lib", Some(agreement));
     assert_eq!(ra.stats().round_trips(), 1);
     let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| e.id()));
@@ -319,8 +335,8 @@ fn store_backed_sessions_are_exact_for_every_shape() {
                 in_b.push(e.clone());
             }
         }
-        a.insert_entries(&in_a).unwrap();
-        b.insert_entries(&in_b).unwrap();
+        a.transfer().insert_entries(&in_a).unwrap();
+        b.transfer().insert_entries(&in_b).unwrap();
         let ids = |v: &[SignedEntry]| -> BTreeSet<EntryId> { v.iter().map(|e| e.id()).collect() };
         let (set_a, set_b) = (ids(&in_a), ids(&in_b));
         let only_a = sorted(set_a.difference(&set_b).copied());

@@ -50,8 +50,7 @@ fn naive_diff(old: &Model, new: &Model) -> Vec<(String, ChangeKind)> {
 }
 
 fn view_as_model(store: &archive_core::Store, at: ViewPoint<'_>) -> BTreeMap<String, Hash> {
-    store
-        .list("c", at, "")
+    crate::common::list(store, "c", at, "")
         .unwrap()
         .into_iter()
         .map(|i| (i.key, i.file.hash))
@@ -82,19 +81,19 @@ proptest! {
                     let collides = model.keys().any(|other| {
                         other.starts_with(&format!("{k}/")) || k.starts_with(&format!("{other}/"))
                     });
-                    let result = store.add_bytes("c", k, &content(c));
+                    let result = store.collection("c").unwrap().add_bytes(k, &content(c));
                     prop_assert_eq!(result.is_ok(), !collides, "{:?}", result);
                     if !collides {
                         model.insert(k.to_owned(), content(c));
                     }
                 }
                 Op::Remove { key } => {
-                    let result = store.remove("c", &[KEYS[key].to_owned()]);
+                    let result = store.collection("c").unwrap().remove(&[KEYS[key].to_owned()]);
                     prop_assert_eq!(result.is_ok(), model.remove(KEYS[key]).is_some());
                 }
                 Op::Snapshot => {
                     let name = format!("s{}", snapshots.len());
-                    match store.snapshot("c", &name) {
+                    match store.collection("c").unwrap().snapshot(&name) {
                         Ok(info) => {
                             prop_assert_eq!(info.files as usize, model.len());
                             snapshots.push((name, model.clone()));
@@ -120,29 +119,77 @@ proptest! {
             for (b_name, b_model) in &points {
                 let Some(a_name) = a_name else { continue };
                 let to = b_name.map_or(ViewPoint::Current, ViewPoint::Snapshot);
-                let mut got: Vec<(String, ChangeKind)> = store
-                    .diff("c", ViewPoint::Snapshot(a_name), to)
+                let c = store.collection("c").unwrap();
+                let from = ViewPoint::Snapshot(a_name);
+                let got: Vec<(String, ChangeKind)> = c
+                    .diff(from, to)
                     .unwrap()
-                    .into_iter()
-                    .map(|c| (c.key, c.kind))
-                    .collect();
-                got.sort();
-                prop_assert_eq!(got, naive_diff(a_model, b_model));
+                    .map(|c| c.map(|c| (c.key, c.kind)))
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                // In key order, as the model's.
+                prop_assert_eq!(&got, &naive_diff(a_model, b_model));
+                // Page by page, with pages of 1 and 2, the same changes.
+                for limit in [1, 2] {
+                    let mut paged = Vec::new();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = c.diff_page(from, to, after.as_deref(), limit).unwrap();
+                        prop_assert!(page.items.len() <= limit);
+                        paged.extend(page.items.into_iter().map(|c| (c.key, c.kind)));
+                        match page.next {
+                            Some(n) => after = Some(n),
+                            None => break,
+                        }
+                    }
+                    prop_assert_eq!(&paged, &got);
+                }
             }
         }
         // Prefix listings are path prefixes: `a` covers `a`, `a/b`, `a/c` but not `ab`.
-        let under_a: Vec<String> = store.list("c", ViewPoint::Current, "a").unwrap().into_iter().map(|i| i.key).collect();
+        let under_a: Vec<String> = crate::common::list(&store, "c", ViewPoint::Current, "a").unwrap().into_iter().map(|i| i.key).collect();
         let expected: Vec<String> = model.keys().filter(|k| *k == "a" || k.starts_with("a/")).cloned().collect();
         prop_assert_eq!(under_a, expected);
+        // Every view, read a page at a time (pages of 1 and 3, with and without a prefix),
+        // is the whole listing: no key lost or repeated at a page boundary.
+        for (name, _) in &points {
+            let at = name.map_or(ViewPoint::Current, ViewPoint::Snapshot);
+            let c = store.collection("c").unwrap();
+            for prefix in ["", "a"] {
+                let whole = crate::common::list(&store, "c", at, prefix).unwrap();
+                for limit in [1, 3] {
+                    let mut paged = Vec::new();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = c.list_page(at, prefix, after.as_deref(), limit).unwrap();
+                        prop_assert!(page.items.len() <= limit);
+                        paged.extend(page.items);
+                        match page.next {
+                            Some(n) => after = Some(n),
+                            None => break,
+                        }
+                    }
+                    prop_assert_eq!(&paged, &whole);
+                }
+            }
+        }
     }
 }
 
 #[test]
 fn views_survive_reopening_the_store() {
     let (dir, store) = new_store();
-    store.add_bytes("c", "k", b"one").unwrap();
-    store.snapshot("c", "s").unwrap();
-    store.add_bytes("c", "k", b"two").unwrap();
+    store
+        .collection("c")
+        .unwrap()
+        .add_bytes("k", b"one")
+        .unwrap();
+    store.collection("c").unwrap().snapshot("s").unwrap();
+    store
+        .collection("c")
+        .unwrap()
+        .add_bytes("k", b"two")
+        .unwrap();
     let before = view_as_model(&store, ViewPoint::Current);
     drop(store);
     let store = archive_core::Store::open(dir.path().join("store")).unwrap();
@@ -152,7 +199,12 @@ fn views_survive_reopening_the_store() {
         Hash::of(b"one")
     );
     // The clock continues past everything written before the reopen.
-    let newer = store.add_bytes("c", "k", b"three").unwrap().unwrap();
-    let all = store.list("c", ViewPoint::Current, "").unwrap();
+    let newer = store
+        .collection("c")
+        .unwrap()
+        .add_bytes("k", b"three")
+        .unwrap()
+        .unwrap();
+    let all = crate::common::list(&store, "c", ViewPoint::Current, "").unwrap();
     assert_eq!(all[0].entry, newer.id());
 }

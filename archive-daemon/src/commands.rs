@@ -4,13 +4,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use archive_core::{Change, FileRef, Hash, OpenError, Store, ViewItem, ViewPoint};
+use archive_core::{Change, Collection, FileRef, Hash, OpenError, Store, ViewPoint};
 use serde::Serialize;
 
 use crate::cli::Command;
 use crate::context::Ctx;
 use crate::net_commands;
-use crate::output::{errln, human_size, human_time, outln, print_json, shown};
+use crate::output::{errln, human_size, human_time, outln, print_json, shown, JsonArray};
 use crate::progress::AddBar;
 
 /// Runs one command against the store in `ctx` (opened here, or the running server's).
@@ -122,12 +122,12 @@ fn open(dir: &Path) -> Result<Store> {
 
 /// Checks a collection name given on the command line: valid, and known unless it is the
 /// default (which exists implicitly, empty, in a new store) or about to be created by `add`.
-fn existing_collection(store: &Store, collection: &str) -> Result<()> {
-    archive_core::validate_collection(collection)?;
-    if collection != archive_core::DEFAULT_COLLECTION && !store.has_collection(collection)? {
-        bail!("no collection `{collection}` (see `archive collections`)");
+fn existing_collection<'s>(store: &'s Store, name: &str) -> Result<Collection<'s>> {
+    let collection = store.collection(name)?;
+    if name != archive_core::DEFAULT_COLLECTION && !collection.exists()? {
+        bail!("no collection `{name}` (see `archive collections`)");
     }
-    Ok(())
+    Ok(collection)
 }
 
 fn view_point(snapshot: Option<&str>) -> ViewPoint<'_> {
@@ -184,6 +184,7 @@ fn add(
     if as_key.is_some() && paths.len() > 1 {
         bail!("--as names one file or folder; give a single PATH with it");
     }
+    let collection = store.collection(collection)?;
     let mut summary = AddSummary {
         added: 0,
         unchanged: 0,
@@ -194,7 +195,7 @@ fn add(
     };
     for path in paths {
         let mut bar = AddBar::new();
-        let report = store.add_path(collection, path, as_key, &mut bar);
+        let report = collection.add_path(path, as_key, &mut bar);
         bar.finish();
         let report = report?;
         summary.added += report.added;
@@ -267,24 +268,27 @@ fn ls(
     snapshot: Option<&str>,
     json: bool,
 ) -> Result<u8> {
-    existing_collection(store, collection)?;
-    let items = store.list(collection, view_point(snapshot), prefix)?;
+    let collection = existing_collection(store, collection)?;
+    // A page at a time: a listing of a million keys never holds them all.
+    let items = collection.list(view_point(snapshot), prefix)?;
     if json {
-        let listed: Vec<_> = items
-            .iter()
-            .map(|i| ListedFile {
+        let mut listed = JsonArray::start()?;
+        for i in items {
+            let i = i?;
+            listed.push(&ListedFile {
                 key: &i.key,
                 size: i.file.size,
                 hash: i.file.hash.to_hex(),
                 time_ms: i.time.unix_millis(),
                 author: i.author.to_string(),
                 entry: i.entry.to_hex(),
-            })
-            .collect();
-        print_json(&listed)?;
+            })?;
+        }
+        listed.finish()?;
     } else {
-        let mut out = crate::output::stdout();
-        for i in &items {
+        let mut out = std::io::BufWriter::new(crate::output::stdout());
+        for i in items {
+            let i = i?;
             writeln!(
                 out,
                 "{}  {:>10}  {}",
@@ -293,23 +297,16 @@ fn ls(
                 shown(&i.key)
             )?;
         }
+        out.flush()?;
     }
     Ok(0)
 }
 
 fn find_key(store: &Store, collection: &str, key: &str, snapshot: Option<&str>) -> Result<FileRef> {
-    existing_collection(store, collection)?;
+    let c = existing_collection(store, collection)?;
     let key = key.trim_matches('/');
-    let found = match snapshot {
-        None => store.get(collection, key)?,
-        Some(_) => store
-            .list(collection, view_point(snapshot), key)?
-            .into_iter()
-            .find(|i: &ViewItem| i.key == key)
-            .map(|i| i.file),
-    };
-    match found {
-        Some(f) => Ok(f),
+    match c.get_at(key, view_point(snapshot))? {
+        Some(item) => Ok(item.file),
         None => match snapshot {
             Some(s) => bail!("`{key}` is not in snapshot `{s}` of collection `{collection}`"),
             None => bail!("`{key}` is not in collection `{collection}`"),
@@ -329,7 +326,8 @@ fn get(
         (_, Some(h)) => {
             let hash: Hash = h.parse()?;
             store
-                .file_by_hash(&hash)?
+                .blobs()
+                .file(&hash)?
                 .with_context(|| format!("no file or blob {hash} in the store"))?
         }
         (Some(k), None) => find_key(store, collection, k, snapshot)?,
@@ -338,12 +336,12 @@ fn get(
     match output {
         None => {
             let mut out = crate::output::stdout();
-            store.read_file(&file, &mut out)?;
+            store.blobs().write_to(&file, &mut out)?;
             out.flush()?;
         }
         // Written beside the target under a fresh name and renamed over it once verified: a
         // failed read leaves no wrong file, and a link at the target is replaced, not followed.
-        Some(path) => store.save_file(&file, path)?,
+        Some(path) => store.blobs().save(&file, path)?,
     }
     Ok(0)
 }
@@ -356,8 +354,8 @@ fn export(
     force: bool,
     json: bool,
 ) -> Result<u8> {
-    existing_collection(store, collection)?;
-    let report = store.export(collection, view_point(snapshot), dest, force)?;
+    let report =
+        existing_collection(store, collection)?.export(view_point(snapshot), dest, force)?;
     for s in &report.skipped {
         errln!("archive: skipped `{}`: {}", shown(&s.key), s.reason);
     }
@@ -388,8 +386,8 @@ fn export(
     }
 }
 
-fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: bool) -> Result<u8> {
-    existing_collection(store, collection)?;
+fn rm(store: &Store, name: &str, keys: &[String], recursive: bool, json: bool) -> Result<u8> {
+    let collection = existing_collection(store, name)?;
     let mut targets = Vec::new();
     for key in keys {
         let key = key.trim_matches('/');
@@ -400,22 +398,24 @@ fn rm(store: &Store, collection: &str, keys: &[String], recursive: bool, json: b
             );
         }
         if recursive {
-            let under = store.list(collection, ViewPoint::Current, key)?;
-            if under.is_empty() {
-                bail!("nothing at or under `{key}` in collection `{collection}`");
+            let before = targets.len();
+            for item in collection.list(ViewPoint::Current, key)? {
+                targets.push(item?.key);
             }
-            targets.extend(under.into_iter().map(|i| i.key));
+            if targets.len() == before {
+                bail!("nothing at or under `{key}` in collection `{name}`");
+            }
         } else {
             targets.push(key.to_owned());
         }
     }
     targets.sort();
     targets.dedup();
-    let removed = store.remove(collection, &targets)?;
+    let removed = collection.remove(&targets)?;
     if json {
         print_json(&serde_json::json!({ "removed": targets }))?;
     } else {
-        outln!("removed {} keys from `{collection}`", removed.len());
+        outln!("removed {} keys from `{name}`", removed.len());
     }
     Ok(0)
 }
@@ -428,8 +428,7 @@ fn key_arg<'a>(keys: &'a [String], trimmed: &str) -> &'a str {
 }
 
 fn snapshot(store: &Store, collection: &str, name: &str, json: bool) -> Result<u8> {
-    existing_collection(store, collection)?;
-    let info = store.snapshot(collection, name)?;
+    let info = existing_collection(store, collection)?.snapshot(name)?;
     if json {
         print_json(&snapshot_json(&info))?;
     } else {
@@ -492,12 +491,11 @@ fn diff(
     as_key: Option<&str>,
     json: bool,
 ) -> Result<u8> {
-    if folder.is_none() {
-        existing_collection(store, collection)?;
-    }
     let changes = match (folder, from) {
-        (Some(folder), _) => store.diff_dir(collection, folder, as_key)?,
-        (None, Some(from)) => store.diff(collection, ViewPoint::Snapshot(from), view_point(to))?,
+        (Some(folder), _) => store.collection(collection)?.diff_dir(folder, as_key)?,
+        (None, Some(from)) => existing_collection(store, collection)?
+            .diff(ViewPoint::Snapshot(from), view_point(to))?
+            .collect::<Result<Vec<_>, _>>()?,
         (None, None) => bail!("give a snapshot name, or --dir PATH"),
     };
     print_changes(&changes, json)?;

@@ -92,6 +92,35 @@ pub(crate) fn print_json(value: &impl Serialize) -> io::Result<()> {
     out.write_all(&line)
 }
 
+/// A JSON array printed an element at a time (one line, as [`print_json`] prints a `Vec`), for
+/// listings too long to hold.
+pub(crate) struct JsonArray {
+    out: io::BufWriter<Out>,
+    first: bool,
+}
+
+impl JsonArray {
+    pub(crate) fn start() -> io::Result<Self> {
+        let mut out = io::BufWriter::new(stdout());
+        out.write_all(b"[")?;
+        Ok(JsonArray { out, first: true })
+    }
+
+    pub(crate) fn push(&mut self, value: &impl Serialize) -> io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.out, value)?;
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(b"]\n")?;
+        self.out.flush()
+    }
+}
+
 /// Prints a command's error the way `archive` does: `archive: error: ...` with its causes.
 pub(crate) fn errln_error(err: &anyhow::Error) {
     let _ = writeln!(stderr(), "archive: error: {err:#}");
@@ -114,46 +143,20 @@ pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Sizes for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
+/// Sizes for people: `512 B`, `1.50 KiB`, `3.00 GiB` (indicatif's binary units).
 pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    indicatif::HumanBytes(bytes).to_string()
 }
 
-/// A timestamp for people: UTC date and time.
+/// A timestamp for people: RFC 3339 in UTC, to the second (`2024-10-04T00:00:00Z`).
 pub(crate) fn human_time(t: archive_core::Timestamp) -> String {
-    let secs = t.unix_millis() / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let ms = t.unix_millis();
+    // humantime formats years up to 9999; the timestamp's own form covers the rest.
+    if ms >= 253_402_300_800_000 {
+        return t.to_string();
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]
@@ -164,10 +167,11 @@ mod tests {
     fn sizes_and_dates() {
         assert_eq!(human_size(0), "0 B");
         assert_eq!(human_size(1023), "1023 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(human_size(1536), "1.50 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.00 GiB");
+        let day = |d: u64| archive_core::Timestamp::from_unix_millis(d * 86_400_000);
+        assert_eq!(human_time(day(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(human_time(day(20_000)), "2024-10-04T00:00:00Z");
+        assert_eq!(human_time(day(11_016)), "2000-02-29T00:00:00Z");
     }
 }

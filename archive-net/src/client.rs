@@ -216,7 +216,10 @@ impl Node {
         let kept_out = !report.refused.is_empty() || report.denied_skipped > 0;
         if let (true, Some(their_seq), false) = (both, their_seq, kept_out) {
             let store = self.store.clone();
-            let my_seq = self.reads.run(move || Ok(store.sync_seq()?)).await?;
+            let my_seq = self
+                .reads
+                .run(move || Ok(store.transfer().sync_seq()?))
+                .await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
             let agree = Request::Agree {
                 collection: c.clone(),
@@ -230,7 +233,7 @@ impl Node {
                     let agreement = archive_core::sync::Agreement { my_seq, their_seq };
                     let (store, key, c) = (self.store.clone(), peer_id(&peer), c.clone());
                     self.reads
-                        .run(move || Ok(store.record_agreement(&key, &c, agreement)?))
+                        .run(move || Ok(store.collection(&c)?.record_agreement(&key, agreement)?))
                         .await?;
                     report.agreed = true;
                 }
@@ -286,12 +289,13 @@ impl Node {
         let (mut r, first) = self
             .reads
             .run(move || {
+                let collection = store.collection(&c)?;
                 let agreement = if use_agreement {
-                    store.agreement(&key, &c)?
+                    collection.agreement(&key)?
                 } else {
                     None
                 };
-                let mut r = Reconciler::new(store.sync_index(&c)?, config)?;
+                let mut r = Reconciler::new(collection.sync_index()?, config)?;
                 let first = r.initiate(agreement)?;
                 Ok((r, first))
             })

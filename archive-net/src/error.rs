@@ -74,6 +74,9 @@ pub enum NetError {
     /// An entry could not be decoded or stored.
     #[error(transparent)]
     Entry(#[from] archive_core::EntryError),
+    /// A collection name breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] archive_core::NameError),
 }
 
 impl From<iroh::endpoint::ConnectionError> for NetError {

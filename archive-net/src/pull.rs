@@ -5,7 +5,7 @@
 //! - **Trust**: entries are taken only into collections the peer may write (`--write`), in
 //!   either direction; ids on the deny list are never asked for. A peer that may not read
 //!   every collection must send content this server already holds but that it may not read
-//!   (see `Store::missing_content`), so naming a hash neither reveals nor grants anything.
+//!   (see `Transfer::missing_content`), so naming a hash neither reveals nor grants anything.
 //! - **Space**: free disk space, the store's quota and the peer's own quota and entry cap are
 //!   reserved before any byte is asked for, in the node's one ledger (see [`crate::space`]):
 //!   entries at [`MAX_ENTRY_CHARGE`] each (settled to their real charge once they arrived),
@@ -107,7 +107,7 @@ pub(crate) async fn pull<C: PeerStreams>(
         node,
         peer: peer_id(&remote),
         read,
-        transfer: Arc::new(node.store.begin_transfer()),
+        transfer: Arc::new(node.store.transfer().begin()),
         counters,
     };
     let mut report = PullReport::default();
@@ -115,7 +115,7 @@ pub(crate) async fn pull<C: PeerStreams>(
     let (kept, denied) = node
         .reads
         .run(move || {
-            let denied = store.drop_denied(&mut ids)?;
+            let denied = store.transfer().drop_denied(&mut ids)?;
             Ok((ids, denied))
         })
         .await?;
@@ -169,22 +169,14 @@ async fn take_batch<C: PeerStreams>(
     deny(node, invalid, report).await?;
 
     let store = node.store.clone();
-    let (entries, needs) = node
+    let (entries, plan) = node
         .reads
         .run(move || {
-            let needs = store.needs_content(&entries)?;
-            Ok::<_, NetError>((entries, needs))
+            let plan = store.transfer().fetch_plan(&entries)?;
+            Ok::<_, NetError>((entries, plan))
         })
         .await?;
-    let mut files: Vec<FileRef> = Vec::new();
-    let mut seen = HashSet::new();
-    for (e, needs) in entries.iter().zip(&needs) {
-        if let (true, EntryValue::File(f)) = (needs, e.entry().value) {
-            if seen.insert(f) {
-                files.push(f);
-            }
-        }
-    }
+    let files = plan.files;
 
     let left_out = fetch_content(p, conn, &files, report).await?;
 
@@ -206,7 +198,7 @@ async fn take_batch<C: PeerStreams>(
         .run(move || {
             let mut all = archive_core::Received::default();
             for chunk in entries.chunks(ENTRIES_PER_INSERT) {
-                let r = store.insert_received(chunk, Some(&origin))?;
+                let r = store.transfer().insert_received(chunk, Some(&origin))?;
                 all.new += r.new;
                 all.refused.extend(r.refused);
                 all.conflicts.extend(r.conflicts);
@@ -232,7 +224,11 @@ async fn deny(
     let ids: Vec<EntryId> = invalid.iter().map(|(id, _)| *id).collect();
     let store = node.store.clone();
     node.reads
-        .run(move || Ok(store.deny_entries(&ids, DenyReason::InvalidContent)?))
+        .run(move || {
+            Ok(store
+                .transfer()
+                .deny_entries(&ids, DenyReason::InvalidContent)?)
+        })
         .await?;
     report
         .refused
@@ -351,7 +347,7 @@ async fn fetch_content<C: PeerStreams>(
     Ok(left_out)
 }
 
-/// The scope content is judged in for this peer (see `Store::missing_content`).
+/// The scope content is judged in for this peer (see `Transfer::missing_content`).
 fn with_scope<T>(
     read: &Access,
     transfer: &TransferGuard,
@@ -385,7 +381,7 @@ async fn missing_pages(
             let mut seen = HashSet::new();
             for f in &files {
                 let page = with_scope(&read, &transfer, |scope| {
-                    store.missing_content(f, 0, 1, scope)
+                    store.transfer().missing_content(f, 0, 1, scope)
                 });
                 match page {
                     Ok(page) => out.extend(page.blobs.into_iter().filter(|m| seen.insert(m.hash))),
@@ -436,7 +432,7 @@ impl PageCursor {
                 while let Some(f) = files.front().copied() {
                     let room = MISSING_PAGE - page.len();
                     let part = with_scope(&read, &transfer, |scope| {
-                        store.missing_content(&f, from, room, scope)
+                        store.transfer().missing_content(&f, from, room, scope)
                     });
                     let part = match part {
                         Ok(part) => part,
@@ -861,7 +857,11 @@ async fn import(
         std::mem::take(verified).into_iter().unzip();
     let (store, transfer, origin) = (node.store.clone(), to.transfer.clone(), to.origin);
     node.reads
-        .run(move || Ok(store.import_blobs(blobs, &transfer, Some(&origin))?))
+        .run(move || {
+            Ok(store
+                .transfer()
+                .import_blobs(blobs, &transfer, Some(&origin))?)
+        })
         .await?;
     drop(held);
     Ok(())

@@ -254,7 +254,11 @@ async fn serve_stream(
                     let store = node.store.clone();
                     let key = peer_id(&peer);
                     node.reads
-                        .run(move || Ok(store.record_agreement(&key, &collection, agreement)?))
+                        .run(move || {
+                            Ok(store
+                                .collection(&collection)?
+                                .record_agreement(&key, agreement)?)
+                        })
                         .await?;
                     AgreeReply::Recorded
                 }
@@ -347,7 +351,9 @@ async fn encode_group(
                 Access::All => None,
                 Access::Only(_) => Some(&allows),
             };
-            Ok(store.encode_blobs_within(&hashes, may_read, budget)?)
+            Ok(store
+                .transfer()
+                .encode_blobs_within(&hashes, may_read, budget)?)
         })
     };
     let peer_total = node
@@ -442,7 +448,12 @@ async fn answer_reconcile(
     );
     let mut r = node
         .reads
-        .run(move || Ok(Reconciler::new(store.sync_index(&c)?, config)?))
+        .run(move || {
+            Ok(Reconciler::new(
+                store.collection(&c)?.sync_index()?,
+                config,
+            )?)
+        })
         .await?;
     let mut frame = first;
     loop {
@@ -501,8 +512,8 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
                 };
                 s.entries += 1;
                 if let EntryValue::File(f) = e.entry().value {
-                    let current = store.get(&collection, &e.entry().key)?;
-                    if current.is_some_and(|c| c.hash == f.hash) {
+                    let current = store.collection(&collection)?.get(&e.entry().key)?;
+                    if current.is_some_and(|c| c.file.hash == f.hash) {
                         s.files += 1;
                         s.file_bytes += f.size;
                     }
@@ -553,7 +564,10 @@ async fn take_offer(
                 );
             }
             let store = node.store.clone();
-            let seq = node.reads.run(move || Ok(store.sync_seq()?)).await?;
+            let seq = node
+                .reads
+                .run(move || Ok(store.transfer().sync_seq()?))
+                .await?;
             let kept_out = report.refused.len() as u64 + report.denied_skipped;
             refused.fetch_add(kept_out, Ordering::SeqCst);
             let done = OfferReply::Done {

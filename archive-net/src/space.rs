@@ -47,7 +47,7 @@ impl Usage {
                 let used = store.quota_used()?;
                 let usage = store.peer_usage(&peer)?;
                 Ok(Usage {
-                    disk_available: store.available_space()?,
+                    disk_available: store.transfer().available_space()?,
                     quota_left: limits.max_store_bytes.map(|q| q.saturating_sub(used)),
                     peer_bytes_left: limits.peer_quota_bytes.map(|q| {
                         q.saturating_sub(usage.entry_bytes.saturating_add(usage.blob_bytes))

@@ -62,7 +62,12 @@ impl Faulty {
                     .unwrap();
             }
             (Request::Reconcile { frame, .. }, _) => {
-                let index = self.store.sync_index("default").unwrap();
+                let index = self
+                    .store
+                    .collection("default")
+                    .unwrap()
+                    .sync_index()
+                    .unwrap();
                 let mut r = Reconciler::new(index, Default::default()).unwrap();
                 let mut frame = frame;
                 loop {
@@ -94,7 +99,7 @@ impl Faulty {
             }
             (Request::GetBlobs { hashes }, fault) => {
                 for h in hashes {
-                    let (size, mut bytes) = self.store.encode_blob(&h).unwrap().unwrap();
+                    let (size, mut bytes) = self.store.transfer().encode_blob(&h).unwrap().unwrap();
                     if fault == Fault::BlobTooLarge {
                         write_frame(&mut send, &BlobHeader::Found { size: 1 << 40 }).await?;
                         break;
@@ -120,8 +125,14 @@ async fn run_against(fault: Fault) -> (NetError, Arc<Store>, tempfile::TempDir) 
     let dir_b = tempfile::tempdir().unwrap();
     let a = Arc::new(Store::init(dir_a.path()).unwrap());
     let b = Arc::new(Store::init(dir_b.path()).unwrap());
-    a.add_bytes("default", "big", &vec![7u8; 300_000]).unwrap();
-    a.add_bytes("default", "small", b"tiny").unwrap();
+    a.collection("default")
+        .unwrap()
+        .add_bytes("big", &vec![7u8; 300_000])
+        .unwrap();
+    a.collection("default")
+        .unwrap()
+        .add_bytes("small", b"tiny")
+        .unwrap();
     let config = NetConfig {
         bind: Some("127.0.0.1:0".parse().unwrap()),
         ..NetConfig::default()
@@ -177,9 +188,12 @@ async fn run_against(fault: Fault) -> (NetError, Arc<Store>, tempfile::TempDir) 
 
 fn assert_untouched(store: &Store) {
     assert!(store
-        .list("default", ViewPoint::Current, "")
+        .collection("default")
         .unwrap()
-        .is_empty());
+        .list(ViewPoint::Current, "")
+        .unwrap()
+        .next()
+        .is_none());
     assert_eq!(store.stats().unwrap().entries, 0);
     assert!(store.verify().unwrap().is_ok());
 }

@@ -86,10 +86,11 @@ impl Server {
     fn listing(&self) -> Vec<(String, archive_core::Hash)> {
         self.node
             .store()
-            .list("default", ViewPoint::Current, "")
+            .collection("default")
             .unwrap()
-            .into_iter()
-            .map(|i| (i.key, i.file.hash))
+            .list(ViewPoint::Current, "")
+            .unwrap()
+            .map(|i| i.map(|i| (i.key, i.file.hash)).unwrap())
             .collect()
     }
 }
@@ -106,18 +107,21 @@ async fn two_servers_sync_both_ways_and_converge() {
     b.pair(&a, "a", true);
     let sa = a.node.store();
     for i in 0..50 {
-        sa.add_bytes(
-            "default",
-            &format!("small/{i}.txt"),
-            &data(i, 100 + i as usize * 300),
-        )
-        .unwrap();
+        sa.collection("default")
+            .unwrap()
+            .add_bytes(&format!("small/{i}.txt"), &data(i, 100 + i as usize * 300))
+            .unwrap();
     }
     let big = data(99, 3 * 1024 * 1024 + 17);
-    sa.add_bytes("default", "big.bin", &big).unwrap();
+    sa.collection("default")
+        .unwrap()
+        .add_bytes("big.bin", &big)
+        .unwrap();
     b.node
         .store()
-        .add_bytes("default", "only-on-b.txt", b"from b")
+        .collection("default")
+        .unwrap()
+        .add_bytes("only-on-b.txt", b"from b")
         .unwrap();
 
     let report = b.sync_with(&a, true, true).await.unwrap();
@@ -126,9 +130,17 @@ async fn two_servers_sync_both_ways_and_converge() {
     assert!(report.bytes_received >= big.len() as u64, "{report:?}");
     assert_eq!(a.listing(), b.listing());
     assert_eq!(a.listing().len(), 52);
-    let file = b.node.store().get("default", "big.bin").unwrap().unwrap();
+    let file = b
+        .node
+        .store()
+        .collection("default")
+        .unwrap()
+        .get("big.bin")
+        .unwrap()
+        .unwrap()
+        .file;
     let mut out = Vec::new();
-    b.node.store().read_file(&file, &mut out).unwrap();
+    b.node.store().blobs().write_to(&file, &mut out).unwrap();
     assert_eq!(out, big);
     assert!(b.node.store().verify().unwrap().is_ok());
     assert!(a.node.store().verify().unwrap().is_ok());
@@ -150,7 +162,10 @@ async fn two_servers_sync_both_ways_and_converge() {
     // One edit on A: only its new chunks move.
     let mut edited = big.clone();
     edited[1_000_000..1_000_100].fill(7);
-    sa.add_bytes("default", "big.bin", &edited).unwrap();
+    sa.collection("default")
+        .unwrap()
+        .add_bytes("big.bin", &edited)
+        .unwrap();
     let conn = connect(b.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
         .await
         .unwrap();
@@ -173,7 +188,12 @@ async fn unpaired_and_read_only_peers_are_refused() {
     let a = Server::start().await;
     let b = Server::start().await;
     b.pair(&a, "a", true);
-    a.node.store().add_bytes("default", "x", b"x").unwrap();
+    a.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_bytes("x", b"x")
+        .unwrap();
     // A does not know B.
     let err = b.sync_with(&a, true, true).await.unwrap_err();
     let msg = err.to_string();
@@ -182,7 +202,12 @@ async fn unpaired_and_read_only_peers_are_refused() {
 
     // A knows B but lets it only read: a pull works, a push is refused.
     a.pair(&b, "b", false);
-    b.node.store().add_bytes("default", "y", b"y").unwrap();
+    b.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_bytes("y", b"y")
+        .unwrap();
     let pulled = b.sync_with(&a, true, false).await.unwrap();
     assert_eq!(pulled.entries_received, 1);
     let err = b.sync_with(&a, false, true).await.unwrap_err();
@@ -202,7 +227,9 @@ async fn entries_travel_a_to_c_through_b() {
     for i in 0..20 {
         a.node
             .store()
-            .add_bytes("default", &format!("f{i}"), &data(i, 40_000))
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("f{i}"), &data(i, 40_000))
             .unwrap();
     }
     b.sync_with(&a, true, true).await.unwrap();
@@ -222,35 +249,43 @@ async fn concurrent_syncs_and_an_add_leave_clean_converging_stores() {
     for i in 0..30 {
         a.node
             .store()
-            .add_bytes("default", &format!("a{i}"), &data(i, 70_000))
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("a{i}"), &data(i, 70_000))
             .unwrap();
         b.node
             .store()
-            .add_bytes("default", &format!("b{i}"), &data(100 + i, 30_000))
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("b{i}"), &data(100 + i, 30_000))
             .unwrap();
         c.node
             .store()
-            .add_bytes(
-                "default",
-                &format!("c{i}"),
-                &data(200 + i, 2_000_000 + i as usize),
-            )
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("c{i}"), &data(200 + i, 2_000_000 + i as usize))
             .unwrap();
     }
     // The same key on both B and C: latest wins everywhere after convergence.
     b.node
         .store()
-        .add_bytes("default", "shared", b"b's")
+        .collection("default")
+        .unwrap()
+        .add_bytes("shared", b"b's")
         .unwrap();
     c.node
         .store()
-        .add_bytes("default", "shared", b"c's")
+        .collection("default")
+        .unwrap()
+        .add_bytes("shared", b"c's")
         .unwrap();
     let store_a = a.node.store().clone();
     let adder = tokio::task::spawn_blocking(move || {
         for i in 0..20 {
             store_a
-                .add_bytes("default", &format!("during{i}"), &data(300 + i, 50_000))
+                .collection("default")
+                .unwrap()
+                .add_bytes(&format!("during{i}"), &data(300 + i, 50_000))
                 .unwrap();
         }
     });
@@ -292,7 +327,9 @@ async fn a_pull_within_a_small_memory_budget_completes_exactly() {
     for (i, bytes) in files.iter().enumerate() {
         a.node
             .store()
-            .add_bytes("default", &format!("large/{i}.bin"), bytes)
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("large/{i}.bin"), bytes)
             .unwrap();
     }
     let report = tokio::time::timeout(Duration::from_secs(120), b.sync_with(&a, true, false))
@@ -305,11 +342,14 @@ async fn a_pull_within_a_small_memory_budget_completes_exactly() {
     for (i, bytes) in files.iter().enumerate() {
         let store = b.node.store();
         let file = store
-            .get("default", &format!("large/{i}.bin"))
+            .collection("default")
             .unwrap()
-            .unwrap();
+            .get(&format!("large/{i}.bin"))
+            .unwrap()
+            .unwrap()
+            .file;
         let mut got = Vec::new();
-        store.read_file(&file, &mut got).unwrap();
+        store.blobs().write_to(&file, &mut got).unwrap();
         assert!(got == *bytes, "large/{i}.bin differs");
     }
     assert!(b.node.store().verify().unwrap().is_ok());
@@ -335,15 +375,22 @@ async fn a_pull_in_many_small_batches_converges_exactly() {
         } else {
             200 + i as usize * 40
         };
-        sa.add_bytes("default", &format!("f/{i}"), &data(i, len))
+        sa.collection("default")
+            .unwrap()
+            .add_bytes(&format!("f/{i}"), &data(i, len))
             .unwrap();
     }
     for i in (0..40u64).step_by(3) {
-        sa.add_bytes("default", &format!("f/{i}"), &data(1_000 + i, 300))
+        sa.collection("default")
+            .unwrap()
+            .add_bytes(&format!("f/{i}"), &data(1_000 + i, 300))
             .unwrap();
     }
     for i in (1..40u64).step_by(5) {
-        sa.remove("default", &[format!("f/{i}")]).unwrap();
+        sa.collection("default")
+            .unwrap()
+            .remove(&[format!("f/{i}")])
+            .unwrap();
     }
     let report = b.sync_with(&a, true, false).await.unwrap();
     assert_eq!(report.entries_received, 40 + 14 + 8);
@@ -371,7 +418,9 @@ async fn a_pull_stops_at_the_quota_and_keeps_what_it_completed() {
     for i in 0..30u64 {
         a.node
             .store()
-            .add_bytes("default", &format!("f/{i}"), &data(i, 100_000 + i as usize))
+            .collection("default")
+            .unwrap()
+            .add_bytes(&format!("f/{i}"), &data(i, 100_000 + i as usize))
             .unwrap();
     }
     let err = b.sync_with(&a, true, false).await.unwrap_err();
@@ -421,11 +470,15 @@ async fn a_long_pull_does_not_close_the_connection_the_push_needs() {
     b.pair(&a, "a", true);
     a.node
         .store()
-        .add_bytes("default", "big.bin", &data(77, 12 * 1024 * 1024))
+        .collection("default")
+        .unwrap()
+        .add_bytes("big.bin", &data(77, 12 * 1024 * 1024))
         .unwrap();
     b.node
         .store()
-        .add_bytes("default", "from-b.txt", b"pushed after a long pull")
+        .collection("default")
+        .unwrap()
+        .add_bytes("from-b.txt", b"pushed after a long pull")
         .unwrap();
     let started = std::time::Instant::now();
     let report = b.sync_with(&a, true, true).await.unwrap();
@@ -458,7 +511,9 @@ async fn pulls_at_once_share_the_quota() {
             let bytes = data(1000 * i as u64 + n, 1024 * 1024 + 17);
             a.node
                 .store()
-                .add_bytes("default", &format!("p{i}/{n}.bin"), &bytes)
+                .collection("default")
+                .unwrap()
+                .add_bytes(&format!("p{i}/{n}.bin"), &bytes)
                 .unwrap();
         }
     }

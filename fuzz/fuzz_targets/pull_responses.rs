@@ -31,7 +31,7 @@ fn peer() -> &'static Peer {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(dir.path().join("peer")).unwrap();
         let small = store
-            .add_bytes("c", "a.txt", b"a small file")
+            .collection("c").unwrap().add_bytes("a.txt", b"a small file")
             .unwrap()
             .unwrap();
         let mut big = vec![0u8; 1_300_000];
@@ -42,10 +42,10 @@ fn peer() -> &'static Peer {
             x ^= x << 17;
             *b = x as u8;
         }
-        let big = store.add_bytes("c", "big.bin", &big).unwrap().unwrap();
-        let gone = store.add_bytes("c", "gone.txt", b"gone").unwrap().unwrap();
+        let big = store.collection("c").unwrap().add_bytes("big.bin", &big).unwrap().unwrap();
+        let gone = store.collection("c").unwrap().add_bytes("gone.txt", b"gone").unwrap().unwrap();
         let tomb = store
-            .remove("c", &["gone.txt".to_owned()])
+            .collection("c").unwrap().remove(&["gone.txt".to_owned()])
             .unwrap()
             .remove(0);
         let key = SecretKey::from_bytes(store.secret_key().to_bytes());
@@ -77,7 +77,7 @@ fn peer() -> &'static Peer {
         };
         hashes.push(gone_file.hash);
         for h in hashes {
-            let (size, encoded) = store.encode_blob(&h).unwrap().unwrap();
+            let (size, encoded) = store.transfer().encode_blob(&h).unwrap().unwrap();
             blobs.push((h, size, encoded));
         }
         // Chunks of big.bin: what the store holds as files beyond these.
@@ -86,7 +86,7 @@ fn peer() -> &'static Peer {
                 let name = f.unwrap().file_name().into_string().unwrap();
                 let h: Hash = name.parse().unwrap();
                 if !blobs.iter().any(|(b, _, _)| *b == h) {
-                    let (size, encoded) = store.encode_blob(&h).unwrap().unwrap();
+                    let (size, encoded) = store.transfer().encode_blob(&h).unwrap().unwrap();
                     blobs.push((h, size, encoded));
                 }
             }
@@ -215,12 +215,15 @@ fuzz_target!(|data: &[u8]| {
     assert!(report.is_ok(), "{report:?} after {result:?}");
     let limit = store.time_limit();
     for item in store
-        .list("c", archive_core::ViewPoint::Current, "")
+        .collection("c")
+        .unwrap()
+        .list(archive_core::ViewPoint::Current, "")
         .unwrap()
     {
+        let item = item.unwrap();
         assert!(item.time <= limit, "{item:?}");
         let mut content = Vec::new();
-        store.read_file(&item.file, &mut content).unwrap();
+        store.blobs().write_to(&item.file, &mut content).unwrap();
         assert_eq!(Hash::of(&content), item.file.hash);
     }
     drop(node);

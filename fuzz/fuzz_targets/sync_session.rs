@@ -47,7 +47,7 @@ fn store() -> &'static Store {
                 SignedEntry::sign(entry, &key).expect("sign")
             })
             .collect();
-        store.insert_entries(&entries).expect("insert");
+        store.transfer().insert_entries(&entries).expect("insert");
         std::fs::remove_dir_all(&dir).expect("remove the store's folder");
         store
     })
@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if shape & 0x3f == STORE_CODE {
-        let index = store().sync_index("c").expect("the store's index opens");
+        let index = store().collection("c").unwrap().sync_index().expect("the store's index opens");
         run(index, shape, STORE_ENTRIES, rest);
     } else {
         let n = u64::from(shape & 0x3f) * 37;

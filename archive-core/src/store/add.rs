@@ -87,7 +87,7 @@ impl Store {
     /// name; a folder's files go under `as_key` (empty: at the root) or the folder's name.
     /// Symbolic links and special files are skipped and reported; a file that cannot be read is
     /// reported in [`AddReport::failed`] while the rest is added.
-    pub fn add_path(
+    pub(super) fn add_path(
         &self,
         collection: &str,
         path: &Path,
@@ -161,7 +161,7 @@ impl Store {
 
     /// Stores `data` as a file (chunked if large) and puts it at `key`. Returns the entry, or
     /// `None` if the key already held exactly this content.
-    pub fn add_bytes(
+    pub(super) fn add_bytes(
         &self,
         collection: &str,
         key: &str,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
-use super::{Store, ViewItem, ViewPoint};
+use super::{Collection, Store, ViewItem, ViewPoint};
 use crate::entry::FileRef;
 use crate::error::{ExportError, ReadError};
 use crate::hash::Hash;
@@ -346,14 +346,14 @@ impl Store {
     /// Keys that cannot be written safely (a link or a file where a folder goes, a key that is
     /// also a folder of other keys, a name the file system refuses) are skipped and listed
     /// in [`ExportReport::skipped`]; everything else is exported.
-    pub fn export(
+    pub(super) fn export(
         &self,
-        collection: &str,
+        collection: &Collection<'_>,
         at: ViewPoint<'_>,
         dest: &Path,
         overwrite: bool,
     ) -> Result<ExportReport, ExportError> {
-        let items = self.list(collection, at, "")?;
+        let items = collection.list(at, "")?.collect::<Result<Vec<_>, _>>()?;
         let mut report = ExportReport::default();
         let mut skip: HashMap<usize, String> = file_folder_conflicts(&items).into_iter().collect();
         for (i, item) in items.iter().enumerate() {
@@ -428,7 +428,7 @@ impl Store {
                     continue;
                 }
             };
-            let result = self.read_file(&item.file, &mut f);
+            let result = self.blobs().write_to(&item.file, &mut f);
             drop(f);
             match result {
                 Ok(()) => {}
@@ -518,7 +518,7 @@ impl Store {
     /// beside it, made durable, then renamed over `path`. A link at `path` is replaced, not
     /// followed; the content is verified before the rename, so a failed read leaves `path` as
     /// it was.
-    pub fn save_file(&self, file: &FileRef, path: &Path) -> Result<(), ExportError> {
+    pub(super) fn save_file(&self, file: &FileRef, path: &Path) -> Result<(), ExportError> {
         let io_err = |source: io::Error| ExportError::Io {
             path: path.to_owned(),
             source,
@@ -541,7 +541,8 @@ impl Store {
         }
         let (tmp, mut f) = create_temp(&dir).map_err(io_err)?;
         let result = self
-            .read_file(file, &mut f)
+            .blobs()
+            .write_to(file, &mut f)
             .and_then(|()| f.sync_all().map_err(crate::error::ReadError::Output));
         drop(f);
         if let Err(source) = result {

@@ -184,7 +184,12 @@ impl Store {
             let at = snapshot
                 .as_deref()
                 .map_or(ViewPoint::Current, ViewPoint::Snapshot);
-            for item in self.list(&collection, at, "").map_err(into_storage)? {
+            let listing = self
+                .collection_unchecked(&collection)
+                .list(at, "")
+                .map_err(into_storage)?;
+            for item in listing {
+                let item = item?;
                 if !self.file_intact(&reader, &item.file, &bad)? {
                     report.damaged_keys.push(DamagedKey {
                         collection: collection.clone(),
@@ -281,7 +286,12 @@ impl Store {
                 let at = snapshot
                     .as_deref()
                     .map_or(ViewPoint::Current, ViewPoint::Snapshot);
-                for item in self.list(&collection, at, "").map_err(into_storage)? {
+                let listing = self
+                    .collection_unchecked(&collection)
+                    .list(at, "")
+                    .map_err(into_storage)?;
+                for item in listing {
+                    let item = item?;
                     live_files.insert(item.file.hash);
                     match item.file.manifest {
                         None => {
@@ -423,12 +433,18 @@ impl Store {
         };
         let mut out = Vec::with_capacity(counts.len());
         for (name, entries) in counts {
-            let items = self
-                .list(&name, ViewPoint::Current, "")
+            let (mut files, mut bytes) = (0, 0);
+            let listing = self
+                .collection_unchecked(&name)
+                .list(ViewPoint::Current, "")
                 .map_err(into_storage)?;
+            for item in listing {
+                files += 1;
+                bytes += item?.file.size;
+            }
             out.push(CollectionInfo {
-                files: items.len() as u64,
-                bytes: items.iter().map(|i| i.file.size).sum(),
+                files,
+                bytes,
                 name,
                 entries,
             });

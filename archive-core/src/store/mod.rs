@@ -1,6 +1,8 @@
 //! The store: blobs, files, entries, views and snapshots in one data folder.
 
 mod add;
+mod collection;
+mod content;
 mod export;
 mod guard;
 mod maintenance;
@@ -18,6 +20,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use redb::{Database, ReadableDatabase, ReadableTable, Table};
 
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
+pub use collection::Collection;
+pub use content::{Blobs, FileReader};
 pub use export::{ExportReport, SkippedKey};
 pub use maintenance::{
     BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DoctorReport, GcReport, Stats,
@@ -26,10 +30,12 @@ pub use maintenance::{
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
-    Expected, KeyConflict, MissingBlob, MissingPage, PeerScope, Received, Refusal, Refused,
-    TransferGuard,
+    Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, PeerScope, Received, Refusal,
+    Refused, Transfer, TransferGuard,
 };
-pub use view::{SnapshotInfo, ViewItem, ViewPoint};
+pub use view::{
+    Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
+};
 
 pub(crate) use guard::guarded;
 
@@ -225,40 +231,6 @@ impl Store {
         &self.key
     }
 
-    /// Writes a signed entry that puts `file` at `key`. The file's blobs must be in the store
-    /// (see [`Store::add_bytes`]).
-    pub fn put(
-        &self,
-        collection: &str,
-        key: &str,
-        file: FileRef,
-    ) -> Result<SignedEntry, EntryError> {
-        self.write_entries(collection, &[(key.to_owned(), EntryValue::File(file))])
-            .map(|mut v| v.remove(0))
-    }
-
-    /// Removes keys by writing tombstones. Every key must currently hold a file; if one does
-    /// not, nothing is written.
-    pub fn remove(
-        &self,
-        collection: &str,
-        keys: &[String],
-    ) -> Result<Vec<SignedEntry>, EntryError> {
-        for key in keys {
-            if self.get(collection, key)?.is_none() {
-                return Err(EntryError::NoSuchKey {
-                    collection: collection.to_owned(),
-                    key: key.clone(),
-                });
-            }
-        }
-        let values: Vec<_> = keys
-            .iter()
-            .map(|k| (k.clone(), EntryValue::Tombstone))
-            .collect();
-        self.write_entries(collection, &values)
-    }
-
     fn write_entries(
         &self,
         collection: &str,
@@ -314,7 +286,7 @@ impl Store {
     /// Inserts an entry that arrived from elsewhere, after checking its signature, its names
     /// and its time (see [`Store::time_limit`]); its blobs need not be here (entries may arrive
     /// before their blobs). Returns false if the store already had it.
-    pub fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
+    fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
         let entry = SignedEntry::decode(encoded)?;
         Ok(self.insert_entries(std::slice::from_ref(&entry))? == 1)
     }
@@ -323,7 +295,7 @@ impl Store {
     /// transaction; returns how many were new. Entries may arrive before their blobs. All or
     /// nothing: if one is dated later than [`Store::time_limit`] or is on the deny list,
     /// nothing is inserted and the error names it.
-    pub fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
+    fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
         guarded(|| {
             let tx = self.db.begin_write().map_err(StorageError::from)?;
             let mut inserted = 0;
@@ -368,13 +340,13 @@ impl Store {
     }
 
     /// A consistent view of one collection's items for a reconciliation session.
-    pub fn sync_index(&self, collection: &str) -> Result<StoreSyncIndex, StorageError> {
+    fn sync_index(&self, collection: &str) -> Result<StoreSyncIndex, StorageError> {
         guarded(|| StoreSyncIndex::open(&self.db, &self.sync_cache, collection))
     }
 
     /// The insertion counter: the number every next inserted entry gets. With the peer's, it
     /// is what a completed sync records as an [`Agreement`](crate::sync::Agreement).
-    pub fn sync_seq(&self) -> Result<u64, StorageError> {
+    fn sync_seq(&self) -> Result<u64, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let meta = tx.open_table(META)?;
@@ -383,7 +355,7 @@ impl Store {
     }
 
     /// What this store last agreed with `peer` about `collection`.
-    pub fn agreement(
+    fn agreement(
         &self,
         peer: &PeerId,
         collection: &str,
@@ -396,7 +368,7 @@ impl Store {
 
     /// Remembers that this store and `peer` held the same entries of `collection` at these
     /// insertion counters.
-    pub fn record_agreement(
+    fn record_agreement(
         &self,
         peer: &PeerId,
         collection: &str,
@@ -710,10 +682,10 @@ fn decode_stored_entry(
     id: &[u8; 32],
 ) -> Result<SignedEntry, StorageError> {
     let bytes = entries.get(id)?.ok_or_else(|| {
-        StorageError::Damaged(format!("entry {} is missing", crate::Hash::from_bytes(*id)))
+        StorageError::Damaged(format!("entry {} is missing", EntryId::from_bytes(*id)))
     })?;
     SignedEntry::decode_unverified(bytes.value())
-        .map_err(|e| StorageError::Damaged(format!("entry {}: {e}", crate::Hash::from_bytes(*id))))
+        .map_err(|e| StorageError::Damaged(format!("entry {}: {e}", EntryId::from_bytes(*id))))
 }
 
 fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {

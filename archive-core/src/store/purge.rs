@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// True when the entry is on the deny list.
-    pub fn is_denied(&self, id: &EntryId) -> Result<bool, StorageError> {
+    pub(super) fn is_denied(&self, id: &EntryId) -> Result<bool, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             Ok(tx.open_table(DENIED)?.get(id.as_bytes())?.is_some())
@@ -98,7 +98,7 @@ impl Store {
     }
 
     /// Removes the ids on the deny list from `ids` (before asking a peer for them).
-    pub fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
+    pub(super) fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let denied = tx.open_table(DENIED)?;
@@ -123,7 +123,11 @@ impl Store {
 
     /// Puts entries on the deny list (removing those the store has, as a purge does): for
     /// entries that proved invalid, so no sync fetches them again.
-    pub fn deny_entries(&self, ids: &[EntryId], reason: DenyReason) -> Result<u64, StorageError> {
+    pub(super) fn deny_entries(
+        &self,
+        ids: &[EntryId],
+        reason: DenyReason,
+    ) -> Result<u64, StorageError> {
         guarded(|| {
             let mut removed = 0;
             for chunk in ids.chunks(PURGE_BATCH) {

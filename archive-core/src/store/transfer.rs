@@ -9,7 +9,7 @@ use super::{guarded, EntryTables, Inserted, Store};
 use crate::blobs::{self, BlobReader, BlobTables};
 use crate::clock::Timestamp;
 use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
-use crate::error::{ReadError, StorageError, TransferError};
+use crate::error::{EntryError, ReadError, StorageError, TransferError};
 use crate::format::layout::{
     BLOBS, BLOB_REFS, DENIED, FILES, INLINE_BLOBS, LOCATION_FILE, LOCATION_INLINE, NO_MANIFEST,
     OUTBOARDS,
@@ -49,7 +49,7 @@ pub struct MissingBlob {
     pub expected: Expected,
 }
 
-/// Part of what a file still lacks (see [`Store::missing_content`]).
+/// Part of what a file still lacks (see [`Transfer::missing_content`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MissingPage {
     /// Missing blobs, each once.
@@ -106,7 +106,7 @@ pub struct Refused {
     pub reason: Refusal,
 }
 
-/// What [`Store::insert_received`] did.
+/// What [`Transfer::insert_received`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
     /// Entries that were new to the store.
@@ -149,15 +149,41 @@ impl Pins {
 }
 
 /// A transfer in progress: the blobs imported under it are kept by garbage collection until
-/// it lets go of them (once their entries are in) or ends. See [`Store::begin_transfer`].
+/// it lets go of them (once their entries are in) or ends. See [`Transfer::begin`].
 #[derive(Debug)]
 pub struct TransferGuard {
     pins: std::sync::Arc<Pins>,
     mine: std::sync::Mutex<std::collections::HashSet<Hash>>,
 }
 
+/// The calls a network layer makes to move entries and blobs between stores (get it from
+/// [`Store::transfer`]). An embedding program that does not sync needs none of them.
+///
+/// Everything received is checked here before it is kept: entries by signature, time and
+/// names, blobs against their hash, files against their entries (see `insert_received`).
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer<'s> {
+    pub(super) store: &'s Store,
+}
+
+/// What a transfer must fetch before its entries can be inserted (see
+/// [`Transfer::fetch_plan`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchPlan {
+    /// The files whose content must be complete here, each once, in the order the entries
+    /// first name them.
+    pub files: Vec<FileRef>,
+}
+
+impl Store {
+    /// The calls a network layer makes to move entries and blobs between stores.
+    pub fn transfer(&self) -> Transfer<'_> {
+        Transfer { store: self }
+    }
+}
+
 /// The peer a transfer's content comes from, when it may not read every collection: what
-/// it may read, and the transfer (what it has sent so far). See [`Store::missing_content`].
+/// it may read, and the transfer (what it has sent so far). See [`Transfer::missing_content`].
 pub struct PeerScope<'a> {
     /// Whether the peer may read a collection.
     pub may_read: &'a dyn Fn(&str) -> bool,
@@ -220,21 +246,21 @@ impl Drop for TransferGuard {
     }
 }
 
-impl Store {
-    /// Starts a transfer: blobs imported under it ([`Store::import_blobs`]) are kept by
+impl Transfer<'_> {
+    /// Starts a transfer: blobs imported under it ([`Transfer::import_blobs`]) are kept by
     /// `gc` until the guard lets go of them or drops, so blobs received ahead of their entries
     /// are not collected. `gc` runs meanwhile; no peer can hold it off.
-    pub fn begin_transfer(&self) -> TransferGuard {
+    pub fn begin(&self) -> TransferGuard {
         TransferGuard {
-            pins: self.pins.clone(),
+            pins: self.store.pins.clone(),
             mine: std::sync::Mutex::default(),
         }
     }
 
     /// True when the store holds this blob (for a file blob: its file is there, full size).
-    pub fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
+    pub(crate) fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
         guarded(|| {
-            let tx = self.db.begin_read()?;
+            let tx = self.store.db.begin_read()?;
             let table = tx.open_table(BLOBS)?;
             self.has_blob_in(&table, hash)
         })
@@ -247,19 +273,10 @@ impl Store {
     ) -> Result<bool, StorageError> {
         Ok(match blobs::lookup(table, hash)? {
             None => false,
-            Some((size, LOCATION_FILE)) => std::fs::metadata(self.files.path(hash))
+            Some((size, LOCATION_FILE)) => std::fs::metadata(self.store.files.path(hash))
                 .map(|m| m.len() == size)
                 .unwrap_or(false),
             Some(_) => true,
-        })
-    }
-
-    /// The size of a stored blob, if the store has it.
-    pub fn blob_size(&self, hash: &Hash) -> Result<Option<u64>, StorageError> {
-        guarded(|| {
-            let tx = self.db.begin_read()?;
-            let table = tx.open_table(BLOBS)?;
-            Ok(blobs::lookup(&table, hash)?.map(|(size, _)| size))
         })
     }
 
@@ -271,13 +288,13 @@ impl Store {
         may_read: impl Fn(&str) -> bool,
     ) -> Result<bool, StorageError> {
         guarded(|| {
-            let tx = self.db.begin_read()?;
+            let tx = self.store.db.begin_read()?;
             let refs = tx.open_table(BLOB_REFS)?;
             reachable_in(&refs, hash, &may_read)
         })
     }
 
-    /// Encodes blobs from the start of `hashes` (see [`Store::encode_blob`]) inside one short
+    /// Encodes blobs from the start of `hashes` (see [`Transfer::encode_blob`]) inside one short
     /// read transaction, as many as fit in `budget` bytes of encoding: the answers end before
     /// the first blob that would not fit. `None` for a blob the store does not have, or that
     /// `may_read` (when given) does not reach through a readable collection. When not even the
@@ -290,7 +307,7 @@ impl Store {
         budget: u64,
     ) -> Result<(Vec<Option<(u64, Vec<u8>)>>, Option<u64>), TransferError> {
         guarded(|| {
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let tx = self.store.db.begin_read().map_err(StorageError::from)?;
             let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
             let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
             let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
@@ -328,7 +345,7 @@ impl Store {
     /// read transaction, which ends before this returns.
     pub fn encode_blob(&self, hash: &Hash) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
         guarded(|| {
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let tx = self.store.db.begin_read().map_err(StorageError::from)?;
             let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
             let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
             let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
@@ -365,7 +382,7 @@ impl Store {
                 else {
                     return Ok(None);
                 };
-                let path = self.files.path(hash);
+                let path = self.store.files.path(hash);
                 match std::fs::read(&path) {
                     Ok(d) => (d, ob),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -396,26 +413,26 @@ impl Store {
             return Ok(0);
         }
         guarded(|| {
-            let _gc = self.gc_shared();
+            let _gc = self.store.gc_shared();
             transfer.pin(blobs.iter().map(|b| b.hash()));
             let mut fresh = Vec::with_capacity(blobs.len());
-            let read = self.db.begin_read()?;
+            let read = self.store.db.begin_read()?;
             let known = read.open_table(BLOBS)?;
             for VerifiedBlob(mut blob) in blobs {
                 if self.has_blob_in(&known, &blob.hash)? {
                     continue;
                 }
                 if blob.is_file() {
-                    self.files.write(&blob)?;
+                    self.store.files.write(&blob)?;
                     blob.data = Vec::new();
                 }
                 fresh.push(blob);
             }
             drop((known, read));
             if fresh.iter().any(|b| b.is_file()) {
-                self.files.make_durable()?;
+                self.store.files.make_durable()?;
             }
-            let tx = self.db.begin_write()?;
+            let tx = self.store.db.begin_write()?;
             let mut new_bytes = 0;
             {
                 let mut tables = BlobTables::open(&tx)?;
@@ -448,7 +465,7 @@ impl Store {
         scope: Option<&PeerScope<'_>>,
     ) -> Result<MissingPage, TransferError> {
         guarded(|| {
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
+            let tx = self.store.db.begin_read().map_err(StorageError::from)?;
             let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
             let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
             let have = |hash: &Hash| -> Result<bool, StorageError> {
@@ -478,7 +495,7 @@ impl Store {
                     next: None,
                 });
             }
-            let reader = BlobReader::open(&self.files, &tx)?;
+            let reader = BlobReader::open(&self.store.files, &tx)?;
             let bytes = reader.read(&manifest)?;
             let chunks = self.manifest_reader(file, &manifest, &bytes)?;
             let count = chunks.chunk_count();
@@ -525,11 +542,26 @@ impl Store {
         Ok(chunks)
     }
 
-    /// For each entry, whether its content must be in the store before it is inserted: true
-    /// for a file entry that will be the latest version of its key (newer than this store's
-    /// view and than the other entries given). Older versions and tombstones are history and
-    /// need nothing.
-    pub fn needs_content(&self, entries: &[SignedEntry]) -> Result<Vec<bool>, StorageError> {
+    /// What must be fetched before `entries` can be inserted: the files that will be the
+    /// latest version of their key (newer than this store's view and than the other entries
+    /// given), each once. Older versions and tombstones are history and need nothing.
+    pub fn fetch_plan(&self, entries: &[SignedEntry]) -> Result<FetchPlan, StorageError> {
+        let needs = self.needs_content(entries)?;
+        let mut seen = std::collections::HashSet::new();
+        let files = entries
+            .iter()
+            .zip(needs)
+            .filter_map(|(e, needs)| match (needs, e.entry().value) {
+                (true, EntryValue::File(f)) if seen.insert(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        Ok(FetchPlan { files })
+    }
+
+    /// For each entry, whether its content must be in the store before it is inserted (see
+    /// [`Transfer::fetch_plan`]); one answer per entry, in order.
+    fn needs_content(&self, entries: &[SignedEntry]) -> Result<Vec<bool>, StorageError> {
         let mut newest: HashMap<(&str, &str), (u64, [u8; 32])> = HashMap::new();
         for e in entries {
             let v = (e.entry().time.raw(), *e.id().as_bytes());
@@ -540,7 +572,7 @@ impl Store {
             }
         }
         guarded(|| {
-            let tx = self.db.begin_read()?;
+            let tx = self.store.db.begin_read()?;
             let views = tx.open_table(super::VIEWS)?;
             let mut out = Vec::with_capacity(entries.len());
             for e in entries {
@@ -584,8 +616,8 @@ impl Store {
         origin: Option<&PeerId>,
     ) -> Result<Received, TransferError> {
         // Shared from the first check to the commit: gc cannot remove what was checked.
-        let _gc = self.gc_shared();
-        let rule = self.clock().rule();
+        let _gc = self.store.gc_shared();
+        let rule = self.store.clock().rule();
         let mut received = Received::default();
         let mut ok = vec![true; entries.len()];
         let mut invalid: Vec<[u8; 32]> = Vec::new();
@@ -650,9 +682,9 @@ impl Store {
         }
         complete.sort_by_key(|f| *f.hash.as_bytes());
         complete.dedup();
-        let read = self.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.files, &read)?;
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
+        let read = self.store.db.begin_read().map_err(StorageError::from)?;
+        let reader = BlobReader::open(&self.store.files, &read)?;
+        let tx = self.store.db.begin_write().map_err(StorageError::from)?;
         let touched = {
             let mut table = tx.open_table(FILES).map_err(StorageError::from)?;
             for f in &complete {
@@ -671,7 +703,7 @@ impl Store {
             }
             drop(denied);
             let mut tables = EntryTables::open(&tx, origin)?;
-            let mut clock = self.clock();
+            let mut clock = self.store.clock();
             let mut new_files = Vec::new();
             for (e, ok) in entries.iter().zip(&ok) {
                 if !ok {
@@ -721,7 +753,7 @@ impl Store {
             tables.finish(&clock)?
         };
         drop((reader, read));
-        self.commit_entries(tx, touched)?;
+        self.store.commit_entries(tx, touched)?;
         Ok(received)
     }
 
@@ -741,7 +773,7 @@ impl Store {
 
     /// True when `files-v1` already records exactly this file (so it was verified before).
     fn file_recorded(&self, f: &FileRef) -> Result<bool, StorageError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.store.db.begin_read()?;
         let table = tx.open_table(FILES)?;
         let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
         let recorded = table.get(f.hash.as_bytes())?.map(|v| v.value());
@@ -755,8 +787,8 @@ impl Store {
         if !page.blobs.is_empty() {
             return Err(TransferError::ContentMissing { hash: f.hash });
         }
-        let tx = self.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.files, &tx)?;
+        let tx = self.store.db.begin_read().map_err(StorageError::from)?;
+        let reader = BlobReader::open(&self.store.files, &tx)?;
         let mismatch = |detail: String| TransferError::ContentMismatch {
             hash: f.hash,
             detail,
@@ -838,11 +870,51 @@ fn bad_manifest(file: &FileRef, manifest: &Hash, detail: String) -> TransferErro
     }
 }
 
-impl Store {
+impl Transfer<'_> {
+    /// Inserts an encoded entry that arrived from elsewhere, after checking its signature, its
+    /// names and its time (see [`Store::time_limit`]). Its content need not be here: this is
+    /// for entries whose content follows later or is not wanted (tests, benchmarks, history);
+    /// a sync inserts with [`Transfer::insert_received`]. Returns false if the store already
+    /// had it.
+    pub fn insert_entry(&self, encoded: &[u8]) -> Result<bool, EntryError> {
+        self.store.insert_entry(encoded)
+    }
+
+    /// Inserts verified entries (from [`SignedEntry::decode`] or [`SignedEntry::sign`]) in one
+    /// transaction, without their content (see [`Transfer::insert_entry`]); returns how many
+    /// were new. All or nothing: if one is dated later than [`Store::time_limit`] or is on the
+    /// deny list, nothing is inserted and the error names it.
+    pub fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
+        self.store.insert_entries(entries)
+    }
+
+    /// The insertion counter: the number every next inserted entry gets. With the peer's, it
+    /// is what a completed sync records as an [`Agreement`](crate::sync::Agreement).
+    pub fn sync_seq(&self) -> Result<u64, StorageError> {
+        self.store.sync_seq()
+    }
+
+    /// True when the entry is on the deny list (purged, or its content proved invalid).
+    pub fn is_denied(&self, id: &EntryId) -> Result<bool, StorageError> {
+        self.store.is_denied(id)
+    }
+
+    /// Removes the ids on the deny list from `ids` (before asking a peer for them); returns
+    /// how many were removed.
+    pub fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
+        self.store.drop_denied(ids)
+    }
+
+    /// Puts entries on the deny list (removing those the store has, as a purge does): for
+    /// entries that proved invalid, so no sync fetches them again.
+    pub fn deny_entries(&self, ids: &[EntryId], reason: DenyReason) -> Result<u64, StorageError> {
+        self.store.deny_entries(ids, reason)
+    }
+
     /// Bytes free for this store on its file system (for an unprivileged user).
     pub fn available_space(&self) -> Result<u64, StorageError> {
-        let st = rustix::fs::statvfs(self.dir())
-            .map_err(|e| StorageError::io(self.dir(), std::io::Error::from(e)))?;
+        let st = rustix::fs::statvfs(self.store.dir())
+            .map_err(|e| StorageError::io(self.store.dir(), std::io::Error::from(e)))?;
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 }

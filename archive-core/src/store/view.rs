@@ -1,25 +1,29 @@
-//! Reading: views, snapshots, diffs, file contents and exports.
+//! Reading a collection: its views (current or at a snapshot) page by page, single keys,
+//! snapshots, diffs and the versions of a key.
+//!
+//! Every page is read in a read transaction of its own, which ends before the page is
+//! returned: a listing of a million keys holds one page in memory, and no transaction stays
+//! open between pages (an open one would keep redb from reusing the pages it frees).
 
 use std::fs;
 use std::io::{self, Write};
+use std::ops::Bound;
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::{decode_stored_entry, guarded, Store};
-use crate::blobs::BlobReader;
+use super::{decode_stored_entry, guarded, Collection, Store};
 use crate::clock::Timestamp;
-use crate::diff::{diff_sorted, Change, FileSummary};
+use crate::diff::{Change, ChangeMerge, DiffSide, FileSummary, Sorted};
 use crate::entry::{EntryId, EntryValue, FileRef};
-use crate::error::{AddError, ReadError, SnapshotError, StorageError};
-use crate::format::layout::{
-    COLLECTIONS, ENTRIES, FILES, HISTORY, META, META_NEXT_SEQ, NO_MANIFEST, SNAPSHOTS, VIEWS,
-};
-use crate::format::manifest::decode_manifest;
-use crate::hash::Hash;
+use crate::error::{AddError, SnapshotError, StorageError};
+use crate::format::layout::{COLLECTIONS, ENTRIES, HISTORY, META, META_NEXT_SEQ, SNAPSHOTS, VIEWS};
 use crate::identity::PublicKey;
 use crate::names::validate_snapshot_name;
 use crate::walk::walk;
+
+/// Items a [`Listing`], [`Changes`] or [`History`] reads per page.
+pub const PAGE_SIZE: usize = 1024;
 
 /// Which point of a collection's history to look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,23 @@ pub struct ViewItem {
     pub entry: EntryId,
 }
 
+/// One version of a key: an entry that put a file there or removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The store's insertion number of the entry: versions come in this order, and it is the
+    /// resume point of [`Collection::history_page`].
+    pub seq: u64,
+    /// The entry.
+    pub entry: EntryId,
+    /// A file or a tombstone.
+    pub value: EntryValue,
+    /// When it was written (its author's clock). The view shows the version with the latest
+    /// `(time, entry)`, which need not be the last one inserted.
+    pub time: Timestamp,
+    /// Who wrote it.
+    pub author: PublicKey,
+}
+
 /// A snapshot's name and totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -60,6 +81,24 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
+/// One page of a listing, a diff or a history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, R = String> {
+    /// The items, in order.
+    pub items: Vec<T>,
+    /// `None` when the listing is complete; otherwise where to resume (pass it as `after` for
+    /// the next page, which may turn out empty).
+    pub next: Option<R>,
+}
+
+/// A view point with its snapshot looked up: every page of a listing reads the same point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Point {
+    Current,
+    /// Entries inserted before this insertion number.
+    Before(u64),
+}
+
 /// True when `key` is `prefix` or lies under it as a path (`a` covers `a` and `a/b`, not `ab`).
 fn under_prefix(key: &str, prefix: &str) -> bool {
     prefix.is_empty()
@@ -68,49 +107,113 @@ fn under_prefix(key: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-impl Store {
-    /// The files of a collection at a point in its history, in key order, restricted to keys
-    /// at or under `prefix` (a path prefix; empty for all).
-    pub fn list(
+impl<'s> Collection<'s> {
+    fn resolve(&self, at: ViewPoint<'_>) -> Result<Point, SnapshotError> {
+        match at {
+            ViewPoint::Current => Ok(Point::Current),
+            ViewPoint::Snapshot(name) => guarded(|| {
+                let tx = self.store.db.begin_read().map_err(StorageError::from)?;
+                let table = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
+                let row = table
+                    .get((self.name(), name))
+                    .map_err(StorageError::from)?
+                    .ok_or_else(|| SnapshotError::NotFound {
+                        collection: self.name().to_owned(),
+                        name: name.to_owned(),
+                    })?;
+                Ok(Point::Before(row.value().0))
+            }),
+        }
+    }
+
+    /// The files at or under `prefix` (a path prefix; empty for all) at a point in the
+    /// collection's history, in key order, read a page at a time as the iterator advances.
+    /// Fails at once if the snapshot does not exist.
+    pub fn list(&self, at: ViewPoint<'_>, prefix: &str) -> Result<Listing<'s>, SnapshotError> {
+        Ok(Listing {
+            collection: self.clone(),
+            point: self.resolve(at)?,
+            prefix: prefix.trim_matches('/').to_owned(),
+            after: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        })
+    }
+
+    /// One page of [`Collection::list`]: at most `limit` files with keys after `after` (the
+    /// `next` of the page before; `None` to start).
+    pub fn list_page(
         &self,
-        collection: &str,
         at: ViewPoint<'_>,
         prefix: &str,
-    ) -> Result<Vec<ViewItem>, SnapshotError> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ViewItem>, SnapshotError> {
+        let point = self.resolve(at)?;
+        Ok(self.read_page(point, prefix.trim_matches('/'), after, limit)?)
+    }
+
+    fn read_page(
+        &self,
+        point: Point,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ViewItem>, StorageError> {
+        let limit = limit.max(1);
+        let c = self.name();
+        // Resume after `after` unless it lies before the prefix.
+        let after = after.filter(|a| *a >= prefix);
         guarded(|| {
-            crate::names::validate_collection(collection)?;
-            let prefix = prefix.trim_matches('/');
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
-            let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
-            let mut ids: Vec<[u8; 32]> = Vec::new();
-            match at {
-                ViewPoint::Current => {
-                    let views = tx.open_table(VIEWS).map_err(StorageError::from)?;
-                    for row in views
-                        .range((collection, prefix)..)
-                        .map_err(StorageError::from)?
-                    {
-                        let (k, v) = row.map_err(StorageError::from)?;
-                        let (c, key) = k.value();
-                        if c != collection || !key.starts_with(prefix) {
+            let tx = self.store.db.begin_read()?;
+            let entries = tx.open_table(ENTRIES)?;
+            let mut items = Vec::new();
+            let mut push = |key: &str, id: &[u8; 32]| -> Result<bool, StorageError> {
+                let signed = decode_stored_entry(&entries, id)?;
+                let e = signed.entry();
+                if let EntryValue::File(file) = e.value {
+                    items.push(ViewItem {
+                        key: key.to_owned(),
+                        file,
+                        time: e.time,
+                        author: e.author,
+                        entry: signed.id(),
+                    });
+                }
+                Ok(items.len() < limit)
+            };
+            let mut more = false;
+            match point {
+                Point::Current => {
+                    let views = tx.open_table(VIEWS)?;
+                    let start = match after {
+                        Some(a) => Bound::Excluded((c, a)),
+                        None => Bound::Included((c, prefix)),
+                    };
+                    for row in views.range::<(&str, &str)>((start, Bound::Unbounded))? {
+                        let (k, v) = row?;
+                        let (rc, key) = k.value();
+                        if rc != c || !key.starts_with(prefix) {
                             break;
                         }
-                        if under_prefix(key, prefix) {
-                            ids.push(v.value().1);
+                        if under_prefix(key, prefix) && !push(key, &v.value().1)? {
+                            more = true;
+                            break;
                         }
                     }
                 }
-                ViewPoint::Snapshot(name) => {
-                    let seq = self.snapshot_seq(&tx, collection, name)?;
-                    let history = tx.open_table(HISTORY).map_err(StorageError::from)?;
+                Point::Before(seq) => {
+                    let history = tx.open_table(HISTORY)?;
+                    let start = match after {
+                        Some(a) => Bound::Excluded((c, a, u64::MAX)),
+                        None => Bound::Included((c, prefix, 0)),
+                    };
+                    // Rows come grouped by key: the latest version before `seq` of each key.
                     let mut current: Option<(String, (u64, [u8; 32]))> = None;
-                    for row in history
-                        .range((collection, prefix, 0)..)
-                        .map_err(StorageError::from)?
-                    {
-                        let (k, v) = row.map_err(StorageError::from)?;
-                        let (c, key, s) = k.value();
-                        if c != collection || !key.starts_with(prefix) {
+                    for row in history.range::<(&str, &str, u64)>((start, Bound::Unbounded))? {
+                        let (k, v) = row?;
+                        let (rc, key, s) = k.value();
+                        if rc != c || !key.starts_with(prefix) {
                             break;
                         }
                         if s >= seq || !under_prefix(key, prefix) {
@@ -124,185 +227,181 @@ impl Store {
                                 }
                             }
                             _ => {
-                                if let Some((_, (_, id))) = current.take() {
-                                    ids.push(id);
+                                if let Some((k, (_, id))) = current.take() {
+                                    if !push(&k, &id)? {
+                                        more = true;
+                                        break;
+                                    }
                                 }
                                 current = Some((key.to_owned(), version));
                             }
                         }
                     }
-                    if let Some((_, (_, id))) = current {
-                        ids.push(id);
+                    if let (false, Some((k, (_, id)))) = (more, current) {
+                        more = !push(&k, &id)?;
                     }
                 }
             }
-            let mut items = Vec::with_capacity(ids.len());
-            for id in ids {
-                let signed = decode_stored_entry(&entries, &id)?;
-                let e = signed.entry();
-                if let EntryValue::File(file) = e.value {
-                    items.push(ViewItem {
-                        key: e.key.clone(),
-                        file,
-                        time: e.time,
-                        author: e.author,
-                        entry: signed.id(),
-                    });
-                }
-            }
-            Ok(items)
+            let next = more.then(|| items.last().map(|i| i.key.clone())).flatten();
+            Ok(Page { items, next })
         })
     }
 
     /// True when the collection has at least one entry.
-    pub fn has_collection(&self, collection: &str) -> Result<bool, StorageError> {
+    pub fn exists(&self) -> Result<bool, StorageError> {
         guarded(|| {
-            let tx = self.db.begin_read()?;
+            let tx = self.store.db.begin_read()?;
             let table = tx.open_table(COLLECTIONS)?;
-            Ok(table.get(collection)?.is_some())
+            Ok(table.get(self.name())?.is_some())
         })
     }
 
-    /// The file a key holds now, if any.
-    pub fn get(&self, collection: &str, key: &str) -> Result<Option<FileRef>, StorageError> {
+    /// The file `key` holds now, if any.
+    pub fn get(&self, key: &str) -> Result<Option<ViewItem>, StorageError> {
+        self.item(Point::Current, key)
+    }
+
+    /// The file `key` held at a point in the collection's history, if any.
+    pub fn get_at(&self, key: &str, at: ViewPoint<'_>) -> Result<Option<ViewItem>, SnapshotError> {
+        let point = self.resolve(at)?;
+        Ok(self.item(point, key)?)
+    }
+
+    fn item(&self, point: Point, key: &str) -> Result<Option<ViewItem>, StorageError> {
         guarded(|| {
-            let tx = self.db.begin_read()?;
-            let views = tx.open_table(VIEWS)?;
-            let Some(row) = views.get((collection, key))? else {
+            let tx = self.store.db.begin_read()?;
+            let version = match point {
+                Point::Current => {
+                    let views = tx.open_table(VIEWS)?;
+                    let row = views.get((self.name(), key))?;
+                    row.map(|r| r.value())
+                }
+                Point::Before(seq) => {
+                    let history = tx.open_table(HISTORY)?;
+                    let mut best = None;
+                    for row in history.range((self.name(), key, 0)..(self.name(), key, seq))? {
+                        let v = row?.1.value();
+                        best = best.max(Some(v));
+                    }
+                    best
+                }
+            };
+            let Some((_, id)) = version else {
                 return Ok(None);
             };
-            let entries = tx.open_table(ENTRIES)?;
-            let signed = decode_stored_entry(&entries, &row.value().1)?;
-            Ok(match signed.entry().value {
-                EntryValue::File(f) => Some(f),
+            let signed = decode_stored_entry(&tx.open_table(ENTRIES)?, &id)?;
+            let e = signed.entry();
+            Ok(match e.value {
+                EntryValue::File(file) => Some(ViewItem {
+                    key: key.to_owned(),
+                    file,
+                    time: e.time,
+                    author: e.author,
+                    entry: signed.id(),
+                }),
                 EntryValue::Tombstone => None,
             })
         })
     }
 
-    /// The file whose whole content hashes to `hash`, if stored.
-    pub fn file_by_hash(&self, hash: &Hash) -> Result<Option<FileRef>, StorageError> {
-        guarded(|| {
-            let tx = self.db.begin_read()?;
-            let files = tx.open_table(FILES)?;
-            if let Some(row) = files.get(hash.as_bytes())? {
-                let (size, manifest) = row.value();
-                return Ok(Some(FileRef {
-                    hash: *hash,
-                    size,
-                    manifest: (manifest != NO_MANIFEST).then_some(Hash::from_bytes(manifest)),
-                }));
-            }
-            // A bare blob (a chunk, say) is a file of one blob.
-            let reader = BlobReader::open(&self.files, &tx)?;
-            Ok(reader.size(hash)?.map(|size| FileRef {
-                hash: *hash,
-                size,
-                manifest: None,
-            }))
-        })
+    /// Every version of `key` this store has, in the order it took them, a page at a time.
+    pub fn history(&self, key: &str) -> History<'s> {
+        History {
+            collection: self.clone(),
+            key: key.to_owned(),
+            after: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
     }
 
-    /// Writes a file's bytes to `out`. Every blob is verified before its bytes are written, and
-    /// the whole content is checked against `file.hash` at the end.
-    pub fn read_file(&self, file: &FileRef, out: &mut dyn Write) -> Result<(), ReadError> {
-        guarded(|| {
-            let _guard = self.gc_shared();
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
-            let reader = BlobReader::open(&self.files, &tx)?;
-            let mut whole = blake3::Hasher::new();
-            let mut emit = |bytes: &[u8]| -> Result<(), ReadError> {
-                whole.update(bytes);
-                out.write_all(bytes).map_err(ReadError::Output)
-            };
-            match file.manifest {
-                None => emit(&reader.read(&file.hash)?)?,
-                Some(m) => {
-                    let manifest = reader.read(&m)?;
-                    let (size, chunks) =
-                        decode_manifest(&manifest).map_err(|e| ReadError::Corrupt {
-                            hash: m,
-                            detail: e.to_string(),
-                        })?;
-                    if size != file.size {
-                        return Err(ReadError::Corrupt {
-                            hash: m,
-                            detail: format!(
-                                "manifest says {size} bytes, the file record {}",
-                                file.size
-                            ),
-                        });
-                    }
-                    for chunk in chunks {
-                        emit(&reader.read(&chunk.hash)?)?;
-                    }
-                }
+    /// One page of [`Collection::history`]: at most `limit` versions inserted after `after`
+    /// (the `next` of the page before; `None` to start).
+    pub fn history_page(
+        &self,
+        key: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<Version, u64>, StorageError> {
+        let limit = limit.max(1);
+        let from = match after {
+            None => 0,
+            Some(u64::MAX) => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                })
             }
-            let actual: Hash = whole.finalize().into();
-            if actual != file.hash {
-                return Err(ReadError::Corrupt {
-                    hash: file.hash,
-                    detail: format!("reassembled content hashes to {actual}"),
+            Some(s) => s + 1,
+        };
+        guarded(|| {
+            let tx = self.store.db.begin_read()?;
+            let history = tx.open_table(HISTORY)?;
+            let entries = tx.open_table(ENTRIES)?;
+            let c = self.name();
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in history.range((c, key, from)..=(c, key, u64::MAX))? {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let (k, v) = row?;
+                let signed = decode_stored_entry(&entries, &v.value().1)?;
+                let e = signed.entry();
+                items.push(Version {
+                    seq: k.value().2,
+                    entry: signed.id(),
+                    value: e.value,
+                    time: e.time,
+                    author: e.author,
                 });
             }
-            Ok(())
+            let next = more.then(|| items.last().map(|v| v.seq)).flatten();
+            Ok(Page { items, next })
         })
     }
 
-    /// Bytes `start..end` of one blob, verified through its bao outboard.
-    pub fn read_blob_range(&self, hash: &Hash, start: u64, end: u64) -> Result<Vec<u8>, ReadError> {
-        guarded(|| {
-            let _guard = self.gc_shared();
-            let tx = self.db.begin_read().map_err(StorageError::from)?;
-            BlobReader::open(&self.files, &tx)?.read_range(hash, start, end)
-        })
-    }
-
-    /// Takes a snapshot of a collection's current view under `name`. Costs one small record:
+    /// Takes a snapshot of the collection's current view under `name`. Costs one small record:
     /// the snapshot is the store's insertion counter at this moment.
-    pub fn snapshot(&self, collection: &str, name: &str) -> Result<SnapshotInfo, SnapshotError> {
+    pub fn snapshot(&self, name: &str) -> Result<SnapshotInfo, SnapshotError> {
+        let c = self.name();
         guarded(|| {
             validate_snapshot_name(name)?;
-            let items = self.list(collection, ViewPoint::Current, "")?;
-            let tx = self.db.begin_write().map_err(StorageError::from)?;
+            let tx = self.store.db.begin_write().map_err(StorageError::from)?;
             let info;
             {
                 let collections = tx.open_table(COLLECTIONS).map_err(StorageError::from)?;
-                if collections
-                    .get(collection)
-                    .map_err(StorageError::from)?
-                    .is_none()
-                {
+                if collections.get(c).map_err(StorageError::from)?.is_none() {
                     return Err(SnapshotError::NoSuchCollection {
-                        collection: collection.to_owned(),
+                        collection: c.to_owned(),
                     });
                 }
                 let mut snapshots = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
                 if snapshots
-                    .get((collection, name))
+                    .get((c, name))
                     .map_err(StorageError::from)?
                     .is_some()
                 {
                     return Err(SnapshotError::Exists {
-                        collection: collection.to_owned(),
+                        collection: c.to_owned(),
                         name: name.to_owned(),
                     });
                 }
                 let meta = tx.open_table(META).map_err(StorageError::from)?;
                 let seq = u64::from_le_bytes(super::read_meta(&meta, META_NEXT_SEQ)?);
-                let created = self.clock().last();
+                // Totals of the view as this transaction sees it: no write can slip in between.
+                let (files, bytes) = view_totals(&tx, c)?;
+                let created = self.store.clock().last();
                 info = SnapshotInfo {
-                    collection: collection.to_owned(),
+                    collection: c.to_owned(),
                     name: name.to_owned(),
                     created,
-                    files: items.len() as u64,
-                    bytes: items.iter().map(|i| i.file.size).sum(),
+                    files,
+                    bytes,
                 };
                 snapshots
-                    .insert(
-                        (collection, name),
-                        (seq, created.raw(), info.files, info.bytes),
-                    )
+                    .insert((c, name), (seq, created.raw(), files, bytes))
                     .map_err(StorageError::from)?;
             }
             tx.commit().map_err(StorageError::from)?;
@@ -310,15 +409,131 @@ impl Store {
         })
     }
 
+    /// This collection's snapshots, by name.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
+        self.store.snapshots_in(Some(self.name()))
+    }
+
+    /// The changes from `from` to `to` (added: only in `to`), in key order, read a page at a
+    /// time as the iterator advances.
+    pub fn diff(
+        &self,
+        from: ViewPoint<'_>,
+        to: ViewPoint<'_>,
+    ) -> Result<Changes<'s>, SnapshotError> {
+        Ok(Changes(ChangeMerge::new(
+            self.list(from, "")?,
+            self.list(to, "")?,
+        )))
+    }
+
+    /// One page of [`Collection::diff`]: at most `limit` changes of keys after `after` (the
+    /// `next` of the page before; `None` to start).
+    pub fn diff_page(
+        &self,
+        from: ViewPoint<'_>,
+        to: ViewPoint<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Change>, SnapshotError> {
+        let limit = limit.max(1);
+        let (mut old, mut new) = (self.list(from, "")?, self.list(to, "")?);
+        old.after = after.map(str::to_owned);
+        new.after = after.map(str::to_owned);
+        let mut items = Vec::new();
+        for change in ChangeMerge::new(old, new) {
+            items.push(change?);
+            if items.len() == limit {
+                break;
+            }
+        }
+        let next = (items.len() == limit)
+            .then(|| items.last().map(|c| c.key.clone()))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    /// The changes `add_path(path, as_key)` would make to the current view: files only on disk
+    /// are added, files only in the archive (under the same key prefix) removed, files whose
+    /// content differs changed. Nothing is stored. (The folder's files are held in memory as
+    /// the walk finds them; the archive's side is read a page at a time.)
+    pub fn diff_dir(&self, path: &Path, as_key: Option<&str>) -> Result<Vec<Change>, AddError> {
+        let walked = walk(path, as_key)?;
+        // A diff that silently missed an unreadable folder would report its files as removed.
+        if let Some(u) = walked.unreadable.first() {
+            return Err(AddError::BadPath {
+                path: u.path.clone(),
+                reason: u.reason.clone(),
+            });
+        }
+        let base = crate::walk::base_key(path, as_key)?;
+        let mut on_disk = Vec::with_capacity(walked.found.len());
+        for f in walked.found {
+            let mut hasher = blake3::Hasher::new();
+            let read_err = |e| AddError::Read {
+                path: f.path.clone(),
+                source: e,
+            };
+            let mut file = fs::File::open(&f.path).map_err(read_err)?;
+            let size = io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(read_err)?;
+            let summary = FileSummary {
+                hash: hasher.finalize().into(),
+                size,
+            };
+            on_disk.push((f.key, summary));
+        }
+        let archived = self.list(ViewPoint::Current, &base).map_err(|e| match e {
+            SnapshotError::Storage(s) => AddError::Storage(s),
+            other => AddError::BadPath {
+                path: path.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+        ChangeMerge::new(archived, Sorted(on_disk.into_iter()))
+            .collect::<Result<Vec<_>, StorageError>>()
+            .map_err(AddError::Storage)
+    }
+}
+
+/// Files and bytes in a collection's current view, read inside `tx`.
+fn view_totals(tx: &redb::WriteTransaction, c: &str) -> Result<(u64, u64), StorageError> {
+    let views = tx.open_table(VIEWS)?;
+    let entries = tx.open_table(ENTRIES)?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for row in views.range((c, "")..)? {
+        let (k, v) = row?;
+        if k.value().0 != c {
+            break;
+        }
+        if let EntryValue::File(f) = decode_stored_entry(&entries, &v.value().1)?.entry().value {
+            files += 1;
+            bytes += f.size;
+        }
+    }
+    Ok((files, bytes))
+}
+
+impl Store {
     /// Every snapshot, by collection then name.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
+        self.snapshots_in(None)
+    }
+
+    fn snapshots_in(&self, only: Option<&str>) -> Result<Vec<SnapshotInfo>, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(SNAPSHOTS)?;
             let mut out = Vec::new();
-            for row in table.iter()? {
+            let rows = match only {
+                Some(c) => table.range((c, "")..)?,
+                None => table.range::<(&str, &str)>(..)?,
+            };
+            for row in rows {
                 let (k, v) = row?;
                 let (collection, name) = k.value();
+                if only.is_some_and(|c| c != collection) {
+                    break;
+                }
                 let (_, created, files, bytes) = v.value();
                 out.push(SnapshotInfo {
                     collection: collection.to_owned(),
@@ -331,94 +546,109 @@ impl Store {
             Ok(out)
         })
     }
+}
 
-    fn snapshot_seq(
-        &self,
-        tx: &redb::ReadTransaction,
-        collection: &str,
-        name: &str,
-    ) -> Result<u64, SnapshotError> {
-        let table = tx.open_table(SNAPSHOTS).map_err(StorageError::from)?;
-        let row = table
-            .get((collection, name))
-            .map_err(StorageError::from)?
-            .ok_or_else(|| SnapshotError::NotFound {
-                collection: collection.to_owned(),
-                name: name.to_owned(),
-            })?;
-        Ok(row.value().0)
-    }
+/// The files of a view, in key order, read a page at a time (see [`Collection::list`]).
+#[derive(Debug)]
+pub struct Listing<'s> {
+    collection: Collection<'s>,
+    point: Point,
+    prefix: String,
+    after: Option<String>,
+    page: std::vec::IntoIter<ViewItem>,
+    done: bool,
+}
 
-    /// The changes from `from` to `to` (added: only in `to`).
-    pub fn diff(
-        &self,
-        collection: &str,
-        from: ViewPoint<'_>,
-        to: ViewPoint<'_>,
-    ) -> Result<Vec<Change>, SnapshotError> {
-        guarded(|| {
-            let old = self.list(collection, from, "")?;
-            let new = self.list(collection, to, "")?;
-            Ok(diff_sorted(
-                old.iter()
-                    .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-                new.iter()
-                    .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-            ))
-        })
-    }
+impl Iterator for Listing<'_> {
+    type Item = Result<ViewItem, StorageError>;
 
-    /// The changes `add_path(path, as_key)` would make to the current view: files only on disk
-    /// are added, files only in the archive (under the same key prefix) removed, files whose
-    /// content differs changed. Nothing is stored.
-    pub fn diff_dir(
-        &self,
-        collection: &str,
-        path: &Path,
-        as_key: Option<&str>,
-    ) -> Result<Vec<Change>, AddError> {
-        let walked = walk(path, as_key)?;
-        // A diff that silently missed an unreadable folder would report its files as removed.
-        if let Some(u) = walked.unreadable.first() {
-            return Err(AddError::BadPath {
-                path: u.path.clone(),
-                reason: u.reason.clone(),
-            });
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.page.next() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            let page = self.collection.read_page(
+                self.point,
+                &self.prefix,
+                self.after.as_deref(),
+                PAGE_SIZE,
+            );
+            match page {
+                Ok(page) => {
+                    self.done = page.next.is_none();
+                    self.after = page.next;
+                    self.page = page.items.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
         }
-        let found = walked.found;
-        let base = crate::walk::base_key(path, as_key)?;
-        let mut on_disk = Vec::with_capacity(found.len());
-        for f in &found {
-            let mut hasher = blake3::Hasher::new();
-            let read_err = |e| AddError::Read {
-                path: f.path.clone(),
-                source: e,
-            };
-            let mut file = fs::File::open(&f.path).map_err(read_err)?;
-            let size = io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(read_err)?;
-            on_disk.push((
-                f.key.clone(),
-                FileSummary {
-                    hash: hasher.finalize().into(),
-                    size,
-                },
-            ));
+    }
+}
+
+/// A listing as the key-ordered (key, content) pairs a diff merges.
+impl DiffSide for Listing<'_> {
+    fn next_file(&mut self) -> Option<Result<(String, FileSummary), StorageError>> {
+        self.next()
+            .map(|r| r.map(|i| (i.key, FileSummary::from(&i.file))))
+    }
+}
+
+/// The changes between two views, in key order, read a page at a time (see
+/// [`Collection::diff`]).
+#[derive(Debug)]
+pub struct Changes<'s>(ChangeMerge<Listing<'s>, Listing<'s>>);
+
+impl Iterator for Changes<'_> {
+    type Item = Result<Change, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+/// The versions of a key, in the order the store took them, a page at a time (see
+/// [`Collection::history`]).
+#[derive(Debug)]
+pub struct History<'s> {
+    collection: Collection<'s>,
+    key: String,
+    after: Option<u64>,
+    page: std::vec::IntoIter<Version>,
+    done: bool,
+}
+
+impl Iterator for History<'_> {
+    type Item = Result<Version, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(v) = self.page.next() {
+                return Some(Ok(v));
+            }
+            if self.done {
+                return None;
+            }
+            match self
+                .collection
+                .history_page(&self.key, self.after, PAGE_SIZE)
+            {
+                Ok(page) => {
+                    self.done = page.next.is_none();
+                    self.after = page.next;
+                    self.page = page.items.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
         }
-        let archived = self
-            .list(collection, ViewPoint::Current, &base)
-            .map_err(|e| match e {
-                SnapshotError::Storage(s) => AddError::Storage(s),
-                other => AddError::BadPath {
-                    path: path.to_owned(),
-                    reason: other.to_string(),
-                },
-            })?;
-        Ok(diff_sorted(
-            archived
-                .iter()
-                .map(|i| (i.key.as_str(), FileSummary::from(&i.file))),
-            on_disk.iter().map(|(k, s)| (k.as_str(), *s)),
-        ))
     }
 }
 

@@ -55,7 +55,9 @@ fn main() {
         let store = Store::init(&store_dir).expect("init store");
         let (report, secs) = timed(|| {
             store
-                .add_path("bench", &data_path, None, &mut NoProgress)
+                .collection("bench")
+                .unwrap()
+                .add_path(&data_path, None, &mut NoProgress)
                 .expect("add")
         });
         ingest_secs = ingest_secs.min(secs);

@@ -67,7 +67,10 @@ fn main() {
         let a = Store::open(root.join("a")).expect("store a");
         let b = Store::open(root.join("b")).expect("store b");
         let agreement = if fast {
-            a.agreement(&b.peer_id(), COLLECTION).expect("agreement")
+            a.collection(COLLECTION)
+                .expect("name")
+                .agreement(&b.peer_id())
+                .expect("agreement")
         } else {
             None
         };
@@ -85,12 +88,17 @@ fn main() {
         insert(&a, c);
         insert(&b, c);
         let agreement = fast.then(|| {
-            let (sa, sb) = (a.sync_seq().expect("seq"), b.sync_seq().expect("seq"));
+            let (sa, sb) = (
+                a.transfer().sync_seq().expect("seq"),
+                b.transfer().sync_seq().expect("seq"),
+            );
             let agreement = Agreement {
                 my_seq: sa,
                 their_seq: sb,
             };
-            a.record_agreement(&b.peer_id(), COLLECTION, agreement)
+            a.collection(COLLECTION)
+                .expect("name")
+                .record_agreement(&b.peer_id(), agreement)
                 .expect("record");
             agreement
         });
@@ -105,17 +113,35 @@ fn main() {
 
     // Warm the indexes as a running server has them, timing the first open.
     let cold_open = cpu_time(|| {
-        a.sync_index(COLLECTION).expect("index a");
+        a.collection(COLLECTION)
+            .unwrap()
+            .sync_index()
+            .expect("index a");
     });
-    b.sync_index(COLLECTION).expect("index b");
+    b.collection(COLLECTION)
+        .unwrap()
+        .sync_index()
+        .expect("index b");
 
     // `--repeat K` runs K extra sessions first (for profilers); the last one is reported.
     let repeat: u32 = arg_value(&args, "--repeat").map_or(0, |v| v.parse().expect("--repeat K"));
     for _ in 0..repeat {
-        let mut ra =
-            Reconciler::new(a.sync_index(COLLECTION).expect("index"), config).expect("config");
-        let mut rb =
-            Reconciler::new(b.sync_index(COLLECTION).expect("index"), config).expect("config");
+        let mut ra = Reconciler::new(
+            a.collection(COLLECTION)
+                .expect("name")
+                .sync_index()
+                .expect("index"),
+            config,
+        )
+        .expect("config");
+        let mut rb = Reconciler::new(
+            b.collection(COLLECTION)
+                .expect("name")
+                .sync_index()
+                .expect("index"),
+            config,
+        )
+        .expect("config");
         let mut f = ra.initiate(agreement).expect("initiate");
         let mut to_b = true;
         while let Some(next) = if to_b { rb.receive(&f) } else { ra.receive(&f) }.expect("session")
@@ -127,8 +153,14 @@ fn main() {
     let (mut cpu_a, mut cpu_b) = (0f64, 0f64);
     let mut ra = None;
     let mut frame = cpu_time_with(&mut cpu_a, || {
-        let mut r =
-            Reconciler::new(a.sync_index(COLLECTION).expect("index"), config).expect("config");
+        let mut r = Reconciler::new(
+            a.collection(COLLECTION)
+                .expect("name")
+                .sync_index()
+                .expect("index"),
+            config,
+        )
+        .expect("config");
         let f = r.initiate(agreement).expect("initiate");
         ra = Some(r);
         f
@@ -143,8 +175,14 @@ fn main() {
         let next = if to_b {
             cpu_time_with(&mut cpu_b, || {
                 let r = rb.get_or_insert_with(|| {
-                    Reconciler::new(b.sync_index(COLLECTION).expect("index"), config)
-                        .expect("config")
+                    Reconciler::new(
+                        b.collection(COLLECTION)
+                            .unwrap()
+                            .sync_index()
+                            .expect("index"),
+                        config,
+                    )
+                    .expect("config")
                 });
                 r.receive(&frame).expect("b receives")
             })
@@ -280,7 +318,7 @@ fn insert(store: &Store, entries: &[SignedEntry]) {
     let mut sorted: Vec<SignedEntry> = entries.to_vec();
     sorted.sort_by_key(|e| (e.entry().time, e.id()));
     for chunk in sorted.chunks(20_000) {
-        store.insert_entries(chunk).expect("insert");
+        store.transfer().insert_entries(chunk).expect("insert");
     }
 }
 

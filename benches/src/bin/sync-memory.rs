@@ -188,7 +188,9 @@ fn build_store(dir: &Path, n: u64, content: &str) {
             std::fs::write(folder.join(format!("{i}.txt")), bytes).expect("source file");
         }
         store
-            .add_path(COLLECTION, &src, Some(""), &mut NoProgress)
+            .collection(COLLECTION)
+            .unwrap()
+            .add_path(&src, Some(""), &mut NoProgress)
             .expect("add");
         std::fs::remove_dir_all(&src).expect("remove the source files");
         return;
@@ -209,7 +211,7 @@ fn build_store(dir: &Path, n: u64, content: &str) {
                 SignedEntry::sign(entry, &key).expect("sign")
             })
             .collect();
-        store.insert_entries(&entries).expect("insert");
+        store.transfer().insert_entries(&entries).expect("insert");
     }
 }
 

@@ -99,7 +99,9 @@ fn main() {
     let source_dir = tmp.path().join("source");
     Store::init(&source_dir)
         .expect("init source")
-        .add_path("bench", &file, None, &mut NoProgress)
+        .collection("bench")
+        .unwrap()
+        .add_path(&file, None, &mut NoProgress)
         .expect("add");
     std::fs::remove_file(&file).expect("remove input");
     let data = Arc::new(data);

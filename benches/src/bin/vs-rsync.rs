@@ -52,7 +52,9 @@ fn main() {
     let (_, ingest_secs) = timed(|| {
         Store::init(&a_dir)
             .expect("init A")
-            .add_path(COLLECTION, &tree, Some(""), &mut NoProgress)
+            .collection(COLLECTION)
+            .unwrap()
+            .add_path(&tree, Some(""), &mut NoProgress)
             .expect("add")
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -78,7 +80,9 @@ fn main() {
     let (_, reingest_secs) = timed(|| {
         a.node
             .store()
-            .add_path(COLLECTION, &tree, Some(""), &mut NoProgress)
+            .collection(COLLECTION)
+            .unwrap()
+            .add_path(&tree, Some(""), &mut NoProgress)
             .expect("re-add")
     });
     let archive_change = rt.block_on(b.sync_from(&a, COLLECTION, true, true));
@@ -191,10 +195,11 @@ fn change(tree: &Path, small: u64, large: u64, large_size: usize) -> (u64, u64) 
 fn listing(s: &Server) -> Vec<(String, archive_core::Hash)> {
     s.node
         .store()
-        .list(COLLECTION, ViewPoint::Current, "")
+        .collection(COLLECTION)
+        .expect("name")
+        .list(ViewPoint::Current, "")
         .expect("list")
-        .into_iter()
-        .map(|i| (i.key, i.file.hash))
+        .map(|i| i.map(|i| (i.key, i.file.hash)).expect("list"))
         .collect()
 }
 

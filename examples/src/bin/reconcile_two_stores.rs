@@ -12,28 +12,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Store::init(tmp.path().join("a"))?;
     let b = Store::init(tmp.path().join("b"))?;
     for i in 0..100 {
-        a.add_bytes(
-            "library",
-            &format!("book-{i}.txt"),
-            format!("book {i}").as_bytes(),
-        )?;
+        a.collection("library")?
+            .add_bytes(&format!("book-{i}.txt"), format!("book {i}").as_bytes())?;
     }
     // B starts with A's entries (as after an earlier sync), then both write something new.
-    let entries: Vec<_> = a
-        .list("library", archive_core::ViewPoint::Current, "")?
-        .into_iter()
-        .map(|item| {
-            a.entry(&item.entry)
-                .map(|e| e.expect("listed entries exist"))
-        })
-        .collect::<Result<_, _>>()?;
-    b.insert_entries(&entries)?;
-    a.add_bytes("library", "new-on-a.txt", b"written on A")?;
-    b.add_bytes("library", "new-on-b.txt", b"written on B")?;
+    let mut entries = Vec::new();
+    for item in a
+        .collection("library")?
+        .list(archive_core::ViewPoint::Current, "")?
+    {
+        entries.extend(a.entry(&item?.entry)?);
+    }
+    b.transfer().insert_entries(&entries)?;
+    a.collection("library")?
+        .add_bytes("new-on-a.txt", b"written on A")?;
+    b.collection("library")?
+        .add_bytes("new-on-b.txt", b"written on B")?;
 
     let config = ReconcileConfig::default();
-    let mut ra = Reconciler::new(a.sync_index("library")?, config)?;
-    let mut rb = Reconciler::new(b.sync_index("library")?, config)?;
+    let mut ra = Reconciler::new(a.collection("library")?.sync_index()?, config)?;
+    let mut rb = Reconciler::new(b.collection("library")?.sync_index()?, config)?;
     let mut frame = ra.initiate(None)?;
     let mut to_b = true;
     while let Some(next) = if to_b {

@@ -1,0 +1,143 @@
+//! [`Collection`]: one collection of a store, its name checked once.
+
+use std::path::Path;
+
+use super::Store;
+use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::error::{AddError, EntryError, ExportError, StorageError};
+use crate::identity::PeerId;
+use crate::names::{validate_collection, NameError};
+use crate::store::{AddProgress, AddReport, ExportReport, StoreSyncIndex, ViewPoint};
+use crate::sync::Agreement;
+
+/// One collection of a [`Store`]: what an embedding program reads and writes. Get it from
+/// [`Store::collection`], which checks the name once.
+///
+/// A collection is a grow-only set of signed entries; its view shows, per key, the latest
+/// entry's file. Writing means adding an entry ([`Collection::put`], [`Collection::remove`],
+/// [`Collection::add_bytes`], [`Collection::add_path`]); reading comes a page at a time
+/// ([`Collection::list`], [`Collection::diff`], [`Collection::history`]).
+///
+/// Cheap to clone; it borrows the store.
+#[derive(Debug, Clone)]
+pub struct Collection<'s> {
+    pub(super) store: &'s Store,
+    name: String,
+}
+
+impl Store {
+    /// The collection named `name` (it need not have entries yet). Fails if the name breaks
+    /// the naming rules (see [`validate_collection`]).
+    pub fn collection(&self, name: &str) -> Result<Collection<'_>, NameError> {
+        validate_collection(name)?;
+        Ok(self.collection_unchecked(name))
+    }
+
+    /// A handle on a collection whose name this store already holds (it was checked when it
+    /// was written, possibly by an earlier version with other rules).
+    pub(crate) fn collection_unchecked(&self, name: &str) -> Collection<'_> {
+        Collection {
+            store: self,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl<'s> Collection<'s> {
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store it belongs to.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    /// Writes a signed entry that puts `file` at `key`. The file's blobs must be in the store
+    /// (they are after [`Collection::add_bytes`] or [`Collection::add_path`] stored them
+    /// under another key, or after a transfer).
+    pub fn put(&self, key: &str, file: FileRef) -> Result<SignedEntry, EntryError> {
+        let mut written = self
+            .store
+            .write_entries(&self.name, &[(key.to_owned(), EntryValue::File(file))])?;
+        written.pop().ok_or_else(|| {
+            EntryError::Storage(StorageError::Damaged("a write returned no entry".into()))
+        })
+    }
+
+    /// Removes keys by writing tombstones. Every key must currently hold a file; if one does
+    /// not, nothing is written ([`EntryError::NoSuchKey`]).
+    pub fn remove<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<SignedEntry>, EntryError> {
+        for key in keys {
+            if self.get(key.as_ref())?.is_none() {
+                return Err(EntryError::NoSuchKey {
+                    collection: self.name.clone(),
+                    key: key.as_ref().to_owned(),
+                });
+            }
+        }
+        let values: Vec<_> = keys
+            .iter()
+            .map(|k| (k.as_ref().to_owned(), EntryValue::Tombstone))
+            .collect();
+        self.store.write_entries(&self.name, &values)
+    }
+
+    /// Stores `data` as a file (chunked if large) and puts it at `key`. Returns the entry, or
+    /// `None` if the key already held exactly this content.
+    pub fn add_bytes(&self, key: &str, data: &[u8]) -> Result<Option<SignedEntry>, AddError> {
+        self.store.add_bytes(&self.name, key, data)
+    }
+
+    /// Adds a file or folder (recursively). A file's key is `as_key` or its name; a folder's
+    /// files go under `as_key` (empty: at the root) or the folder's name. Symbolic links and
+    /// special files are skipped and reported; a file that cannot be read is reported in
+    /// [`AddReport::failed`] while the rest is added.
+    pub fn add_path(
+        &self,
+        path: &Path,
+        as_key: Option<&str>,
+        progress: &mut dyn AddProgress,
+    ) -> Result<AddReport, AddError> {
+        self.store.add_path(&self.name, path, as_key, progress)
+    }
+
+    /// Writes every file of a view under `dest` (created if missing), byte for byte.
+    ///
+    /// A file already there with the same content is left alone; one with different content
+    /// (or a link where a file goes) is an error unless `overwrite`, and the export then
+    /// writes nothing. Nothing is written outside `dest`: links below it are never followed.
+    /// Keys that cannot be written safely (a link or a file where a folder goes, a key that is
+    /// also a folder of other keys, a name the file system refuses) are skipped and listed
+    /// in [`ExportReport::skipped`]; everything else is exported.
+    pub fn export(
+        &self,
+        at: ViewPoint<'_>,
+        dest: &Path,
+        overwrite: bool,
+    ) -> Result<ExportReport, ExportError> {
+        self.store.export(self, at, dest, overwrite)
+    }
+
+    /// A consistent view of the collection's entries for a reconciliation session (see
+    /// [`crate::sync`]). It holds a read transaction until dropped.
+    pub fn sync_index(&self) -> Result<StoreSyncIndex, StorageError> {
+        self.store.sync_index(&self.name)
+    }
+
+    /// What this store last agreed with `peer` about this collection.
+    pub fn agreement(&self, peer: &PeerId) -> Result<Option<Agreement>, StorageError> {
+        self.store.agreement(peer, &self.name)
+    }
+
+    /// Remembers that this store and `peer` held the same entries of this collection at
+    /// these insertion counters (the next reconciliation can then take the fast path).
+    pub fn record_agreement(
+        &self,
+        peer: &PeerId,
+        agreement: Agreement,
+    ) -> Result<(), StorageError> {
+        self.store.record_agreement(peer, &self.name, agreement)
+    }
+}
