@@ -15,6 +15,7 @@ use bao_tree::{BaoTree, BlockSize, ByteRanges};
 use redb::{ReadableTable, Table};
 
 use crate::error::{ReadError, StorageError};
+use crate::fault::{self, Point, WriteStep};
 use crate::format::layout::{
     BLOBS, BLOB_DIR, INLINE_BLOBS, INLINE_MAX, LOCATION_FILE, LOCATION_INLINE, OUTBOARDS, TMP_DIR,
 };
@@ -130,6 +131,7 @@ impl BlobFiles {
             f.write_all(&blob.data)?;
             start_writeback(&f);
             drop(f);
+            fault::point(Point::Write(WriteStep::BlobWritten));
             let parent = final_path.parent().expect("blob paths have a parent");
             if let Err(e) = fs::rename(&tmp, &final_path) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -138,6 +140,7 @@ impl BlobFiles {
                 private_dir_builder().create(parent)?;
                 fs::rename(&tmp, &final_path)?;
             }
+            fault::point(Point::Write(WriteStep::BlobRenamed));
             Ok(())
         })();
         result.map_err(|e| {
@@ -149,7 +152,9 @@ impl BlobFiles {
     /// Makes every blob file written so far durable (data and directory entries), so a commit
     /// that refers to them may follow.
     pub(crate) fn make_durable(&self) -> Result<(), StorageError> {
-        sync_filesystem(&self.blob_dir).map_err(|e| StorageError::io(&self.blob_dir, e))
+        sync_filesystem(&self.blob_dir).map_err(|e| StorageError::io(&self.blob_dir, e))?;
+        fault::point(Point::Write(WriteStep::BlobsDurable));
+        Ok(())
     }
 }
 
@@ -261,6 +266,7 @@ impl<'a> BlobReader<'a> {
 
     /// The whole blob, verified against its hash.
     pub(crate) fn read(&self, hash: &Hash) -> Result<Vec<u8>, ReadError> {
+        fault::point(Point::BlobRead(hash));
         let (size, location) =
             lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
         let data = match location {
@@ -328,6 +334,7 @@ impl<'a> BlobReader<'a> {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, ReadError> {
+        fault::point(Point::BlobRead(hash));
         let (size, location) =
             lookup(&self.blobs, hash)?.ok_or(ReadError::NotFound { hash: *hash })?;
         if start > end || end > size {

@@ -53,6 +53,8 @@ mod clock;
 mod diff;
 mod entry;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 mod format;
 mod hash;
 mod identity;
@@ -87,6 +89,9 @@ pub use store::{
     ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
+
+#[doc(hidden)]
+pub use store::set_call_check;
 
 /// Entry points for `cargo fuzz` targets: decoders of untrusted bytes that are otherwise
 /// internal. Not part of the supported API.

@@ -10,6 +10,7 @@ use crate::blobs::{self, BlobReader, BlobTables};
 use crate::clock::Timestamp;
 use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, ReadError, StorageError, TransferError};
+use crate::fault::{self, Point, WriteStep};
 use crate::format::layout::{
     BLOBS, BLOB_REFS, DENIED, FILES, INLINE_BLOBS, LOCATION_FILE, LOCATION_INLINE, NO_MANIFEST,
     OUTBOARDS,
@@ -363,6 +364,7 @@ impl Transfer<'_> {
         let Some((size, location)) = blobs::lookup(table, hash)? else {
             return Ok(None);
         };
+        fault::point(Point::BlobRead(hash));
         let (data, outboard) = match location {
             LOCATION_INLINE => {
                 let data = inline
@@ -443,7 +445,9 @@ impl Transfer<'_> {
                 counters.blob_bytes = new_bytes;
                 counters.finish_counters_only()?;
             }
+            fault::point(Point::Write(WriteStep::Commit));
             tx.commit()?;
+            fault::point(Point::Write(WriteStep::Committed));
             Ok(new_bytes)
         })
     }

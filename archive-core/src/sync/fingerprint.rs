@@ -18,23 +18,6 @@ pub struct SyncKey {
     pub id: EntryId,
 }
 
-impl SyncKey {
-    /// The 40-byte big-endian form whose byte order is the item order (the redb key).
-    pub(crate) fn to_bytes(self) -> [u8; 40] {
-        let mut out = [0u8; 40];
-        out[..8].copy_from_slice(&self.time.to_be_bytes());
-        out[8..].copy_from_slice(self.id.as_bytes());
-        out
-    }
-
-    pub(crate) fn from_bytes(b: &[u8; 40]) -> Self {
-        SyncKey {
-            time: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
-            id: EntryId::from_bytes(b[8..].try_into().expect("32 bytes")),
-        }
-    }
-}
-
 impl fmt::Debug for SyncKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -52,8 +35,8 @@ impl fmt::Debug for SyncKey {
 /// A running sum and count of items.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub struct Accumulator {
-    sum: [u64; 4],
-    count: u64,
+    pub(crate) sum: [u64; 4],
+    pub(crate) count: u64,
 }
 
 impl Accumulator {
@@ -108,29 +91,10 @@ impl Accumulator {
 
     /// The 16-byte fingerprint.
     pub fn fingerprint(&self) -> Fingerprint {
-        // BLAKE3 of the 40-byte form: the four limbs, then the count, all little-endian.
+        // BLAKE3 of the 40-byte form (see `format::sync_index`): the four limbs, then the
+        // count, all little-endian.
         let digest = blake3::hash(&self.to_bytes());
         Fingerprint(digest.as_bytes()[..16].try_into().expect("16 bytes"))
-    }
-
-    pub(crate) fn to_bytes(self) -> [u8; 40] {
-        let mut out = [0u8; 40];
-        for (i, limb) in self.sum.iter().enumerate() {
-            out[i * 8..i * 8 + 8].copy_from_slice(&limb.to_le_bytes());
-        }
-        out[32..].copy_from_slice(&self.count.to_le_bytes());
-        out
-    }
-
-    pub(crate) fn from_bytes(b: &[u8; 40]) -> Self {
-        let mut sum = [0u64; 4];
-        for (i, limb) in sum.iter_mut().enumerate() {
-            *limb = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        }
-        Accumulator {
-            sum,
-            count: u64::from_le_bytes(b[32..].try_into().expect("8 bytes")),
-        }
     }
 }
 
@@ -166,19 +130,5 @@ mod tests {
             z.add_bytes(&[0; 32]);
             z.fingerprint()
         });
-    }
-
-    #[test]
-    fn key_bytes_sort_like_keys() {
-        let a = SyncKey {
-            time: 1,
-            id: EntryId::from_bytes([9; 32]),
-        };
-        let b = SyncKey {
-            time: 256,
-            id: EntryId::from_bytes([0; 32]),
-        };
-        assert!(a < b && a.to_bytes() < b.to_bytes());
-        assert_eq!(SyncKey::from_bytes(&b.to_bytes()), b);
     }
 }

@@ -6,8 +6,8 @@ use crate::entry::EntryId;
 use std::collections::HashSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
-use super::wire::Bound;
 use crate::error::StorageError;
+use crate::format::sync_wire::Bound;
 
 /// A sorted set of items the session reads by position (0-based, in item order).
 pub trait SyncIndex {

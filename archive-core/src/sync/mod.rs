@@ -8,11 +8,12 @@
 mod fingerprint;
 mod index;
 mod session;
-mod wire;
 
+pub use crate::format::sync_wire::{
+    Bound, FastReply, Message, Mode, Range, WireError, MAX_FRAME_LIMIT, WIRE_VERSION,
+};
 pub use fingerprint::{Accumulator, Fingerprint, SyncKey};
 pub use index::{MemoryIndex, SyncIndex};
 pub use session::{Agreement, ReconcileConfig, Reconciler, SyncStats, MIN_FRAME_LIMIT};
-pub use wire::{Bound, FastReply, Message, Mode, Range, WireError, MAX_FRAME_LIMIT, WIRE_VERSION};
 
 pub(crate) use index::even_split;

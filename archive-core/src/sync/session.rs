@@ -18,8 +18,10 @@ use std::collections::BTreeSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
 use super::index::{even_split, SyncIndex};
-use super::wire::{Bound, FastReply, Message, Mode, Range, RangesWriter, MAX_FRAME_LIMIT};
 use crate::error::SyncError;
+use crate::format::sync_wire::{
+    Bound, FastReply, Message, Mode, Range, RangesWriter, MAX_FRAME_LIMIT,
+};
 
 /// The smallest frame limit accepted: room for the largest single range.
 pub const MIN_FRAME_LIMIT: usize = 4096;

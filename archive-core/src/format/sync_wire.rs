@@ -26,8 +26,8 @@
 //! ```
 //! Every count is checked against the bytes left before anything is allocated.
 
-use super::fingerprint::{Fingerprint, SyncKey};
 use crate::entry::EntryId;
+use crate::sync::{Fingerprint, SyncKey};
 
 /// The version byte that starts every frame.
 pub const WIRE_VERSION: u8 = 1;

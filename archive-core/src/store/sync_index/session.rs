@@ -1,0 +1,394 @@
+//! A reconciliation session's view of one collection: one read transaction and the matching
+//! summaries; blocks it needs inside are read once, in place, within a memory budget.
+
+use std::sync::Arc;
+
+use super::summaries::{Summaries, SummaryCache};
+use crate::entry::EntryId;
+use crate::error::StorageError;
+use crate::format::layout::{ENTRIES, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_TOTALS};
+use crate::format::sync_index::{packed_id, packed_item, packed_less};
+use crate::store::call_check;
+use crate::sync::{even_split, Accumulator, Bound, SyncIndex, SyncKey};
+
+/// Items between two prefix checkpoints of a loaded block.
+const CHECKPOINT_STRIDE: usize = 8;
+
+/// Packed item bytes a session keeps loaded before it lets go of them (and reads again if
+/// asked again): bounds the memory a session can hold, whatever the other side asks for.
+const LOADED_BYTES_BUDGET: usize = 16 * 1024 * 1024;
+
+/// A block read in this session: its packed items as stored, in redb's page (no copy, no
+/// parse), and the running sum at every [`CHECKPOINT_STRIDE`]-th item.
+struct LoadedBlock {
+    items: redb::AccessGuard<'static, &'static [u8]>,
+    /// `checkpoints[j]`: sum and count of the block's items `..j * CHECKPOINT_STRIDE`.
+    checkpoints: Vec<Accumulator>,
+}
+
+impl LoadedBlock {
+    fn bytes(&self) -> &[u8] {
+        self.items.value()
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len() / 40
+    }
+
+    fn item(&self, i: usize) -> &[u8; 40] {
+        packed_item(self.bytes(), i)
+    }
+
+    fn key(&self, i: usize) -> SyncKey {
+        SyncKey::from_bytes(self.item(i))
+    }
+
+    /// Items below `bound`, by binary search over the packed items.
+    fn lower_bound(&self, bound: &[u8; 40]) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if packed_less(self.item(mid), bound) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Sum and count of the block's items `..i`.
+    fn prefix(&self, i: usize) -> Accumulator {
+        let j = i / CHECKPOINT_STRIDE;
+        let mut acc = self.checkpoints[j];
+        for at in j * CHECKPOINT_STRIDE..i {
+            acc.add_bytes(packed_id(self.item(at)));
+        }
+        acc
+    }
+}
+
+impl std::fmt::Debug for LoadedBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedBlock")
+            .field("items", &self.len())
+            .finish()
+    }
+}
+
+/// One collection's items, as of one moment, for a reconciliation session.
+#[derive(Debug)]
+pub struct StoreSyncIndex {
+    collection: String,
+    summaries: Arc<Summaries>,
+    items: redb::ReadOnlyTable<(&'static str, [u8; 40]), &'static [u8]>,
+    log: redb::ReadOnlyTable<(&'static str, u64), [u8; 40]>,
+    entries: redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
+    total: Accumulator,
+    /// Blocks read in this session, by block number.
+    loaded: Vec<Option<Box<LoadedBlock>>>,
+    /// Packed bytes of the blocks in `loaded`.
+    loaded_bytes: usize,
+    /// Most packed bytes kept in `loaded` ([`LOADED_BYTES_BUDGET`]; smaller in tests).
+    loaded_budget: usize,
+    /// The block of the last lookup: where the next search starts.
+    hint: usize,
+}
+
+impl StoreSyncIndex {
+    pub(crate) fn open(
+        db: &redb::Database,
+        cache: &SummaryCache,
+        collection: &str,
+    ) -> Result<Self, StorageError> {
+        let (tx, summaries) = cache.snapshot(db, collection)?;
+        let total = tx
+            .open_table(SYNC_TOTALS)?
+            .get(collection)?
+            .map(|v| Accumulator::from_bytes(&v.value()))
+            .unwrap_or_default();
+        if total.count() != summaries.len() {
+            return Err(StorageError::Damaged(format!(
+                "sync index of `{collection}`: blocks hold {} items, the total says {}",
+                summaries.len(),
+                total.count()
+            )));
+        }
+        Ok(StoreSyncIndex {
+            collection: collection.to_owned(),
+            summaries,
+            items: tx.open_table(SYNC_BLOCK_ITEMS)?,
+            log: tx.open_table(SYNC_LOG)?,
+            entries: tx.open_table(ENTRIES)?,
+            total,
+            loaded: Vec::new(),
+            loaded_bytes: 0,
+            loaded_budget: LOADED_BYTES_BUDGET,
+            hint: 0,
+        })
+    }
+
+    /// Block `i` (read once per session while the budget allows): one database read, then
+    /// one pass over the stored bytes that checks order and sum against the block's summary
+    /// and keeps a running sum every [`CHECKPOINT_STRIDE`] items.
+    fn load(&mut self, i: usize) -> Result<&LoadedBlock, StorageError> {
+        call_check();
+        if self.loaded.len() <= i {
+            self.loaded.resize_with(i + 1, || None);
+        }
+        if self.loaded[i].is_none() {
+            let b = self.summaries.blocks[i];
+            let c = self.collection.as_str();
+            let damaged = || {
+                StorageError::Damaged(format!(
+                    "sync index of `{c}`: a block's items disagree with its summary"
+                ))
+            };
+            let items = self
+                .items
+                .get((c, b.first.to_bytes()))?
+                .ok_or_else(damaged)?;
+            let bytes = items.value();
+            if bytes.len() as u64 != b.acc.count() * 40 {
+                return Err(damaged());
+            }
+            let mut checkpoints = Vec::with_capacity(bytes.len() / 40 / CHECKPOINT_STRIDE + 1);
+            let mut acc = Accumulator::default();
+            let mut prev: Option<&[u8; 40]> = None;
+            for (n, item) in bytes.chunks_exact(40).enumerate() {
+                let item: &[u8; 40] = item.try_into().expect("40 bytes");
+                if n % CHECKPOINT_STRIDE == 0 {
+                    checkpoints.push(acc);
+                }
+                if prev.is_some_and(|p| !packed_less(p, item)) {
+                    return Err(damaged());
+                }
+                acc.add_bytes(packed_id(item));
+                prev = Some(item);
+            }
+            let first = SyncKey::from_bytes(bytes[..40].try_into().expect("40 bytes"));
+            let last = SyncKey::from_bytes(bytes[bytes.len() - 40..].try_into().expect("40"));
+            if acc != b.acc || first != b.first || last != b.last {
+                return Err(damaged());
+            }
+            let size = bytes.len();
+            if self.loaded_bytes + size > self.loaded_budget {
+                self.loaded.iter_mut().for_each(|b| *b = None);
+                self.loaded_bytes = 0;
+            }
+            self.loaded_bytes += size;
+            self.loaded[i] = Some(Box::new(LoadedBlock { items, checkpoints }));
+        }
+        Ok(self.loaded[i].as_deref().expect("just loaded"))
+    }
+
+    fn block_of(&mut self, pos: u64) -> usize {
+        self.hint = self.summaries.block_of(pos, self.hint);
+        self.hint
+    }
+
+    fn prefix(&mut self, pos: u64) -> Result<Accumulator, StorageError> {
+        if pos >= self.summaries.len() {
+            return Ok(*self.summaries.cum_acc.last().expect("non-empty"));
+        }
+        let i = self.block_of(pos);
+        let start = self.summaries.cum_count[i];
+        let base = self.summaries.cum_acc[i];
+        if pos == start {
+            return Ok(base);
+        }
+        let mut acc = base;
+        acc.merge(&self.load(i)?.prefix((pos - start) as usize));
+        Ok(acc)
+    }
+}
+
+impl SyncIndex for StoreSyncIndex {
+    fn len(&mut self) -> Result<u64, StorageError> {
+        Ok(self.summaries.len())
+    }
+
+    fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
+        let Bound::Key(b) = bound else {
+            return Ok(self.summaries.len());
+        };
+        let j = self.summaries.blocks_below(b, self.hint);
+        self.hint = j.saturating_sub(1);
+        if j == 0 {
+            return Ok(0);
+        }
+        let i = j - 1;
+        if self.summaries.blocks[i].last < *b {
+            return Ok(self.summaries.cum_count[j]);
+        }
+        let start = self.summaries.cum_count[i];
+        let bound = b.to_bytes();
+        Ok(start + self.load(i)?.lower_bound(&bound) as u64)
+    }
+
+    fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
+        let i = self.block_of(pos);
+        let start = self.summaries.cum_count[i];
+        if pos == start {
+            return Ok(self.summaries.blocks[i].first);
+        }
+        if pos + 1 == self.summaries.cum_count[i + 1] {
+            return Ok(self.summaries.blocks[i].last);
+        }
+        Ok(self.load(i)?.key((pos - start) as usize))
+    }
+
+    fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
+        let upper = self.prefix(hi)?;
+        Ok(upper.minus(&self.prefix(lo)?))
+    }
+
+    fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
+        let mut out = Vec::with_capacity((hi - lo) as usize);
+        let mut pos = lo;
+        while pos < hi {
+            let i = self.block_of(pos);
+            let start = self.summaries.cum_count[i];
+            let end = self.summaries.cum_count[i + 1].min(hi);
+            let block = self.load(i)?;
+            out.extend(((pos - start) as usize..(end - start) as usize).map(|at| block.key(at)));
+            pos = end;
+        }
+        Ok(out)
+    }
+
+    /// Prefers block starts (no block read needed on either side); splits inside blocks only
+    /// when the range spans too few of them.
+    fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
+        let cc = &self.summaries.cum_count;
+        let first = cc.partition_point(|c| *c <= lo);
+        let last = cc.partition_point(|c| *c < hi);
+        let starts = &cc[first..last];
+        if (starts.len() as u64) < parts / 2 {
+            return Ok(even_split(lo, hi, parts));
+        }
+        let mut out = Vec::with_capacity(parts as usize);
+        for k in 1..parts {
+            let target = lo + (hi - lo) * k / parts;
+            let at = starts.partition_point(|s| *s < target);
+            let pick = match (at.checked_sub(1).map(|x| starts[x]), starts.get(at)) {
+                (Some(a), Some(b)) => {
+                    if target - a <= b - target {
+                        a
+                    } else {
+                        *b
+                    }
+                }
+                (Some(a), None) => a,
+                (None, Some(b)) => *b,
+                (None, None) => continue,
+            };
+            if out.last() != Some(&pick) {
+                out.push(pick);
+            }
+        }
+        Ok(out)
+    }
+
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
+        call_check();
+        Ok(self.entries.get(id.as_bytes())?.is_some())
+    }
+
+    fn total(&mut self) -> Result<Accumulator, StorageError> {
+        Ok(self.total)
+    }
+
+    fn added_since(
+        &mut self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SyncKey>>, StorageError> {
+        call_check();
+        let c = self.collection.as_str();
+        let mut out = Vec::new();
+        for row in self.log.range((c, seq)..=(c, u64::MAX))? {
+            if out.len() == limit {
+                return Ok(None);
+            }
+            out.push(SyncKey::from_bytes(&row?.1.value()));
+        }
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::summaries::partition_point_near;
+    use crate::sync::{Bound, MemoryIndex, SyncIndex, SyncKey};
+    use crate::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_session_over_its_memory_budget_reads_blocks_again_and_stays_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let key = SecretKey::from_bytes([7; 32]);
+        let entries: Vec<SignedEntry> = (0..3_000u64)
+            .map(|i| {
+                let entry = Entry {
+                    collection: "c".into(),
+                    key: format!("k{i}"),
+                    value: EntryValue::Tombstone,
+                    author: key.public(),
+                    time: Timestamp::from_raw(1_000 + (i * 7_919) % 3_000),
+                };
+                SignedEntry::sign(entry, &key).unwrap()
+            })
+            .collect();
+        store.insert_entries(&entries).unwrap();
+        let mut model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
+            time: e.entry().time.raw(),
+            id: e.id(),
+        }));
+        let mut index = store.sync_index("c").unwrap();
+        // Room for about two blocks: walking the collection twice evicts again and again.
+        index.loaded_budget = 2 * 256 * 40;
+        let n = model.len().unwrap();
+        for _ in 0..2 {
+            for p in (0..n).step_by(5) {
+                assert_eq!(index.key_at(p).unwrap(), model.key_at(p).unwrap());
+                assert_eq!(
+                    index.accumulate(p / 2, p).unwrap(),
+                    model.accumulate(p / 2, p).unwrap()
+                );
+                let k = model.key_at(p).unwrap();
+                assert_eq!(
+                    index.lower_bound(&Bound::Key(k)).unwrap(),
+                    model.lower_bound(&Bound::Key(k)).unwrap()
+                );
+            }
+        }
+        // Blocks were let go of: fewer are held than exist, within the budget (a block larger
+        // than the whole budget is held alone).
+        let held = index.loaded.iter().flatten().count();
+        assert!(
+            held >= 1 && held < index.summaries.blocks.len(),
+            "{held} held"
+        );
+        assert!(held == 1 || index.loaded_bytes <= index.loaded_budget);
+    }
+
+    proptest! {
+        #[test]
+        fn galloping_search_equals_partition_point_from_every_hint(
+            mut values in proptest::collection::vec(0u32..64, 0..80),
+            probe in 0u32..66,
+        ) {
+            values.sort_unstable();
+            let expected = values.partition_point(|v| *v < probe);
+            for hint in 0..values.len() + 2 {
+                prop_assert_eq!(
+                    partition_point_near(&values, hint, |v| *v < probe),
+                    expected,
+                    "hint {}", hint
+                );
+            }
+        }
+    }
+}
