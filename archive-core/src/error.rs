@@ -62,7 +62,7 @@ impl StorageError {
 #[non_exhaustive]
 pub enum OpenError {
     /// No store lives in this folder.
-    #[error("no archive store at {} (run `archive init` first)", dir.display())]
+    #[error("no archive store at {}", dir.display())]
     NotInitialized {
         /// The data folder.
         dir: PathBuf,
@@ -74,7 +74,7 @@ pub enum OpenError {
         dir: PathBuf,
     },
     /// The store was written by a newer version of this software.
-    #[error("the store at {} has format version {found}, newer than this program supports ({supported}); upgrade archive", dir.display())]
+    #[error("the store at {} has format version {found}, newer than this program supports ({supported})", dir.display())]
     NewerFormat {
         /// The data folder.
         dir: PathBuf,
@@ -92,7 +92,7 @@ pub enum OpenError {
         reason: String,
     },
     /// The data folder belongs to another user.
-    #[error("the store at {} belongs to user id {owner}, not to this user (id {user}); run archive as its owner", dir.display())]
+    #[error("the store at {} belongs to user id {owner}, not to this user (id {user})", dir.display())]
     NotOwner {
         /// The data folder.
         dir: PathBuf,
@@ -102,7 +102,7 @@ pub enum OpenError {
         user: u32,
     },
     /// The data folder is open to other users: they could read the secret key and the blobs.
-    #[error("the store at {} is open to other users (mode {mode:03o}); make it private with `chmod 700 {}`", dir.display(), dir.display())]
+    #[error("the store at {} is open to other users (mode {mode:03o})", dir.display())]
     Exposed {
         /// The data folder.
         dir: PathBuf,
@@ -221,7 +221,7 @@ pub enum EntryError {
     #[error(transparent)]
     Name(#[from] NameError),
     /// The entry is dated later than this store accepts (see `Store::accepts_time`).
-    #[error("entry {id} is dated {time}, later than this server accepts ({limit}); if this server's clock is far behind, set it")]
+    #[error("entry {id} is dated {time}, later than this server accepts ({limit})")]
     TooFarAhead {
         /// The entry.
         id: EntryId,
@@ -284,6 +284,15 @@ pub enum AddError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// A path gives no key by itself (no name, a name that is not UTF-8, or an empty key for
+    /// a file): the key must be given.
+    #[error("{}: {reason}", path.display())]
+    NeedsKey {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
     },
     /// The entry for the file could not be written.
     #[error(transparent)]

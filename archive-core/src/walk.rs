@@ -42,14 +42,14 @@ pub(crate) fn base_key(path: &Path, as_key: Option<&str>) -> Result<String, AddE
         None => fs::canonicalize(path)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_owned()))
-            .ok_or_else(|| AddError::BadPath {
+            .ok_or_else(|| AddError::NeedsKey {
                 path: path.to_owned(),
-                reason: "has no name to use as a key; give one with --as".into(),
+                reason: "it has no name to use as a key",
             })?,
     };
-    name.into_string().map_err(|_| AddError::BadPath {
+    name.into_string().map_err(|_| AddError::NeedsKey {
         path: path.to_owned(),
-        reason: "its name is not valid UTF-8; give a key with --as".into(),
+        reason: "its name is not valid UTF-8",
     })
 }
 
@@ -94,9 +94,9 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
         walk_dir(path, &base, &mut walk)?;
     } else if meta.is_file() {
         if base.is_empty() {
-            return Err(AddError::BadPath {
+            return Err(AddError::NeedsKey {
                 path: path.to_owned(),
-                reason: "a file needs a key; --as cannot be empty for a file".into(),
+                reason: "a file needs a key, and the key given is empty",
             });
         }
         walk.found.push(FoundFile {

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod context;
 mod control;
+mod hints;
 mod net_commands;
 mod output;
 mod peers;

@@ -124,6 +124,9 @@ impl JsonArray {
 /// Prints a command's error the way `archive` does: `archive: error: ...` with its causes.
 pub(crate) fn errln_error(err: &anyhow::Error) {
     let _ = writeln!(stderr(), "archive: error: {err:#}");
+    if let Some(hint) = crate::hints::hint(err) {
+        let _ = writeln!(stderr(), "archive: hint: {hint}");
+    }
 }
 
 /// A name as printed for people: control characters (which could forge lines or send terminal

@@ -52,7 +52,7 @@ fn a_store_of_a_newer_format_version() {
     fs::write(a.data_dir().join("FORMAT"), "archive-store 7\n").unwrap();
     let err = a.fails(&["ls"]);
     assert!(
-        err.contains("format version 7") && err.contains("upgrade"),
+        err.contains("format version 7") && err.contains("hint: this store needs a newer version"),
         "{err}"
     );
     let err = a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);

@@ -210,9 +210,7 @@ impl Hostile {
                     };
                     if let Blob::Announced(size) = blob {
                         let header = encode_frame(&BlobHeader::Found { size: *size });
-                        send.write_all(&header)
-                            .await
-                            .map_err(|e| NetError::Io(e.to_string()))?;
+                        send.write_all(&header).await.map_err(NetError::from)?;
                         break;
                     }
                     let data = blob.bytes();
@@ -224,12 +222,8 @@ impl Hostile {
                     let header = encode_frame(&BlobHeader::Found {
                         size: data.len() as u64,
                     });
-                    send.write_all(&header)
-                        .await
-                        .map_err(|e| NetError::Io(e.to_string()))?;
-                    send.write_all(&encoded)
-                        .await
-                        .map_err(|e| NetError::Io(e.to_string()))?;
+                    send.write_all(&header).await.map_err(NetError::from)?;
+                    send.write_all(&encoded).await.map_err(NetError::from)?;
                 }
             }
             _ => {}

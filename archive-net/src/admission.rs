@@ -49,6 +49,9 @@ pub struct Caps {
     /// Bytes of blob encodings held for one peer at once (of the node's
     /// `Limits::serve_memory`).
     pub serve_memory_per_peer: usize,
+    /// Store operations run for one peer at once (of the node's `Limits::store_reads`): a
+    /// peer whose reads are slow cannot take the slots another peer's sync needs.
+    pub store_reads_per_peer: usize,
     /// Streams one connection may have open at once (a QUIC transport limit).
     pub streams_per_connection: u32,
     /// Handshakes one source IP may start per minute (address-validated ones; as many more
@@ -65,6 +68,7 @@ impl Default for Caps {
             requests_per_peer: 8,
             sessions_per_peer: 2,
             serve_memory_per_peer: 32 * 1024 * 1024,
+            store_reads_per_peer: 2,
             streams_per_connection: 16,
             handshakes_per_minute: 30,
             idle: Duration::from_secs(120),
@@ -257,6 +261,8 @@ pub(crate) struct PeerShare {
     pub(crate) sessions: Arc<Semaphore>,
     /// Bytes of blob encodings waiting to be sent.
     pub(crate) serve_memory: Arc<Semaphore>,
+    /// Store operations run for it at once (of the node's `Limits::store_reads`).
+    pub(crate) reads: Arc<Semaphore>,
 }
 
 /// A connection counted against its peer's cap until dropped.
@@ -303,6 +309,7 @@ impl PeerSlots {
                 serve_memory: Arc::new(Semaphore::new(
                     self.caps.serve_memory_per_peer.clamp(1, u32::MAX as usize),
                 )),
+                reads: Arc::new(Semaphore::new(self.caps.store_reads_per_peer.max(1))),
             }),
         });
         if state.connections >= self.caps.connections_per_peer.max(1) {

@@ -8,7 +8,7 @@ use archive_core::{EntryId, Refused, StoreSyncIndex};
 use iroh::endpoint::Connection;
 use iroh::{Endpoint, EndpointAddr};
 
-use crate::error::NetError;
+use crate::error::{ConnectFailure, NetError};
 use crate::node::{peer_id, Counters, Node};
 use crate::server::{serve_connection, summary};
 use crate::wire::{
@@ -24,15 +24,15 @@ pub async fn connect(
     addr: EndpointAddr,
     timeout: Duration,
 ) -> Result<Connection, NetError> {
-    let peer = addr.id.to_string();
+    let peer = addr.id;
     match tokio::time::timeout(timeout, endpoint.connect(addr, ALPN)).await {
         Err(_) => Err(NetError::Connect {
             peer,
-            detail: format!("no answer within {timeout:?}"),
+            source: ConnectFailure::Timeout(timeout),
         }),
         Ok(Err(e)) => Err(NetError::Connect {
             peer,
-            detail: e.to_string(),
+            source: ConnectFailure::Failed(e),
         }),
         Ok(Ok(conn)) => Ok(conn),
     }
@@ -113,8 +113,7 @@ impl Node {
     /// Reconciles `collection` with the peer on `conn` and reports the difference both ways;
     /// nothing else is transferred.
     pub async fn diff(&self, conn: &Connection, collection: &str) -> Result<DiffReport, NetError> {
-        let r = self
-            .reconcile(conn, collection, true, false)
+        let r = crate::node::on_our_task(self.reconcile(conn, collection, true, false))
             .await
             .map_err(|e| explain(conn, e))?;
         Ok(DiffReport {
@@ -128,6 +127,15 @@ impl Node {
     /// Syncs `collection` with the peer on `conn`: reconcile, then pull what we lack and
     /// offer what the peer lacks (as `options` say). `counters` show progress while it runs.
     pub async fn sync(
+        &self,
+        conn: &Connection,
+        options: &SyncOptions,
+        counters: Arc<Counters>,
+    ) -> Result<SyncReport, NetError> {
+        crate::node::on_our_task(self.sync_marked(conn, options, counters)).await
+    }
+
+    async fn sync_marked(
         &self,
         conn: &Connection,
         options: &SyncOptions,
@@ -154,7 +162,7 @@ impl Node {
             NetError::NotAllowed("too many connections with this peer are open".into())
         })?;
         // The peer fetches what we offer over this same connection.
-        let serving = tokio::spawn(serve_connection(
+        let serving = crate::node::spawn(serve_connection(
             self.clone(),
             conn.clone(),
             counters.clone(),
@@ -190,7 +198,8 @@ impl Node {
             ..SyncReport::default()
         };
         if options.pull && !r.need.is_empty() {
-            let p = pull::pull(self, conn, c, std::mem::take(&mut r.need), counters).await?;
+            let need = std::mem::take(&mut r.need);
+            let p = pull::pull(self, conn, c, need, counters, None).await?;
             report.entries_received = p.entries_received;
             report.bytes_received = p.bytes_received;
             report.blobs_received = p.blobs;
@@ -215,10 +224,9 @@ impl Node {
         // An agreement says "we hold the same entries": not so if we kept some out.
         let kept_out = !report.refused.is_empty() || report.denied_skipped > 0;
         if let (true, Some(their_seq), false) = (both, their_seq, kept_out) {
-            let store = self.store.clone();
             let my_seq = self
                 .reads
-                .run(move || Ok(store.transfer().sync_seq()?))
+                .run(None, move |store| Ok(store.transfer().sync_seq()?))
                 .await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
             let agree = Request::Agree {
@@ -231,9 +239,11 @@ impl Node {
             match read_frame(&mut recv, MAX_CONTROL_FRAME, self.limits.timeout).await? {
                 AgreeReply::Recorded => {
                     let agreement = archive_core::sync::Agreement { my_seq, their_seq };
-                    let (store, key, c) = (self.store.clone(), peer_id(&peer), c.clone());
+                    let (key, c) = (peer_id(&peer), c.clone());
                     self.reads
-                        .run(move || Ok(store.collection(&c)?.record_agreement(&key, agreement)?))
+                        .run(None, move |store| {
+                            Ok(store.collection(&c)?.record_agreement(&key, agreement)?)
+                        })
                         .await?;
                     report.agreed = true;
                 }
@@ -280,15 +290,10 @@ impl Node {
         let t = self.limits.timeout;
         let limit = self.limits.reconcile.frame_limit + 64;
         let peer = conn.remote_id();
-        let (store, key, c, config) = (
-            self.store.clone(),
-            peer_id(&peer),
-            collection.to_owned(),
-            self.limits.reconcile,
-        );
+        let (key, c, config) = (peer_id(&peer), collection.to_owned(), self.limits.reconcile);
         let (mut r, first) = self
             .reads
-            .run(move || {
+            .run(None, move |store| {
                 let collection = store.collection(&c)?;
                 let agreement = if use_agreement {
                     collection.agreement(&key)?
@@ -316,7 +321,7 @@ impl Node {
                     }
                     (back, None) => {
                         r = back;
-                        let ours = summary(self, collection, &r, want_summary).await?;
+                        let ours = summary(self, None, collection, &r, want_summary).await?;
                         write_frame_within(&mut send, &ReconcileStep::Done(ours), t).await?;
                         match read_frame(&mut recv, limit, t).await? {
                             ReconcileStep::Done(theirs) => break (ours, theirs),
@@ -330,7 +335,7 @@ impl Node {
                     }
                 },
                 ReconcileStep::Done(theirs) => {
-                    let ours = summary(self, collection, &r, want_summary).await?;
+                    let ours = summary(self, None, collection, &r, want_summary).await?;
                     write_frame_within(&mut send, &ReconcileStep::Done(ours), t).await?;
                     break (ours, theirs);
                 }
@@ -361,7 +366,7 @@ impl Node {
         frame: Vec<u8>,
     ) -> Result<(Reconciler<StoreSyncIndex>, Option<Vec<u8>>), NetError> {
         self.reads
-            .run(move || {
+            .run(None, move |_| {
                 let mut r = r;
                 let out = r.receive(&frame)?;
                 Ok((r, out))
@@ -374,9 +379,7 @@ impl Node {
 /// reason for closing it (e.g. "not paired"): prefer the reason.
 fn explain(conn: &Connection, e: NetError) -> NetError {
     match (conn.close_reason(), &e) {
-        (Some(iroh::endpoint::ConnectionError::ApplicationClosed(close)), NetError::Io(_)) => {
-            NetError::Refused(String::from_utf8_lossy(&close.reason).into_owned())
-        }
+        (Some(closed), NetError::Stream(_) | NetError::Connection(_)) => NetError::from(closed),
         _ => e,
     }
 }

@@ -75,7 +75,7 @@ pub async fn bind_endpoint(
         builder = builder
             .clear_ip_transports()
             .bind_addr(addr)
-            .map_err(|e| NetError::Bind(format!("{addr}: {e}")))?;
+            .map_err(|e| NetError::bind(Some(addr), e))?;
     }
     if config.mdns {
         builder = builder.address_lookup(MdnsLookupBuilder { confirmed });
@@ -83,5 +83,5 @@ pub async fn bind_endpoint(
     builder
         .bind()
         .await
-        .map_err(|e| NetError::Bind(e.to_string()))
+        .map_err(|e| NetError::bind(config.bind, e))
 }

@@ -2,23 +2,34 @@
 
 use std::time::Duration;
 
-/// A failure of a network operation. Messages say what happened and, where it helps, what to
-/// do about it.
+/// A failure of a network operation: what happened, with the failure underneath as its
+/// [`source`](std::error::Error::source) where there is one. What to do about it is for the
+/// program to say (the `archive` command adds its own advice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
     /// The endpoint could not be created.
-    #[error("cannot start the network endpoint: {0}")]
-    Bind(String),
+    #[error("cannot start the network endpoint{}", on(.addr))]
+    Bind {
+        /// The address it was to listen on, if one was given.
+        addr: Option<std::net::SocketAddr>,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The peer could not be reached.
-    #[error("cannot connect to {peer}: {detail}")]
+    #[error("cannot connect to {peer}")]
     Connect {
         /// The peer's endpoint id.
-        peer: String,
+        peer: iroh::EndpointId,
         /// Why.
-        detail: String,
+        #[source]
+        source: ConnectFailure,
     },
-    /// The peer refused us (not paired, or not allowed).
+    /// The peer does not know this server: it closed the connection as unpaired.
+    #[error("refused by the peer: {0}")]
+    NotPaired(String),
+    /// The peer refused us (not allowed, busy, ...), with its reason.
     #[error("refused by the peer: {0}")]
     Refused(String),
     /// We refused the peer.
@@ -41,9 +52,19 @@ pub enum NetError {
     /// The peer stopped taking what we send.
     #[error("the peer took nothing for {0:?}")]
     Stalled(Duration),
-    /// The connection failed.
-    #[error("connection: {0}")]
-    Io(String),
+    /// The connection failed (other than by the peer closing it with a reason, which is
+    /// [`NetError::Refused`]).
+    #[error("the connection failed")]
+    Connection(#[source] iroh::endpoint::ConnectionError),
+    /// Reading or writing a stream failed.
+    #[error("the stream failed")]
+    Stream(#[source] std::io::Error),
+    /// A blocking task of the node failed.
+    #[error("a blocking task failed")]
+    Worker(#[source] tokio::task::JoinError),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Closed,
     /// Not enough room for what the sync would store.
     #[error(
         "not enough space: the sync needs {needed} more bytes, {available} are available ({what})"
@@ -57,7 +78,7 @@ pub enum NetError {
         what: &'static str,
     },
     /// The peer has brought as many entries as it may (`Limits::peer_max_entries`).
-    #[error("the peer reached its limit of entries on this server ({limit} more allowed); purge what it brought or raise the limit")]
+    #[error("the peer reached its limit of entries on this server ({limit} more allowed)")]
     TooManyEntries {
         /// Entries it may still bring.
         limit: u64,
@@ -79,14 +100,83 @@ pub enum NetError {
     Name(#[from] archive_core::NameError),
 }
 
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// Nothing answered in time.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The attempt failed.
+    #[error(transparent)]
+    Failed(#[from] iroh::endpoint::ConnectError),
+}
+
+fn on(addr: &Option<std::net::SocketAddr>) -> String {
+    addr.map(|a| format!(" on {a}")).unwrap_or_default()
+}
+
+impl NetError {
+    /// A blocking task that panicked or was cancelled.
+    pub(crate) fn worker(e: tokio::task::JoinError) -> Self {
+        NetError::Worker(e)
+    }
+
+    /// A failure of the endpoint's creation.
+    pub(crate) fn bind(
+        addr: Option<std::net::SocketAddr>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        NetError::Bind {
+            addr,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What a peer said when it closed the connection on purpose: the refusal it stands for.
+fn closed_on_purpose(e: &iroh::endpoint::ConnectionError) -> Option<NetError> {
+    let iroh::endpoint::ConnectionError::ApplicationClosed(close) = e else {
+        return None;
+    };
+    let reason = String::from_utf8_lossy(&close.reason).into_owned();
+    Some(
+        if close.error_code == iroh::endpoint::VarInt::from_u32(crate::CLOSE_NOT_PAIRED) {
+            NetError::NotPaired(reason)
+        } else {
+            NetError::Refused(reason)
+        },
+    )
+}
+
 impl From<iroh::endpoint::ConnectionError> for NetError {
     fn from(e: iroh::endpoint::ConnectionError) -> Self {
-        use iroh::endpoint::ConnectionError as C;
-        match e {
-            C::ApplicationClosed(close) => {
-                NetError::Refused(String::from_utf8_lossy(&close.reason).into_owned())
+        closed_on_purpose(&e).unwrap_or(NetError::Connection(e))
+    }
+}
+
+/// A stream error: the peer's reason when it closed the connection on purpose, the stream
+/// failure otherwise.
+impl From<std::io::Error> for NetError {
+    fn from(e: std::io::Error) -> Self {
+        use iroh::endpoint::{ReadError, WriteError};
+        let lost = e.get_ref().and_then(|inner| {
+            if let Some(ReadError::ConnectionLost(c)) = inner.downcast_ref::<ReadError>() {
+                return Some(c);
             }
-            other => NetError::Io(other.to_string()),
-        }
+            if let Some(WriteError::ConnectionLost(c)) = inner.downcast_ref::<WriteError>() {
+                return Some(c);
+            }
+            None
+        });
+        lost.and_then(closed_on_purpose)
+            .unwrap_or(NetError::Stream(e))
+    }
+}
+
+/// A failed write on a QUIC stream (its inherent `write_all`), as [`From<std::io::Error>`].
+impl From<iroh::endpoint::WriteError> for NetError {
+    fn from(e: iroh::endpoint::WriteError) -> Self {
+        NetError::from(std::io::Error::from(e))
     }
 }

@@ -25,7 +25,7 @@ pub mod wire;
 pub use admission::Caps;
 pub use client::{connect, DiffReport, SyncOptions, SyncReport};
 pub use endpoint::{bind_endpoint, NetConfig, Profile};
-pub use error::NetError;
+pub use error::{ConnectFailure, NetError};
 pub use node::{Counters, Limits, Node};
 pub use pull::PullReport;
 pub use server::{ArchiveProtocol, CLOSE_IDLE, CLOSE_NOT_PAIRED, CLOSE_TOO_MANY};
@@ -56,6 +56,8 @@ pub mod fuzz_api {
             id: peer,
             answer: Arc::new(answer),
         };
-        crate::pull::pull(node, &conn, collection, ids, &Counters::default()).await
+        let counters = Counters::default();
+        let pull = crate::pull::pull(node, &conn, collection, ids, &counters, None);
+        crate::node::on_our_task(pull).await
     }
 }

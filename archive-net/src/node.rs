@@ -9,7 +9,7 @@ use archive_core::sync::ReconcileConfig;
 use archive_core::Store;
 use tokio::sync::Semaphore;
 
-use crate::admission::{Caps, PeerSlots};
+use crate::admission::{Caps, PeerShare, PeerSlots};
 use crate::error::NetError;
 use crate::trust::Trust;
 
@@ -105,7 +105,6 @@ impl Counters {
 /// The network side of one store.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub(crate) store: Arc<Store>,
     pub(crate) trust: Trust,
     pub(crate) limits: Limits,
     pub(crate) slots: Arc<PeerSlots>,
@@ -120,40 +119,102 @@ pub struct Node {
     pub(crate) fetch_memory: crate::pull::FetchMemory,
 }
 
-/// The one way the server side reads its store: on blocking threads, a bounded number at
-/// once, so an async worker never waits on the disk and peers cannot pin more threads (or
-/// read transactions) than this between them.
+/// The one way this crate reaches its store: every store call runs here, on a blocking
+/// thread, a bounded number at once, so an async worker never waits on the disk and peers
+/// cannot pin more threads (or read transactions) than this between them. The store is only
+/// handed to the closure: code on an async task has no store to call.
+///
+/// In debug builds every store operation also checks where it runs (see
+/// [`archive_core::set_call_check`]): one made while an async task of this crate is being
+/// polled panics, so a test catches a new one.
 #[derive(Debug, Clone)]
 pub(crate) struct StoreReads {
+    store: Arc<Store>,
     permits: Arc<Semaphore>,
 }
 
+tokio::task_local! {
+    /// Set while a future of this crate is polled (see [`on_our_task`] and [`spawn`]); never
+    /// on the blocking threads of [`StoreReads`].
+    static OUR_TASK: ();
+}
+
+/// Runs `fut` marked as this crate's async work (a public async entry point wraps its body
+/// in this): a store call made while it is polled is caught in debug builds.
+pub(crate) async fn on_our_task<F: std::future::Future>(fut: F) -> F::Output {
+    if OUR_TASK.try_with(|_| ()).is_ok() {
+        fut.await
+    } else {
+        OUR_TASK.scope((), fut).await
+    }
+}
+
+/// `tokio::spawn`, with the task marked as this crate's (task-local marks do not pass to
+/// spawned tasks by themselves).
+pub(crate) fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(OUR_TASK.scope((), fut))
+}
+
+/// The debug check of every store operation: not while one of this crate's async tasks is
+/// polled. (An embedding program's own tasks are its business.)
+fn not_on_our_async_task() {
+    if OUR_TASK.try_with(|_| ()).is_ok() {
+        panic!(
+            "a store call on an async task of archive-net: it reaches its store only through \
+             StoreReads::run (a slow disk would stall every connection on this worker)"
+        );
+    }
+}
+
 impl StoreReads {
-    fn new(n: usize) -> Self {
+    fn new(store: Arc<Store>, n: usize) -> Self {
+        if cfg!(debug_assertions) {
+            archive_core::set_call_check(not_on_our_async_task);
+        }
         StoreReads {
+            store,
             permits: Arc::new(Semaphore::new(n.max(1))),
         }
     }
 
-    /// Runs `f` on a blocking thread once a slot is free.
+    /// Runs `f` with the store on a blocking thread once a slot is free: first one of the
+    /// peer's own (when the work is done for a peer), then one of the node's, so one peer
+    /// cannot hold every slot.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+        peer: Option<&PeerShare>,
+        f: impl FnOnce(&Store) -> Result<T, NetError> + Send + 'static,
     ) -> Result<T, NetError> {
+        let own = match peer {
+            Some(share) => Some(
+                share
+                    .reads
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| NetError::Closed)?,
+            ),
+            None => None,
+        };
         let slot = self
             .permits
             .clone()
             .acquire_owned()
             .await
-            .expect("the semaphore is never closed");
-        // The slot goes with the work: if the caller is dropped, the thread still counts
+            .map_err(|_| NetError::Closed)?;
+        let store = self.store.clone();
+        // The slots go with the work: if the caller is dropped, the thread still counts
         // until its work is done.
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            f()
+            let _slots = (own, slot);
+            f(&store)
         })
         .await
-        .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?
+        .map_err(NetError::worker)?
     }
 }
 
@@ -161,10 +222,9 @@ impl Node {
     /// A node serving `store` to the peers in `trust`.
     pub fn new(store: Arc<Store>, trust: Trust, limits: Limits) -> Self {
         Node {
-            store,
             trust,
             slots: Arc::new(PeerSlots::new(limits.caps)),
-            reads: StoreReads::new(limits.store_reads),
+            reads: StoreReads::new(store, limits.store_reads),
             serve_memory: Arc::new(Semaphore::new(
                 limits.serve_memory.clamp(1, u32::MAX as usize),
             )),
@@ -185,9 +245,10 @@ impl Node {
             .accept(crate::wire::ALPN, self.protocol())
     }
 
-    /// The store.
+    /// The store, for the program that embeds this node (this crate itself reaches it only
+    /// through its blocking pool).
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        &self.reads.store
     }
 
     /// The paired peers.
@@ -204,4 +265,49 @@ impl Node {
 /// The core's view of an endpoint id (for agreements).
 pub(crate) fn peer_id(id: &iroh::EndpointId) -> archive_core::PeerId {
     archive_core::PeerId::from_bytes(*id.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> (tempfile::TempDir, Node) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path().join("s")).unwrap());
+        (dir, Node::new(store, Trust::default(), Limits::default()))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// The debug check: a store call while one of this crate's tasks is polled panics (what
+    /// catches a new call that would block an async worker on the disk)...
+    #[test]
+    #[should_panic(expected = "a store call on an async task of archive-net")]
+    fn a_store_call_on_our_async_task_panics() {
+        let (_dir, node) = node();
+        let store = node.store().clone();
+        runtime().block_on(on_our_task(async move {
+            let _ = store.collection("c").unwrap().exists();
+        }));
+    }
+
+    /// ... while the same call through the pool, or on the embedding program's own task, is
+    /// fine.
+    #[test]
+    fn store_calls_through_the_pool_or_on_other_tasks_are_fine() {
+        let (_dir, node) = node();
+        let exists = runtime().block_on(on_our_task(async {
+            node.reads
+                .run(None, |store| Ok(store.collection("c")?.exists()?))
+                .await
+        }));
+        assert!(!exists.unwrap());
+        let store = node.store().clone();
+        let theirs = runtime().block_on(async move { store.collection("c").unwrap().exists() });
+        assert!(!theirs.unwrap());
+    }
 }

@@ -33,8 +33,10 @@ use archive_core::{
     Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENCODED_ENTRY,
     MAX_ENTRY_CHARGE,
 };
+use n0_future::{stream, BufferedStreamExt, FuturesUnordered, StreamExt};
 use tokio::io::AsyncWriteExt;
 
+use crate::admission::PeerShare;
 use crate::error::NetError;
 use crate::node::{peer_id, Counters, Node};
 use crate::space::{Reservation, Usage};
@@ -85,6 +87,15 @@ struct Pull<'a> {
     read: Access,
     transfer: Arc<TransferGuard>,
     counters: &'a Counters,
+    /// The share of the peer this pull works for (taking its offer), whose slots its store
+    /// operations take; `None` for a pull this server started.
+    share: Option<Arc<PeerShare>>,
+}
+
+impl Pull<'_> {
+    fn share(&self) -> Option<&PeerShare> {
+        self.share.as_deref()
+    }
 }
 
 pub(crate) async fn pull<C: PeerStreams>(
@@ -93,6 +104,7 @@ pub(crate) async fn pull<C: PeerStreams>(
     collection: &str,
     mut ids: Vec<EntryId>,
     counters: &Counters,
+    share: Option<Arc<PeerShare>>,
 ) -> Result<PullReport, NetError> {
     let remote = conn.remote_id();
     node.trust
@@ -107,14 +119,14 @@ pub(crate) async fn pull<C: PeerStreams>(
         node,
         peer: peer_id(&remote),
         read,
-        transfer: Arc::new(node.store.transfer().begin()),
+        transfer: Arc::new(node.store().transfer().begin()),
         counters,
+        share,
     };
     let mut report = PullReport::default();
-    let store = node.store.clone();
     let (kept, denied) = node
         .reads
-        .run(move || {
+        .run(p.share(), move |store| {
             let denied = store.transfer().drop_denied(&mut ids)?;
             Ok((ids, denied))
         })
@@ -145,7 +157,10 @@ async fn take_batch<C: PeerStreams>(
 ) -> Result<(), NetError> {
     let node = p.node;
     // Dated past what this store accepts: refused before any content is fetched.
-    let limit = node.store.time_limit();
+    let limit = node
+        .reads
+        .run(p.share(), |store| Ok(store.time_limit()))
+        .await?;
     let (entries, late): (Vec<SignedEntry>, Vec<SignedEntry>) =
         entries.into_iter().partition(|e| e.entry().time <= limit);
     report.refused.extend(late.iter().map(|e| Refused {
@@ -166,12 +181,11 @@ async fn take_batch<C: PeerStreams>(
         }
     }
     let (entries, invalid) = split_off(entries, &implausible);
-    deny(node, invalid, report).await?;
+    deny(p, invalid, report).await?;
 
-    let store = node.store.clone();
     let (entries, plan) = node
         .reads
-        .run(move || {
+        .run(p.share(), move |store| {
             let plan = store.transfer().fetch_plan(&entries)?;
             Ok::<_, NetError>((entries, plan))
         })
@@ -190,12 +204,11 @@ async fn take_batch<C: PeerStreams>(
         }));
     // Entries whose file can never be valid: denied, the rest inserted.
     let (entries, invalid) = split_off(entries, &left_out.invalid);
-    deny(node, invalid, report).await?;
-    let store = node.store.clone();
+    deny(p, invalid, report).await?;
     let origin = p.peer;
     let received = node
         .reads
-        .run(move || {
+        .run(p.share(), move |store| {
             let mut all = archive_core::Received::default();
             for chunk in entries.chunks(ENTRIES_PER_INSERT) {
                 let r = store.transfer().insert_received(chunk, Some(&origin))?;
@@ -214,7 +227,7 @@ async fn take_batch<C: PeerStreams>(
 
 /// Puts entries that can never be valid on the deny list, and reports them.
 async fn deny(
-    node: &Node,
+    p: &Pull<'_>,
     invalid: Vec<(EntryId, String)>,
     report: &mut PullReport,
 ) -> Result<(), NetError> {
@@ -222,9 +235,9 @@ async fn deny(
         return Ok(());
     }
     let ids: Vec<EntryId> = invalid.iter().map(|(id, _)| *id).collect();
-    let store = node.store.clone();
-    node.reads
-        .run(move || {
+    p.node
+        .reads
+        .run(p.share(), move |store| {
             Ok(store
                 .transfer()
                 .deny_entries(&ids, DenyReason::InvalidContent)?)
@@ -371,11 +384,11 @@ async fn missing_pages(
     p: &Pull<'_>,
     files: &[FileRef],
 ) -> Result<(Vec<MissingBlob>, HashMap<FileRef, String>), NetError> {
-    let (store, files) = (p.node.store.clone(), files.to_vec());
+    let files = files.to_vec();
     let (read, transfer) = (p.read.clone(), p.transfer.clone());
     p.node
         .reads
-        .run(move || {
+        .run(p.share(), move |store| {
             let mut out = Vec::new();
             let mut invalid = HashMap::new();
             let mut seen = HashSet::new();
@@ -418,7 +431,6 @@ impl PageCursor {
 
     /// Up to [`MISSING_PAGE`] missing blobs, each once; empty when all is here.
     async fn next_page(&mut self, p: &Pull<'_>) -> Result<Vec<MissingBlob>, NetError> {
-        let store = p.node.store.clone();
         let (read, transfer) = (p.read.clone(), p.transfer.clone());
         let mut files = std::mem::take(&mut self.files);
         let mut from = self.from;
@@ -426,7 +438,7 @@ impl PageCursor {
         let (page, files, from, seen, invalid) = p
             .node
             .reads
-            .run(move || {
+            .run(p.share(), move |store| {
                 let mut page = Vec::new();
                 let mut invalid = HashMap::new();
                 while let Some(f) = files.front().copied() {
@@ -488,7 +500,9 @@ async fn fetch_entry_batch<C: PeerStreams>(
     let node = p.node;
     let t = node.limits.timeout;
     let mut held = Reservation::new(node.ledger.clone(), p.peer);
-    let mut tasks = tokio::task::JoinSet::new();
+    // Requests in flight, polled in this task (each one's reservation is taken as it starts,
+    // so this is not a plain buffered stream).
+    let mut tasks = FuturesUnordered::new();
     let mut entries: Vec<SignedEntry> = Vec::new();
     let mut asked = 0usize;
     let mut bytes = 0u64;
@@ -511,15 +525,18 @@ async fn fetch_entry_batch<C: PeerStreams>(
             held.take(n as u64 * MAX_ENTRY_CHARGE, n as u64, &now)?;
             let request = ids.split_off(ids.len() - n);
             asked += n;
-            let (conn, collection, reads) =
-                (conn.clone(), collection.to_owned(), node.reads.clone());
-            tasks.spawn(async move { fetch_entries(&conn, &reads, collection, request, t).await });
+            tasks.push(fetch_entries(
+                conn,
+                &node.reads,
+                collection.to_owned(),
+                request,
+                t,
+            ));
         }
-        let Some(done) = tasks.join_next().await else {
+        let Some(done) = tasks.next().await else {
             break;
         };
-        let (got, wire_bytes, asked_for) =
-            done.map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
+        let (got, wire_bytes, asked_for) = done?;
         let charged: u64 = got.iter().map(SignedEntry::storage_charge).sum();
         held.give_back(
             asked_for as u64 * MAX_ENTRY_CHARGE - charged,
@@ -574,7 +591,7 @@ async fn fetch_entries<C: PeerStreams>(
         }
     }
     reads
-        .run(move || {
+        .run(None, move |_| {
             let asked = batch.len();
             let mut wanted: HashSet<EntryId> = batch.into_iter().collect();
             let bytes = raw.iter().map(|b| b.len() as u64).sum();
@@ -647,33 +664,26 @@ async fn fetch_blobs<C: PeerStreams>(
         }
     }
     // Progress of the requests in flight, moved into `counters` and `report` as they finish.
-    let shared = Arc::new(Counters::default());
+    let shared = Counters::default();
     let memory = node.fetch_memory.clone();
     let mut fetched = Fetched::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut requests = requests.into_iter();
-    loop {
-        while tasks.len() < node.limits.parallel_fetches.max(1) {
-            let Some(request) = requests.next() else {
-                break;
-            };
-            let (node, conn, totals) = (node.clone(), conn.clone(), shared.clone());
-            let (memory, transfer, origin) = (memory.clone(), p.transfer.clone(), p.peer);
-            tasks.spawn(async move {
-                let to = Into { transfer, origin };
-                fetch_request(&node, &conn, request, &totals, &memory, &to).await
-            });
-        }
-        let Some(done) = tasks.join_next().await else {
-            break;
-        };
-        let one = done.map_err(|e| NetError::Io(format!("a worker failed: {e}")))??;
+    let to = Into {
+        transfer: p.transfer.clone(),
+        origin: p.peer,
+        share: p.share.clone(),
+    };
+    let (shared, memory, to) = (&shared, &memory, &to);
+    let mut requests = stream::iter(requests)
+        .map(|request| fetch_request(node, conn, request, shared, memory, to))
+        .buffered_unordered(node.limits.parallel_fetches.max(1));
+    while let Some(done) = requests.next().await {
+        let one = done?;
         fetched.bytes += one.bytes;
         fetched.bad_manifests.extend(one.bad_manifests);
         fetched.oversized.extend(one.oversized);
-        sync_counters(&shared, counters, report);
+        sync_counters(shared, counters, report);
     }
-    sync_counters(&shared, counters, report);
+    sync_counters(shared, counters, report);
     Ok(fetched)
 }
 
@@ -691,6 +701,8 @@ fn sync_counters(shared: &Counters, counters: &Counters, report: &mut PullReport
 struct Into {
     transfer: Arc<TransferGuard>,
     origin: PeerId,
+    /// Whose slots the import takes (see [`Pull::share`]).
+    share: Option<Arc<PeerShare>>,
 }
 
 /// The memory budget of blob fetches, shared by every request of every pull of a node:
@@ -855,9 +867,9 @@ async fn import(
     }
     let (blobs, held): (Vec<VerifiedBlob>, Vec<Held>) =
         std::mem::take(verified).into_iter().unzip();
-    let (store, transfer, origin) = (node.store.clone(), to.transfer.clone(), to.origin);
+    let (transfer, origin) = (to.transfer.clone(), to.origin);
     node.reads
-        .run(move || {
+        .run(to.share.as_deref(), move |store| {
             Ok(store
                 .transfer()
                 .import_blobs(blobs, &transfer, Some(&origin))?)
@@ -875,9 +887,7 @@ async fn take_decoded(
     verified: &mut Vec<(VerifiedBlob, Held)>,
     fetched: &mut Fetched,
 ) -> Result<(), NetError> {
-    let result = task
-        .await
-        .map_err(|e| NetError::Io(format!("a worker failed: {e}")))?;
+    let result = task.await.map_err(NetError::worker)?;
     match result {
         Ok(blob) => {
             held.verified();

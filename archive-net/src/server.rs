@@ -66,7 +66,8 @@ impl ProtocolHandler for ArchiveProtocol {
         };
         let idle = Some(self.node.slots.caps().idle);
         let counters = Arc::new(Counters::default());
-        serve_connection(self.node.clone(), conn, counters, slot, idle).await;
+        let serving = serve_connection(self.node.clone(), conn, counters, slot, idle);
+        crate::node::on_our_task(serving).await;
         Ok(())
     }
 }
@@ -100,7 +101,7 @@ pub(crate) async fn serve_connection(
         let (node, conn, counters) = (node.clone(), conn.clone(), counters.clone());
         let (open, share, state) = (open.clone(), slot.share.clone(), state.clone());
         open.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        crate::node::spawn(async move {
             // One of the peer's request slots, held while this request is served.
             let permit = share.requests.clone().acquire_owned().await;
             if permit.is_ok() {
@@ -138,7 +139,7 @@ struct Serving<'a> {
     counters: &'a Counters,
     state: &'a ConnectionState,
     /// What this peer may hold of the server.
-    share: &'a PeerShare,
+    share: &'a Arc<PeerShare>,
 }
 
 async fn serve_stream(
@@ -179,10 +180,9 @@ async fn serve_stream(
                 write_frame_within(&mut send, &EntryReply::Refused("too many ids".into()), t)
                     .await?;
             } else {
-                let store = node.store.clone();
                 let replies = node
                     .reads
-                    .run(move || {
+                    .run(Some(share), move |store| {
                         let mut replies = Vec::with_capacity(ids.len());
                         for id in ids {
                             let reply = match store.entry(&id)? {
@@ -215,8 +215,7 @@ async fn serve_stream(
                 let refused = BlobHeader::Refused("too many hashes".into());
                 write_frame_within(&mut send, &refused, t).await?;
             } else {
-                let peer_memory = share.serve_memory.clone();
-                send_blobs(node, peer_memory, &mut send, policy.read, hashes, counters).await?;
+                send_blobs(node, share, &mut send, policy.read, hashes, counters).await?;
             }
         }
         Request::Offer {
@@ -231,7 +230,8 @@ async fn serve_stream(
                 write_frame_within(&mut send, &OfferReply::Refused("too many ids".into()), t)
                     .await?;
             } else {
-                take_offer(node, conn, &mut send, &collection, ids, &state.refused).await?;
+                let offer = (collection.as_str(), ids);
+                take_offer(node, share, conn, &mut send, offer, &state.refused).await?;
             }
         }
         Request::Agree {
@@ -251,10 +251,9 @@ async fn serve_stream(
                         my_seq: your_seq,
                         their_seq: my_seq,
                     };
-                    let store = node.store.clone();
                     let key = peer_id(&peer);
                     node.reads
-                        .run(move || {
+                        .run(Some(share), move |store| {
                             Ok(store
                                 .collection(&collection)?
                                 .record_agreement(&key, agreement)?)
@@ -290,7 +289,7 @@ const ENCODE_GROUP: u64 = 1024 * 1024;
 /// may not read is answered as missing, so it cannot tell the two apart.
 async fn send_blobs(
     node: &Node,
-    peer_memory: Arc<tokio::sync::Semaphore>,
+    share: &Arc<PeerShare>,
     send: &mut SendStream,
     read: Access,
     hashes: Vec<Hash>,
@@ -299,11 +298,11 @@ async fn send_blobs(
     let t = node.limits.timeout;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Encoded, NetError>>(ENCODE_AHEAD);
     let producer = {
-        let node = node.clone();
-        tokio::spawn(async move {
+        let (node, share) = (node.clone(), share.clone());
+        crate::node::spawn(async move {
             let mut next = 0;
             while next < hashes.len() {
-                let encoded = encode_group(&node, &peer_memory, &read, &hashes[next..]).await;
+                let encoded = encode_group(&node, &share, &read, &hashes[next..]).await;
                 match &encoded {
                     Ok(group) => next += group.blobs.len(),
                     Err(_) => next = hashes.len(),
@@ -338,14 +337,14 @@ async fn send_blobs(
 /// encoded.
 async fn encode_group(
     node: &Node,
-    peer_memory: &Arc<tokio::sync::Semaphore>,
+    share: &PeerShare,
     read: &Access,
     hashes: &[Hash],
 ) -> Result<Encoded, NetError> {
     let total = node.limits.serve_memory.clamp(1, u32::MAX as usize) as u64;
     let run = |budget: u64, hashes: Vec<Hash>| {
-        let (store, read) = (node.store.clone(), read.clone());
-        node.reads.run(move || {
+        let read = read.clone();
+        node.reads.run(Some(share), move |store| {
             let allows = |c: &str| read.allows(c);
             let may_read: Option<&dyn Fn(&str) -> bool> = match &read {
                 Access::All => None,
@@ -364,7 +363,8 @@ async fn encode_group(
     // The peer's share first, then the node's: one peer cannot hold all of it.
     let take = |n: u64| async move {
         let n = n.clamp(1, total) as u32;
-        let mine = peer_memory
+        let mine = share
+            .serve_memory
             .clone()
             .acquire_many_owned(n.min(peer_total))
             .await;
@@ -402,6 +402,7 @@ async fn encode_group(
 /// Runs one step of a reconciliation on the read pool (it reads the store's index).
 async fn step(
     node: &Node,
+    share: &PeerShare,
     r: Reconciler<StoreSyncIndex>,
     frame: Vec<u8>,
 ) -> Result<
@@ -412,7 +413,7 @@ async fn step(
     NetError,
 > {
     node.reads
-        .run(move || {
+        .run(Some(share), move |_| {
             let mut r = r;
             let out = r.receive(&frame);
             Ok((r, out))
@@ -441,14 +442,10 @@ async fn answer_reconcile(
         let busy = ReconcileStep::Refused("the server is busy reconciling; try again".into());
         return write_frame_within(send, &busy, t).await;
     };
-    let (store, c, config) = (
-        node.store.clone(),
-        collection.to_owned(),
-        node.limits.reconcile,
-    );
+    let (c, config) = (collection.to_owned(), node.limits.reconcile);
     let mut r = node
         .reads
-        .run(move || {
+        .run(Some(share), move |store| {
             Ok(Reconciler::new(
                 store.collection(&c)?.sync_index()?,
                 config,
@@ -457,7 +454,7 @@ async fn answer_reconcile(
         .await?;
     let mut frame = first;
     loop {
-        let (back, reply) = step(node, r, frame).await?;
+        let (back, reply) = step(node, share, r, frame).await?;
         r = back;
         let reply = match reply {
             Ok(reply) => reply,
@@ -472,7 +469,7 @@ async fn answer_reconcile(
                 match read_frame(recv, limit, t).await? {
                     ReconcileStep::Frame(f) => frame = f,
                     ReconcileStep::Done(_) => {
-                        let mine = summary(node, collection, &r, want_summary).await?;
+                        let mine = summary(node, Some(share), collection, &r, want_summary).await?;
                         write_frame_within(send, &ReconcileStep::Done(mine), t).await?;
                         return Ok(());
                     }
@@ -480,7 +477,7 @@ async fn answer_reconcile(
                 }
             }
             None => {
-                let mine = summary(node, collection, &r, want_summary).await?;
+                let mine = summary(node, Some(share), collection, &r, want_summary).await?;
                 write_frame_within(send, &ReconcileStep::Done(mine), t).await?;
                 let _: ReconcileStep = read_frame(recv, limit, t).await?;
                 return Ok(());
@@ -493,6 +490,7 @@ async fn answer_reconcile(
 /// among them (read on the read pool).
 pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
     node: &Node,
+    share: Option<&PeerShare>,
     collection: &str,
     r: &Reconciler<I>,
     want: bool,
@@ -501,10 +499,10 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
         return Ok(None);
     }
     let have: Vec<EntryId> = r.have().to_vec();
-    let (store, collection) = (node.store.clone(), collection.to_owned());
+    let collection = collection.to_owned();
     let s = node
         .reads
-        .run(move || {
+        .run(share, move |store| {
             let mut s = Summary::default();
             for id in have {
                 let Some(e) = store.entry(&id)? else {
@@ -529,15 +527,15 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
 /// offering side's timeout does not fire during a long fetch.
 async fn take_offer(
     node: &Node,
+    share: &Arc<PeerShare>,
     conn: &Connection,
     send: &mut SendStream,
-    collection: &str,
-    ids: Vec<EntryId>,
+    (collection, ids): (&str, Vec<EntryId>),
     refused: &AtomicU64,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let counters = Counters::default();
-    let fetch = pull::pull(node, conn, collection, ids, &counters);
+    let fetch = pull::pull(node, conn, collection, ids, &counters, Some(share.clone()));
     tokio::pin!(fetch);
     let mut tick = tokio::time::interval(node.limits.timeout / 4);
     tick.tick().await;
@@ -563,10 +561,9 @@ async fn take_offer(
                     report.refused[0].reason
                 );
             }
-            let store = node.store.clone();
             let seq = node
                 .reads
-                .run(move || Ok(store.transfer().sync_seq()?))
+                .run(Some(share), move |store| Ok(store.transfer().sync_seq()?))
                 .await?;
             let kept_out = report.refused.len() as u64 + report.denied_skipped;
             refused.fetch_add(kept_out, Ordering::SeqCst);

@@ -41,9 +41,9 @@ pub(crate) struct Usage {
 impl Usage {
     /// Reads the store's counters and the free space (on the read pool).
     pub(crate) async fn read(node: &Node, peer: PeerId) -> Result<Usage, NetError> {
-        let (store, limits) = (node.store.clone(), node.limits);
+        let limits = node.limits;
         node.reads
-            .run(move || {
+            .run(None, move |store| {
                 let used = store.quota_used()?;
                 let usage = store.peer_usage(&peer)?;
                 Ok(Usage {

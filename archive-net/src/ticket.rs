@@ -111,9 +111,7 @@ impl FromStr for Ticket {
             return Err(TicketError("longer than any ticket".into()));
         }
         let Some(body) = s.strip_prefix(PREFIX) else {
-            return Err(TicketError(format!(
-                "it does not start with `{PREFIX}` (copy it whole from `archive id`)"
-            )));
+            return Err(TicketError(format!("it does not start with `{PREFIX}`")));
         };
         let bytes = BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())

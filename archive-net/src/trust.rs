@@ -84,7 +84,7 @@ impl Trust {
             Some(p) if p.write.allows(collection) => Ok(()),
             Some(p) => Err(format!(
                 "peer `{}` may not write collection `{collection}`: its entries of it are not \
-                 accepted here (see `archive peer add --write`)",
+                 accepted here",
                 p.name
             )),
         }
@@ -92,5 +92,5 @@ impl Trust {
 }
 
 pub(crate) fn not_paired(id: &EndpointId) -> String {
-    format!("endpoint {id} is not paired with this server (pair it with `archive peer add`)")
+    format!("endpoint {id} is not paired with this server")
 }

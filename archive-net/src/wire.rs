@@ -183,7 +183,7 @@ pub async fn write_frame<T: Serialize>(
 ) -> Result<(), NetError> {
     w.write_all(&encode_frame(value))
         .await
-        .map_err(|e| NetError::Io(format!("sending a frame: {e}")))
+        .map_err(NetError::from)
 }
 
 /// Writes one frame, waiting at most `timeout` for the peer to take it: a peer that stops
@@ -207,7 +207,7 @@ pub async fn write_within(
 ) -> Result<(), NetError> {
     match tokio::time::timeout(timeout, w.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(NetError::Io(format!("sending: {e}"))),
+        Ok(Err(e)) => Err(NetError::from(e)),
         Err(_) => Err(NetError::Stalled(timeout)),
     }
 }
@@ -240,7 +240,7 @@ pub async fn read_exact(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(NetError::Protocol(
             "the peer closed the stream in the middle of a frame".into(),
         )),
-        Ok(Err(e)) => Err(NetError::Io(e.to_string())),
+        Ok(Err(e)) => Err(NetError::from(e)),
         Ok(Ok(_)) => Ok(()),
     }
 }
