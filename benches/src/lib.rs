@@ -1,21 +1,9 @@
-//! Shared pieces of the benchmark binaries: argument parsing, data generation, timing.
+//! Shared pieces of the benchmark binaries: data generation, timing, memory figures.
 
 use std::time::Instant;
 
 #[cfg(feature = "net")]
 pub mod net;
-
-/// Finds `--name VALUE` in the arguments.
-pub fn arg_value(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// True when `--name` is present.
-pub fn has_flag(args: &[String], name: &str) -> bool {
-    args.iter().any(|a| a == name)
-}
 
 pub use test_support::{fill_pseudo_random, limit_malloc_arenas, proc_status_kb};
 

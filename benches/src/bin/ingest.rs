@@ -13,19 +13,31 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use archive_benches::{arg_value, fill_pseudo_random, has_flag, mb_per_s, timed};
+use archive_benches::{fill_pseudo_random, mb_per_s, timed};
 use archive_core::{NoProgress, Store};
+use clap::Parser;
 
 /// Regions of this size are either fresh random bytes or a copy of an earlier region.
 const REGION: usize = 4 << 20;
 
+#[derive(Debug, Parser)]
+#[command(about = "Adding one large file, against BLAKE3 of the same bytes")]
+struct Args {
+    /// Size of the generated file in MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Where the temporary files go.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let size_mib: u64 =
-        arg_value(&args, "--size-mib").map_or(1024, |v| v.parse().expect("--size-mib N"));
-    let json = has_flag(&args, "--json");
-    let base = arg_value(&args, "--dir").map(std::path::PathBuf::from);
-    let tmp = match &base {
+    let args = Args::parse();
+    let (size_mib, json) = (args.size_mib, args.json);
+    let tmp = match &args.dir {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }

@@ -16,42 +16,90 @@
 
 use std::time::Instant;
 
-use archive_benches::{arg_value, has_flag, thread_cpu_seconds};
+use archive_benches::thread_cpu_seconds;
 use archive_core::sync::{Agreement, Message, Mode, ReconcileConfig, Reconciler, MAX_FRAME_LIMIT};
 use archive_core::{Entry, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Store, Timestamp};
+use clap::{Parser, ValueEnum};
 
 const COLLECTION: &str = "bench";
 /// Entries span 30 days of hybrid-logical-clock time.
 const SPAN_MS: u64 = 30 * 24 * 3600 * 1000;
 const START_MS: u64 = 1_790_000_000_000;
 
+#[derive(Debug, Parser)]
+#[command(about = "Reconciliation of two stores that differ, in memory")]
+struct Args {
+    /// Entries in each store (before the differences).
+    #[arg(long, default_value_t = 10_000)]
+    entries: u64,
+    /// Entries that differ.
+    #[arg(long, default_value_t = 0)]
+    diffs: u64,
+    /// Where the differences are.
+    #[arg(long, value_enum, default_value_t = Spread::Scattered)]
+    mode: Spread,
+    /// The stores synced before the differences were added and remember it.
+    #[arg(long)]
+    fast_path: bool,
+    /// Largest frame (bytes).
+    #[arg(long)]
+    frame_limit: Option<usize>,
+    /// Ranges a mismatched range is split into.
+    #[arg(long)]
+    fanout: Option<u64>,
+    /// Ranges of at most this many items are sent as id lists.
+    #[arg(long)]
+    threshold: Option<u64>,
+    /// Keep the two stores in DIR and reuse them on the next run with the same arguments.
+    #[arg(long, value_name = "DIR")]
+    store_dir: Option<std::path::PathBuf>,
+    /// Run K extra sessions first (for profilers); the last one is reported.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    repeat: u32,
+    /// Print each frame's size and what its ranges ask, to stderr.
+    #[arg(long)]
+    trace: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Spread {
+    /// Each side lacks half of the differences, at random times.
+    Scattered,
+    /// One side lacks the other's newest entries.
+    Newest,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let n: u64 = arg_value(&args, "--entries").map_or(10_000, |v| v.parse().expect("--entries N"));
-    let d: u64 = arg_value(&args, "--diffs").map_or(0, |v| v.parse().expect("--diffs D"));
-    let mode = arg_value(&args, "--mode").unwrap_or_else(|| "scattered".into());
-    let fast = has_flag(&args, "--fast-path");
-    let json = has_flag(&args, "--json");
-    let trace = has_flag(&args, "--trace");
-    let mut config = ReconcileConfig::default();
-    if let Some(limit) = arg_value(&args, "--frame-limit") {
-        config.frame_limit = limit.parse().expect("--frame-limit BYTES");
-    }
-    if let Some(f) = arg_value(&args, "--fanout") {
-        config.fanout = f.parse().expect("--fanout N");
-    }
-    if let Some(t) = arg_value(&args, "--threshold") {
-        config.id_list_threshold = t.parse().expect("--threshold N");
-    }
-    assert!(
-        mode == "scattered" || mode == "newest",
-        "--mode scattered|newest"
+    let args = Args::parse();
+    let (n, d, fast, json, trace) = (
+        args.entries,
+        args.diffs,
+        args.fast_path,
+        args.json,
+        args.trace,
     );
+    let mut config = ReconcileConfig::default();
+    if let Some(limit) = args.frame_limit {
+        config.frame_limit = limit;
+    }
+    if let Some(f) = args.fanout {
+        config.fanout = f;
+    }
+    if let Some(t) = args.threshold {
+        config.id_list_threshold = t;
+    }
     assert!(d <= n, "--diffs must not exceed --entries");
+    let mode_name = match args.mode {
+        Spread::Scattered => "scattered",
+        Spread::Newest => "newest",
+    };
 
     // Who has what. Scattered: common N - D/2, then D/2 only in A and D - D/2 only in B, all
     // at random times. Newest: common N - D, then D only in A, newer than everything.
-    let (common, only_a, only_b) = if mode == "scattered" {
+    let (common, only_a, only_b) = if args.mode == Spread::Scattered {
         (n - d / 2, d / 2, d - d / 2)
     } else {
         (n - d, d, 0)
@@ -60,8 +108,10 @@ fn main() {
     // `--store-dir DIR` keeps the two stores there and reuses them on the next run with the
     // same arguments (for profiling); by default they live in a temporary folder.
     let tmp = tempfile::tempdir().expect("temporary folder");
-    let root = arg_value(&args, "--store-dir")
-        .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
+    let root = args
+        .store_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_owned());
     let reuse = root.join("a").join("FORMAT").exists() && root.join("b").join("FORMAT").exists();
     let (a, b, signed_s, agreement) = if reuse {
         let a = Store::open(root.join("a")).expect("store a");
@@ -78,7 +128,11 @@ fn main() {
     } else {
         let key = SecretKey::from_bytes([42; 32]);
         let total = common + only_a + only_b;
-        let newest_from = if mode == "newest" { common } else { total };
+        let newest_from = if args.mode == Spread::Newest {
+            common
+        } else {
+            total
+        };
         let entries = sign_all(&key, total, newest_from);
         let signed_s = build_started.elapsed().as_secs_f64();
         let (c, rest) = entries.split_at(common as usize);
@@ -124,7 +178,7 @@ fn main() {
         .expect("index b");
 
     // `--repeat K` runs K extra sessions first (for profilers); the last one is reported.
-    let repeat: u32 = arg_value(&args, "--repeat").map_or(0, |v| v.parse().expect("--repeat K"));
+    let repeat = args.repeat;
     for _ in 0..repeat {
         let mut ra = Reconciler::new(
             a.collection(COLLECTION)
@@ -213,7 +267,7 @@ fn main() {
             serde_json::json!({
                 "entries": n,
                 "diffs": d,
-                "mode": mode,
+                "mode": mode_name,
                 "fast_path": fast,
                 "rtt": stats.round_trips(),
                 "bytes": bytes,
@@ -231,7 +285,7 @@ fn main() {
         );
     } else {
         println!(
-            "N={n} D={d} {mode}{}: {} RTT, {bytes} B, busier side {cpu_ms:.2} ms CPU (cold index open {:.2} ms; stores built in {build_s:.1} s)",
+            "N={n} D={d} {mode_name}{}: {} RTT, {bytes} B, busier side {cpu_ms:.2} ms CPU (cold index open {:.2} ms; stores built in {build_s:.1} s)",
             if fast { " fast-path" } else { "" },
             stats.round_trips(),
             cold_open * 1e3

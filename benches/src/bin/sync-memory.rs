@@ -18,37 +18,70 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
-use archive_benches::{arg_value, has_flag};
 use archive_core::{Entry, EntryValue, NoProgress, SignedEntry, Store, Timestamp};
 use archive_net::{connect, Access, Counters, EndpointId, PeerPolicy, SyncOptions, Ticket};
+use clap::{Parser, ValueEnum};
 
 const COLLECTION: &str = "default";
 
+#[derive(Debug, Parser)]
+#[command(about = "Memory of a large sync, per server")]
+struct Args {
+    /// Entries in store A.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// What the entries are.
+    #[arg(long, value_enum, default_value_t = Content::Tombstones)]
+    content: Content,
+    /// Where store A is built (and kept for the next run) and B lives.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// (Internal) build store A in DIR and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    build_only: Option<PathBuf>,
+    /// (Internal) serve store A in DIR to PEER.
+    #[arg(long, value_name = "DIR", hide = true, requires = "peer")]
+    serve: Option<PathBuf>,
+    /// (Internal) the peer to serve.
+    #[arg(long, hide = true)]
+    peer: Option<EndpointId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Content {
+    /// Removal entries (no content: the entries alone).
+    Tombstones,
+    /// Small files, each its own inline blob.
+    Files,
+}
+
 fn main() {
     archive_benches::limit_malloc_arenas();
-    let args: Vec<String> = std::env::args().collect();
-    let n: u64 = arg_value(&args, "--entries").map_or(1_000_000, |v| v.parse().expect("N"));
-    let content = arg_value(&args, "--content").unwrap_or_else(|| "tombstones".into());
-    assert!(
-        content == "tombstones" || content == "files",
-        "--content tombstones|files"
-    );
-    if let Some(dir) = arg_value(&args, "--build-only") {
-        build_store(Path::new(&dir), n, &content);
+    let args = Args::parse();
+    let n = args.entries;
+    let content = match args.content {
+        Content::Tombstones => "tombstones",
+        Content::Files => "files",
+    };
+    if let Some(dir) = &args.build_only {
+        build_store(dir, n, content);
         return;
     }
-    if let (Some(dir), Some(peer)) = (arg_value(&args, "--serve"), arg_value(&args, "--peer")) {
-        serve(Path::new(&dir), peer.parse().expect("--peer ID"));
+    if let (Some(dir), Some(peer)) = (&args.serve, args.peer) {
+        serve(dir, peer);
         return;
     }
-    let dir = PathBuf::from(arg_value(&args, "--dir").unwrap_or_else(|| "/var/tmp".into()));
+    let dir = args.dir.clone();
     let a_dir = dir.join(format!("a-{content}-{n}"));
     let this = std::env::current_exe().expect("this program");
     if !a_dir.join("FORMAT").exists() {
         let _ = std::fs::remove_dir_all(&a_dir);
         let started = Instant::now();
         let status = Command::new(&this)
-            .args(["--entries", &n.to_string(), "--content", &content])
+            .args(["--entries", &n.to_string(), "--content", content])
             .arg("--build-only")
             .arg(&a_dir)
             .status()
@@ -108,7 +141,7 @@ fn main() {
     assert_eq!(report.entries_received, n, "B received every entry");
 
     let mb = |b: u64| b as f64 / 1e6;
-    if has_flag(&args, "--json") {
+    if args.json {
         println!(
             "{}",
             serde_json::json!({

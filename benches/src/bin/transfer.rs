@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use archive_benches::net::Server;
-use archive_benches::{arg_value, fill_pseudo_random, has_flag, mb_per_s, process_cpu_seconds};
+use archive_benches::{fill_pseudo_random, mb_per_s, process_cpu_seconds};
 use archive_core::{NoProgress, Store};
+use clap::Parser;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
 
@@ -79,13 +80,27 @@ async fn raw_fetch(from: &Server, to: &Server, file: Option<&std::path::Path>) -
     total
 }
 
+#[derive(Debug, Parser)]
+#[command(about = "A one-file sync over iroh, against a raw QUIC stream of the same bytes")]
+struct Args {
+    /// Size of the file in MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Runs of each side.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Where the temporary files go.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let size_mib: u64 =
-        arg_value(&args, "--size-mib").map_or(1024, |v| v.parse().expect("--size-mib N"));
-    let runs: usize = arg_value(&args, "--runs").map_or(2, |v| v.parse().expect("--runs N"));
-    let json = has_flag(&args, "--json");
-    let tmp = match arg_value(&args, "--dir") {
+    let args = Args::parse();
+    let (size_mib, runs, json) = (args.size_mib, args.runs, args.json);
+    let tmp = match &args.dir {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }

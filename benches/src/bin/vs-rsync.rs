@@ -22,19 +22,36 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
-use archive_benches::{arg_value, fill_pseudo_random, has_flag, timed};
+use archive_benches::{fill_pseudo_random, timed};
 use archive_core::{NoProgress, Store, ViewPoint};
+use clap::Parser;
 
 const COLLECTION: &str = "bench";
 
+#[derive(Debug, Parser)]
+#[command(about = "Initial and incremental sync of a tree, against rsync over its daemon protocol")]
+struct Args {
+    /// Small files in the tree.
+    #[arg(long, default_value_t = 100_000)]
+    small: u64,
+    /// Large files in the tree.
+    #[arg(long, default_value_t = 3)]
+    large: u64,
+    /// Size of each large file in MiB.
+    #[arg(long, default_value_t = 64)]
+    large_mib: usize,
+    /// Where the temporary files go.
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let small: u64 = arg_value(&args, "--small").map_or(100_000, |v| v.parse().expect("--small N"));
-    let large: u64 = arg_value(&args, "--large").map_or(3, |v| v.parse().expect("--large N"));
-    let large_mib: usize =
-        arg_value(&args, "--large-mib").map_or(64, |v| v.parse().expect("--large-mib N"));
-    let json = has_flag(&args, "--json");
-    let tmp = match arg_value(&args, "--dir") {
+    let args = Args::parse();
+    let (small, large, large_mib, json) = (args.small, args.large, args.large_mib, args.json);
+    let tmp = match &args.dir {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }
