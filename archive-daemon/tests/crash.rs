@@ -1,6 +1,10 @@
-//! kill -9 at random moments of `archive add`: the store always opens, verifies clean, and
-//! the next `add` finishes the job.
+//! Crashes during `archive add`: the store always opens, verifies clean, and the next `add`
+//! finishes the job. Two ways to crash: a deterministic abort at every write step (the blob
+//! layer's fault points, `ARCHIVE_FAULT_ABORT_AT`), and kill -9 at random moments, which also
+//! lands between the steps.
 
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::{pseudo_random, read_tree, write_file, Archive};
@@ -86,4 +90,106 @@ fn sigkill_during_add_never_leaves_a_broken_store() {
     // Leftovers of the killed runs are collected; the store stays intact.
     a.ok(&["gc"]);
     assert!(a.ok(&["verify"]).contains("all intact"));
+}
+
+/// A tree whose `add` passes every kind of write step: inline small files, single-blob files,
+/// chunked files (manifest and chunks), content repeated under another name, and more than
+/// one commit.
+fn tree_for_cuts(src: &Path) {
+    for i in 0..6u64 {
+        write_file(
+            &src.join(format!("small/{i}.txt")),
+            &pseudo_random(200 + i as usize * 50, i),
+        );
+    }
+    write_file(&src.join("medium.bin"), &pseudo_random(300_000, 40));
+    write_file(&src.join("big/a.bin"), &pseudo_random(3 << 20, 41));
+    write_file(&src.join("big/b.bin"), &pseudo_random(2 << 20, 42));
+    write_file(&src.join("big/copy-of-a.bin"), &pseudo_random(3 << 20, 41));
+}
+
+/// The write steps `archive add` logged, one `N Step` per line.
+fn logged_steps(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_once(' ').expect("`N Step` lines").1.to_owned())
+        .collect()
+}
+
+#[test]
+fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree_for_cuts(&src);
+    let src_str = src.to_str().unwrap();
+
+    // Count the steps of an uninterrupted add of the tree into an empty store.
+    let probe = Archive::initialised();
+    let log = work.path().join("steps.log");
+    let out = probe
+        .command(&["add", src_str])
+        .env("ARCHIVE_FAULT_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = logged_steps(&log);
+    for kind in [
+        "BlobWritten",
+        "BlobRenamed",
+        "BlobsDurable",
+        "Commit",
+        "Committed",
+    ] {
+        assert!(
+            steps.iter().any(|s| s == kind),
+            "the add never passed {kind}: {steps:?}"
+        );
+    }
+    drop(probe);
+    eprintln!("cutting add at each of its {} write steps", steps.len());
+
+    for cut in 1..=steps.len() {
+        let a = Archive::initialised();
+        let log = work.path().join(format!("cut-{cut}.log"));
+        let out = a
+            .command(&["add", src_str])
+            .env("ARCHIVE_FAULT_ABORT_AT", cut.to_string())
+            .env("ARCHIVE_FAULT_LOG", &log)
+            .output()
+            .unwrap();
+        // The process died at exactly the chosen step, not before and not after.
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "cut {cut} ({}): add was not aborted: {:?}",
+            steps[cut - 1],
+            out.status
+        );
+        assert_eq!(
+            logged_steps(&log).len(),
+            cut,
+            "cut {cut}: the add stopped at another step"
+        );
+        let what = format!("cut at step {cut} ({})", steps[cut - 1]);
+        let verify = a.run(&["verify"]);
+        assert!(
+            verify.status.success(),
+            "{what}: verify failed: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        // Whatever the cut left is either whole or absent: every listed file exports intact.
+        a.ok(&["add", src_str]);
+        assert!(a.ok(&["verify"]).contains("all intact"), "{what}");
+        let out = a.path("out");
+        a.ok(&["export", out.to_str().unwrap()]);
+        assert_eq!(read_tree(&out.join("src")), read_tree(&src), "{what}");
+        a.ok(&["gc"]);
+        assert!(a.ok(&["verify"]).contains("all intact"), "{what}");
+    }
 }
