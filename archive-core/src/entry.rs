@@ -9,7 +9,7 @@ use crate::EntryError;
 
 crate::hash::id_type!(
     /// The id of an entry: the BLAKE3 hash of its encoded body. A distinct type from
-    /// [`Hash`] (which names content), though both are BLAKE3.
+    /// [`Hash`](struct@crate::Hash) (which names content), though both are BLAKE3.
     EntryId
 );
 

@@ -3,7 +3,7 @@
 //! without it every point is an empty inline function.
 //!
 //! Two ways to use them:
-//! - In-process: [`set_hook`] installs a function that every point calls (it may block, to
+//! - In-process: `set_hook` installs a function that every point calls (it may block, to
 //!   hold a reader, or panic).
 //! - Across a process boundary, for crash tests: with `ARCHIVE_FAULT_ABORT_AT=N` in its
 //!   environment a process aborts (as `kill -9` would stop it) at its N-th write step; with
