@@ -30,6 +30,16 @@ pub enum StorageError {
     /// The operation cannot run now; the message says why and when to retry.
     #[error("{0}")]
     Busy(String),
+    /// A position or range asked of a sync index lies outside it (a caller's mistake).
+    #[error("positions {lo}..{hi} are outside a sync index of {len} items")]
+    OutOfRange {
+        /// Start of the range asked for.
+        lo: u64,
+        /// End of the range asked for (exclusive).
+        hi: u64,
+        /// Items in the index.
+        len: u64,
+    },
 }
 
 macro_rules! redb_into_storage {

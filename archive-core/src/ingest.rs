@@ -130,7 +130,13 @@ pub(crate) fn ingest(
             }
         }
         drop(tx);
-        let worker_result = worker.join().expect("ingest worker panicked");
+        // The worker's store calls are guarded; a panic left over would be a bug, reported
+        // as a failure of this add rather than a crash of the embedding program.
+        let worker_result = worker.join().unwrap_or_else(|_| {
+            Err(StorageError::Damaged(
+                "writing the file's blobs failed unexpectedly".into(),
+            ))
+        });
         if let Some(e) = read_error {
             return Err(IngestError::Read(e));
         }

@@ -25,7 +25,8 @@ pub const MAX_TRANSFER_BLOB: u64 = MAX_MANIFEST_SIZE as u64;
 /// parent node of the tree over 16 KiB groups.
 pub fn encoded_len(size: u64) -> u64 {
     let groups = size.div_ceil(BLOCK_SIZE.bytes() as u64).max(1);
-    size + 64 * (groups - 1)
+    // Saturates for sizes near u64::MAX, which no real blob has.
+    size.saturating_add(64u64.saturating_mul(groups - 1))
 }
 
 /// A blob whose bytes were checked against its hash. Only [`decode_blob`] makes one.

@@ -304,12 +304,12 @@ impl PeerSlots {
         let state = peers.entry(peer).or_insert_with(|| PeerState {
             connections: 0,
             share: Arc::new(PeerShare {
-                requests: Arc::new(Semaphore::new(self.caps.requests_per_peer.max(1))),
-                sessions: Arc::new(Semaphore::new(self.caps.sessions_per_peer.max(1))),
+                requests: Arc::new(permits(self.caps.requests_per_peer)),
+                sessions: Arc::new(permits(self.caps.sessions_per_peer)),
                 serve_memory: Arc::new(Semaphore::new(
                     self.caps.serve_memory_per_peer.clamp(1, u32::MAX as usize),
                 )),
-                reads: Arc::new(Semaphore::new(self.caps.store_reads_per_peer.max(1))),
+                reads: Arc::new(permits(self.caps.store_reads_per_peer)),
             }),
         });
         if state.connections >= self.caps.connections_per_peer.max(1) {
@@ -335,6 +335,12 @@ impl PeerSlots {
             _ => IncomingFilterOutcome::Accept,
         }
     }
+}
+
+/// A semaphore of `n` permits: at least one (a zero limit would stop everything), at most what
+/// tokio allows (a caller's "unlimited", `usize::MAX`, would panic there).
+pub(crate) fn permits(n: usize) -> Semaphore {
+    Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))
 }
 
 #[cfg(test)]

@@ -288,7 +288,7 @@ impl Node {
         use_agreement: bool,
     ) -> Result<Reconciled, NetError> {
         let t = self.limits.timeout;
-        let limit = self.limits.reconcile.frame_limit + 64;
+        let limit = self.limits.reconcile.frame_limit.saturating_add(64);
         let peer = conn.remote_id();
         let (key, c, config) = (peer_id(&peer), collection.to_owned(), self.limits.reconcile);
         let (mut r, first) = self

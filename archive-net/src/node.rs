@@ -177,7 +177,7 @@ impl StoreReads {
         }
         StoreReads {
             store,
-            permits: Arc::new(Semaphore::new(n.max(1))),
+            permits: Arc::new(crate::admission::permits(n)),
         }
     }
 
@@ -228,7 +228,7 @@ impl Node {
             serve_memory: Arc::new(Semaphore::new(
                 limits.serve_memory.clamp(1, u32::MAX as usize),
             )),
-            sessions: Arc::new(Semaphore::new(limits.sessions.max(1))),
+            sessions: Arc::new(crate::admission::permits(limits.sessions)),
             ledger: Arc::default(),
             fetch_memory: crate::pull::FetchMemory::new(limits.fetch_memory),
             limits,

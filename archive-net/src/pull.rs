@@ -673,9 +673,12 @@ async fn fetch_blobs<C: PeerStreams>(
         share: p.share.clone(),
     };
     let (shared, memory, to) = (&shared, &memory, &to);
+    // Never more in flight than there are requests: the stream sizes its buffer by this, and
+    // a limit of `usize::MAX` ("unlimited") must not become an allocation of that size.
+    let in_flight = node.limits.parallel_fetches.clamp(1, requests.len().max(1));
     let mut requests = stream::iter(requests)
         .map(|request| fetch_request(node, conn, request, shared, memory, to))
-        .buffered_unordered(node.limits.parallel_fetches.max(1));
+        .buffered_unordered(in_flight);
     while let Some(done) = requests.next().await {
         let one = done?;
         fetched.bytes += one.bytes;

@@ -156,7 +156,7 @@ async fn serve_stream(
         share,
     } = *on;
     let t = node.limits.timeout;
-    let limit = MAX_CONTROL_FRAME.max(node.limits.reconcile.frame_limit + 64);
+    let limit = MAX_CONTROL_FRAME.max(node.limits.reconcile.frame_limit.saturating_add(64));
     let request: Request = read_frame(&mut recv, limit, t).await?;
     match request {
         Request::Reconcile {
@@ -430,7 +430,7 @@ async fn answer_reconcile(
     (collection, first, want_summary): (&str, Vec<u8>, bool),
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
-    let limit = node.limits.reconcile.frame_limit + 64;
+    let limit = node.limits.reconcile.frame_limit.saturating_add(64);
     // The peer's own share of sessions first, then the node's.
     let slots = async {
         let mine = share.sessions.clone().acquire_owned().await;
@@ -513,7 +513,7 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
                     let current = store.collection(&collection)?.get(&e.entry().key)?;
                     if current.is_some_and(|c| c.file.hash == f.hash) {
                         s.files += 1;
-                        s.file_bytes += f.size;
+                        s.file_bytes = s.file_bytes.saturating_add(f.size);
                     }
                 }
             }
@@ -537,7 +537,8 @@ async fn take_offer(
     let counters = Counters::default();
     let fetch = pull::pull(node, conn, collection, ids, &counters, Some(share.clone()));
     tokio::pin!(fetch);
-    let mut tick = tokio::time::interval(node.limits.timeout / 4);
+    let mut tick =
+        tokio::time::interval((node.limits.timeout / 4).max(std::time::Duration::from_millis(1)));
     tick.tick().await;
     let result = loop {
         tokio::select! {

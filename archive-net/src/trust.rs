@@ -4,7 +4,7 @@
 //! list in its configuration and hands it here; it can change while the server runs.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use iroh::EndpointId;
 
@@ -46,22 +46,34 @@ pub struct Trust(Arc<RwLock<HashMap<EndpointId, PeerPolicy>>>);
 impl Trust {
     /// Pairs (or updates) a peer.
     pub fn set(&self, id: EndpointId, policy: PeerPolicy) {
-        self.0.write().expect("trust lock").insert(id, policy);
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, policy);
     }
 
     /// Unpairs a peer.
     pub fn remove(&self, id: &EndpointId) {
-        self.0.write().expect("trust lock").remove(id);
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
     }
 
     /// Replaces the whole list.
     pub fn replace(&self, peers: impl IntoIterator<Item = (EndpointId, PeerPolicy)>) {
-        *self.0.write().expect("trust lock") = peers.into_iter().collect();
+        // Collected before the lock is taken: a panic in the caller's iterator cannot poison it.
+        let peers = peers.into_iter().collect();
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = peers;
     }
 
     /// The policy for `id`, if paired.
     pub fn policy(&self, id: &EndpointId) -> Option<PeerPolicy> {
-        self.0.read().expect("trust lock").get(id).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     /// Checks that `id` may read `collection`.
@@ -93,4 +105,35 @@ impl Trust {
 
 pub(crate) fn not_paired(id: &EndpointId) -> String {
     format!("endpoint {id} is not paired with this server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str) -> PeerPolicy {
+        PeerPolicy {
+            name: name.into(),
+            read: Access::All,
+            write: Access::All,
+        }
+    }
+
+    #[test]
+    fn a_panicking_list_leaves_the_trust_usable() {
+        let trust = Trust::default();
+        let id = iroh::SecretKey::from_bytes(&[1; 32]).public();
+        trust.set(id, policy("a"));
+        let replaced = std::panic::catch_unwind(|| {
+            trust.replace((0..3).map(|i| -> (EndpointId, PeerPolicy) {
+                assert!(i < 2, "the caller's list fails half way");
+                (id, policy("b"))
+            }));
+        });
+        assert!(replaced.is_err());
+        // The list was not half replaced, and the lock still works for the handshake.
+        assert_eq!(trust.policy(&id).map(|p| p.name), Some("a".to_owned()));
+        trust.remove(&id);
+        assert!(trust.policy(&id).is_none());
+    }
 }

@@ -526,3 +526,41 @@ async fn pulls_at_once_share_the_quota() {
     assert!(used <= quota, "quota {quota}, used {used}");
     assert!(b.node.store().verify().unwrap().is_ok());
 }
+
+/// "Unlimited" written as `usize::MAX` in every limit and cap: the node clamps what tokio
+/// cannot take instead of panicking when a connection arrives, and the sync works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_of_usize_max_mean_unlimited_not_a_panic() {
+    let unlimited = Limits {
+        sessions: usize::MAX,
+        store_reads: usize::MAX,
+        serve_memory: usize::MAX,
+        fetch_memory: usize::MAX,
+        parallel_fetches: usize::MAX,
+        caps: archive_net::Caps {
+            connections_per_peer: usize::MAX,
+            requests_per_peer: usize::MAX,
+            sessions_per_peer: usize::MAX,
+            serve_memory_per_peer: usize::MAX,
+            store_reads_per_peer: usize::MAX,
+            ..archive_net::Caps::default()
+        },
+        ..Limits::default()
+    };
+    let a = Server::start_with(unlimited).await;
+    let b = Server::start_with(unlimited).await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    a.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_bytes("big.bin", &data(77, 3 << 20))
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), b.sync_with(&a, true, true))
+        .await
+        .expect("the sync finishes")
+        .unwrap();
+    assert_eq!(report.entries_received, 1, "{report:?}");
+    assert_eq!(b.listing(), a.listing());
+}

@@ -207,7 +207,10 @@ impl RangesWriter {
         match range.upper {
             Bound::Infinity => self.out.push(mode | FLAG_INFINITY),
             Bound::Key(k) => {
-                let delta = k.time - self.prev_time;
+                // Bounds ascend in a well-formed message. One whose times go down (built by
+                // hand) wraps here and encodes to a frame `decode` refuses ("bound time
+                // overflows"), rather than panicking.
+                let delta = k.time.wrapping_sub(self.prev_time);
                 let shift = canonical_shift(delta) as u8;
                 let prefix_len = 32
                     - k.id
@@ -243,7 +246,8 @@ impl RangesWriter {
 }
 
 impl Message {
-    /// The frame bytes.
+    /// The frame bytes. Bounds must ascend strictly (as [`Message::decode`] requires); a
+    /// message whose bounds do not encodes to a frame that `decode` refuses.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Message::Ranges(ranges) => {
@@ -587,6 +591,32 @@ mod tests {
         assert!(Message::decode(&lying, 1 << 20).is_err());
         // Non-canonical varint.
         assert!(Message::decode(&[1, 1, 0x80, 0x00, 0, 0], 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_hand_built_message_with_falling_times_encodes_to_a_refused_frame() {
+        let bound = |time| {
+            Bound::Key(SyncKey {
+                time,
+                id: EntryId::from_bytes([0; 32]),
+            })
+        };
+        let falling = Message::Ranges(vec![
+            Range {
+                upper: bound(1 << 20),
+                mode: Mode::Skip,
+            },
+            Range {
+                upper: bound(5),
+                mode: Mode::Skip,
+            },
+            Range {
+                upper: Bound::Infinity,
+                mode: Mode::Skip,
+            },
+        ]);
+        let frame = falling.encode(); // no panic, even in a debug build
+        assert!(Message::decode(&frame, 1 << 20).is_err());
     }
 
     fn arb_mode() -> impl Strategy<Value = Mode> {

@@ -112,7 +112,9 @@ impl Store {
                 .collect(),
             ..AddReport::default()
         };
-        progress.start(found.len() as u64, found.iter().map(|f| f.size).sum());
+        // Sparse files can claim sizes that add up past u64.
+        let total = found.iter().fold(0u64, |t, f| t.saturating_add(f.size));
+        progress.start(found.len() as u64, total);
         let _guard = self.gc_shared();
         let mut batch = Batch::default();
         for file in &found {
@@ -220,7 +222,8 @@ impl Store {
                 Some(_) => true,
             })
         };
-        check().unwrap_or(false)
+        // Unknown on any failure (a damaged database included): the blob is written again.
+        crate::store::guarded(check).unwrap_or(false)
     }
 
     /// Makes the batch's blob files durable, then records blobs, files and entries in one

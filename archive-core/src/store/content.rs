@@ -220,7 +220,7 @@ impl<'s> FileReader<'s> {
                 }
                 Ok(data)
             } else {
-                reader.read_range(&hash, within, len.min(within + LOAD_MAX))
+                reader.read_range(&hash, within, len.min(within.saturating_add(LOAD_MAX)))
             }
         })?;
         self.buf = bytes;

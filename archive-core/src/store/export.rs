@@ -227,20 +227,20 @@ fn hash_at(dir: &OwnedFd, name: &str, dev: u64, ino: u64) -> io::Result<Hash> {
 }
 
 /// A fresh temporary name: short and fixed in length, whatever the final name.
-fn temp_name() -> String {
+fn temp_name() -> io::Result<String> {
     let mut r = [0u8; 8];
-    getrandom::fill(&mut r).expect("the system's random source");
-    format!(
+    getrandom::fill(&mut r).map_err(io::Error::other)?;
+    Ok(format!(
         ".archive-{}.tmp",
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    ))
 }
 
 /// Creates a new temporary file in `dir` that nobody else had (exclusively, no links).
 fn create_temp(dir: &OwnedFd) -> io::Result<(String, File)> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     loop {
-        let name = temp_name();
+        let name = temp_name()?;
         match rustix::fs::openat(dir, &name, flags, Mode::from_raw_mode(0o666)) {
             Ok(fd) => return Ok((name, File::from(fd))),
             Err(Errno::EXIST) => continue,

@@ -433,14 +433,14 @@ impl Store {
         };
         let mut out = Vec::with_capacity(counts.len());
         for (name, entries) in counts {
-            let (mut files, mut bytes) = (0, 0);
+            let (mut files, mut bytes) = (0, 0u64);
             let listing = self
                 .collection_unchecked(&name)
                 .list(ViewPoint::Current, "")
                 .map_err(into_storage)?;
             for item in listing {
                 files += 1;
-                bytes += item?.file.size;
+                bytes = bytes.saturating_add(item?.file.size);
             }
             out.push(CollectionInfo {
                 files,
@@ -466,7 +466,9 @@ impl Store {
             collections: collections.len() as u64,
             entries: tx.open_table(ENTRIES)?.len()?,
             files: collections.iter().map(|c| c.files).sum(),
-            logical_bytes: collections.iter().map(|c| c.bytes).sum(),
+            logical_bytes: collections
+                .iter()
+                .fold(0u64, |t, c| t.saturating_add(c.bytes)),
             blobs: blobs.len()?,
             stored_bytes,
             snapshots: tx.open_table(SNAPSHOTS)?.len()?,

@@ -97,29 +97,32 @@ impl Store {
         files.create_dirs()?;
         let db_path = dir.join(DB_FILE);
         let db = open_db(&dir, &db_path, true)?;
-        let tx = db.begin_write().map_err(StorageError::from)?;
-        {
-            let mut meta = tx.open_table(META).map_err(StorageError::from)?;
-            // A crashed earlier `init` may have left a key: keep it.
-            if meta
-                .get(META_SECRET_KEY)
-                .map_err(StorageError::from)?
-                .is_none()
+        guarded(|| -> Result<(), OpenError> {
+            let tx = db.begin_write().map_err(StorageError::from)?;
             {
-                let key = SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?;
-                meta.insert(META_SECRET_KEY, key.to_bytes().as_slice())
+                let mut meta = tx.open_table(META).map_err(StorageError::from)?;
+                // A crashed earlier `init` may have left a key: keep it.
+                if meta
+                    .get(META_SECRET_KEY)
+                    .map_err(StorageError::from)?
+                    .is_none()
+                {
+                    let key = SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?;
+                    meta.insert(META_SECRET_KEY, key.to_bytes().as_slice())
+                        .map_err(StorageError::from)?;
+                    meta.insert(META_CLOCK, 0u64.to_le_bytes().as_slice())
+                        .map_err(StorageError::from)?;
+                    meta.insert(META_NEXT_SEQ, 0u64.to_le_bytes().as_slice())
+                        .map_err(StorageError::from)?;
+                }
+                meta.insert(META_PRIVATE, [1u8].as_slice())
                     .map_err(StorageError::from)?;
-                meta.insert(META_CLOCK, 0u64.to_le_bytes().as_slice())
-                    .map_err(StorageError::from)?;
-                meta.insert(META_NEXT_SEQ, 0u64.to_le_bytes().as_slice())
-                    .map_err(StorageError::from)?;
+                drop(meta);
+                create_tables(&tx)?;
             }
-            meta.insert(META_PRIVATE, [1u8].as_slice())
-                .map_err(StorageError::from)?;
-            drop(meta);
-            create_tables(&tx)?;
-        }
-        tx.commit().map_err(StorageError::from)?;
+            tx.commit().map_err(StorageError::from)?;
+            Ok(())
+        })?;
         private::tighten(&dir)?;
         write_durably(&format_path, format_file_contents().as_bytes())
             .map_err(|e| StorageError::io(&format_path, e))?;
@@ -185,7 +188,7 @@ impl Store {
     pub fn set_wall_clock(&self, millis: fn() -> u64) {
         self.clock
             .lock()
-            .expect("clock lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .set_wall_clock(millis);
     }
 

@@ -507,7 +507,7 @@ fn view_totals(tx: &redb::WriteTransaction, c: &str) -> Result<(u64, u64), Stora
         }
         if let EntryValue::File(f) = decode_stored_entry(&entries, &v.value().1)?.entry().value {
             files += 1;
-            bytes += f.size;
+            bytes = bytes.saturating_add(f.size); // sizes are signed claims: never overflow
         }
     }
     Ok((files, bytes))

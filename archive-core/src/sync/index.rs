@@ -18,6 +18,9 @@ pub trait SyncIndex {
         Ok(self.len()? == 0)
     }
     /// Number of items below `bound`.
+    ///
+    /// Positions and ranges passed to the methods below lie within `0..=len` (`lo <= hi`);
+    /// others get [`StorageError::OutOfRange`].
     fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError>;
     /// The item at `pos` (`pos < len`).
     fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError>;
@@ -44,9 +47,9 @@ pub trait SyncIndex {
 }
 
 pub(crate) fn even_split(lo: u64, hi: u64, parts: u64) -> Vec<u64> {
-    let n = hi - lo;
+    let n = u128::from(hi.saturating_sub(lo));
     let mut out: Vec<u64> = (1..parts)
-        .map(|i| lo + n * i / parts)
+        .map(|i| lo + (n * u128::from(i) / u128::from(parts)) as u64)
         .filter(|p| *p > lo && *p < hi)
         .collect();
     out.dedup();
@@ -101,6 +104,15 @@ impl MemoryIndex {
     }
 }
 
+/// Checks that `lo..hi` is a range of positions of an index of `len` items.
+pub(crate) fn check_range(lo: u64, hi: u64, len: u64) -> Result<(), StorageError> {
+    if lo <= hi && hi <= len {
+        Ok(())
+    } else {
+        Err(StorageError::OutOfRange { lo, hi, len })
+    }
+}
+
 impl SyncIndex for MemoryIndex {
     fn len(&mut self) -> Result<u64, StorageError> {
         Ok(self.keys.len() as u64)
@@ -114,14 +126,17 @@ impl SyncIndex for MemoryIndex {
     }
 
     fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
+        check_range(pos, pos.saturating_add(1), self.keys.len() as u64)?;
         Ok(self.keys[pos as usize])
     }
 
     fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
+        check_range(lo, hi, self.keys.len() as u64)?;
         Ok(self.prefix[hi as usize].minus(&self.prefix[lo as usize]))
     }
 
     fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
+        check_range(lo, hi, self.keys.len() as u64)?;
         Ok(self.keys[lo as usize..hi as usize].to_vec())
     }
 

@@ -14,6 +14,8 @@ pub use crate::format::sync_wire::{
 };
 pub use fingerprint::{Accumulator, Fingerprint, SyncKey};
 pub use index::{MemoryIndex, SyncIndex};
-pub use session::{Agreement, ReconcileConfig, Reconciler, SyncStats, MIN_FRAME_LIMIT};
+pub use session::{
+    Agreement, ReconcileConfig, Reconciler, SyncStats, MAX_ID_LIST_THRESHOLD, MIN_FRAME_LIMIT,
+};
 
-pub(crate) use index::even_split;
+pub(crate) use index::{check_range, even_split};

@@ -41,6 +41,9 @@ pub struct ReconcileConfig {
     pub fast_path_max_ids: usize,
 }
 
+/// The largest `id_list_threshold` a session accepts (a list of that many ids is 32 MiB).
+pub const MAX_ID_LIST_THRESHOLD: u64 = 1 << 20;
+
 impl Default for ReconcileConfig {
     fn default() -> Self {
         ReconcileConfig {
@@ -120,10 +123,12 @@ impl<I: SyncIndex> Reconciler<I> {
                 config.frame_limit
             )));
         }
-        if config.fanout < 2 || config.id_list_threshold < 1 || config.fanout > 256 {
-            return Err(SyncError::Config(
-                "fanout must be 2..=256, id_list_threshold >= 1".into(),
-            ));
+        if !(2..=256).contains(&config.fanout)
+            || !(1..=MAX_ID_LIST_THRESHOLD).contains(&config.id_list_threshold)
+        {
+            return Err(SyncError::Config(format!(
+                "fanout must be 2..=256, id_list_threshold 1..={MAX_ID_LIST_THRESHOLD}"
+            )));
         }
         Ok(Reconciler {
             index,
@@ -562,7 +567,11 @@ impl<I: SyncIndex> Reconciler<I> {
 /// The shortest bound `b` with `before < b <= after`: the time with the most trailing zero
 /// bits in `(before.time, after.time]`, or, for equal times, the shortest id prefix.
 pub(crate) fn minimal_bound(before: &SyncKey, after: &SyncKey) -> SyncKey {
-    debug_assert!(before < after);
+    if before >= after {
+        // Only an index whose items are out of order (damaged) gets here; `after` is still a
+        // bound, and the session's sums then disagree and say so.
+        return *after;
+    }
     if before.time < after.time {
         let mut shift = 63;
         loop {
@@ -678,5 +687,61 @@ impl Output {
             self.asks = true;
         }
         Ok((self.writer.finish(), self.asks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(time: u64, first: u8) -> SyncKey {
+        let mut id = [0u8; 32];
+        id[0] = first;
+        SyncKey {
+            time,
+            id: EntryId::from_bytes(id),
+        }
+    }
+
+    #[test]
+    fn minimal_bound_lies_between_its_neighbours() {
+        for (before, after) in [
+            (key(5, 0), key(9, 0)),
+            (key(8, 1), key(8, 0x80)),
+            (key(0, 0), key(u64::MAX, 0xff)),
+        ] {
+            let b = minimal_bound(&before, &after);
+            assert!(before < b && b <= after, "{before:?} {b:?} {after:?}");
+        }
+    }
+
+    #[test]
+    fn minimal_bound_of_out_of_order_neighbours_does_not_panic() {
+        // Neighbours from a damaged index: equal, or the wrong way round.
+        assert_eq!(minimal_bound(&key(7, 3), &key(7, 3)), key(7, 3));
+        assert_eq!(minimal_bound(&key(9, 0), &key(2, 0)), key(2, 0));
+    }
+
+    #[test]
+    fn a_config_outside_the_limits_is_refused() {
+        for config in [
+            ReconcileConfig {
+                id_list_threshold: MAX_ID_LIST_THRESHOLD + 1,
+                ..ReconcileConfig::default()
+            },
+            ReconcileConfig {
+                id_list_threshold: 0,
+                ..ReconcileConfig::default()
+            },
+            ReconcileConfig {
+                fanout: 1,
+                ..ReconcileConfig::default()
+            },
+        ] {
+            assert!(matches!(
+                Reconciler::new(crate::sync::MemoryIndex::default(), config),
+                Err(SyncError::Config(_))
+            ));
+        }
     }
 }

@@ -8,8 +8,8 @@ use crate::entry::EntryId;
 use crate::error::StorageError;
 use crate::format::layout::{ENTRIES, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_TOTALS};
 use crate::format::sync_index::{packed_id, packed_item, packed_less};
-use crate::store::call_check;
-use crate::sync::{even_split, Accumulator, Bound, SyncIndex, SyncKey};
+use crate::store::{call_check, guarded};
+use crate::sync::{check_range, even_split, Accumulator, Bound, SyncIndex, SyncKey};
 
 /// Items between two prefix checkpoints of a loaded block.
 const CHECKPOINT_STRIDE: usize = 8;
@@ -203,12 +203,14 @@ impl StoreSyncIndex {
     }
 }
 
-impl SyncIndex for StoreSyncIndex {
-    fn len(&mut self) -> Result<u64, StorageError> {
+/// The index's reads, unguarded: [`SyncIndex`] below runs each inside [`guarded`], after
+/// checking the positions it is given.
+impl StoreSyncIndex {
+    fn read_len(&mut self) -> Result<u64, StorageError> {
         Ok(self.summaries.len())
     }
 
-    fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
+    fn read_lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
         let Bound::Key(b) = bound else {
             return Ok(self.summaries.len());
         };
@@ -226,7 +228,7 @@ impl SyncIndex for StoreSyncIndex {
         Ok(start + self.load(i)?.lower_bound(&bound) as u64)
     }
 
-    fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
+    fn read_key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
         let i = self.block_of(pos);
         let start = self.summaries.cum_count[i];
         if pos == start {
@@ -238,12 +240,12 @@ impl SyncIndex for StoreSyncIndex {
         Ok(self.load(i)?.key((pos - start) as usize))
     }
 
-    fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
+    fn read_accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
         let upper = self.prefix(hi)?;
         Ok(upper.minus(&self.prefix(lo)?))
     }
 
-    fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
+    fn read_keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
         let mut out = Vec::with_capacity((hi - lo) as usize);
         let mut pos = lo;
         while pos < hi {
@@ -259,7 +261,12 @@ impl SyncIndex for StoreSyncIndex {
 
     /// Prefers block starts (no block read needed on either side); splits inside blocks only
     /// when the range spans too few of them.
-    fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
+    fn read_split_points(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        parts: u64,
+    ) -> Result<Vec<u64>, StorageError> {
         let cc = &self.summaries.cum_count;
         let first = cc.partition_point(|c| *c <= lo);
         let last = cc.partition_point(|c| *c < hi);
@@ -290,21 +297,19 @@ impl SyncIndex for StoreSyncIndex {
         Ok(out)
     }
 
-    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
-        call_check();
+    fn read_contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
         Ok(self.entries.get(id.as_bytes())?.is_some())
     }
 
-    fn total(&mut self) -> Result<Accumulator, StorageError> {
+    fn read_total(&mut self) -> Result<Accumulator, StorageError> {
         Ok(self.total)
     }
 
-    fn added_since(
+    fn read_added_since(
         &mut self,
         seq: u64,
         limit: usize,
     ) -> Result<Option<Vec<SyncKey>>, StorageError> {
-        call_check();
         let c = self.collection.as_str();
         let mut out = Vec::new();
         for row in self.log.range((c, seq)..=(c, u64::MAX))? {
@@ -317,10 +322,57 @@ impl SyncIndex for StoreSyncIndex {
     }
 }
 
+impl SyncIndex for StoreSyncIndex {
+    fn len(&mut self) -> Result<u64, StorageError> {
+        self.read_len()
+    }
+
+    fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
+        guarded(|| self.read_lower_bound(bound))
+    }
+
+    fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
+        check_range(pos, pos.saturating_add(1), self.summaries.len())?;
+        guarded(|| self.read_key_at(pos))
+    }
+
+    fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
+        check_range(lo, hi, self.summaries.len())?;
+        guarded(|| self.read_accumulate(lo, hi))
+    }
+
+    fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
+        check_range(lo, hi, self.summaries.len())?;
+        guarded(|| self.read_keys(lo, hi))
+    }
+
+    fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
+        check_range(lo, hi, self.summaries.len())?;
+        guarded(|| self.read_split_points(lo, hi, parts))
+    }
+
+    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
+        guarded(|| self.read_contains_id(id))
+    }
+
+    fn total(&mut self) -> Result<Accumulator, StorageError> {
+        self.read_total()
+    }
+
+    fn added_since(
+        &mut self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SyncKey>>, StorageError> {
+        guarded(|| self.read_added_since(seq, limit))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::summaries::partition_point_near;
     use crate::sync::{Bound, MemoryIndex, SyncIndex, SyncKey};
+    use crate::StorageError;
     use crate::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
     use proptest::prelude::*;
 
@@ -372,6 +424,47 @@ mod tests {
             "{held} held"
         );
         assert!(held == 1 || index.loaded_bytes <= index.loaded_budget);
+    }
+
+    #[test]
+    fn positions_outside_the_index_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path()).unwrap();
+        let key = SecretKey::from_bytes([9; 32]);
+        let entries: Vec<SignedEntry> = (0..600u64)
+            .map(|i| {
+                let entry = Entry {
+                    collection: "c".into(),
+                    key: format!("k{i}"),
+                    value: EntryValue::Tombstone,
+                    author: key.public(),
+                    time: Timestamp::from_raw(1_000 + i),
+                };
+                SignedEntry::sign(entry, &key).unwrap()
+            })
+            .collect();
+        store.insert_entries(&entries).unwrap();
+        let model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
+            time: e.entry().time.raw(),
+            id: e.id(),
+        }));
+        let store_index: Box<dyn SyncIndex> = Box::new(store.sync_index("c").unwrap());
+        for mut index in [store_index, Box::new(model) as Box<dyn SyncIndex>] {
+            let n = index.len().unwrap();
+            assert_eq!(n, 600);
+            let out_of_range = |r: Result<_, StorageError>| {
+                matches!(r, Err(StorageError::OutOfRange { len: 600, .. }))
+            };
+            assert!(out_of_range(index.key_at(n).map(|_| ())));
+            assert!(out_of_range(index.key_at(u64::MAX).map(|_| ())));
+            assert!(out_of_range(index.keys(10, 5).map(|_| ())));
+            assert!(out_of_range(index.keys(0, n + 1).map(|_| ())));
+            assert!(out_of_range(index.accumulate(7, 3).map(|_| ())));
+            assert!(out_of_range(index.accumulate(0, u64::MAX).map(|_| ())));
+            // In range still works, up to the end.
+            assert_eq!(index.keys(n - 2, n).unwrap().len(), 2);
+            assert_eq!(index.accumulate(0, n).unwrap(), index.total().unwrap());
+        }
     }
 
     proptest! {
