@@ -18,6 +18,7 @@ use crate::sync::{Accumulator, SyncKey};
 
 impl SyncKey {
     /// The 40-byte form whose byte order is the item order.
+    #[inline]
     pub(crate) fn to_bytes(self) -> [u8; 40] {
         let mut out = [0u8; 40];
         out[..8].copy_from_slice(&self.time.to_be_bytes());
@@ -25,6 +26,7 @@ impl SyncKey {
         out
     }
 
+    #[inline]
     pub(crate) fn from_bytes(b: &[u8; 40]) -> Self {
         let (time, id) = b.split_at(8);
         SyncKey {
@@ -36,6 +38,7 @@ impl SyncKey {
 
 impl Accumulator {
     /// The 40-byte form: the sum's limbs, then the count, little-endian.
+    #[inline]
     pub(crate) fn to_bytes(self) -> [u8; 40] {
         let mut out = [0u8; 40];
         for (i, limb) in self.sum.iter().enumerate() {
@@ -45,6 +48,7 @@ impl Accumulator {
         out
     }
 
+    #[inline]
     pub(crate) fn from_bytes(b: &[u8; 40]) -> Self {
         let word =
             |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
@@ -132,6 +136,7 @@ pub(crate) fn unpack(bytes: &[u8]) -> Result<Vec<SyncKey>, StorageError> {
 }
 
 /// Item `i` of a packed block (`bytes` holds at least `i + 1` items).
+#[inline]
 pub(crate) fn packed_item(bytes: &[u8], i: usize) -> &[u8; 40] {
     bytes[i * 40..i * 40 + 40]
         .try_into()
@@ -140,6 +145,7 @@ pub(crate) fn packed_item(bytes: &[u8], i: usize) -> &[u8; 40] {
 
 /// `a < b` for two packed items: the big-endian time first (one integer compare), the id
 /// only when the times are equal.
+#[inline]
 pub(crate) fn packed_less(a: &[u8; 40], b: &[u8; 40]) -> bool {
     let time = |x: &[u8; 40]| u64::from_be_bytes(x[..8].try_into().unwrap_or_default());
     let (ta, tb) = (time(a), time(b));
@@ -147,6 +153,7 @@ pub(crate) fn packed_less(a: &[u8; 40], b: &[u8; 40]) -> bool {
 }
 
 /// The id bytes of a packed item.
+#[inline]
 pub(crate) fn packed_id(item: &[u8; 40]) -> &[u8; 32] {
     item[8..].try_into().expect("40 - 8 bytes")
 }

@@ -38,7 +38,7 @@ pub use view::{
 };
 
 pub use guard::set_call_check;
-pub(crate) use guard::{call_check, guarded};
+pub(crate) use guard::guarded;
 
 use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};

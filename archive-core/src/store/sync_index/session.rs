@@ -8,7 +8,7 @@ use crate::entry::EntryId;
 use crate::error::StorageError;
 use crate::format::layout::{ENTRIES, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_TOTALS};
 use crate::format::sync_index::{packed_id, packed_item, packed_less};
-use crate::store::{call_check, guarded};
+use crate::store::guarded;
 use crate::sync::{check_range, even_split, Accumulator, Bound, SyncIndex, SyncKey};
 
 /// Items between two prefix checkpoints of a loaded block.
@@ -132,54 +132,61 @@ impl StoreSyncIndex {
     /// one pass over the stored bytes that checks order and sum against the block's summary
     /// and keeps a running sum every [`CHECKPOINT_STRIDE`] items.
     fn load(&mut self, i: usize) -> Result<&LoadedBlock, StorageError> {
-        call_check();
         if self.loaded.len() <= i {
             self.loaded.resize_with(i + 1, || None);
         }
         if self.loaded[i].is_none() {
-            let b = self.summaries.blocks[i];
-            let c = self.collection.as_str();
-            let damaged = || {
-                StorageError::Damaged(format!(
-                    "sync index of `{c}`: a block's items disagree with its summary"
-                ))
-            };
-            let items = self
-                .items
-                .get((c, b.first.to_bytes()))?
-                .ok_or_else(damaged)?;
-            let bytes = items.value();
-            if bytes.len() as u64 != b.acc.count() * 40 {
-                return Err(damaged());
-            }
-            let mut checkpoints = Vec::with_capacity(bytes.len() / 40 / CHECKPOINT_STRIDE + 1);
-            let mut acc = Accumulator::default();
-            let mut prev: Option<&[u8; 40]> = None;
-            for (n, item) in bytes.chunks_exact(40).enumerate() {
-                let item: &[u8; 40] = item.try_into().expect("40 bytes");
-                if n % CHECKPOINT_STRIDE == 0 {
-                    checkpoints.push(acc);
-                }
-                if prev.is_some_and(|p| !packed_less(p, item)) {
-                    return Err(damaged());
-                }
-                acc.add_bytes(packed_id(item));
-                prev = Some(item);
-            }
-            let first = SyncKey::from_bytes(bytes[..40].try_into().expect("40 bytes"));
-            let last = SyncKey::from_bytes(bytes[bytes.len() - 40..].try_into().expect("40"));
-            if acc != b.acc || first != b.first || last != b.last {
-                return Err(damaged());
-            }
-            let size = bytes.len();
+            // The one place a session reads the database: guarded, so a damaged file is an
+            // error rather than a panic (the cached path below stays free of the guard).
+            let block = guarded(|| self.read_block(i))?;
+            let size = block.items.value().len();
             if self.loaded_bytes + size > self.loaded_budget {
                 self.loaded.iter_mut().for_each(|b| *b = None);
                 self.loaded_bytes = 0;
             }
             self.loaded_bytes += size;
-            self.loaded[i] = Some(Box::new(LoadedBlock { items, checkpoints }));
+            self.loaded[i] = Some(block);
         }
         Ok(self.loaded[i].as_deref().expect("just loaded"))
+    }
+
+    /// Reads block `i` and checks it against its summary.
+    fn read_block(&self, i: usize) -> Result<Box<LoadedBlock>, StorageError> {
+        let b = self.summaries.blocks[i];
+        let c = self.collection.as_str();
+        let damaged = || {
+            StorageError::Damaged(format!(
+                "sync index of `{c}`: a block's items disagree with its summary"
+            ))
+        };
+        let items = self
+            .items
+            .get((c, b.first.to_bytes()))?
+            .ok_or_else(damaged)?;
+        let bytes = items.value();
+        if bytes.is_empty() || bytes.len() as u64 != b.acc.count().saturating_mul(40) {
+            return Err(damaged());
+        }
+        let mut checkpoints = Vec::with_capacity(bytes.len() / 40 / CHECKPOINT_STRIDE + 1);
+        let mut acc = Accumulator::default();
+        let mut prev: Option<&[u8; 40]> = None;
+        for (n, item) in bytes.chunks_exact(40).enumerate() {
+            let item: &[u8; 40] = item.try_into().expect("40 bytes");
+            if n % CHECKPOINT_STRIDE == 0 {
+                checkpoints.push(acc);
+            }
+            if prev.is_some_and(|p| !packed_less(p, item)) {
+                return Err(damaged());
+            }
+            acc.add_bytes(packed_id(item));
+            prev = Some(item);
+        }
+        let first = SyncKey::from_bytes(bytes[..40].try_into().expect("40 bytes"));
+        let last = SyncKey::from_bytes(bytes[bytes.len() - 40..].try_into().expect("40"));
+        if acc != b.acc || first != b.first || last != b.last {
+            return Err(damaged());
+        }
+        Ok(Box::new(LoadedBlock { items, checkpoints }))
     }
 
     fn block_of(&mut self, pos: u64) -> usize {
@@ -203,8 +210,8 @@ impl StoreSyncIndex {
     }
 }
 
-/// The index's reads, unguarded: [`SyncIndex`] below runs each inside [`guarded`], after
-/// checking the positions it is given.
+/// The index's reads. [`SyncIndex`] below checks the positions it is given first; the
+/// database reads (`read_block`, `contains_id`, `added_since`) run inside [`guarded`].
 impl StoreSyncIndex {
     fn read_len(&mut self) -> Result<u64, StorageError> {
         Ok(self.summaries.len())
@@ -328,27 +335,27 @@ impl SyncIndex for StoreSyncIndex {
     }
 
     fn lower_bound(&mut self, bound: &Bound) -> Result<u64, StorageError> {
-        guarded(|| self.read_lower_bound(bound))
+        self.read_lower_bound(bound)
     }
 
     fn key_at(&mut self, pos: u64) -> Result<SyncKey, StorageError> {
         check_range(pos, pos.saturating_add(1), self.summaries.len())?;
-        guarded(|| self.read_key_at(pos))
+        self.read_key_at(pos)
     }
 
     fn accumulate(&mut self, lo: u64, hi: u64) -> Result<Accumulator, StorageError> {
         check_range(lo, hi, self.summaries.len())?;
-        guarded(|| self.read_accumulate(lo, hi))
+        self.read_accumulate(lo, hi)
     }
 
     fn keys(&mut self, lo: u64, hi: u64) -> Result<Vec<SyncKey>, StorageError> {
         check_range(lo, hi, self.summaries.len())?;
-        guarded(|| self.read_keys(lo, hi))
+        self.read_keys(lo, hi)
     }
 
     fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
         check_range(lo, hi, self.summaries.len())?;
-        guarded(|| self.read_split_points(lo, hi, parts))
+        self.read_split_points(lo, hi, parts)
     }
 
     fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {

@@ -41,16 +41,19 @@ impl Summaries {
         }
     }
 
+    #[inline]
     pub(super) fn len(&self) -> u64 {
         *self.cum_count.last().expect("at least one element")
     }
 
     /// The block holding position `pos` (< len), searched from block `hint` outwards.
+    #[inline]
     pub(super) fn block_of(&self, pos: u64, hint: usize) -> usize {
         partition_point_near(&self.cum_count, hint, |c| *c <= pos) - 1
     }
 
     /// The number of blocks that start below `bound`, searched from block `hint` outwards.
+    #[inline]
     pub(super) fn blocks_below(&self, bound: &SyncKey, hint: usize) -> usize {
         partition_point_near(&self.blocks, hint, |blk| blk.first < *bound)
     }
@@ -59,6 +62,7 @@ impl Summaries {
 /// `slice.partition_point(pred)`, found by galloping from `hint`: a session asks about
 /// ascending positions, so the answer is nearly always at or next to the previous one, and a
 /// few probes near it beat a binary search over the whole collection's blocks.
+#[inline]
 pub(super) fn partition_point_near<T>(
     slice: &[T],
     hint: usize,
