@@ -53,6 +53,14 @@ pub(crate) enum Command {
         #[arg(long, value_name = "S")]
         snapshot: Option<String>,
     },
+    /// Every version of a key this store has (files and removals), oldest first; an old
+    /// version's content is `archive get --hash HASH`
+    History {
+        /// Key of the file
+        key: String,
+        #[command(flatten)]
+        collection: CollectionArg,
+    },
     /// Write a file's content to stdout or a file
     Get {
         /// Key of the file

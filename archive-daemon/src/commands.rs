@@ -74,6 +74,9 @@ pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
         Command::Snapshot { name, collection } => {
             snapshot(ctx.store()?, &collection.collection, &name, json)
         }
+        Command::History { key, collection } => {
+            history(ctx.store()?, &collection.collection, &key, json)
+        }
         Command::Snapshots => snapshots(ctx.store()?, json),
         Command::Diff {
             peer: Some(peer),
@@ -296,6 +299,67 @@ fn ls(
                 human_size(i.file.size),
                 shown(&i.key)
             )?;
+        }
+        out.flush()?;
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct VersionJson {
+    seq: u64,
+    entry: String,
+    time_ms: u64,
+    author: String,
+    /// `file` or `removed`.
+    kind: &'static str,
+    size: Option<u64>,
+    hash: Option<String>,
+}
+
+fn history(store: &Store, collection: &str, key: &str, json: bool) -> Result<u8> {
+    let collection = existing_collection(store, collection)?;
+    archive_core::validate_key(key)?;
+    let mut versions = collection.history(key).peekable();
+    if versions.peek().is_none() {
+        bail!("no version of `{}` in this store", shown(key));
+    }
+    if json {
+        let mut listed = JsonArray::start()?;
+        for v in versions {
+            let v = v?;
+            let file = match v.value {
+                archive_core::EntryValue::File(f) => Some(f),
+                archive_core::EntryValue::Tombstone => None,
+            };
+            listed.push(&VersionJson {
+                seq: v.seq,
+                entry: v.entry.to_hex(),
+                time_ms: v.time.unix_millis(),
+                author: v.author.to_string(),
+                kind: if file.is_some() { "file" } else { "removed" },
+                size: file.map(|f| f.size),
+                hash: file.map(|f| f.hash.to_hex()),
+            })?;
+        }
+        listed.finish()?;
+    } else {
+        let mine = store.author();
+        let mut out = std::io::BufWriter::new(crate::output::stdout());
+        for v in versions {
+            let v = v?;
+            let who = if v.author == mine {
+                "this server".to_owned()
+            } else {
+                format!("peer {}", &v.author.to_string()[..10])
+            };
+            let what = match v.value {
+                archive_core::EntryValue::File(f) => {
+                    format!("{}  {:>10}", f.hash, human_size(f.size))
+                }
+                archive_core::EntryValue::Tombstone => format!("{:<64}  {:>10}", "removed", ""),
+            };
+            writeln!(out, "{}  {what}  {who}", human_time(v.time))?;
         }
         out.flush()?;
     }

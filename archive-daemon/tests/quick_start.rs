@@ -149,3 +149,37 @@ fn changes(v: &serde_json::Value) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+#[test]
+fn history_lists_every_version_and_an_old_one_is_got_by_hash() {
+    let a = Archive::initialised();
+    let file = a.path("notes.txt");
+    let mut hashes = Vec::new();
+    for text in ["first draft", "second draft"] {
+        write_file(&file, text.as_bytes());
+        a.ok(&["add", file.to_str().unwrap()]);
+        hashes.push(blake3::hash(text.as_bytes()).to_hex().to_string());
+    }
+    a.ok(&["rm", "notes.txt"]);
+
+    let versions = a.json(&["history", "notes.txt"]);
+    let versions = versions.as_array().unwrap();
+    let kinds: Vec<&str> = versions
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["file", "file", "removed"]);
+    for (v, hash) in versions.iter().zip(&hashes) {
+        assert_eq!(v["hash"].as_str(), Some(hash.as_str()));
+    }
+    let text = a.ok(&["history", "notes.txt"]);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().last().unwrap().contains("removed"), "{text}");
+    // The removed key's first version is still there, by hash.
+    assert_eq!(a.ok(&["get", "--hash", &hashes[0]]), "first draft");
+
+    let err = a.fails(&["history", "never-added.txt"]);
+    assert!(err.contains("no version of `never-added.txt`"), "{err}");
+    let err = a.fails(&["history", "../escape"]);
+    assert!(err.contains("invalid key"), "{err}");
+}

@@ -37,8 +37,8 @@ pub use view::{
     Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
 };
 
-pub use guard::set_call_check;
 pub(crate) use guard::guarded;
+pub use guard::set_call_check;
 
 use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};
