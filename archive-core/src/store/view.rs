@@ -134,9 +134,7 @@ impl<'s> Collection<'s> {
             collection: self.clone(),
             point: self.resolve(at)?,
             prefix: prefix.trim_matches('/').to_owned(),
-            after: None,
-            page: Vec::new().into_iter(),
-            done: false,
+            pages: Pages::default(),
         })
     }
 
@@ -309,9 +307,7 @@ impl<'s> Collection<'s> {
         History {
             collection: self.clone(),
             key: key.to_owned(),
-            after: None,
-            page: Vec::new().into_iter(),
-            done: false,
+            pages: Pages::default(),
         }
     }
 
@@ -438,8 +434,8 @@ impl<'s> Collection<'s> {
     ) -> Result<Page<Change>, SnapshotError> {
         let limit = limit.max(1);
         let (mut old, mut new) = (self.list(from, "")?, self.list(to, "")?);
-        old.after = after.map(str::to_owned);
-        new.after = after.map(str::to_owned);
+        old.pages.after = after.map(str::to_owned);
+        new.pages.after = after.map(str::to_owned);
         let mut items = Vec::new();
         for change in ChangeMerge::new(old, new) {
             items.push(change?);
@@ -554,33 +550,65 @@ pub struct Listing<'s> {
     collection: Collection<'s>,
     point: Point,
     prefix: String,
-    after: Option<String>,
-    page: std::vec::IntoIter<ViewItem>,
-    done: bool,
+    pages: Pages<ViewItem, String>,
 }
 
 impl Iterator for Listing<'_> {
     type Item = Result<ViewItem, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.page.next() {
-                return Some(Ok(item));
-            }
-            if self.done {
-                return None;
-            }
-            let page = self.collection.read_page(
-                self.point,
-                &self.prefix,
-                self.after.as_deref(),
-                PAGE_SIZE,
-            );
-            match page {
+        let Listing {
+            collection,
+            point,
+            prefix,
+            pages,
+        } = self;
+        pages.next(|after| {
+            collection.read_page(*point, prefix, after.map(String::as_str), PAGE_SIZE)
+        })
+    }
+}
+
+/// The state of an iterator that reads a page at a time: the page being handed out, and where
+/// the next one starts. No transaction is held between pages.
+#[derive(Debug)]
+struct Pages<T, R> {
+    after: Option<R>,
+    page: std::vec::IntoIter<T>,
+    done: bool,
+}
+
+impl<T, R> Default for Pages<T, R> {
+    fn default() -> Self {
+        Pages {
+            after: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+impl<T, R> Pages<T, R> {
+    /// The next item, reading the next page with `read` (given the resume point) when this
+    /// one is used up. After an error the iteration ends.
+    fn next(
+        &mut self,
+        mut read: impl FnMut(Option<&R>) -> Result<Page<T, R>, StorageError>,
+    ) -> Option<Result<T, StorageError>> {
+        if let Some(item) = self.page.next() {
+            return Some(Ok(item));
+        }
+        // A page may come back empty with a resume point (its keys were all filtered out):
+        // read on until an item or the end.
+        while !self.done {
+            match read(self.after.as_ref()) {
                 Ok(page) => {
                     self.done = page.next.is_none();
                     self.after = page.next;
                     self.page = page.items.into_iter();
+                    if let Some(item) = self.page.next() {
+                        return Some(Ok(item));
+                    }
                 }
                 Err(e) => {
                     self.done = true;
@@ -588,6 +616,7 @@ impl Iterator for Listing<'_> {
                 }
             }
         }
+        None
     }
 }
 
@@ -618,37 +647,19 @@ impl Iterator for Changes<'_> {
 pub struct History<'s> {
     collection: Collection<'s>,
     key: String,
-    after: Option<u64>,
-    page: std::vec::IntoIter<Version>,
-    done: bool,
+    pages: Pages<Version, u64>,
 }
 
 impl Iterator for History<'_> {
     type Item = Result<Version, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(v) = self.page.next() {
-                return Some(Ok(v));
-            }
-            if self.done {
-                return None;
-            }
-            match self
-                .collection
-                .history_page(&self.key, self.after, PAGE_SIZE)
-            {
-                Ok(page) => {
-                    self.done = page.next.is_none();
-                    self.after = page.next;
-                    self.page = page.items.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
+        let History {
+            collection,
+            key,
+            pages,
+        } = self;
+        pages.next(|after| collection.history_page(key, after.copied(), PAGE_SIZE))
     }
 }
 

@@ -383,28 +383,38 @@ mod tests {
     use crate::{Entry, EntryValue, SecretKey, SignedEntry, Store, Timestamp};
     use proptest::prelude::*;
 
-    #[test]
-    fn a_session_over_its_memory_budget_reads_blocks_again_and_stays_exact() {
+    /// A store whose collection `c` holds `n` tombstones at the times `time(i)`, and the
+    /// same items as a model.
+    fn store_and_model(
+        n: u64,
+        time: impl Fn(u64) -> u64,
+    ) -> (tempfile::TempDir, Store, MemoryIndex) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(dir.path()).unwrap();
         let key = SecretKey::from_bytes([7; 32]);
-        let entries: Vec<SignedEntry> = (0..3_000u64)
+        let entries: Vec<SignedEntry> = (0..n)
             .map(|i| {
                 let entry = Entry {
                     collection: "c".into(),
                     key: format!("k{i}"),
                     value: EntryValue::Tombstone,
                     author: key.public(),
-                    time: Timestamp::from_raw(1_000 + (i * 7_919) % 3_000),
+                    time: Timestamp::from_raw(time(i)),
                 };
                 SignedEntry::sign(entry, &key).unwrap()
             })
             .collect();
         store.insert_entries(&entries).unwrap();
-        let mut model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
+        let model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
             time: e.entry().time.raw(),
             id: e.id(),
         }));
+        (dir, store, model)
+    }
+
+    #[test]
+    fn a_session_over_its_memory_budget_reads_blocks_again_and_stays_exact() {
+        let (_dir, store, mut model) = store_and_model(3_000, |i| 1_000 + (i * 7_919) % 3_000);
         let mut index = store.sync_index("c").unwrap();
         // Room for about two blocks: walking the collection twice evicts again and again.
         index.loaded_budget = 2 * 256 * 40;
@@ -435,26 +445,7 @@ mod tests {
 
     #[test]
     fn positions_outside_the_index_are_errors_not_panics() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::init(dir.path()).unwrap();
-        let key = SecretKey::from_bytes([9; 32]);
-        let entries: Vec<SignedEntry> = (0..600u64)
-            .map(|i| {
-                let entry = Entry {
-                    collection: "c".into(),
-                    key: format!("k{i}"),
-                    value: EntryValue::Tombstone,
-                    author: key.public(),
-                    time: Timestamp::from_raw(1_000 + i),
-                };
-                SignedEntry::sign(entry, &key).unwrap()
-            })
-            .collect();
-        store.insert_entries(&entries).unwrap();
-        let model = MemoryIndex::new(entries.iter().map(|e| SyncKey {
-            time: e.entry().time.raw(),
-            id: e.id(),
-        }));
+        let (_dir, store, model) = store_and_model(600, |i| 1_000 + i);
         let store_index: Box<dyn SyncIndex> = Box::new(store.sync_index("c").unwrap());
         for mut index in [store_index, Box::new(model) as Box<dyn SyncIndex>] {
             let n = index.len().unwrap();
