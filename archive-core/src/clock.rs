@@ -134,6 +134,11 @@ impl HybridClock {
     }
 
     /// Replaces the wall clock (milliseconds since the epoch), for simulations and tests.
+    /// The wall clock this clock reads, in Unix milliseconds.
+    pub(crate) fn wall_millis(&self) -> u64 {
+        (self.wall)()
+    }
+
     pub(crate) fn set_wall_clock(&mut self, wall: fn() -> u64) {
         self.wall = wall;
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AddError;
 use crate::names::validate_key;
+use crate::store::FileStat;
 
 /// A regular file found under a path given to add, with the key it will have.
 #[derive(Debug, Clone)]
@@ -12,6 +13,8 @@ pub(crate) struct FoundFile {
     pub(crate) path: PathBuf,
     pub(crate) key: String,
     pub(crate) size: u64,
+    /// Its `stat` as the walk saw it, for the quick check of `add`.
+    pub(crate) stat: Option<FileStat>,
 }
 
 /// Something under a path that is not added, and why.
@@ -103,6 +106,7 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
             path: path.to_owned(),
             key: base,
             size: meta.len(),
+            stat: FileStat::of(&meta),
         });
     } else {
         walk.skipped.push(Skipped {
@@ -186,6 +190,7 @@ fn walk_dir(dir: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
                 path,
                 key,
                 size: meta.len(),
+                stat: FileStat::of(&meta),
             });
         } else {
             walk.skipped.push(Skipped {

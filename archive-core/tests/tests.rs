@@ -6,6 +6,7 @@ mod entries;
 mod gc;
 mod open;
 mod purge;
+mod quick_check;
 mod reading;
 mod reconcile;
 mod roundtrip;

@@ -165,6 +165,8 @@ fn init(dir: &Path, json: bool) -> Result<u8> {
 struct AddSummary {
     added: u64,
     unchanged: u64,
+    /// Files whose content was read; the others were known unchanged by their `stat`.
+    files_read: u64,
     bytes_read: u64,
     bytes_new: u64,
     skipped: Vec<PathProblem>,
@@ -191,6 +193,7 @@ fn add(
     let mut summary = AddSummary {
         added: 0,
         unchanged: 0,
+        files_read: 0,
         bytes_read: 0,
         bytes_new: 0,
         skipped: Vec::new(),
@@ -203,6 +206,7 @@ fn add(
         let report = report?;
         summary.added += report.added;
         summary.unchanged += report.unchanged;
+        summary.files_read += report.files_read;
         summary.bytes_read += report.bytes_read;
         summary.bytes_new += report.bytes_new;
         summary
@@ -236,9 +240,10 @@ fn add(
         print_json(&summary)?;
     } else {
         outln!(
-            "added {} files, {} unchanged ({} read, {} new after deduplication)",
+            "added {} files, {} unchanged ({} files read: {}, {} new after deduplication)",
             summary.added,
             summary.unchanged,
+            summary.files_read,
             human_size(summary.bytes_read),
             human_size(summary.bytes_new)
         );

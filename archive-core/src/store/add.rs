@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::ReadableDatabase;
 
+use super::quick_check::{self, FileStat};
 use super::{EntryTables, Store};
 use crate::blobs::{self, BlobTables, PreparedBlob};
 use crate::entry::{EntryValue, FileRef, SignedEntry};
@@ -53,6 +54,9 @@ pub struct AddReport {
     pub added: u64,
     /// Files whose key already held the same content: no entry written.
     pub unchanged: u64,
+    /// Files whose content was read (the others were known unchanged by their `stat`: same
+    /// device, inode, size, modification and change time as when last added).
+    pub files_read: u64,
     /// Bytes read from disk.
     pub bytes_read: u64,
     /// Bytes of blobs the store did not have before (after deduplication).
@@ -78,6 +82,9 @@ struct Batch {
     files: Vec<(String, FileRef, Vec<Hash>)>,
     /// Where each file came from (for the report of files that could not be added).
     paths: Vec<PathBuf>,
+    /// The quick-check row to write for each file once it is committed: its path's key and
+    /// `stat` before it was read (`None`: not recorded, e.g. it changed too recently).
+    quick: Vec<Option<(Vec<u8>, FileStat)>>,
     bytes: u64,
     has_file_blobs: bool,
 }
@@ -117,9 +124,26 @@ impl Store {
         progress.start(found.len() as u64, total);
         let _guard = self.gc_shared();
         let mut batch = Batch::default();
+        // The store's wall clock (a test can move it): files that changed within two
+        // seconds before this are read every time, not recorded.
+        let started_ns = i64::try_from(self.clock().wall_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
         for file in &found {
+            let quick = file
+                .stat
+                .and_then(|stat| Some((quick_check::path_key(&file.path)?, stat)));
+            if let Some((path_key, stat)) = &quick {
+                if self.holds_unread(collection, &file.key, path_key, stat)? {
+                    report.unchanged += 1;
+                    progress.bytes(stat.size);
+                    progress.file_done(&file.key);
+                    continue;
+                }
+            }
             match self.ingest_file(file, &batch, progress) {
                 Ok(ingested) => {
+                    report.files_read += 1;
                     report.bytes_read += ingested.file.size;
                     batch.bytes += ingested.file.size;
                     for blob in ingested.new_blobs {
@@ -132,6 +156,11 @@ impl Store {
                         .files
                         .push((file.key.clone(), ingested.file, ingested.reach));
                     batch.paths.push(file.path.clone());
+                    // Recorded only if the file had settled before this add began and was
+                    // the size it was read at.
+                    batch.quick.push(quick.filter(|(_, stat)| {
+                        stat.settled(started_ns) && stat.size == ingested.file.size
+                    }));
                 }
                 Err(IngestError::Read(e)) => report.failed.push(FailedFile {
                     path: file.path.clone(),
@@ -184,6 +213,7 @@ impl Store {
             blobs: ingested.new_blobs,
             files: vec![(key.to_owned(), ingested.file, ingested.reach)],
             paths: vec![PathBuf::from(key)],
+            quick: vec![None],
             ..Batch::default()
         };
         let mut report = AddReport::default();
@@ -208,9 +238,12 @@ impl Store {
     /// True when the blob is staged in this batch, or recorded and (for a file blob) present
     /// on disk with the right size. A recorded blob whose file vanished is written again.
     fn has_intact_blob(&self, hash: &Hash, batch: &Batch) -> bool {
-        if batch.staged.contains(hash) {
-            return true;
-        }
+        batch.staged.contains(hash) || self.has_blob_in_place(hash)
+    }
+
+    /// True when the blob is recorded and (for a file blob) present on disk with the right
+    /// size.
+    pub(super) fn has_blob_in_place(&self, hash: &Hash) -> bool {
         let check = || -> Result<bool, StorageError> {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(BLOBS)?;
@@ -256,7 +289,12 @@ impl Store {
                 let mut files = tx.open_table(FILES).map_err(StorageError::from)?;
                 let mut entries = EntryTables::open(&tx, None)?;
                 entries.blob_bytes = blob_bytes;
-                for ((key, file, reach), path) in batch.files.into_iter().zip(batch.paths) {
+                for (((key, file, reach), path), quick) in
+                    batch.files.into_iter().zip(batch.paths).zip(batch.quick)
+                {
+                    if let Some((path_key, stat)) = &quick {
+                        quick_check::record(&tx, path_key, stat, &file.hash)?;
+                    }
                     let holds = entries.current(collection, &key)?.is_some_and(|e| {
                         matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
                     });

@@ -358,6 +358,10 @@ impl Store {
             for k in dead {
                 files.remove(&k)?;
             }
+            // Quick-check rows of content no view or snapshot holds any more: the next add
+            // of such a path reads it anyway.
+            tx.open_table(crate::format::layout::QUICK_CHECK)?
+                .retain(|_, (.., hash)| live_files.contains(&Hash::from_bytes(hash)))?;
             sub_from_counter(
                 &mut tx.open_table(META)?,
                 META_STORED_BYTES,

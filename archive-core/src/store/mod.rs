@@ -8,6 +8,7 @@ mod guard;
 mod maintenance;
 mod private;
 mod purge;
+mod quick_check;
 mod sync_index;
 mod transfer;
 mod view;
@@ -39,6 +40,7 @@ pub use view::{
 
 pub(crate) use guard::guarded;
 pub use guard::set_call_check;
+pub(crate) use quick_check::FileStat;
 
 use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};
@@ -711,6 +713,7 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(ORIGINS)?;
     tx.open_table(PEER_USAGE)?;
     tx.open_table(BLOB_REFS)?;
+    tx.open_table(crate::format::layout::QUICK_CHECK)?;
     let mut meta = tx.open_table(META)?;
     for counter in [META_STORED_BYTES, META_ENTRY_BYTES] {
         if meta.get(counter)?.is_none() {
