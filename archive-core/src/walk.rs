@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use crate::error::AddError;
 use crate::names::validate_key;
@@ -63,6 +64,9 @@ fn join_key(base: &str, name: &str) -> String {
         format!("{base}/{name}")
     }
 }
+
+/// Threads a walk uses at most.
+const MAX_WALK_THREADS: usize = 4;
 
 /// What a walk found.
 #[derive(Debug, Default)]
@@ -139,7 +143,97 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     "special file"
 }
 
-fn walk_dir(dir: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
+/// Walks the tree under `root` on a few threads (a folder at a time from a shared queue): on a
+/// tree of many small files the walk is mostly `stat` calls, which run in parallel in the
+/// kernel. The order of what is found does not depend on the threads: the caller sorts.
+fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
+    struct Queue {
+        dirs: Vec<(PathBuf, String)>,
+        /// Folders being read right now (they may add more).
+        busy: usize,
+        error: Option<AddError>,
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WALK_THREADS);
+    let queue = Mutex::new(Queue {
+        dirs: vec![(root.to_owned(), base.to_owned())],
+        busy: 0,
+        error: None,
+    });
+    let changed = Condvar::new();
+    let lock = || queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let parts: Vec<Walk> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Walk::default();
+                    let mut subdirs = Vec::new();
+                    loop {
+                        let next = {
+                            let mut q = lock();
+                            loop {
+                                if q.error.is_some() {
+                                    break None;
+                                }
+                                if let Some(dir) = q.dirs.pop() {
+                                    q.busy += 1;
+                                    break Some(dir);
+                                }
+                                if q.busy == 0 {
+                                    break None;
+                                }
+                                q = changed.wait(q).unwrap_or_else(PoisonError::into_inner);
+                            }
+                        };
+                        let Some((dir, key)) = next else {
+                            changed.notify_all();
+                            return mine;
+                        };
+                        let result = read_folder(&dir, &key, &mut mine, &mut subdirs);
+                        let mut q = lock();
+                        q.busy -= 1;
+                        match result {
+                            Ok(()) => q.dirs.append(&mut subdirs),
+                            Err(e) => {
+                                q.error.get_or_insert(e);
+                            }
+                        }
+                        drop(q);
+                        changed.notify_all();
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    if let Some(e) = queue
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .error
+    {
+        return Err(e);
+    }
+    for part in parts {
+        walk.found.extend(part.found);
+        walk.skipped.extend(part.skipped);
+        walk.unreadable.extend(part.unreadable);
+    }
+    walk.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    walk.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+/// Reads one folder: its files go to `walk`, its sub-folders to `subdirs`.
+fn read_folder(
+    dir: &Path,
+    base: &str,
+    walk: &mut Walk,
+    subdirs: &mut Vec<(PathBuf, String)>,
+) -> Result<(), AddError> {
     let read_err = |e| AddError::Read {
         path: dir.to_owned(),
         source: e,
@@ -173,7 +267,8 @@ fn walk_dir(dir: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
             });
             continue;
         }
-        let meta = match fs::symlink_metadata(&path) {
+        // Relative to the open folder (fstatat), not the whole path again; links not followed.
+        let meta = match child.metadata() {
             Ok(m) => m,
             Err(e) => {
                 walk.unreadable.push(Skipped {
@@ -184,7 +279,7 @@ fn walk_dir(dir: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
             }
         };
         if meta.is_dir() {
-            walk_dir(&path, &key, walk)?;
+            subdirs.push((path, key));
         } else if meta.is_file() {
             walk.found.push(FoundFile {
                 path,

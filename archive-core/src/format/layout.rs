@@ -107,13 +107,14 @@ pub(crate) const ORIGINS: TableDefinition<([u8; 32], u64), [u8; 32]> =
 pub(crate) const PEER_USAGE: TableDefinition<[u8; 32], (u64, u64, u64)> =
     TableDefinition::new("peer-usage-v1");
 /// The quick check of `add` (a cache, not part of what the archive holds): absolute path of a
-/// file as added -> (device, inode, size, mtime ns, ctime ns, whole-content hash) as they were
-/// when it was read. A file whose `stat` still matches is not read again. Losing the table
+/// file as added -> (device, inode, size, mtime ns, ctime ns, whole-content hash, entry) as
+/// they were when it was read. A file whose `stat` still matches is not read again. Losing the table
 /// costs one full re-read; an older build ignores it.
 pub(crate) const QUICK_CHECK: TableDefinition<&[u8], QuickCheckRow> =
     TableDefinition::new("quick-check-v1");
-/// A row of [`QUICK_CHECK`]: (device, inode, size, mtime ns, ctime ns, content hash).
-pub(crate) type QuickCheckRow = (u64, u64, u64, i64, i64, [u8; 32]);
+/// A row of [`QUICK_CHECK`]: (device, inode, size, mtime ns, ctime ns, content hash, the
+/// entry that held it at its key when it was recorded, or zeros).
+pub(crate) type QuickCheckRow = (u64, u64, u64, i64, i64, [u8; 32], [u8; 32]);
 /// Which collections reach a blob: (blob hash, collection) -> (). A file's content blob, its
 /// manifest and the manifest's chunks each get a row for every collection with an entry that
 /// names the file. A peer may fetch a blob only through a collection it may read.

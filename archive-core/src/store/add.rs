@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::ReadableDatabase;
 
-use super::quick_check::{self, FileStat};
+use super::quick_check::{self, FileStat, QuickLookup};
 use super::{EntryTables, Store};
 use crate::blobs::{self, BlobTables, PreparedBlob};
 use crate::entry::{EntryValue, FileRef, SignedEntry};
@@ -72,6 +72,9 @@ pub struct AddReport {
 /// from, and why.
 type Conflict = (PathBuf, EntryError);
 
+/// A file's quick-check row key (its absolute path's bytes) and its `stat` from the walk.
+type QuickKey = (Vec<u8>, FileStat);
+
 /// Work read from disk but not yet committed.
 #[derive(Default)]
 struct Batch {
@@ -84,7 +87,7 @@ struct Batch {
     paths: Vec<PathBuf>,
     /// The quick-check row to write for each file once it is committed: its path's key and
     /// `stat` before it was read (`None`: not recorded, e.g. it changed too recently).
-    quick: Vec<Option<(Vec<u8>, FileStat)>>,
+    quick: Vec<Option<QuickKey>>,
     bytes: u64,
     has_file_blobs: bool,
 }
@@ -129,18 +132,20 @@ impl Store {
         let started_ns = i64::try_from(self.clock().wall_millis())
             .unwrap_or(i64::MAX)
             .saturating_mul(1_000_000);
-        for file in &found {
-            let quick = file
-                .stat
-                .and_then(|stat| Some((quick_check::path_key(&file.path)?, stat)));
-            if let Some((path_key, stat)) = &quick {
-                if self.holds_unread(collection, &file.key, path_key, stat)? {
-                    report.unchanged += 1;
-                    progress.bytes(stat.size);
-                    progress.file_done(&file.key);
-                    continue;
-                }
+        let absolute = std::path::absolute(path).ok();
+        let quick_key = |file: &FoundFile| {
+            let key = quick_check::path_key(absolute.as_deref()?, path, &file.path)?;
+            Some((key, file.stat?))
+        };
+        let unread = self.known_unchanged(collection, &found, &quick_key)?;
+        for (file, unread) in found.iter().zip(unread) {
+            if unread {
+                report.unchanged += 1;
+                progress.bytes(file.size);
+                progress.file_done(&file.key);
+                continue;
             }
+            let quick = quick_key(file);
             match self.ingest_file(file, &batch, progress) {
                 Ok(ingested) => {
                     report.files_read += 1;
@@ -224,6 +229,48 @@ impl Store {
         Ok(entries.into_iter().next())
     }
 
+    /// For each file, whether the quick check knows it unchanged (its key already holds it):
+    /// looked up before anything is read, on a few threads, each with its own read
+    /// transaction, which ends before the first batch commits.
+    fn known_unchanged(
+        &self,
+        collection: &str,
+        found: &[FoundFile],
+        quick_key: &(dyn Fn(&FoundFile) -> Option<QuickKey> + Sync),
+    ) -> Result<Vec<bool>, StorageError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        let per_thread = found.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<bool>, StorageError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = found
+                .chunks(per_thread)
+                .map(|files| {
+                    scope.spawn(move || {
+                        let lookup = QuickLookup::open(self)?;
+                        files
+                            .iter()
+                            .map(|file| match quick_key(file) {
+                                Some((path_key, stat)) => lookup
+                                    .holds_unread(self, collection, &file.key, &path_key, &stat),
+                                None => Ok(false),
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut all = Vec::with_capacity(found.len());
+        for part in parts {
+            all.extend(part?);
+        }
+        Ok(all)
+    }
+
     fn ingest_file(
         &self,
         file: &FoundFile,
@@ -243,7 +290,7 @@ impl Store {
 
     /// True when the blob is recorded and (for a file blob) present on disk with the right
     /// size.
-    pub(super) fn has_blob_in_place(&self, hash: &Hash) -> bool {
+    fn has_blob_in_place(&self, hash: &Hash) -> bool {
         let check = || -> Result<bool, StorageError> {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(BLOBS)?;
@@ -289,34 +336,45 @@ impl Store {
                 let mut files = tx.open_table(FILES).map_err(StorageError::from)?;
                 let mut entries = EntryTables::open(&tx, None)?;
                 entries.blob_bytes = blob_bytes;
+                let mut quick_rows = tx
+                    .open_table(crate::format::layout::QUICK_CHECK)
+                    .map_err(StorageError::from)?;
                 for (((key, file, reach), path), quick) in
                     batch.files.into_iter().zip(batch.paths).zip(batch.quick)
                 {
-                    if let Some((path_key, stat)) = &quick {
-                        quick_check::record(&tx, path_key, stat, &file.hash)?;
-                    }
-                    let holds = entries.current(collection, &key)?.is_some_and(|e| {
+                    let held = entries.current(collection, &key)?.filter(|e| {
                         matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
                     });
-                    if holds {
+                    // The entry the key ends up holding, for the quick check's fast path.
+                    let mut holding = held.as_ref().map(SignedEntry::id);
+                    if held.is_some() {
                         report.unchanged += 1;
-                        continue;
-                    }
-                    if let Err(e) = entries.check_placement(collection, &key) {
+                    } else if let Err(e) = entries.check_placement(collection, &key) {
                         conflicts.push((path, e));
-                        continue;
+                    } else {
+                        let manifest = file.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
+                        files
+                            .insert(file.hash.as_bytes(), (file.size, manifest))
+                            .map_err(StorageError::from)?;
+                        entries.add_refs(collection, reach)?;
+                        let entry = self.new_entry(collection, &key, EntryValue::File(file));
+                        let signed = SignedEntry::sign(entry, &self.key)?;
+                        entries.insert(&signed)?;
+                        holding = Some(signed.id());
+                        written.push(signed);
+                        report.added += 1;
                     }
-                    let manifest = file.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
-                    files
-                        .insert(file.hash.as_bytes(), (file.size, manifest))
-                        .map_err(StorageError::from)?;
-                    entries.add_refs(collection, reach)?;
-                    let entry = self.new_entry(collection, &key, EntryValue::File(file));
-                    let signed = SignedEntry::sign(entry, &self.key)?;
-                    entries.insert(&signed)?;
-                    written.push(signed);
-                    report.added += 1;
+                    if let Some((path_key, stat)) = &quick {
+                        quick_check::record(
+                            &mut quick_rows,
+                            path_key,
+                            stat,
+                            &file.hash,
+                            holding.as_ref(),
+                        )?;
+                    }
                 }
+                drop(quick_rows);
                 drop(files);
                 drop(blob_tables);
                 entries.finish(&self.clock())?

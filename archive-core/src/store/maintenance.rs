@@ -361,7 +361,7 @@ impl Store {
             // Quick-check rows of content no view or snapshot holds any more: the next add
             // of such a path reads it anyway.
             tx.open_table(crate::format::layout::QUICK_CHECK)?
-                .retain(|_, (.., hash)| live_files.contains(&Hash::from_bytes(hash)))?;
+                .retain(|_, (.., hash, _)| live_files.contains(&Hash::from_bytes(hash)))?;
             sub_from_counter(
                 &mut tx.open_table(META)?,
                 META_STORED_BYTES,

@@ -10,12 +10,15 @@
 use std::fs::Metadata;
 use std::path::Path;
 
-use redb::ReadableDatabase;
+use redb::{ReadOnlyTable, ReadableDatabase};
 
-use super::Store;
-use crate::entry::FileRef;
+use super::{decode_stored_entry, Store};
+use crate::blobs;
+use crate::entry::{EntryId, EntryValue};
 use crate::error::StorageError;
-use crate::format::layout::QUICK_CHECK;
+use crate::format::layout::{
+    QuickCheckRow, BLOBS, ENTRIES, INLINE_MAX, LOCATION_FILE, QUICK_CHECK, VIEWS,
+};
 use crate::hash::Hash;
 
 /// A file changed this recently (nanoseconds before it was looked at) is read every time, not
@@ -63,21 +66,29 @@ impl FileStat {
 }
 
 /// The table key of a file: its absolute path's bytes (not resolved through links: the
-/// device and inode in the row tell one file from another).
-pub(crate) fn path_key(path: &Path) -> Option<Vec<u8>> {
+/// device and inode in the row tell one file from another). `file` lies under `given`, the
+/// path `add` was given, which is `absolute` made absolute (once per add: that needs the
+/// working folder, a system call).
+pub(crate) fn path_key(absolute: &Path, given: &Path, file: &Path) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
-    let absolute = std::path::absolute(path).ok()?;
-    Some(absolute.as_os_str().as_bytes().to_vec())
+    let rel = file.strip_prefix(given).ok()?;
+    let full = if rel.as_os_str().is_empty() {
+        absolute.to_owned()
+    } else {
+        absolute.join(rel)
+    };
+    Some(full.as_os_str().as_bytes().to_vec())
 }
 
-/// Records, in `tx`, that the file at `key` with `stat` hashed to `hash`.
+/// Records that the file at `key` with `stat` hashed to `hash`, and which entry then held it
+/// (the key of the collection it was added to; `None` if it was not placed).
 pub(crate) fn record(
-    tx: &redb::WriteTransaction,
+    table: &mut redb::Table<'_, &'static [u8], QuickCheckRow>,
     key: &[u8],
     stat: &FileStat,
     hash: &Hash,
+    entry: Option<&EntryId>,
 ) -> Result<(), StorageError> {
-    let mut table = tx.open_table(QUICK_CHECK)?;
     table.insert(
         key,
         (
@@ -87,58 +98,95 @@ pub(crate) fn record(
             stat.mtime_ns,
             stat.ctime_ns,
             *hash.as_bytes(),
+            entry.map_or([0; 32], |e| *e.as_bytes()),
         ),
     )?;
     Ok(())
 }
 
-impl Store {
-    /// The hash the file at `key` had when it was last read, if its `stat` is unchanged.
-    fn quick_hash(&self, key: &[u8], stat: &FileStat) -> Result<Option<Hash>, StorageError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(QUICK_CHECK) {
-            Ok(t) => t,
-            // A store created before the quick check, not yet written by this build.
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(row) = table.get(key)? else {
-            return Ok(None);
-        };
-        let (dev, ino, size, mtime_ns, ctime_ns, hash) = row.value();
-        let then = FileStat {
-            dev,
-            ino,
-            size,
-            mtime_ns,
-            ctime_ns,
-        };
-        Ok((then == *stat).then(|| Hash::from_bytes(hash)))
+/// The tables the quick check reads, in one read transaction that `add` renews after each
+/// batch it commits (so no transaction outlives a batch, and the rows it just wrote are seen).
+pub(super) struct QuickLookup {
+    /// `None` in a store created before the quick check and not yet written by this build.
+    quick: Option<ReadOnlyTable<&'static [u8], QuickCheckRow>>,
+    views: ReadOnlyTable<(&'static str, &'static str), (u64, [u8; 32])>,
+    entries: ReadOnlyTable<[u8; 32], &'static [u8]>,
+    blobs: ReadOnlyTable<[u8; 32], (u64, u8)>,
+}
+
+impl QuickLookup {
+    pub(super) fn open(store: &Store) -> Result<QuickLookup, StorageError> {
+        super::guarded(|| {
+            let tx = store.db.begin_read()?;
+            let quick = match tx.open_table(QUICK_CHECK) {
+                Ok(t) => Some(t),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            Ok(QuickLookup {
+                quick,
+                views: tx.open_table(VIEWS)?,
+                entries: tx.open_table(ENTRIES)?,
+                blobs: tx.open_table(BLOBS)?,
+            })
+        })
     }
 
-    /// True when `key` of `collection` already holds the content of the file at `path`, known
-    /// without reading it: its `stat` matches what the quick check recorded, the view holds
-    /// that content, and the content is still in the store (a blob lost to damage is read and
-    /// written again instead).
+    /// True when `key` of `collection` already holds the content of the file at `path_key`,
+    /// known without reading it: its `stat` matches what the quick check recorded, the view
+    /// holds that content, and the content is still in the store (a blob lost to damage is
+    /// read and written again instead).
     pub(super) fn holds_unread(
         &self,
+        store: &Store,
         collection: &str,
         key: &str,
         path_key: &[u8],
         stat: &FileStat,
     ) -> Result<bool, StorageError> {
-        let Some(hash) = super::guarded(|| self.quick_hash(path_key, stat))? else {
-            return Ok(false);
-        };
-        let held: Option<FileRef> = self
-            .collection_unchecked(collection)
-            .get(key)?
-            .map(|item| item.file);
-        Ok(match held {
-            Some(f) if f.hash == hash && f.size == stat.size => {
-                self.has_blob_in_place(&f.manifest.unwrap_or(f.hash))
+        super::guarded(|| {
+            let Some(quick) = &self.quick else {
+                return Ok(false);
+            };
+            let Some(row) = quick.get(path_key)? else {
+                return Ok(false);
+            };
+            let (dev, ino, size, mtime_ns, ctime_ns, hash, entry) = row.value();
+            let then = FileStat {
+                dev,
+                ino,
+                size,
+                mtime_ns,
+                ctime_ns,
+            };
+            if then != *stat {
+                return Ok(false);
             }
-            _ => false,
+            let Some(view) = self.views.get((collection, key))? else {
+                return Ok(false);
+            };
+            let (_, id) = view.value();
+            if id == entry && size <= INLINE_MAX {
+                // The key holds the very entry this row was written with, and the content is
+                // small enough to live inside the database (recorded with that entry): done.
+                return Ok(true);
+            }
+            let held = match decode_stored_entry(&self.entries, &id)?.entry().value {
+                EntryValue::File(f) => f,
+                EntryValue::Tombstone => return Ok(false),
+            };
+            if held.hash != Hash::from_bytes(hash) || held.size != stat.size {
+                return Ok(false);
+            }
+            // Larger content lives in blob files: check the file is still there.
+            let blob = held.manifest.unwrap_or(held.hash);
+            Ok(match blobs::lookup(&self.blobs, &blob)? {
+                None => false,
+                Some((size, LOCATION_FILE)) => {
+                    std::fs::metadata(store.files.path(&blob)).is_ok_and(|m| m.len() == size)
+                }
+                Some(_) => true,
+            })
         })
     }
 }

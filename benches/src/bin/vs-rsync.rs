@@ -17,12 +17,13 @@
 //! change, which re-hashes the whole tree) is printed next to the sync figures, not hidden.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
-use archive_benches::{fill_pseudo_random, timed};
+use archive_benches::timed;
+use archive_benches::tree::{change, generate};
 use archive_core::{NoProgress, Store, ViewPoint};
 use clap::Parser;
 
@@ -154,58 +155,6 @@ fn main() {
             "archive ingest on A (not in the sync times): initial {ingest_secs:.2} s, after the change {reingest_secs:.2} s"
         );
     }
-}
-
-/// Writes the tree; returns (files, bytes).
-fn generate(tree: &Path, small: u64, large: u64, large_size: usize, salt: u64) -> (u64, u64) {
-    let mut bytes = 0;
-    for i in 0..small {
-        bytes += write_small(tree, i, salt);
-    }
-    let mut buf = vec![0u8; large_size];
-    for i in 0..large {
-        fill_pseudo_random(&mut buf, 1_000_000 + i);
-        write(&tree.join(format!("large/{i}.bin")), &buf);
-        bytes += large_size as u64;
-    }
-    (small + large, bytes)
-}
-
-fn small_path(tree: &Path, i: u64) -> PathBuf {
-    tree.join(format!("d{:03}/f{i}.txt", i % 1000))
-}
-
-fn write_small(tree: &Path, i: u64, salt: u64) -> u64 {
-    let len = 512 + ((i * 7919 + salt * 13) % (8192 - 512)) as usize;
-    let mut buf = vec![0u8; len];
-    fill_pseudo_random(&mut buf, i * 31 + salt);
-    write(&small_path(tree, i), &buf);
-    len as u64
-}
-
-fn write(path: &Path, data: &[u8]) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, data).expect("write");
-}
-
-/// Rewrites every 100th small file and 1 % of each large file; returns (files, bytes) changed.
-fn change(tree: &Path, small: u64, large: u64, large_size: usize) -> (u64, u64) {
-    let (mut files, mut bytes) = (0, 0);
-    for i in (0..small).step_by(100) {
-        bytes += write_small(tree, i, 7);
-        files += 1;
-    }
-    for i in 0..large {
-        let path = tree.join(format!("large/{i}.bin"));
-        let mut data = std::fs::read(&path).expect("read large");
-        let span = large_size / 100;
-        let at = large_size / 3;
-        fill_pseudo_random(&mut data[at..at + span], 5_000 + i);
-        write(&path, &data);
-        files += 1;
-        bytes += span as u64;
-    }
-    (files, bytes)
 }
 
 /// Hashes of every key in the collection.
