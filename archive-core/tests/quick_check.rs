@@ -254,3 +254,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn diff_dir_uses_the_recorded_hashes_and_still_sees_every_change() {
+    let (tmp, store) = new_store();
+    store.set_wall_clock(a_minute_ahead);
+    let src = tmp.path().join("src");
+    tree(&src, 9);
+    add(&store, "c", &src);
+    let docs = store.collection("c").unwrap();
+    assert!(docs.diff_dir(&src, Some("")).unwrap().is_empty());
+
+    // A same-size rewrite with its mtime put back, a new file, a removed one.
+    let victim = src.join("d2/f5.bin");
+    let old_mtime = fs::metadata(&victim).unwrap().modified().unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&victim, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    fs::write(src.join("new.txt"), b"new").unwrap();
+    fs::remove_file(src.join("d0/f0.bin")).unwrap();
+    let changes: Vec<(String, &str)> = docs
+        .diff_dir(&src, Some(""))
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.key, c.kind.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("d0/f0.bin".to_owned(), "removed"),
+            ("d2/f5.bin".to_owned(), "changed"),
+            ("new.txt".to_owned(), "added"),
+        ]
+    );
+}

@@ -132,6 +132,32 @@ impl QuickLookup {
         })
     }
 
+    /// The content hash recorded for the file at `path_key`, if its `stat` is still the one
+    /// recorded with it.
+    pub(super) fn recorded_hash(
+        &self,
+        path_key: &[u8],
+        stat: &FileStat,
+    ) -> Result<Option<Hash>, StorageError> {
+        super::guarded(|| {
+            let Some(quick) = &self.quick else {
+                return Ok(None);
+            };
+            let Some(row) = quick.get(path_key)? else {
+                return Ok(None);
+            };
+            let (dev, ino, size, mtime_ns, ctime_ns, hash, _) = row.value();
+            let then = FileStat {
+                dev,
+                ino,
+                size,
+                mtime_ns,
+                ctime_ns,
+            };
+            Ok((then == *stat).then(|| Hash::from_bytes(hash)))
+        })
+    }
+
     /// True when `key` of `collection` already holds the content of the file at `path_key`,
     /// known without reading it: its `stat` matches what the quick check recorded, the view
     /// holds that content, and the content is still in the store (a blob lost to damage is

@@ -463,8 +463,28 @@ impl<'s> Collection<'s> {
             });
         }
         let base = crate::walk::base_key(path, as_key)?;
+        // A file the quick check of `add` knows unchanged is not read: its recorded hash is
+        // its content's.
+        // (All looked up first, so no read transaction stays open while files are hashed.)
+        let lookup = super::quick_check::QuickLookup::open(self.store)?;
+        let absolute = std::path::absolute(path).ok();
+        let mut known = Vec::with_capacity(walked.found.len());
+        for f in &walked.found {
+            let key = absolute
+                .as_deref()
+                .and_then(|a| super::quick_check::path_key(a, path, &f.path));
+            known.push(match (key, f.stat) {
+                (Some(key), Some(stat)) => lookup.recorded_hash(&key, &stat)?,
+                _ => None,
+            });
+        }
+        drop(lookup);
         let mut on_disk = Vec::with_capacity(walked.found.len());
-        for f in walked.found {
+        for (f, known) in walked.found.into_iter().zip(known) {
+            if let Some(hash) = known {
+                on_disk.push((f.key, FileSummary { hash, size: f.size }));
+                continue;
+            }
             let mut hasher = blake3::Hasher::new();
             let read_err = |e| AddError::Read {
                 path: f.path.clone(),
