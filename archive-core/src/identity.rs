@@ -16,12 +16,42 @@ crate::hash::id_type!(
 impl PublicKey {
     /// Checks `signature` over `message`, rejecting malleable signatures and weak keys.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(self.as_bytes()) else {
+        let Some(key) = decoded_key(self.as_bytes()) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(signature);
         key.verify_strict(message, &sig).is_ok()
     }
+}
+
+/// Decoded keys a thread saw last, by the low bits of their first byte: a sync checks
+/// thousands of entries by a handful of authors, and decoding a key (a square root in the
+/// field) is about a seventh of checking a signature.
+const KEY_CACHE_SLOTS: usize = 8;
+
+/// A key's bytes and its decoded point.
+type CachedKey = ([u8; 32], VerifyingKey);
+
+/// The point of a public key, from a small per-thread cache (the same `VerifyingKey` that
+/// `VerifyingKey::from_bytes` returns: the check itself is unchanged); `None` if the bytes
+/// are not a key.
+fn decoded_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    use std::cell::RefCell;
+    thread_local! {
+        static KEYS: RefCell<[Option<CachedKey>; KEY_CACHE_SLOTS]> =
+            const { RefCell::new([const { None }; KEY_CACHE_SLOTS]) };
+    }
+    let slot = usize::from(bytes[0]) % KEY_CACHE_SLOTS;
+    KEYS.with(|keys| {
+        if let Some((cached, key)) = &keys.borrow()[slot] {
+            if cached == bytes {
+                return Some(*key);
+            }
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        keys.borrow_mut()[slot] = Some((*bytes, key));
+        Some(key)
+    })
 }
 
 crate::hash::id_type!(
@@ -71,5 +101,46 @@ impl SecretKey {
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretKey(public: {})", self.public())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_cache_never_mixes_up_authors() {
+        // More authors than cache slots, so slots are shared and replaced as they alternate.
+        let keys: Vec<SecretKey> = (0..3 * KEY_CACHE_SLOTS as u8)
+            .map(|i| SecretKey::from_bytes([i; 32]))
+            .collect();
+        for round in 0..3 {
+            for (i, key) in keys.iter().enumerate() {
+                let message = format!("entry {i} round {round}");
+                let signature = key.sign(message.as_bytes());
+                assert!(key.public().verify(message.as_bytes(), &signature));
+                // Another author's key, a changed message or signature: refused.
+                let other = &keys[(i + 1) % keys.len()];
+                assert!(!other.public().verify(message.as_bytes(), &signature));
+                assert!(!key.public().verify(b"something else", &signature));
+                let mut bad = signature;
+                bad[5] ^= 1;
+                assert!(!key.public().verify(message.as_bytes(), &bad));
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_key_never_verify() {
+        // y = 2 is not the y-coordinate of a curve point: no key decodes from it.
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        assert!(VerifyingKey::from_bytes(&not_a_point).is_err());
+        let key = PublicKey::from_bytes(not_a_point);
+        let signer = SecretKey::from_bytes([1; 32]);
+        let signature = signer.sign(b"m");
+        for _ in 0..2 {
+            assert!(!key.verify(b"m", &signature));
+        }
     }
 }
