@@ -20,8 +20,9 @@ use crate::walk::{walk, FoundFile, Skipped, Walk};
 /// Commit at least this often while adding (bytes read), so a crash loses little work and the
 /// pending blob records stay small.
 const BATCH_BYTES: u64 = 64 * 1024 * 1024;
-/// ... or after this many files.
-const BATCH_FILES: usize = 1000;
+/// ... or after this many files (each commit costs a `syncfs` and redb's fsyncs; see
+/// ARCHITECTURE.md, "Durability and batching", for the measurement).
+const BATCH_FILES: usize = 5_000;
 
 /// Hears how an `add` is going (for a progress bar).
 pub trait AddProgress {
