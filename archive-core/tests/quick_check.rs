@@ -77,6 +77,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Flips byte `at` of the file and puts its old modification time back, as `touch -d`
+/// would: only the change time (which no user call sets) tells. Returns the new content.
+fn flip_keeping_size_and_mtime(path: &Path, at: usize) -> Vec<u8> {
+    let old_mtime = fs::metadata(path).unwrap().modified().unwrap();
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    fs::write(path, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    bytes
+}
+
 #[test]
 fn re_adding_an_unchanged_tree_reads_no_file() {
     let (tmp, store) = new_store();
@@ -105,18 +121,7 @@ fn a_rewritten_file_is_read_even_with_the_same_size_and_its_old_mtime_put_back()
     let src = tmp.path().join("src");
     tree(&src, 9);
     add(&store, "c", &src);
-    let victim = src.join("d1/f4.bin");
-    let old_mtime = fs::metadata(&victim).unwrap().modified().unwrap();
-    let mut changed = fs::read(&victim).unwrap();
-    changed[10] ^= 0xff;
-    fs::write(&victim, &changed).unwrap();
-    // `touch -d` back: only the change time (which no user call sets) tells.
-    fs::File::options()
-        .write(true)
-        .open(&victim)
-        .unwrap()
-        .set_modified(old_mtime)
-        .unwrap();
+    let changed = flip_keeping_size_and_mtime(&src.join("d1/f4.bin"), 10);
     let again = add(&store, "c", &src);
     assert_eq!((again.added, again.files_read), (1, 1));
     let held = get(&store, "c", "d1/f4.bin").unwrap().unwrap();
@@ -266,17 +271,7 @@ fn diff_dir_uses_the_recorded_hashes_and_still_sees_every_change() {
     assert!(docs.diff_dir(&src, Some("")).unwrap().is_empty());
 
     // A same-size rewrite with its mtime put back, a new file, a removed one.
-    let victim = src.join("d2/f5.bin");
-    let old_mtime = fs::metadata(&victim).unwrap().modified().unwrap();
-    let mut bytes = fs::read(&victim).unwrap();
-    bytes[0] ^= 1;
-    fs::write(&victim, &bytes).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&victim)
-        .unwrap()
-        .set_modified(old_mtime)
-        .unwrap();
+    flip_keeping_size_and_mtime(&src.join("d2/f5.bin"), 0);
     fs::write(src.join("new.txt"), b"new").unwrap();
     fs::remove_file(src.join("d0/f0.bin")).unwrap();
     let changes: Vec<(String, &str)> = docs

@@ -3,7 +3,37 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
 use crate::fill_pseudo_random;
+
+/// The tree's shape and where it goes, as command-line options.
+#[derive(Debug, Clone, Args)]
+pub struct TreeArgs {
+    /// Small files in the tree.
+    #[arg(long, default_value_t = 100_000)]
+    pub small: u64,
+    /// Large files in the tree.
+    #[arg(long, default_value_t = 3)]
+    pub large: u64,
+    /// Size of each large file in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub large_mib: usize,
+    /// Where the temporary files go (the same disk for every tool).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl TreeArgs {
+    /// A temporary folder under `--dir` (or the system's).
+    pub fn tempdir(&self) -> tempfile::TempDir {
+        match &self.dir {
+            Some(d) => tempfile::tempdir_in(d),
+            None => tempfile::tempdir(),
+        }
+        .expect("temporary folder")
+    }
+}
 
 /// Writes the tree: `small` files of 512 B to 8 KiB and `large` files of `large_size` bytes;
 /// returns (files, bytes).

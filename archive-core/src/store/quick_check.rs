@@ -139,23 +139,31 @@ impl QuickLookup {
         path_key: &[u8],
         stat: &FileStat,
     ) -> Result<Option<Hash>, StorageError> {
-        super::guarded(|| {
-            let Some(quick) = &self.quick else {
-                return Ok(None);
-            };
-            let Some(row) = quick.get(path_key)? else {
-                return Ok(None);
-            };
-            let (dev, ino, size, mtime_ns, ctime_ns, hash, _) = row.value();
-            let then = FileStat {
-                dev,
-                ino,
-                size,
-                mtime_ns,
-                ctime_ns,
-            };
-            Ok((then == *stat).then(|| Hash::from_bytes(hash)))
-        })
+        super::guarded(|| Ok(self.unchanged_row(path_key, stat)?.map(|(hash, _)| hash)))
+    }
+
+    /// The recorded hash and entry (zeros: none) of the file at `path_key`, if its `stat`
+    /// is still the one recorded with it.
+    fn unchanged_row(
+        &self,
+        path_key: &[u8],
+        stat: &FileStat,
+    ) -> Result<Option<(Hash, [u8; 32])>, StorageError> {
+        let Some(quick) = &self.quick else {
+            return Ok(None);
+        };
+        let Some(row) = quick.get(path_key)? else {
+            return Ok(None);
+        };
+        let (dev, ino, size, mtime_ns, ctime_ns, hash, entry) = row.value();
+        let then = FileStat {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        };
+        Ok((then == *stat).then(|| (Hash::from_bytes(hash), entry)))
     }
 
     /// True when `key` of `collection` already holds the content of the file at `path_key`,
@@ -171,23 +179,10 @@ impl QuickLookup {
         stat: &FileStat,
     ) -> Result<bool, StorageError> {
         super::guarded(|| {
-            let Some(quick) = &self.quick else {
+            let Some((hash, entry)) = self.unchanged_row(path_key, stat)? else {
                 return Ok(false);
             };
-            let Some(row) = quick.get(path_key)? else {
-                return Ok(false);
-            };
-            let (dev, ino, size, mtime_ns, ctime_ns, hash, entry) = row.value();
-            let then = FileStat {
-                dev,
-                ino,
-                size,
-                mtime_ns,
-                ctime_ns,
-            };
-            if then != *stat {
-                return Ok(false);
-            }
+            let size = stat.size;
             let Some(view) = self.views.get((collection, key))? else {
                 return Ok(false);
             };
@@ -201,7 +196,7 @@ impl QuickLookup {
                 EntryValue::File(f) => f,
                 EntryValue::Tombstone => return Ok(false),
             };
-            if held.hash != Hash::from_bytes(hash) || held.size != stat.size {
+            if held.hash != hash || held.size != size {
                 return Ok(false);
             }
             // Larger content lives in blob files: check the file is still there.

@@ -20,25 +20,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use archive_benches::timed;
-use archive_benches::tree::{change, generate};
+use archive_benches::tree::{change, generate, TreeArgs};
 use archive_core::{AddReport, NoProgress, Store};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
 #[command(about = "archive add of many small files, against tar + sync and rsync -a")]
 struct Args {
-    /// Small files in the tree.
-    #[arg(long, default_value_t = 100_000)]
-    small: u64,
-    /// Large files in the tree.
-    #[arg(long, default_value_t = 3)]
-    large: u64,
-    /// Size of each large file in MiB.
-    #[arg(long, default_value_t = 64)]
-    large_mib: usize,
-    /// Where the temporary files go (the same disk for every tool).
-    #[arg(long)]
-    dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tree: TreeArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -73,14 +63,10 @@ fn add(store: &Store, tree: &Path) -> (AddReport, f64) {
 
 fn main() {
     let args = Args::parse();
-    let tmp = match &args.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .expect("temporary folder");
+    let tmp = args.tree.tempdir();
     let tree = tmp.path().join("tree");
-    let large_size = args.large_mib << 20;
-    let (files, bytes) = generate(&tree, args.small, args.large, large_size, 0);
+    let large_size = args.tree.large_mib << 20;
+    let (files, bytes) = generate(&tree, args.tree.small, args.tree.large, large_size, 0);
     let generated = Instant::now();
     let tree_arg = format!("{}/", tree.display());
 
@@ -121,7 +107,8 @@ fn main() {
     flush();
     let rsync_nochange_secs = run("rsync", &["-a", &tree_arg, &copy_arg]);
 
-    let (changed_files, changed_bytes) = change(&tree, args.small, args.large, large_size);
+    let (changed_files, changed_bytes) =
+        change(&tree, args.tree.small, args.tree.large, large_size);
     flush();
     let (after_change, readd_change_secs) = add(&store, &tree);
     assert_eq!(after_change.added, changed_files);

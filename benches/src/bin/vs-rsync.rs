@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
 use archive_benches::timed;
-use archive_benches::tree::{change, generate};
+use archive_benches::tree::{change, generate, TreeArgs};
 use archive_core::{NoProgress, Store, ViewPoint};
 use clap::Parser;
 
@@ -32,18 +32,8 @@ const COLLECTION: &str = "bench";
 #[derive(Debug, Parser)]
 #[command(about = "Initial and incremental sync of a tree, against rsync over its daemon protocol")]
 struct Args {
-    /// Small files in the tree.
-    #[arg(long, default_value_t = 100_000)]
-    small: u64,
-    /// Large files in the tree.
-    #[arg(long, default_value_t = 3)]
-    large: u64,
-    /// Size of each large file in MiB.
-    #[arg(long, default_value_t = 64)]
-    large_mib: usize,
-    /// Where the temporary files go.
-    #[arg(long)]
-    dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tree: TreeArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -51,12 +41,13 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let (small, large, large_mib, json) = (args.small, args.large, args.large_mib, args.json);
-    let tmp = match &args.dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .expect("temporary folder");
+    let (small, large, large_mib, json) = (
+        args.tree.small,
+        args.tree.large,
+        args.tree.large_mib,
+        args.json,
+    );
+    let tmp = args.tree.tempdir();
     let tree = tmp.path().join("tree");
     let (files, bytes) = generate(&tree, small, large, large_mib << 20, 0);
 
