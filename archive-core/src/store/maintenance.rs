@@ -180,30 +180,25 @@ impl Store {
             }
         }
         drop(entries);
-        for (collection, snapshot) in self.all_views()? {
-            let at = snapshot
-                .as_deref()
-                .map_or(ViewPoint::Current, ViewPoint::Snapshot);
-            let listing = self
-                .collection_unchecked(&collection)
-                .list(at, "")
-                .map_err(into_storage)?;
-            for item in listing {
-                let item = item?;
-                if !self.file_intact(&reader, &item.file, &bad)? {
-                    report.damaged_keys.push(DamagedKey {
-                        collection: collection.clone(),
-                        key: item.key,
-                        snapshot: snapshot.clone(),
-                    });
-                }
+        self.each_view_file(|collection, snapshot, item| {
+            if !self.file_intact(&reader, &item.file, &bad)? {
+                report.damaged_keys.push(DamagedKey {
+                    collection: collection.to_owned(),
+                    key: item.key,
+                    snapshot: snapshot.map(str::to_owned),
+                });
             }
-        }
+            Ok(())
+        })?;
         Ok(report)
     }
 
-    /// Every (collection, snapshot) view: the current one (`None`) and each snapshot.
-    fn all_views(&self) -> Result<Vec<(String, Option<String>)>, StorageError> {
+    /// Calls `visit` with every file of every view: each collection's current view (snapshot
+    /// `None`), then each snapshot's, a page at a time.
+    fn each_view_file(
+        &self,
+        mut visit: impl FnMut(&str, Option<&str>, crate::ViewItem) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let mut views: Vec<(String, Option<String>)> = self
             .collection_names()?
             .into_iter()
@@ -212,7 +207,19 @@ impl Store {
         for s in self.snapshots()? {
             views.push((s.collection, Some(s.name)));
         }
-        Ok(views)
+        for (collection, snapshot) in &views {
+            let at = snapshot
+                .as_deref()
+                .map_or(ViewPoint::Current, ViewPoint::Snapshot);
+            let listing = self
+                .collection_unchecked(collection)
+                .list(at, "")
+                .map_err(into_storage)?;
+            for item in listing {
+                visit(collection, snapshot.as_deref(), item?)?;
+            }
+        }
+        Ok(())
     }
 
     fn collection_names(&self) -> Result<Vec<String>, StorageError> {
@@ -282,16 +289,7 @@ impl Store {
         {
             let tx = self.db.begin_read()?;
             let reader = BlobReader::open(&self.files, &tx)?;
-            for (collection, snapshot) in self.all_views()? {
-                let at = snapshot
-                    .as_deref()
-                    .map_or(ViewPoint::Current, ViewPoint::Snapshot);
-                let listing = self
-                    .collection_unchecked(&collection)
-                    .list(at, "")
-                    .map_err(into_storage)?;
-                for item in listing {
-                    let item = item?;
+            self.each_view_file(|_, _, item| {
                     live_files.insert(item.file.hash);
                     match item.file.manifest {
                         None => {
@@ -315,8 +313,8 @@ impl Store {
                             }
                         }
                     }
-                }
-            }
+                Ok(())
+            })?;
         }
         let mut report = GcReport::default();
         let mut doomed_files = Vec::new();
