@@ -1,10 +1,12 @@
 //! Entries: the small signed records that make up a collection.
 
 use crate::clock::Timestamp;
-use crate::format::entry::{EntryBodyV1, ValueV1, MAX_ENCODED_ENTRY};
+use crate::format::entry::{
+    EntryBody, EntryBodyV1, EntryBodyV2, MetaV2, ValueV1, ValueV2, MAX_ENCODED_ENTRY, MODE_BITS,
+};
 use crate::hash::Hash;
 use crate::identity::{PublicKey, SecretKey};
-use crate::names::{validate_collection, validate_key, NameError};
+use crate::names::{validate_collection, validate_key, validate_person, NameError};
 use crate::EntryError;
 
 crate::hash::id_type!(
@@ -37,8 +39,34 @@ pub struct FileRef {
 pub enum EntryValue {
     /// The key holds this file.
     File(FileRef),
+    /// The key is a folder. Written for empty folders, so an export gives them back; a file
+    /// at or beneath the key supersedes it (a folder entry never conflicts with anything).
+    Folder,
     /// The key was removed.
     Tombstone,
+}
+
+/// What a file system says about a file or folder besides its bytes, restored by `export`.
+/// Both are `None` when unknown (content put from memory, entries written before entry v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileMeta {
+    /// Modification time, nanoseconds since the Unix epoch (negative before 1970).
+    pub modified_ns: Option<i64>,
+    /// Permission bits, at most `0o777` (set-id and sticky bits are never kept).
+    pub mode: Option<u32>,
+}
+
+/// The messenger's fields of an entry; all `None` for archive files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct MessageFields {
+    /// The account, on the server that signed the entry, of the person who wrote it. A person
+    /// is named by the signing server and this account, so no server can write as a person
+    /// of another.
+    pub person: Option<String>,
+    /// The entry this one answers.
+    pub reply_to: Option<EntryId>,
+    /// The entry this one replaces (an edit).
+    pub edit_of: Option<EntryId>,
 }
 
 /// An entry as its author wrote it, before or after signing.
@@ -54,6 +82,10 @@ pub struct Entry {
     pub author: PublicKey,
     /// When, on its author's hybrid logical clock.
     pub time: Timestamp,
+    /// Modification time and permissions of a file or folder (must be empty for a tombstone).
+    pub meta: FileMeta,
+    /// The messenger's fields.
+    pub message: MessageFields,
 }
 
 /// An entry with its id and a verified signature. Immutable.
@@ -94,7 +126,8 @@ impl SignedEntry {
             });
         }
         check_names(&entry)?;
-        let body = EntryBodyV1::from_entry(&entry).encode();
+        check_meta(&entry)?;
+        let body = EntryBodyV2::from_entry(&entry).encode();
         let signature = key.sign(&signed_message(&body));
         let id = EntryId::of_body(&body);
         let mut encoded = body;
@@ -134,7 +167,10 @@ impl SignedEntry {
             });
         }
         let body = &bytes[..bytes.len() - 64];
-        let entry = EntryBodyV1::decode(body)?.into_entry();
+        let entry = match EntryBody::decode(body)? {
+            EntryBody::V1(v1) => v1.into_entry(),
+            EntryBody::V2(v2) => v2.into_entry(),
+        };
         Ok(SignedEntry {
             entry,
             id: EntryId::of_body(body),
@@ -172,27 +208,27 @@ fn check_names(entry: &Entry) -> Result<(), EntryError> {
     };
     validate_collection(&entry.collection).map_err(invalid)?;
     validate_key(&entry.key).map_err(invalid)?;
+    if let Some(person) = &entry.message.person {
+        validate_person(person).map_err(invalid)?;
+    }
     Ok(())
 }
 
-impl EntryBodyV1<'_> {
-    fn from_entry(entry: &Entry) -> EntryBodyV1<'_> {
-        EntryBodyV1 {
-            collection: &entry.collection,
-            key: &entry.key,
-            author: *entry.author.as_bytes(),
-            time: entry.time.raw(),
-            value: match entry.value {
-                EntryValue::Tombstone => ValueV1::Tombstone,
-                EntryValue::File(f) => ValueV1::File {
-                    hash: *f.hash.as_bytes(),
-                    size: f.size,
-                    manifest: f.manifest.map(|m| *m.as_bytes()),
-                },
-            },
-        }
+/// What the encoding could carry but no valid entry holds.
+fn check_meta(entry: &Entry) -> Result<(), EntryError> {
+    let malformed = |reason: String| Err(EntryError::Malformed { reason });
+    if entry.value == EntryValue::Tombstone && entry.meta != FileMeta::default() {
+        return malformed("a tombstone has no modification time or mode".into());
     }
+    match entry.meta.mode {
+        Some(mode) if mode & !MODE_BITS != 0 => malformed(format!(
+            "mode {mode:o} has bits beyond the permission bits 777"
+        )),
+        _ => Ok(()),
+    }
+}
 
+impl EntryBodyV1<'_> {
     fn into_entry(self) -> Entry {
         Entry {
             collection: self.collection.to_owned(),
@@ -211,6 +247,157 @@ impl EntryBodyV1<'_> {
                     manifest: manifest.map(Hash::from_bytes),
                 }),
             },
+            meta: FileMeta::default(),
+            message: MessageFields::default(),
         }
+    }
+}
+
+impl EntryBodyV2<'_> {
+    fn from_entry(entry: &Entry) -> EntryBodyV2<'_> {
+        let meta = MetaV2 {
+            modified_ns: entry.meta.modified_ns,
+            mode: entry.meta.mode,
+        };
+        EntryBodyV2 {
+            collection: &entry.collection,
+            key: &entry.key,
+            author: *entry.author.as_bytes(),
+            time: entry.time.raw(),
+            value: match entry.value {
+                EntryValue::Tombstone => ValueV2::Tombstone,
+                EntryValue::Folder => ValueV2::Folder { meta },
+                EntryValue::File(f) => ValueV2::File {
+                    hash: *f.hash.as_bytes(),
+                    size: f.size,
+                    manifest: f.manifest.map(|m| *m.as_bytes()),
+                    meta,
+                },
+            },
+            person: entry.message.person.as_deref(),
+            reply_to: entry.message.reply_to.map(|id| *id.as_bytes()),
+            edit_of: entry.message.edit_of.map(|id| *id.as_bytes()),
+        }
+    }
+
+    fn into_entry(self) -> Entry {
+        let (value, meta) = match self.value {
+            ValueV2::Tombstone => (EntryValue::Tombstone, MetaV2::default()),
+            ValueV2::Folder { meta } => (EntryValue::Folder, meta),
+            ValueV2::File {
+                hash,
+                size,
+                manifest,
+                meta,
+            } => (
+                EntryValue::File(FileRef {
+                    hash: Hash::from_bytes(hash),
+                    size,
+                    manifest: manifest.map(Hash::from_bytes),
+                }),
+                meta,
+            ),
+        };
+        Entry {
+            collection: self.collection.to_owned(),
+            key: self.key.to_owned(),
+            author: PublicKey::from_bytes(self.author),
+            time: Timestamp::from_raw(self.time),
+            value,
+            meta: FileMeta {
+                modified_ns: meta.modified_ns,
+                mode: meta.mode,
+            },
+            message: MessageFields {
+                person: self.person.map(str::to_owned),
+                reply_to: self.reply_to.map(EntryId::from_bytes),
+                edit_of: self.edit_of.map(EntryId::from_bytes),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry written before entry v2 (as format-1 stores and version-1 peers hold it) still
+    /// decodes and verifies, under the id it always had: entries are never re-encoded.
+    #[test]
+    fn version_1_entries_stay_valid_under_their_old_id() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let body = EntryBodyV1 {
+            collection: "shared",
+            key: "docs/a.txt",
+            author: *key.public().as_bytes(),
+            time: 1 << 16,
+            value: ValueV1::File {
+                hash: *Hash::of(b"x").as_bytes(),
+                size: 1,
+                manifest: None,
+            },
+        }
+        .encode();
+        let mut encoded = body.clone();
+        encoded.extend(key.sign(&signed_message(&body)));
+        let decoded = SignedEntry::decode(&encoded).unwrap();
+        // The id the v1 golden test pinned before entry v2.
+        assert_eq!(
+            decoded.id().to_hex(),
+            "245b73013186112ffc8fac0ff0a44cfdd3363d109be850f2f95d2380dd42685a"
+        );
+        assert_eq!(decoded.encoded(), encoded.as_slice());
+        assert_eq!(decoded.entry().meta, FileMeta::default());
+        assert_eq!(decoded.entry().message, MessageFields::default());
+        // Signing the same entry today writes v2: another id.
+        let today = SignedEntry::sign(decoded.entry().clone(), &key).unwrap();
+        assert_eq!(today.encoded()[0], crate::format::entry::ENTRY_V2);
+        assert_ne!(today.id(), decoded.id());
+    }
+
+    #[test]
+    fn signing_refuses_what_no_valid_entry_holds() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let entry = Entry {
+            collection: "c".into(),
+            key: "k".into(),
+            value: EntryValue::Tombstone,
+            author: key.public(),
+            time: Timestamp::from_raw(1),
+            meta: FileMeta {
+                modified_ns: Some(1),
+                mode: None,
+            },
+            message: MessageFields::default(),
+        };
+        assert!(SignedEntry::sign(entry.clone(), &key).is_err());
+        let folder = Entry {
+            value: EntryValue::Folder,
+            meta: FileMeta {
+                modified_ns: None,
+                mode: Some(0o4755),
+            },
+            ..entry.clone()
+        };
+        assert!(SignedEntry::sign(folder, &key).is_err());
+        let bad_person = Entry {
+            message: MessageFields {
+                person: Some("ana\n".into()),
+                ..MessageFields::default()
+            },
+            meta: FileMeta::default(),
+            ..entry
+        };
+        let err = SignedEntry::sign(bad_person.clone(), &key).unwrap_err();
+        assert!(err.to_string().contains("person"), "{err}");
+        let good_person = Entry {
+            message: MessageFields {
+                person: Some("ana".into()),
+                ..MessageFields::default()
+            },
+            ..bad_person
+        };
+        let signed = SignedEntry::sign(good_person, &key).unwrap();
+        assert_eq!(SignedEntry::decode(signed.encoded()).unwrap(), signed);
     }
 }

@@ -67,7 +67,9 @@ mod walk;
 
 pub use clock::{Timestamp, EARLIEST_PLAUSIBLE_MILLIS, MAX_AHEAD_MILLIS, MAX_ENTRY_MILLIS};
 pub use diff::{Change, ChangeKind, FileSummary};
-pub use entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry, MAX_ENTRY_CHARGE};
+pub use entry::{
+    Entry, EntryId, EntryValue, FileMeta, FileRef, MessageFields, SignedEntry, MAX_ENTRY_CHARGE,
+};
 pub use error::{
     AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
     SyncError, TransferError,
@@ -77,8 +79,8 @@ pub use hash::{Hash, ParseIdError};
 pub use identity::{PeerId, PublicKey, SecretKey};
 pub use ingest::{CHUNKING_THRESHOLD, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 pub use names::{
-    validate_collection, validate_key, validate_snapshot_name, NameError, MAX_KEY_COMPONENT_LEN,
-    MAX_KEY_LEN, MAX_NAME_LEN,
+    validate_collection, validate_key, validate_person, validate_snapshot_name, NameError,
+    MAX_KEY_COMPONENT_LEN, MAX_KEY_LEN, MAX_NAME_LEN,
 };
 pub use store::{
     AddProgress, AddReport, BlobProblem, Blobs, Changes, Collection, CollectionInfo, DamagedKey,

@@ -121,6 +121,12 @@ pub fn validate_collection(name: &str) -> Result<(), NameError> {
     validate_name("collection", name, true)
 }
 
+/// A person's account name, as the messenger's entries carry it: ASCII letters, digits,
+/// `-_.`, 1 to 128 bytes.
+pub fn validate_person(name: &str) -> Result<(), NameError> {
+    validate_name("person", name, false)
+}
+
 /// A snapshot name: ASCII letters, digits, `-_.`, 1 to 128 bytes.
 pub fn validate_snapshot_name(name: &str) -> Result<(), NameError> {
     validate_name("snapshot", name, false)

@@ -4,7 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 
+use crate::entry::FileMeta;
 use crate::error::AddError;
+use crate::format::entry::MODE_BITS;
 use crate::names::validate_key;
 use crate::store::FileStat;
 
@@ -16,6 +18,44 @@ pub(crate) struct FoundFile {
     pub(crate) size: u64,
     /// Its `stat` as the walk saw it, for the quick check of `add`.
     pub(crate) stat: Option<FileStat>,
+    /// Its modification time and mode, for its entry.
+    pub(crate) meta: FileMeta,
+}
+
+/// An empty folder found under a path given to add (it gets a folder entry).
+#[derive(Debug, Clone)]
+pub(crate) struct FoundFolder {
+    pub(crate) key: String,
+    pub(crate) meta: FileMeta,
+}
+
+/// The modification time and permission bits of a file or folder.
+pub(crate) fn meta_of(meta: &fs::Metadata) -> FileMeta {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        FileMeta {
+            modified_ns: Some(
+                meta.mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(meta.mtime_nsec()),
+            ),
+            mode: Some(meta.mode() & MODE_BITS),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok());
+        let _ = MODE_BITS;
+        FileMeta {
+            modified_ns,
+            mode: None,
+        }
+    }
 }
 
 /// Something under a path that is not added, and why.
@@ -73,6 +113,8 @@ const MAX_WALK_THREADS: usize = 4;
 pub(crate) struct Walk {
     /// Regular files, in key order.
     pub(crate) found: Vec<FoundFile>,
+    /// Folders with nothing in them, in key order.
+    pub(crate) empty_folders: Vec<FoundFolder>,
     /// Links, special files and unusable names, left out on purpose.
     pub(crate) skipped: Vec<Skipped>,
     /// Folders or entries that could not be read: their files are missing from `found`.
@@ -98,7 +140,7 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
     let base = base_key(path, as_key)?;
     let mut walk = Walk::default();
     if meta.is_dir() {
-        walk_dir(path, &base, &mut walk)?;
+        walk_dir(path, &base, meta_of(&meta), &mut walk)?;
     } else if meta.is_file() {
         if base.is_empty() {
             return Err(AddError::NeedsKey {
@@ -111,6 +153,7 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
             key: base,
             size: meta.len(),
             stat: FileStat::of(&meta),
+            meta: meta_of(&meta),
         });
     } else {
         walk.skipped.push(Skipped {
@@ -119,6 +162,7 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
         });
     }
     walk.found.sort_by(|a, b| a.key.cmp(&b.key));
+    walk.empty_folders.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(walk)
 }
 
@@ -146,9 +190,9 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
 /// Walks the tree under `root` on a few threads (a folder at a time from a shared queue): on a
 /// tree of many small files the walk is mostly `stat` calls, which run in parallel in the
 /// kernel. The order of what is found does not depend on the threads: the caller sorts.
-fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
+fn walk_dir(root: &Path, base: &str, meta: FileMeta, walk: &mut Walk) -> Result<(), AddError> {
     struct Queue {
-        dirs: Vec<(PathBuf, String)>,
+        dirs: Vec<Folder>,
         /// Folders being read right now (they may add more).
         busy: usize,
         error: Option<AddError>,
@@ -157,7 +201,11 @@ fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
         .map_or(1, |n| n.get())
         .clamp(1, MAX_WALK_THREADS);
     let queue = Mutex::new(Queue {
-        dirs: vec![(root.to_owned(), base.to_owned())],
+        dirs: vec![Folder {
+            path: root.to_owned(),
+            key: base.to_owned(),
+            meta,
+        }],
         busy: 0,
         error: None,
     });
@@ -186,11 +234,11 @@ fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
                                 q = changed.wait(q).unwrap_or_else(PoisonError::into_inner);
                             }
                         };
-                        let Some((dir, key)) = next else {
+                        let Some(folder) = next else {
                             changed.notify_all();
                             return mine;
                         };
-                        let result = read_folder(&dir, &key, &mut mine, &mut subdirs);
+                        let result = read_folder(folder, &mut mine, &mut subdirs);
                         let mut q = lock();
                         q.busy -= 1;
                         match result {
@@ -219,6 +267,7 @@ fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
     }
     for part in parts {
         walk.found.extend(part.found);
+        walk.empty_folders.extend(part.empty_folders);
         walk.skipped.extend(part.skipped);
         walk.unreadable.extend(part.unreadable);
     }
@@ -227,13 +276,19 @@ fn walk_dir(root: &Path, base: &str, walk: &mut Walk) -> Result<(), AddError> {
     Ok(())
 }
 
-/// Reads one folder: its files go to `walk`, its sub-folders to `subdirs`.
-fn read_folder(
-    dir: &Path,
-    base: &str,
-    walk: &mut Walk,
-    subdirs: &mut Vec<(PathBuf, String)>,
-) -> Result<(), AddError> {
+/// A folder to read.
+struct Folder {
+    path: PathBuf,
+    /// The key of what is in it ("" at the root of a collection).
+    key: String,
+    meta: FileMeta,
+}
+
+/// Reads one folder: its files go to `walk`, its sub-folders to `subdirs`; if it holds
+/// neither (nothing, or only what is skipped), it is an empty folder.
+fn read_folder(folder: Folder, walk: &mut Walk, subdirs: &mut Vec<Folder>) -> Result<(), AddError> {
+    let (dir, base) = (folder.path.as_path(), folder.key.as_str());
+    let before = (walk.found.len(), subdirs.len());
     let read_err = |e| AddError::Read {
         path: dir.to_owned(),
         source: e,
@@ -279,13 +334,18 @@ fn read_folder(
             }
         };
         if meta.is_dir() {
-            subdirs.push((path, key));
+            subdirs.push(Folder {
+                path,
+                key,
+                meta: meta_of(&meta),
+            });
         } else if meta.is_file() {
             walk.found.push(FoundFile {
                 path,
                 key,
                 size: meta.len(),
                 stat: FileStat::of(&meta),
+                meta: meta_of(&meta),
             });
         } else {
             walk.skipped.push(Skipped {
@@ -293,6 +353,12 @@ fn read_folder(
                 reason: kind_of(&meta).into(),
             });
         }
+    }
+    if (walk.found.len(), subdirs.len()) == before && !base.is_empty() {
+        walk.empty_folders.push(FoundFolder {
+            key: folder.key,
+            meta: folder.meta,
+        });
     }
     Ok(())
 }

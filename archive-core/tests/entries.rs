@@ -19,6 +19,8 @@ fn entry_by(key: &SecretKey, k: &str, time: u64, content: &[u8]) -> SignedEntry 
             }),
             author: key.public(),
             time: Timestamp::from_raw(time),
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         key,
     )
@@ -37,15 +39,15 @@ fn signed_entries_are_deterministic_and_pinned() {
         decoded.id().as_bytes(),
         Hash::of(&e.encoded()[..e.encoded().len() - 64]).as_bytes()
     );
-    // Golden: the id of this exact entry. A change means the encoding changed.
+    // Golden: the id of this exact entry (entry v2). A change means the encoding changed.
     assert_eq!(
         e.id().to_hex(),
-        "245b73013186112ffc8fac0ff0a44cfdd3363d109be850f2f95d2380dd42685a"
+        "3c42edf21d25d21f0ccceaab456f2d9e431e8c98f9392cfed5a2487b45594c03"
     );
     // ...and of its signed encoding (Ed25519 signatures are deterministic).
     assert_eq!(
         Hash::of(e.encoded()).to_hex(),
-        "c38bbf39409a4295c56638b72603912213e8133e0ba1ee61c585602955bf2e91"
+        "d32819097ee65d4009dff23ad1e4c522271d0ada9b1517a1deaf70e741358ed7"
     );
 }
 
@@ -92,6 +94,8 @@ fn latest_entry_wins_whatever_the_arrival_order_and_tombstones_stay() {
             value: EntryValue::Tombstone,
             author: a.public(),
             time: Timestamp::from_raw(30 << 16),
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         &a,
     )
@@ -322,6 +326,8 @@ fn refusing_the_newest_version_never_shows_an_older_one_without_content() {
                 value: EntryValue::File(file),
                 author: peer.public(),
                 time: Timestamp::from_unix_millis(ms),
+                meta: archive_core::FileMeta::default(),
+                message: archive_core::MessageFields::default(),
             },
             &peer,
         )

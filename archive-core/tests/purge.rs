@@ -28,6 +28,8 @@ fn entry(author: &SecretKey, key: &str, tombstone: bool, time: u64) -> SignedEnt
             value,
             author: author.public(),
             time: Timestamp::from_raw(time),
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         author,
     )
@@ -180,6 +182,8 @@ fn a_file_folder_conflict_from_peers_is_reported_by_export_not_fatal() {
                     value: EntryValue::File(content(if key == "a" { "a" } else { "a/b" })),
                     author: peer.public(),
                     time: Timestamp::from_raw(t),
+                    meta: archive_core::FileMeta::default(),
+                    message: archive_core::MessageFields::default(),
                 },
                 &peer,
             )

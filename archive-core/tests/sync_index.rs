@@ -16,6 +16,8 @@ fn entry(key: &SecretKey, collection: &str, n: u64, time: u64) -> SignedEntry {
             value: EntryValue::Tombstone,
             author: key.public(),
             time: Timestamp::from_raw(time),
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         key,
     )

@@ -3,6 +3,7 @@
 mod common;
 mod corruption;
 mod entries;
+mod file_meta;
 mod gc;
 mod open;
 mod purge;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use archive_core::{Change, Collection, FileRef, Hash, OpenError, Store, ViewPoint};
+use archive_core::{Change, Collection, FileMeta, FileRef, Hash, OpenError, Store, ViewPoint};
 use serde::Serialize;
 
 use crate::cli::Command;
@@ -166,7 +166,10 @@ struct AddSummary {
     added: u64,
     unchanged: u64,
     /// Files whose content was read; the others were known unchanged by their `stat`.
+    #[serde(rename = "read")]
     files_read: u64,
+    /// Empty folders that got a folder entry.
+    folders_added: u64,
     bytes_read: u64,
     bytes_new: u64,
     skipped: Vec<PathProblem>,
@@ -194,6 +197,7 @@ fn add(
         added: 0,
         unchanged: 0,
         files_read: 0,
+        folders_added: 0,
         bytes_read: 0,
         bytes_new: 0,
         skipped: Vec::new(),
@@ -207,6 +211,7 @@ fn add(
         summary.added += report.added;
         summary.unchanged += report.unchanged;
         summary.files_read += report.files_read;
+        summary.folders_added += report.folders_added;
         summary.bytes_read += report.bytes_read;
         summary.bytes_new += report.bytes_new;
         summary
@@ -239,8 +244,13 @@ fn add(
     if json {
         print_json(&summary)?;
     } else {
+        let folders = match summary.folders_added {
+            0 => String::new(),
+            1 => " and 1 empty folder".to_owned(),
+            n => format!(" and {n} empty folders"),
+        };
         outln!(
-            "added {} files, {} unchanged ({} files read: {}, {} new after deduplication)",
+            "added {} files{folders}, {} unchanged ({} files read: {}, {} new after deduplication)",
             summary.added,
             summary.unchanged,
             summary.files_read,
@@ -333,16 +343,17 @@ fn history(store: &Store, collection: &str, key: &str, json: bool) -> Result<u8>
         let mut listed = JsonArray::start()?;
         for v in versions {
             let v = v?;
-            let file = match v.value {
-                archive_core::EntryValue::File(f) => Some(f),
-                archive_core::EntryValue::Tombstone => None,
+            let (kind, file) = match v.value {
+                archive_core::EntryValue::File(f) => ("file", Some(f)),
+                archive_core::EntryValue::Folder => ("folder", None),
+                archive_core::EntryValue::Tombstone => ("removed", None),
             };
             listed.push(&VersionJson {
                 seq: v.seq,
                 entry: v.entry.to_hex(),
                 time_ms: v.time.unix_millis(),
                 author: v.author.to_string(),
-                kind: if file.is_some() { "file" } else { "removed" },
+                kind,
                 size: file.map(|f| f.size),
                 hash: file.map(|f| f.hash.to_hex()),
             })?;
@@ -362,6 +373,7 @@ fn history(store: &Store, collection: &str, key: &str, json: bool) -> Result<u8>
                 archive_core::EntryValue::File(f) => {
                     format!("{}  {:>10}", f.hash, human_size(f.size))
                 }
+                archive_core::EntryValue::Folder => format!("{:<64}  {:>10}", "(folder)", ""),
                 archive_core::EntryValue::Tombstone => format!("{:<64}  {:>10}", "removed", ""),
             };
             writeln!(out, "{}  {what}  {who}", human_time(v.time))?;
@@ -371,11 +383,16 @@ fn history(store: &Store, collection: &str, key: &str, json: bool) -> Result<u8>
     Ok(0)
 }
 
-fn find_key(store: &Store, collection: &str, key: &str, snapshot: Option<&str>) -> Result<FileRef> {
+fn find_key(
+    store: &Store,
+    collection: &str,
+    key: &str,
+    snapshot: Option<&str>,
+) -> Result<(FileRef, FileMeta)> {
     let c = existing_collection(store, collection)?;
     let key = key.trim_matches('/');
     match c.get_at(key, view_point(snapshot))? {
-        Some(item) => Ok(item.file),
+        Some(item) => Ok((item.file, item.meta)),
         None => match snapshot {
             Some(s) => bail!("`{key}` is not in snapshot `{s}` of collection `{collection}`"),
             None => bail!("`{key}` is not in collection `{collection}`"),
@@ -391,13 +408,14 @@ fn get(
     snapshot: Option<&str>,
     output: Option<&Path>,
 ) -> Result<u8> {
-    let file = match (key, hash) {
+    let (file, meta) = match (key, hash) {
         (_, Some(h)) => {
             let hash: Hash = h.parse()?;
-            store
+            let file = store
                 .blobs()
                 .file(&hash)?
-                .with_context(|| format!("no file or blob {hash} in the store"))?
+                .with_context(|| format!("no file or blob {hash} in the store"))?;
+            (file, FileMeta::default())
         }
         (Some(k), None) => find_key(store, collection, k, snapshot)?,
         (None, None) => bail!("give a KEY or --hash HASH"),
@@ -410,7 +428,7 @@ fn get(
         }
         // Written beside the target under a fresh name and renamed over it once verified: a
         // failed read leaves no wrong file, and a link at the target is replaced, not followed.
-        Some(path) => store.blobs().save(&file, path)?,
+        Some(path) => store.blobs().save(&file, &meta, path)?,
     }
     Ok(0)
 }
@@ -433,11 +451,17 @@ fn export(
             "written": report.written,
             "unchanged": report.unchanged,
             "bytes": report.bytes,
+            "folders": report.folders,
             "skipped": report.skipped.iter().map(|s| serde_json::json!({"key": s.key, "reason": s.reason})).collect::<Vec<_>>(),
         }))?;
     } else {
+        let folders = match report.folders {
+            0 => String::new(),
+            1 => " and 1 empty folder".to_owned(),
+            n => format!(" and {n} empty folders"),
+        };
         outln!(
-            "exported {} files ({}) to {}, {} already up to date",
+            "exported {} files ({}){folders} to {}, {} already up to date",
             report.written,
             human_size(report.bytes),
             dest.display(),

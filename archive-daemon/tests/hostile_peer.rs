@@ -346,6 +346,8 @@ fn signed(key: &SecretKey, path: &str, value: EntryValue, time: Timestamp) -> Si
             value,
             author: key.public(),
             time,
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         key,
     )

@@ -170,6 +170,93 @@ fn two_servers_pair_sync_and_converge() {
     b.ok(&["verify"]);
 }
 
+/// Every file and empty folder under `root` with its permission bits and modification time
+/// (to the nanosecond), as `find` prints them.
+fn times_and_modes(root: &std::path::Path) -> String {
+    let out = std::process::Command::new("find")
+        .arg(".")
+        .args(["(", "-type", "f", "-o", "-type", "d", "-empty", ")"])
+        .args(["-printf", "%P %y %m %T@\\n"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+fn set_times_and_mode(path: &std::path::Path, secs: u64, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let when = std::time::UNIX_EPOCH + Duration::new(secs, 250_000_000);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(when))
+        .unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn times_modes_and_empty_folders_come_back_locally_and_after_a_sync() {
+    let a = server_store();
+    let b = server_store();
+    let tree = a.path("tree");
+    write_file(&tree.join("bin/build.sh"), b"#!/bin/sh\nmake\n");
+    set_times_and_mode(&tree.join("bin/build.sh"), 1_000_000_000, 0o755);
+    write_file(&tree.join("docs/old.txt"), b"written long ago");
+    set_times_and_mode(&tree.join("docs/old.txt"), 400_000_000, 0o640);
+    for empty in ["inbox", "photos/2026/summer"] {
+        std::fs::create_dir_all(tree.join(empty)).unwrap();
+        set_times_and_mode(&tree.join(empty), 1_500_000_000, 0o750);
+    }
+    let expected = times_and_modes(&tree);
+    assert_eq!(expected.lines().count(), 4, "{expected}");
+    let added = a.json(&["add", tree.to_str().unwrap(), "--as", ""]);
+    assert_eq!(added["folders_added"], 2, "{added}");
+
+    let diff_r = |x: &std::path::Path, y: &std::path::Path| {
+        let out = std::process::Command::new("diff")
+            .arg("-r")
+            .args([x, y])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "diff -r: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    // Locally.
+    let local = a.path("local-export");
+    a.ok(&["export", local.to_str().unwrap()]);
+    diff_r(&tree, &local);
+    assert_eq!(times_and_modes(&local), expected);
+
+    // After a sync, on the other server.
+    let server = Serving::start(&a);
+    a.ok(&["peer", "add", &id_of(&b), "--name", "b"]);
+    b.ok(&["peer", "add", server.ticket(), "--name", "a"]);
+    let synced = b.json(&["sync", "a"]);
+    assert_eq!(synced["entries_received"], 4, "{synced}");
+    let remote = b.path("synced-export");
+    b.ok(&["export", remote.to_str().unwrap()]);
+    diff_r(&tree, &remote);
+    assert_eq!(times_and_modes(&remote), expected);
+
+    // `get -o` of one file, too.
+    let one = b.path("build.sh");
+    b.ok(&["get", "bin/build.sh", "-o", one.to_str().unwrap()]);
+    let meta = std::fs::metadata(&one).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o755
+    );
+    assert_eq!(
+        meta.modified().unwrap(),
+        std::time::UNIX_EPOCH + Duration::new(1_000_000_000, 250_000_000)
+    );
+}
+
 #[test]
 fn unpaired_servers_are_refused_on_both_sides() {
     let a = server_store();

@@ -193,23 +193,20 @@ fn re_add_reports_how_many_files_it_read_and_skips_settled_unchanged_ones() {
     }
     let src_str = src.to_str().unwrap();
     let first = a.json(&["add", src_str]);
-    assert_eq!(first["files_read"], 20);
+    assert_eq!(first["read"], 20);
     // Files that changed within two seconds of an add are read again by the next one (two
     // writes in one timestamp tick would look like one); once settled, they are recorded...
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let settled = a.json(&["add", src_str]);
     assert_eq!(
-        (
-            settled["files_read"].as_u64(),
-            settled["unchanged"].as_u64()
-        ),
+        (settled["read"].as_u64(), settled["unchanged"].as_u64()),
         (Some(20), Some(20))
     );
     // ... and from then on not read while their stat is unchanged.
     let again = a.json(&["add", src_str]);
     assert_eq!(
         (
-            again["files_read"].as_u64(),
+            again["read"].as_u64(),
             again["unchanged"].as_u64(),
             again["bytes_read"].as_u64()
         ),
@@ -218,7 +215,7 @@ fn re_add_reports_how_many_files_it_read_and_skips_settled_unchanged_ones() {
     write_file(&src.join("f3.txt"), b"changed");
     let changed = a.json(&["add", src_str]);
     assert_eq!(
-        (changed["files_read"].as_u64(), changed["added"].as_u64()),
+        (changed["read"].as_u64(), changed["added"].as_u64()),
         (Some(1), Some(1))
     );
     assert_eq!(a.ok(&["get", "src/f3.txt"]), "changed");

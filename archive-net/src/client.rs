@@ -5,37 +5,58 @@ use std::time::{Duration, Instant};
 
 use archive_core::sync::Reconciler;
 use archive_core::{EntryId, Refused, StoreSyncIndex};
-use iroh::endpoint::Connection;
+use iroh::endpoint::{ConnectOptions, Connection, VarInt};
 use iroh::{Endpoint, EndpointAddr};
 
 use crate::error::{ConnectFailure, NetError};
 use crate::node::{peer_id, Counters, Node};
 use crate::server::{serve_connection, summary};
+use crate::server::{CLOSE_OLD_VERSION, OLD_VERSION_REASON};
 use crate::wire::{
     read_frame, write_frame_within, AgreeReply, OfferReply, ReconcileStep, Request, Summary,
     MAX_CONTROL_FRAME, MAX_OFFER_IDS,
 };
+use crate::wire::{ALPN_V1, PROTOCOL_VERSION};
 use crate::{pull, ALPN};
 
 /// Dials a peer, waiting at most `timeout`. A peer that does not know us closes the
-/// connection at once; that shows up as [`NetError::Refused`] on the first request.
+/// connection at once; that shows up as [`NetError::Refused`] on the first request. A peer of
+/// protocol version 1 is told why it cannot sync with us and refused with
+/// [`NetError::OtherVersion`].
 pub async fn connect(
     endpoint: &Endpoint,
     addr: EndpointAddr,
     timeout: Duration,
 ) -> Result<Connection, NetError> {
     let peer = addr.id;
-    match tokio::time::timeout(timeout, endpoint.connect(addr, ALPN)).await {
-        Err(_) => Err(NetError::Connect {
+    let failed = |e: ConnectFailure| NetError::Connect { peer, source: e };
+    let dial = async {
+        // Version 1 is offered too, only so that a peer of that version is recognised.
+        let options = ConnectOptions::new().with_additional_alpns(vec![ALPN_V1.to_vec()]);
+        let connecting = endpoint
+            .connect_with_opts(addr, ALPN, options)
+            .await
+            .map_err(|e| failed(ConnectFailure::Failed(e.into())))?;
+        connecting
+            .await
+            .map_err(|e| failed(ConnectFailure::Failed(e.into())))
+    };
+    let conn = match tokio::time::timeout(timeout, dial).await {
+        Err(_) => return Err(failed(ConnectFailure::Timeout(timeout))),
+        Ok(result) => result?,
+    };
+    if conn.alpn() == ALPN_V1 {
+        conn.close(
+            VarInt::from_u32(CLOSE_OLD_VERSION),
+            OLD_VERSION_REASON.as_bytes(),
+        );
+        return Err(NetError::OtherVersion {
             peer,
-            source: ConnectFailure::Timeout(timeout),
-        }),
-        Ok(Err(e)) => Err(NetError::Connect {
-            peer,
-            source: ConnectFailure::Failed(e),
-        }),
-        Ok(Ok(conn)) => Ok(conn),
+            theirs: 1,
+            ours: PROTOCOL_VERSION,
+        });
     }
+    Ok(conn)
 }
 
 /// What `diff --peer` found: the difference, counted both ways.

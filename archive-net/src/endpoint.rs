@@ -11,7 +11,7 @@ use crate::admission::{Caps, ConfirmedAddrs, TrustHook};
 use crate::error::NetError;
 use crate::mdns::MdnsLookupBuilder;
 use crate::trust::Trust;
-use crate::wire::ALPN;
+use crate::wire::{ALPN, ALPN_V1};
 
 /// Bytes a peer may have in flight to us on one connection (QUIC flow control): bounds what a
 /// peer that sends fast can make us buffer.
@@ -68,7 +68,7 @@ pub async fn bind_endpoint(
     };
     builder = builder
         .secret_key(iroh::SecretKey::from_bytes(&key.to_bytes()))
-        .alpns(vec![ALPN.to_vec()])
+        .alpns(vec![ALPN.to_vec(), ALPN_V1.to_vec()])
         .transport_config(transport)
         .hooks(TrustHook::new(trust.clone(), confirmed.clone()));
     if let Some(addr) = config.bind {

@@ -26,6 +26,19 @@ pub enum NetError {
         #[source]
         source: ConnectFailure,
     },
+    /// The peer speaks another version of the sync protocol.
+    #[error(
+        "{peer} speaks archive sync protocol {theirs} and this server speaks protocol {ours}: \
+         upgrade `archive` on the server with the older version"
+    )]
+    OtherVersion {
+        /// The peer.
+        peer: iroh::EndpointId,
+        /// Its protocol version.
+        theirs: u32,
+        /// Ours ([`crate::wire::PROTOCOL_VERSION`]).
+        ours: u32,
+    },
     /// The peer does not know this server: it closed the connection as unpaired.
     #[error("refused by the peer: {0}")]
     NotPaired(String),

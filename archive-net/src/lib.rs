@@ -28,10 +28,13 @@ pub use endpoint::{bind_endpoint, NetConfig, Profile};
 pub use error::{ConnectFailure, NetError};
 pub use node::{Counters, Limits, Node};
 pub use pull::PullReport;
-pub use server::{ArchiveProtocol, CLOSE_IDLE, CLOSE_NOT_PAIRED, CLOSE_TOO_MANY};
+pub use server::{
+    ArchiveProtocol, RefuseOldVersion, CLOSE_IDLE, CLOSE_NOT_PAIRED, CLOSE_OLD_VERSION,
+    CLOSE_TOO_MANY,
+};
 pub use ticket::{Ticket, TicketError, MAX_TICKET_ADDRS};
 pub use trust::{Access, PeerPolicy, Trust};
-pub use wire::ALPN;
+pub use wire::{ALPN, ALPN_V1, PROTOCOL_VERSION};
 
 pub use iroh::endpoint::Connection;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId};

@@ -243,6 +243,7 @@ impl Node {
         iroh::protocol::Router::builder(endpoint)
             .incoming_filter(Arc::new(move |incoming| slots.judge(incoming)))
             .accept(crate::wire::ALPN, self.protocol())
+            .accept(crate::wire::ALPN_V1, crate::server::RefuseOldVersion)
     }
 
     /// The store, for the program that embeds this node (this crate itself reaches it only

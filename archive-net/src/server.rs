@@ -39,6 +39,30 @@ pub const CLOSE_TOO_MANY: u32 = 429;
 /// QUIC application close code: the connection was idle too long.
 pub const CLOSE_IDLE: u32 = 408;
 
+/// QUIC application close code: the peer speaks another version of the protocol.
+pub const CLOSE_OLD_VERSION: u32 = 426;
+
+/// What a peer of protocol version 1 is told: it shows as "refused by the peer: ..." there.
+pub(crate) const OLD_VERSION_REASON: &str = "this peer speaks archive sync protocol 2 and \
+    yours speaks protocol 1: upgrade `archive` on this server to sync with it";
+
+/// Answers a connection of protocol version 1 (see [`crate::wire::ALPN_V1`]): closed at once,
+/// with a reason naming both versions.
+#[derive(Debug, Clone, Copy)]
+pub struct RefuseOldVersion;
+
+impl ProtocolHandler for RefuseOldVersion {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        conn.close(
+            VarInt::from_u32(CLOSE_OLD_VERSION),
+            OLD_VERSION_REASON.as_bytes(),
+        );
+        // Stay until the close is sent: the peer reads the reason from it.
+        conn.closed().await;
+        Ok(())
+    }
+}
+
 /// The protocol handler for incoming connections (see [`Node::protocol`]).
 #[derive(Debug, Clone)]
 pub struct ArchiveProtocol {

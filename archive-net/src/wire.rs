@@ -12,9 +12,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::NetError;
 
-/// The ALPN of this protocol, version 1. A new incompatible version gets a new ALPN, so
-/// servers of different versions refuse each other cleanly at the handshake.
-pub const ALPN: &[u8] = b"community-archive/sync/1";
+/// The version of this protocol: 2 since entry v2 (entries carry file times, modes, folder
+/// entries and the messenger's fields). A new incompatible version gets a new ALPN.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The ALPN of this protocol, [`PROTOCOL_VERSION`] 2.
+pub const ALPN: &[u8] = b"community-archive/sync/2";
+/// The ALPN of protocol version 1. Still offered and accepted, only to tell a peer of that
+/// version, in words, that the two cannot sync: it is refused with both versions named.
+pub const ALPN_V1: &[u8] = b"community-archive/sync/1";
 
 /// Most ids in one [`Request::GetEntries`].
 pub const MAX_ENTRY_IDS: usize = 1024;

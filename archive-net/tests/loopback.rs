@@ -564,3 +564,94 @@ async fn limits_of_usize_max_mean_unlimited_not_a_panic() {
     assert_eq!(report.entries_received, 1, "{report:?}");
     assert_eq!(b.listing(), a.listing());
 }
+
+/// An endpoint that speaks only protocol version 1, as a server of the previous release does.
+async fn version_1_endpoint() -> Endpoint {
+    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+        .alpns(vec![archive_net::ALPN_V1.to_vec()])
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .unwrap()
+        .bind()
+        .await
+        .unwrap()
+}
+
+/// A version-1 protocol handler that holds the connection open, as an old server would.
+#[derive(Debug, Clone)]
+struct HoldOpen;
+
+impl iroh::protocol::ProtocolHandler for HoldOpen {
+    async fn accept(
+        &self,
+        conn: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        conn.closed().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_protocol_version_1_is_refused_with_both_versions_named() {
+    let a = Server::start().await;
+
+    // An old server dials us: it is told, in the close reason its version shows, why.
+    let old = version_1_endpoint().await;
+    a.node.trust().set(
+        old.id(),
+        PeerPolicy {
+            name: "old".into(),
+            read: Access::All,
+            write: Access::All,
+        },
+    );
+    let conn = old
+        .connect(a.endpoint().addr(), archive_net::ALPN_V1)
+        .await
+        .unwrap();
+    match conn.closed().await {
+        iroh::endpoint::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                iroh::endpoint::VarInt::from_u32(archive_net::CLOSE_OLD_VERSION)
+            );
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            assert!(
+                reason.contains("protocol 2") && reason.contains("protocol 1"),
+                "{reason}"
+            );
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+
+    // We dial an old server: refused before any request, with both versions named.
+    let router = Router::builder(old)
+        .accept(archive_net::ALPN_V1, HoldOpen)
+        .spawn();
+    let err = connect(
+        a.endpoint(),
+        router.endpoint().addr(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::OtherVersion {
+                theirs: 1,
+                ours: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(
+        shown.contains("protocol 1") && shown.contains("protocol 2"),
+        "{shown}"
+    );
+    router.shutdown().await.unwrap();
+}

@@ -59,6 +59,8 @@ fn peer() -> &'static Peer {
                 value: EntryValue::File(small_file),
                 author: key.public(),
                 time: Timestamp::from_raw(u64::MAX),
+                meta: archive_core::FileMeta::default(),
+                message: archive_core::MessageFields::default(),
             },
             &key,
         )

@@ -43,6 +43,8 @@ fn store() -> &'static Store {
                     value: EntryValue::Tombstone,
                     author: key.public(),
                     time: Timestamp::from_raw(1_000 + i / 3),
+                    meta: archive_core::FileMeta::default(),
+                    message: archive_core::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, &key).expect("sign")
             })

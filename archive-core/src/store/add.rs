@@ -9,13 +9,13 @@ use redb::ReadableDatabase;
 use super::quick_check::{self, FileStat, QuickLookup};
 use super::{EntryTables, Store};
 use crate::blobs::{self, BlobTables, PreparedBlob};
-use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::entry::{EntryValue, FileMeta, FileRef, SignedEntry};
 use crate::error::{AddError, EntryError, StorageError};
 use crate::format::layout::{BLOBS, FILES, LOCATION_FILE, NO_MANIFEST};
 use crate::hash::Hash;
 use crate::ingest::{ingest, IngestError, Ingested};
 use crate::names::{validate_collection, validate_key};
-use crate::walk::{walk, FoundFile, Skipped, Walk};
+use crate::walk::{walk, FoundFile, FoundFolder, Skipped, Walk};
 
 /// Commit at least this often while adding (bytes read), so a crash loses little work and the
 /// pending blob records stay small.
@@ -51,10 +51,12 @@ pub struct FailedFile {
 /// What an `add` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddReport {
-    /// Files that got a new entry (new keys or new content).
+    /// Files that got a new entry (new keys, new content, or a new modification time or mode).
     pub added: u64,
-    /// Files whose key already held the same content: no entry written.
+    /// Files whose key already held the same content, time and mode: no entry written.
     pub unchanged: u64,
+    /// Empty folders that got a folder entry (new, or with a new time or mode).
+    pub folders_added: u64,
     /// Files whose content was read (the others were known unchanged by their `stat`: same
     /// device, inode, size, modification and change time as when last added).
     pub files_read: u64,
@@ -82,8 +84,10 @@ struct Batch {
     blobs: Vec<PreparedBlob>,
     /// Hashes in `blobs`, so a blob is staged once.
     staged: HashSet<Hash>,
-    /// Key, file, and the blobs that hold it.
-    files: Vec<(String, FileRef, Vec<Hash>)>,
+    /// Key, file, its time and mode, and the blobs that hold it.
+    files: Vec<(String, FileRef, FileMeta, Vec<Hash>)>,
+    /// Empty folders, written with the last batch.
+    folders: Vec<FoundFolder>,
     /// Where each file came from (for the report of files that could not be added).
     paths: Vec<PathBuf>,
     /// The quick-check row to write for each file once it is committed: its path's key and
@@ -108,6 +112,7 @@ impl Store {
         validate_collection(collection).map_err(EntryError::from)?;
         let Walk {
             found,
+            empty_folders,
             skipped,
             unreadable,
         } = walk(path, as_key)?;
@@ -160,7 +165,7 @@ impl Store {
                     }
                     batch
                         .files
-                        .push((file.key.clone(), ingested.file, ingested.reach));
+                        .push((file.key.clone(), ingested.file, file.meta, ingested.reach));
                     batch.paths.push(file.path.clone());
                     // Recorded only if the file had settled before this add began and was
                     // the size it was read at.
@@ -186,6 +191,7 @@ impl Store {
                     }));
             }
         }
+        batch.folders = empty_folders;
         let (_, conflicts) = self.commit_batch(collection, batch, &mut report)?;
         report
             .failed
@@ -217,7 +223,12 @@ impl Store {
         let batch = Batch {
             has_file_blobs: ingested.new_blobs.iter().any(PreparedBlob::is_file),
             blobs: ingested.new_blobs,
-            files: vec![(key.to_owned(), ingested.file, ingested.reach)],
+            files: vec![(
+                key.to_owned(),
+                ingested.file,
+                FileMeta::default(),
+                ingested.reach,
+            )],
             paths: vec![PathBuf::from(key)],
             quick: vec![None],
             ..Batch::default()
@@ -252,8 +263,9 @@ impl Store {
                         files
                             .iter()
                             .map(|file| match quick_key(file) {
-                                Some((path_key, stat)) => lookup
-                                    .holds_unread(self, collection, &file.key, &path_key, &stat),
+                                Some((path_key, stat)) => lookup.holds_unread(
+                                    self, collection, &file.key, &path_key, &stat, &file.meta,
+                                ),
                                 None => Ok(false),
                             })
                             .collect()
@@ -317,7 +329,7 @@ impl Store {
         batch: Batch,
         report: &mut AddReport,
     ) -> Result<(Vec<SignedEntry>, Vec<Conflict>), AddError> {
-        if batch.files.is_empty() && batch.blobs.is_empty() {
+        if batch.files.is_empty() && batch.blobs.is_empty() && batch.folders.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
         if batch.has_file_blobs {
@@ -340,11 +352,12 @@ impl Store {
                 let mut quick_rows = tx
                     .open_table(crate::format::layout::QUICK_CHECK)
                     .map_err(StorageError::from)?;
-                for (((key, file, reach), path), quick) in
+                for (((key, file, meta, reach), path), quick) in
                     batch.files.into_iter().zip(batch.paths).zip(batch.quick)
                 {
                     let held = entries.current(collection, &key)?.filter(|e| {
-                        matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
+                        e.entry().meta == meta
+                            && matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
                     });
                     // The entry the key ends up holding, for the quick check's fast path.
                     let mut holding = held.as_ref().map(SignedEntry::id);
@@ -358,7 +371,7 @@ impl Store {
                             .insert(file.hash.as_bytes(), (file.size, manifest))
                             .map_err(StorageError::from)?;
                         entries.add_refs(collection, reach)?;
-                        let entry = self.new_entry(collection, &key, EntryValue::File(file));
+                        let entry = self.new_entry(collection, &key, EntryValue::File(file), meta);
                         let signed = SignedEntry::sign(entry, &self.key)?;
                         entries.insert(&signed)?;
                         holding = Some(signed.id());
@@ -373,6 +386,24 @@ impl Store {
                             &file.hash,
                             holding.as_ref(),
                         )?;
+                    }
+                }
+                // A folder entry never conflicts: a file at or above its key supersedes it.
+                for folder in batch.folders {
+                    let held = entries.current(collection, &folder.key)?.is_some_and(|e| {
+                        e.entry().value == EntryValue::Folder && e.entry().meta == folder.meta
+                    });
+                    if !held {
+                        let entry = self.new_entry(
+                            collection,
+                            &folder.key,
+                            EntryValue::Folder,
+                            folder.meta,
+                        );
+                        let signed = SignedEntry::sign(entry, &self.key)?;
+                        entries.insert(&signed)?;
+                        written.push(signed);
+                        report.folders_added += 1;
                     }
                 }
                 drop(quick_rows);

@@ -7,7 +7,7 @@ use redb::ReadableDatabase;
 
 use super::{guarded, Store};
 use crate::blobs::BlobReader;
-use crate::entry::FileRef;
+use crate::entry::{FileMeta, FileRef};
 use crate::error::{ExportError, ReadError, StorageError};
 use crate::format::layout::{FILES, NO_MANIFEST};
 use crate::format::manifest::decode_manifest;
@@ -98,9 +98,10 @@ impl<'s> Blobs<'s> {
     }
 
     /// Writes a file's content to `path` (created or replaced: written to a temporary file
-    /// beside it, then renamed). The content is verified before it takes the name.
-    pub fn save(&self, file: &FileRef, path: &Path) -> Result<(), ExportError> {
-        self.store.save_file(file, path)
+    /// beside it, then renamed), with the modification time and mode of `meta` (the mode less
+    /// the umask). The content is verified before it takes the name.
+    pub fn save(&self, file: &FileRef, meta: &FileMeta, path: &Path) -> Result<(), ExportError> {
+        self.store.save_file(file, meta, path)
     }
 }
 

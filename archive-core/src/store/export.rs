@@ -11,6 +11,9 @@
 //! - Files are made durable a batch at a time (one `syncfs`), then renamed into place; a new
 //!   file never replaces something that appeared meanwhile (`RENAME_NOREPLACE`); the folders'
 //!   entries are made durable at the end.
+//! - Each file gets its modification time and mode from its entry (the mode less the
+//!   process's umask, as `tar` does for a user other than root); empty folders are created
+//!   from their folder entries, deepest first, and get their time and mode last.
 //! - What cannot be written safely is skipped and reported, key by key, with the reason: the
 //!   export does the rest and the caller exits non-zero.
 
@@ -24,7 +27,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 
 use super::{Collection, Store, ViewItem, ViewPoint};
-use crate::entry::FileRef;
+use crate::entry::{FileMeta, FileRef};
 use crate::error::{ExportError, ReadError};
 use crate::hash::Hash;
 use crate::names::{parent_folders, validate_key};
@@ -42,6 +45,8 @@ pub struct ExportReport {
     pub unchanged: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Empty folders created (or given their time and mode) from folder entries.
+    pub folders: u64,
     /// Keys not exported, and why. Everything else was.
     pub skipped: Vec<SkippedKey>,
 }
@@ -204,7 +209,7 @@ fn what_is(dir: &OwnedFd, name: &str) -> io::Result<Found> {
 /// BLAKE3 of a regular file in `dir`, opened without following a link and without waiting
 /// (a FIFO swapped in would block a plain open), and only if it is still the regular file
 /// `(dev, ino)` that was looked at.
-fn hash_at(dir: &OwnedFd, name: &str, dev: u64, ino: u64) -> io::Result<Hash> {
+fn hash_at(dir: &OwnedFd, name: &str, dev: u64, ino: u64) -> io::Result<(Hash, File)> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
     let st = rustix::fs::fstat(&fd)?;
@@ -223,7 +228,53 @@ fn hash_at(dir: &OwnedFd, name: &str, dev: u64, ino: u64) -> io::Result<Hash> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().into())
+    Ok((hasher.finalize().into(), f))
+}
+
+/// The process's umask, read once from `/proc/self/status` (setting and restoring it to
+/// read it would race with other threads); `022` where that cannot be read.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+                u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+            })
+            .unwrap_or(0o022)
+    })
+}
+
+/// What a restored mode always grants the owner: a file can be read (a later export
+/// compares it), a folder read and entered.
+const OWNER_FILE: u32 = 0o400;
+const OWNER_FOLDER: u32 = 0o500;
+
+/// Gives an open file or folder the modification time and mode of its entry: the mode less the
+/// umask, plus what the owner always keeps (`owner`: [`OWNER_FILE`] or [`OWNER_FOLDER`]), so
+/// no entry, a peer's included, can lock this user out of what an export wrote. What the entry
+/// does not say is left as it is.
+pub(crate) fn apply_meta(fd: impl AsFd, meta: &FileMeta, owner: u32) -> io::Result<()> {
+    if let Some(mode) = meta.mode {
+        let mode = (mode & crate::format::entry::MODE_BITS & !umask()) | owner;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    }
+    if let Some(ns) = meta.modified_ns {
+        let modified = rustix::fs::Timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: modified,
+        };
+        rustix::fs::futimens(&fd, &times)?;
+    }
+    Ok(())
 }
 
 /// A fresh temporary name: short and fixed in length, whatever the final name.
@@ -383,14 +434,21 @@ impl Store {
             match found {
                 Found::Nothing => plan.push((i, found)),
                 Found::File { size, dev, ino } if size == item.file.size => {
-                    let same = hash_at(folders.current(), name, dev, ino).map_err(|source| {
-                        ExportError::Io {
-                            path: dest.join(&item.key),
-                            source,
-                        }
-                    })? == item.file.hash;
-                    if same {
+                    let (hash, file) =
+                        hash_at(folders.current(), name, dev, ino).map_err(|source| {
+                            ExportError::Io {
+                                path: dest.join(&item.key),
+                                source,
+                            }
+                        })?;
+                    if hash == item.file.hash {
                         report.unchanged += 1;
+                        if let Err(e) = apply_meta(&file, &item.meta, OWNER_FILE) {
+                            skip.insert(
+                                i,
+                                format!("its content is there, but its time and mode cannot be set: {e}"),
+                            );
+                        }
                     } else if overwrite {
                         plan.push((i, found));
                     } else {
@@ -428,7 +486,10 @@ impl Store {
                     continue;
                 }
             };
-            let result = self.blobs().write_to(&item.file, &mut f);
+            let result = self
+                .blobs()
+                .write_to(&item.file, &mut f)
+                .and_then(|()| apply_meta(&f, &item.meta, OWNER_FILE).map_err(ReadError::Output));
             drop(f);
             match result {
                 Ok(()) => {}
@@ -465,6 +526,8 @@ impl Store {
             }
         }
         self.finish_batch(&mut folders, &mut batch, &mut report, &mut skip)?;
+        let folder_skips =
+            export_folders(collection.folders(at)?, &items, &mut folders, &mut report);
         // The folders' new entries, durable too.
         rustix::fs::syncfs(folders.dest()).map_err(|e| ExportError::Io {
             path: dest.to_owned(),
@@ -478,7 +541,9 @@ impl Store {
                 key: items[i].key.clone(),
                 reason,
             })
+            .chain(folder_skips)
             .collect();
+        report.skipped.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(report)
     }
 
@@ -518,7 +583,12 @@ impl Store {
     /// beside it, made durable, then renamed over `path`. A link at `path` is replaced, not
     /// followed; the content is verified before the rename, so a failed read leaves `path` as
     /// it was.
-    pub(super) fn save_file(&self, file: &FileRef, path: &Path) -> Result<(), ExportError> {
+    pub(super) fn save_file(
+        &self,
+        file: &FileRef,
+        meta: &FileMeta,
+        path: &Path,
+    ) -> Result<(), ExportError> {
         let io_err = |source: io::Error| ExportError::Io {
             path: path.to_owned(),
             source,
@@ -543,7 +613,8 @@ impl Store {
         let result = self
             .blobs()
             .write_to(file, &mut f)
-            .and_then(|()| f.sync_all().map_err(crate::error::ReadError::Output));
+            .and_then(|()| apply_meta(&f, meta, OWNER_FILE).map_err(ReadError::Output))
+            .and_then(|()| f.sync_all().map_err(ReadError::Output));
         drop(f);
         if let Err(source) = result {
             let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
@@ -559,6 +630,47 @@ impl Store {
         rustix::fs::fsync(dir.as_fd()).map_err(|e| io_err(e.into()))?;
         Ok(())
     }
+}
+
+/// Creates the folders of folder entries and gives them their time and mode, deepest first
+/// (so a folder's time is set after anything is created in it, and a folder without write
+/// permission is finished last). A folder entry is superseded, and left out without a word,
+/// by a file at its key, at one of its parent folders, or beneath it (it is not empty then:
+/// the files make the folder). Returns the folders that could not be made.
+fn export_folders(
+    mut entries: Vec<(String, FileMeta)>,
+    files: &[ViewItem],
+    folders: &mut FolderStack,
+    report: &mut ExportReport,
+) -> Vec<SkippedKey> {
+    let file_keys: std::collections::BTreeSet<&str> =
+        files.iter().map(|f| f.key.as_str()).collect();
+    let mut skipped = Vec::new();
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    for (key, meta) in entries {
+        let beneath = format!("{key}/");
+        let superseded = file_keys.contains(key.as_str())
+            || parent_folders(&key).any(|folder| file_keys.contains(folder))
+            || file_keys
+                .range(beneath.as_str()..)
+                .next()
+                .is_some_and(|k| k.starts_with(&beneath));
+        if superseded {
+            continue;
+        }
+        let result = validate_key(&key)
+            .map_err(|e| e.to_string())
+            .and_then(|()| folders.enter(&key, true))
+            .and_then(|_| {
+                apply_meta(folders.current(), &meta, OWNER_FOLDER)
+                    .map_err(|e| format!("cannot set its time and mode: {e}"))
+            });
+        match result {
+            Ok(()) => report.folders += 1,
+            Err(reason) => skipped.push(SkippedKey { key, reason }),
+        }
+    }
+    skipped
 }
 
 fn would_overwrite(dest: &Path, item: &ViewItem) -> ExportError {

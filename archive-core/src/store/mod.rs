@@ -44,7 +44,7 @@ pub(crate) use quick_check::FileStat;
 
 use crate::blobs::{BlobFiles, BlobReader};
 use crate::clock::{HybridClock, Timestamp};
-use crate::entry::{Entry, EntryId, EntryValue, FileRef, SignedEntry};
+use crate::entry::{Entry, EntryId, EntryValue, FileMeta, FileRef, MessageFields, SignedEntry};
 use crate::error::{EntryError, OpenError, StorageError};
 use crate::format::layout::{
     format_file_contents, BLOBS, BLOB_REFS, COLLECTIONS, DB_FILE, DENIED, ENTRIES, FILES,
@@ -254,7 +254,7 @@ impl Store {
                     .iter()
                     .map(|(_, v)| match v {
                         EntryValue::File(f) => file_blobs(&reader, f),
-                        EntryValue::Tombstone => Vec::new(),
+                        EntryValue::Folder | EntryValue::Tombstone => Vec::new(),
                     })
                     .collect()
             };
@@ -267,7 +267,7 @@ impl Store {
                         tables.check_placement(collection, key)?;
                         tables.add_refs(collection, reach)?;
                     }
-                    let entry = self.new_entry(collection, key, *value);
+                    let entry = self.new_entry(collection, key, *value, FileMeta::default());
                     let signed = SignedEntry::sign(entry, &self.key)?;
                     tables.insert(&signed)?;
                     out.push(signed);
@@ -279,13 +279,15 @@ impl Store {
         })
     }
 
-    fn new_entry(&self, collection: &str, key: &str, value: EntryValue) -> Entry {
+    fn new_entry(&self, collection: &str, key: &str, value: EntryValue, meta: FileMeta) -> Entry {
         Entry {
             collection: collection.to_owned(),
             key: key.to_owned(),
             value,
             author: self.key.public(),
             time: self.clock().tick(),
+            meta,
+            message: MessageFields::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use redb::{ReadOnlyTable, ReadableDatabase};
 
 use super::{decode_stored_entry, Store};
 use crate::blobs;
-use crate::entry::{EntryId, EntryValue};
+use crate::entry::{EntryId, EntryValue, FileMeta};
 use crate::error::StorageError;
 use crate::format::layout::{
     QuickCheckRow, BLOBS, ENTRIES, INLINE_MAX, LOCATION_FILE, QUICK_CHECK, VIEWS,
@@ -168,7 +168,7 @@ impl QuickLookup {
 
     /// True when `key` of `collection` already holds the content of the file at `path_key`,
     /// known without reading it: its `stat` matches what the quick check recorded, the view
-    /// holds that content, and the content is still in the store (a blob lost to damage is
+    /// holds that content with the file's `meta`, and the content is still in the store (a blob lost to damage is
     /// read and written again instead).
     pub(super) fn holds_unread(
         &self,
@@ -177,6 +177,7 @@ impl QuickLookup {
         key: &str,
         path_key: &[u8],
         stat: &FileStat,
+        meta: &FileMeta,
     ) -> Result<bool, StorageError> {
         super::guarded(|| {
             let Some((hash, entry)) = self.unchanged_row(path_key, stat)? else {
@@ -192,11 +193,14 @@ impl QuickLookup {
                 // small enough to live inside the database (recorded with that entry): done.
                 return Ok(true);
             }
-            let held = match decode_stored_entry(&self.entries, &id)?.entry().value {
+            let signed = decode_stored_entry(&self.entries, &id)?;
+            let held = match signed.entry().value {
                 EntryValue::File(f) => f,
-                EntryValue::Tombstone => return Ok(false),
+                EntryValue::Folder | EntryValue::Tombstone => return Ok(false),
             };
-            if held.hash != hash || held.size != size {
+            // Another entry with this content (from a peer, say) but not this file's
+            // modification time or mode: read it, so the entry gets them.
+            if held.hash != hash || held.size != size || signed.entry().meta != *meta {
                 return Ok(false);
             }
             // Larger content lives in blob files: check the file is still there.

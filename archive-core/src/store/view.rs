@@ -15,7 +15,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::{decode_stored_entry, guarded, Collection, Store};
 use crate::clock::Timestamp;
 use crate::diff::{Change, ChangeMerge, DiffSide, FileSummary, Sorted};
-use crate::entry::{EntryId, EntryValue, FileRef};
+use crate::entry::{EntryId, EntryValue, FileMeta, FileRef, SignedEntry};
 use crate::error::{AddError, SnapshotError, StorageError};
 use crate::format::layout::{COLLECTIONS, ENTRIES, HISTORY, META, META_NEXT_SEQ, SNAPSHOTS, VIEWS};
 use crate::identity::PublicKey;
@@ -41,6 +41,8 @@ pub struct ViewItem {
     pub key: String,
     /// The file.
     pub file: FileRef,
+    /// Its modification time and mode, as added.
+    pub meta: FileMeta,
     /// When the entry was written (its author's clock).
     pub time: Timestamp,
     /// Who wrote it.
@@ -159,26 +161,59 @@ impl<'s> Collection<'s> {
         limit: usize,
     ) -> Result<Page<ViewItem>, StorageError> {
         let limit = limit.max(1);
+        let mut items = Vec::new();
+        let more = self.visit_view(point, prefix, after, |key, signed| {
+            let e = signed.entry();
+            if let EntryValue::File(file) = e.value {
+                items.push(ViewItem {
+                    key: key.to_owned(),
+                    file,
+                    meta: e.meta,
+                    time: e.time,
+                    author: e.author,
+                    entry: signed.id(),
+                });
+            }
+            items.len() < limit
+        })?;
+        let next = more.then(|| items.last().map(|i| i.key.clone())).flatten();
+        Ok(Page { items, next })
+    }
+
+    /// The folder entries of a view (empty folders, to export), in key order.
+    pub(crate) fn folders(
+        &self,
+        at: ViewPoint<'_>,
+    ) -> Result<Vec<(String, FileMeta)>, SnapshotError> {
+        let point = self.resolve(at)?;
+        let mut folders = Vec::new();
+        self.visit_view(point, "", None, |key, signed| {
+            if signed.entry().value == EntryValue::Folder {
+                folders.push((key.to_owned(), signed.entry().meta));
+            }
+            true
+        })?;
+        Ok(folders)
+    }
+
+    /// Calls `visit` with the latest entry (tombstones included) of each key under `prefix`
+    /// after `after` at `point`, in key order, until it returns false. Returns whether it was
+    /// stopped before the end.
+    fn visit_view(
+        &self,
+        point: Point,
+        prefix: &str,
+        after: Option<&str>,
+        mut visit: impl FnMut(&str, &SignedEntry) -> bool,
+    ) -> Result<bool, StorageError> {
         let c = self.name();
         // Resume after `after` unless it lies before the prefix.
         let after = after.filter(|a| *a >= prefix);
         guarded(|| {
             let tx = self.store.db.begin_read()?;
             let entries = tx.open_table(ENTRIES)?;
-            let mut items = Vec::new();
             let mut push = |key: &str, id: &[u8; 32]| -> Result<bool, StorageError> {
-                let signed = decode_stored_entry(&entries, id)?;
-                let e = signed.entry();
-                if let EntryValue::File(file) = e.value {
-                    items.push(ViewItem {
-                        key: key.to_owned(),
-                        file,
-                        time: e.time,
-                        author: e.author,
-                        entry: signed.id(),
-                    });
-                }
-                Ok(items.len() < limit)
+                Ok(visit(key, &decode_stored_entry(&entries, id)?))
             };
             let mut more = false;
             match point {
@@ -240,8 +275,7 @@ impl<'s> Collection<'s> {
                     }
                 }
             }
-            let next = more.then(|| items.last().map(|i| i.key.clone())).flatten();
-            Ok(Page { items, next })
+            Ok(more)
         })
     }
 
@@ -293,11 +327,12 @@ impl<'s> Collection<'s> {
                 EntryValue::File(file) => Some(ViewItem {
                     key: key.to_owned(),
                     file,
+                    meta: e.meta,
                     time: e.time,
                     author: e.author,
                     entry: signed.id(),
                 }),
-                EntryValue::Tombstone => None,
+                EntryValue::Folder | EntryValue::Tombstone => None,
             })
         })
     }

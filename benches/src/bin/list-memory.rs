@@ -132,6 +132,8 @@ fn build(dir: &Path, n: u64) {
                     value: EntryValue::File(file),
                     author,
                     time: Timestamp::from_raw((1_790_000_000_000 + i) << 16),
+                    meta: archive_core::FileMeta::default(),
+                    message: archive_core::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, &key).expect("sign")
             })

@@ -361,6 +361,8 @@ fn sign_one(key: &SecretKey, i: u64, newest_from: u64) -> SignedEntry {
             }),
             author: key.public(),
             time: Timestamp::from_raw(ms << 16),
+            meta: archive_core::FileMeta::default(),
+            message: archive_core::MessageFields::default(),
         },
         key,
     )

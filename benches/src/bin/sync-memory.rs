@@ -240,6 +240,8 @@ fn build_store(dir: &Path, n: u64, content: &str) {
                     value: EntryValue::Tombstone,
                     author,
                     time: Timestamp::from_raw((1_790_000_000_000 + i) << 16),
+                    meta: archive_core::FileMeta::default(),
+                    message: archive_core::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, &key).expect("sign")
             })

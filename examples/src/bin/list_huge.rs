@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .add_bytes("original.jpg", b"not really a photo")?
         .and_then(|e| match e.entry().value {
             EntryValue::File(f) => Some(f),
-            EntryValue::Tombstone => None,
+            EntryValue::Folder | EntryValue::Tombstone => None,
         })
         .ok_or("the file was not added")?;
     let now = Timestamp::from_unix_millis(
@@ -45,6 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     value: EntryValue::File(file),
                     author: store.author(),
                     time: now,
+                    meta: archive_core::FileMeta::default(),
+                    message: archive_core::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, store.secret_key())
             })

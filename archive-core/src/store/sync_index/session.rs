@@ -400,6 +400,8 @@ mod tests {
                     value: EntryValue::Tombstone,
                     author: key.public(),
                     time: Timestamp::from_raw(time(i)),
+                    meta: crate::FileMeta::default(),
+                    message: crate::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, &key).unwrap()
             })
