@@ -24,12 +24,10 @@ pub enum Point<'a> {
 /// The steps by which new content becomes part of the store, in the order they happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteStep {
-    /// A blob file was written under its temporary name.
-    BlobWritten,
-    /// A blob file was renamed to its final name (not yet durable).
-    BlobRenamed,
-    /// The blob files written so far were made durable (`syncfs`).
-    BlobsDurable,
+    /// A blob's bytes were appended to a pack (not yet durable).
+    BlobAppended,
+    /// The packs written so far were made durable (`fdatasync`, and the folder's new entries).
+    PacksDurable,
     /// A write transaction is about to commit.
     Commit,
     /// A write transaction committed.

@@ -170,10 +170,7 @@ fn store_if_new(
     if known(&blob.hash) {
         return Ok(());
     }
-    if blob.is_file() {
-        files.write(&blob)?;
-        blob.data = Vec::new();
-    }
+    files.append(&mut blob)?;
     new_blobs.push(blob);
     Ok(())
 }

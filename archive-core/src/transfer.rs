@@ -140,6 +140,7 @@ pub fn decode_blob(hash: Hash, size: u64, encoded: &[u8]) -> Result<VerifiedBlob
         size,
         data,
         outboard: as_file.then_some(outboard.data),
+        packed: None,
     }))
 }
 

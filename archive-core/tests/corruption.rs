@@ -7,21 +7,22 @@ use archive_core::{ReadError, Store, DEFAULT_COLLECTION};
 
 use crate::common::{new_store, pseudo_random};
 
-/// Every blob file of the store.
-fn blob_files(store: &Store) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for shard in fs::read_dir(store.dir().join("blobs")).unwrap() {
-        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
-            out.push(f.unwrap().path());
-        }
-    }
-    out.sort();
-    out
+/// Where each blob larger than `min` is: (pack, offset, length), in blob order.
+fn places(store: &Store, min: u64) -> Vec<(PathBuf, u64, u64)> {
+    store
+        .blob_places()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, _, size)| *size > min)
+        .map(|(_, path, offset, size)| (path, offset, size))
+        .collect()
 }
 
-fn flip_byte(path: &PathBuf, at: usize) {
+/// Flips one byte at `at` within the blob at `place` (inside its pack).
+fn flip_byte((path, offset, size): &(PathBuf, u64, u64), at: u64) {
+    assert!(at < *size);
     let mut bytes = fs::read(path).unwrap();
-    bytes[at] ^= 0x40;
+    bytes[(offset + at) as usize] ^= 0x40;
     fs::write(path, bytes).unwrap();
 }
 
@@ -46,9 +47,16 @@ fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
         .unwrap();
     assert!(store.verify().unwrap().is_ok());
 
-    let files = blob_files(&store);
-    assert!(files.len() > 2, "a 3 MiB file is several chunk files");
-    flip_byte(&files[0], 1000);
+    let chunks = places(&store, 64 * 1024);
+    assert!(chunks.len() > 2, "a 3 MiB file is several chunks");
+    assert!(
+        chunks
+            .iter()
+            .all(|(p, ..)| p.extension().unwrap() == "pack"),
+        "{chunks:?}"
+    );
+    // A byte inside a pack, in the middle of one chunk.
+    flip_byte(&chunks[1], 1000);
 
     let report = store.verify().unwrap();
     assert!(!report.is_ok());
@@ -81,7 +89,7 @@ fn a_flipped_byte_is_named_by_verify_and_refused_by_reads() {
 }
 
 #[test]
-fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
+fn a_missing_pack_is_reported_and_re_adding_repairs_it() {
     let (_dir, store) = new_store();
     let data = pseudo_random(2 << 20, 2);
     store
@@ -89,8 +97,8 @@ fn a_missing_blob_file_is_reported_and_re_adding_repairs_it() {
         .unwrap()
         .add_bytes("big.bin", &data)
         .unwrap();
-    let files = blob_files(&store);
-    fs::remove_file(&files[1]).unwrap();
+    let chunks = places(&store, 0);
+    fs::remove_file(&chunks[0].0).unwrap();
     let report = store.verify().unwrap();
     assert_eq!(report.damaged_keys.len(), 1);
     assert!(
@@ -119,7 +127,9 @@ fn a_damaged_range_is_refused_but_other_ranges_still_verify() {
     let file = crate::common::get(&store, DEFAULT_COLLECTION, "one-blob")
         .unwrap()
         .unwrap();
-    flip_byte(&blob_files(&store)[0], 100 * 1024);
+    let blob = places(&store, 0);
+    assert_eq!(blob.len(), 1);
+    flip_byte(&blob[0], 100 * 1024);
     assert!(store
         .blobs()
         .read_range(&file.hash, 96 * 1024, 112 * 1024)

@@ -62,6 +62,72 @@ fn gc_keeps_what_views_and_snapshots_reach() {
     assert_eq!(store.gc().unwrap().blobs_removed, 0);
 }
 
+/// Bytes of all packs of the store.
+fn pack_bytes(store: &archive_core::Store) -> u64 {
+    std::fs::read_dir(store.dir().join("packs"))
+        .unwrap()
+        .map(|p| p.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn gc_gives_back_the_space_of_dead_bytes_in_packs() {
+    let (_dir, store) = new_store();
+    let docs = store.collection("docs").unwrap();
+    // 40 files of 100 KB and 200 small ones, all in the one pack this process appends to.
+    let big: Vec<Vec<u8>> = (0..40).map(|i| pseudo_random(100_000, 100 + i)).collect();
+    let small: Vec<Vec<u8>> = (0..200)
+        .map(|i| pseudo_random(300 + i as usize, 500 + i))
+        .collect();
+    for (i, data) in big.iter().enumerate() {
+        docs.add_bytes(&format!("big/{i}"), data).unwrap();
+    }
+    for (i, data) in small.iter().enumerate() {
+        docs.add_bytes(&format!("small/{i}"), data).unwrap();
+    }
+    let before = pack_bytes(&store);
+    assert!(before >= 4_000_000, "{before}");
+    // A gc with (almost) nothing dead leaves the packs as they are.
+    let idle = store.gc().unwrap();
+    assert_eq!((idle.packs_rewritten, idle.pack_bytes_freed), (0, 0));
+    assert_eq!(pack_bytes(&store), before);
+
+    // Three quarters removed: the pack is rewritten with the rest.
+    let doomed: Vec<String> = (0..30)
+        .map(|i| format!("big/{i}"))
+        .chain((0..150).map(|i| format!("small/{i}")))
+        .collect();
+    docs.remove(&doomed).unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!(report.packs_rewritten, 1, "{report:?}");
+    assert!(report.pack_bytes_freed >= 3_000_000, "{report:?}");
+    let after = pack_bytes(&store);
+    assert!(
+        after <= before - report.pack_bytes_freed,
+        "{after} of {before}"
+    );
+    assert!(store.verify().unwrap().is_ok());
+    for (i, data) in big.iter().enumerate().skip(30) {
+        let f = docs.get(&format!("big/{i}")).unwrap().unwrap().file;
+        assert!(read_all(&store, &f) == *data);
+    }
+    for (i, data) in small.iter().enumerate().skip(150) {
+        let f = docs.get(&format!("small/{i}")).unwrap().unwrap().file;
+        assert!(read_all(&store, &f) == *data);
+    }
+    // New writes after the rewrite land and read back; everything removed: nothing is left.
+    docs.add_bytes("late", b"written after the repack").unwrap();
+    let rest: Vec<String> = (30..40)
+        .map(|i| format!("big/{i}"))
+        .chain((150..200).map(|i| format!("small/{i}")))
+        .chain(["late".to_owned()])
+        .collect();
+    docs.remove(&rest).unwrap();
+    store.gc().unwrap();
+    assert_eq!(pack_bytes(&store), 0);
+    assert!(store.verify().unwrap().is_ok());
+}
+
 #[test]
 fn gc_running_during_adds_never_removes_what_they_store() {
     let (dir, store) = new_store();

@@ -21,15 +21,15 @@ fn a_newer_format_is_refused_without_touching_the_store() {
     let store = Store::init(dir.path()).unwrap();
     store.collection("c").unwrap().add_bytes("k", b"x").unwrap();
     drop(store);
-    fs::write(dir.path().join("FORMAT"), "archive-store 2\n").unwrap();
+    fs::write(dir.path().join("FORMAT"), "archive-store 3\n").unwrap();
     let db_before = fs::read(dir.path().join("store.redb")).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(
         matches!(
             err,
             OpenError::NewerFormat {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -37,7 +37,7 @@ fn a_newer_format_is_refused_without_touching_the_store() {
     );
     assert!(err
         .to_string()
-        .contains("newer than this program supports (1)"));
+        .contains("newer than this program supports (2)"));
     assert_eq!(fs::read(dir.path().join("store.redb")).unwrap(), db_before);
     fs::write(dir.path().join("FORMAT"), "something else").unwrap();
     assert!(matches!(

@@ -163,7 +163,7 @@ fn the_quick_check_never_skips_a_key_that_does_not_hold_the_file() {
 }
 
 #[test]
-fn a_lost_blob_file_is_read_and_written_again_not_skipped() {
+fn a_lost_pack_is_read_and_written_again_not_skipped() {
     let (tmp, store) = new_store();
     store.set_wall_clock(a_minute_ahead);
     let src = tmp.path().join("src");
@@ -171,16 +171,18 @@ fn a_lost_blob_file_is_read_and_written_again_not_skipped() {
     let data = pseudo_random(300_000, 7);
     fs::write(src.join("one.bin"), &data).unwrap();
     add(&store, "c", &src);
-    let hash = get(&store, "c", "one.bin").unwrap().unwrap().hash.to_hex();
-    let blob = walk(store.dir())
+    let hash = get(&store, "c", "one.bin").unwrap().unwrap().hash;
+    let (_, pack, ..) = store
+        .blob_places()
+        .unwrap()
         .into_iter()
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&hash))
-        .expect("the blob's file");
-    fs::remove_file(&blob).unwrap();
+        .find(|(h, ..)| *h == hash)
+        .expect("the blob's place");
+    fs::remove_file(&pack).unwrap();
+    assert!(!store.verify().unwrap().is_ok());
     let again = add(&store, "c", &src);
     assert_eq!((again.unchanged, again.files_read), (1, 1));
-    assert!(blob.exists(), "written again");
-    assert!(store.verify().unwrap().is_ok());
+    assert!(store.verify().unwrap().is_ok(), "written again");
 }
 
 #[derive(Debug, Clone)]

@@ -753,13 +753,17 @@ fn gc(store: &Store, json: bool) -> Result<u8> {
             "blobs_removed": r.blobs_removed,
             "bytes_freed": r.bytes_freed,
             "leftovers_removed": r.leftovers_removed,
+            "packs_rewritten": r.packs_rewritten,
+            "pack_bytes_freed": r.pack_bytes_freed,
         }))?;
     } else {
         outln!(
-            "removed {} blobs ({}) and {} leftover files",
+            "removed {} blobs ({}) and {} leftover files; {} of packs given back ({} rewritten)",
             r.blobs_removed,
             human_size(r.bytes_freed),
-            r.leftovers_removed
+            r.leftovers_removed,
+            human_size(r.pack_bytes_freed),
+            r.packs_rewritten
         );
     }
     Ok(0)

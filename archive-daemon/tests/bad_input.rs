@@ -67,7 +67,7 @@ fn a_damaged_database_file_is_refused_and_left_as_it_was() {
     let saved = bytes.clone();
     bytes[..4096].fill(0x5a);
     fs::write(&db, &bytes).unwrap();
-    let blobs_before = read_tree(&a.data_dir().join("blobs"));
+    let packs_before = read_tree(&a.data_dir().join("packs"));
     let err = a.fails(&["ls"]);
     assert!(err.contains("cannot open the store database"), "{err}");
     a.fails(&["add", a.path("keep.bin").to_str().unwrap()]);
@@ -78,9 +78,9 @@ fn a_damaged_database_file_is_refused_and_left_as_it_was() {
         "the damaged file is not rewritten"
     );
     assert_eq!(
-        read_tree(&a.data_dir().join("blobs")),
-        blobs_before,
-        "no blob was touched"
+        read_tree(&a.data_dir().join("packs")),
+        packs_before,
+        "no pack was touched"
     );
     // Once the database is restored (say from a backup), everything is there.
     fs::write(&db, saved).unwrap();

@@ -9,3 +9,4 @@ mod hostile_peer;
 mod netns;
 mod network;
 mod quick_start;
+mod upgrade;

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 
 use crate::harness::{pseudo_random, write_file, Archive};
 
-fn blob_files(a: &Archive) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for shard in fs::read_dir(a.data_dir().join("blobs")).unwrap() {
-        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
-            out.push(f.unwrap().path());
+/// The pack holding `needle` (bytes of some stored content) and where in it.
+fn find_in_packs(a: &Archive, needle: &[u8]) -> (PathBuf, usize) {
+    for pack in fs::read_dir(a.data_dir().join("packs")).unwrap() {
+        let pack = pack.unwrap().path();
+        let bytes = fs::read(&pack).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return (pack, at);
         }
     }
-    out.sort();
-    out
+    panic!("the content is in no pack");
 }
 
 #[test]
@@ -27,11 +28,19 @@ fn verify_names_the_damaged_key_and_get_fails() {
     a.ok(&["add", a.path("src").to_str().unwrap(), "--as", ""]);
     assert!(a.ok(&["verify"]).contains("all intact"));
 
-    for victim in blob_files(&a) {
+    // A byte flipped inside a pack: in the middle of the one-blob file, then in chunks at the
+    // start, middle and end of the chunked one.
+    let places = [
+        &single[250_000..250_064],
+        &big[1000..1064],
+        &big[1_500_000..1_500_064],
+        &big[big.len() - 64..],
+    ];
+    for needle in places {
+        let (victim, at) = find_in_packs(&a, needle);
         let original = fs::read(&victim).unwrap();
         let mut bytes = original.clone();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 0x01;
+        bytes[at + 10] ^= 0x01;
         fs::write(&victim, &bytes).unwrap();
 
         let out = a.run(&["verify"]);

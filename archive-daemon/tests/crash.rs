@@ -138,13 +138,7 @@ fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let steps = logged_steps(&log);
-    for kind in [
-        "BlobWritten",
-        "BlobRenamed",
-        "BlobsDurable",
-        "Commit",
-        "Committed",
-    ] {
+    for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
         assert!(
             steps.iter().any(|s| s == kind),
             "the add never passed {kind}: {steps:?}"

@@ -291,26 +291,19 @@ fn init_makes_the_folder_private_and_refuses_a_full_one() {
     for file in ["store.redb", "FORMAT"] {
         assert_eq!(mode(&a.data_dir().join(file)), 0o600, "{file}");
     }
-    for dir in ["blobs", "tmp"] {
+    for dir in ["packs", "tmp"] {
         assert_eq!(mode(&a.data_dir().join(dir)), 0o700, "{dir}");
     }
-    // Blob files too.
+    // Pack files too.
     write_file(&a.path("big"), &vec![7u8; 100_000]);
     a.ok(&["add", a.path("big").to_str().unwrap()]);
-    let shard = fs::read_dir(a.data_dir().join("blobs"))
+    let pack = fs::read_dir(a.data_dir().join("packs"))
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
-    assert_eq!(mode(&shard), 0o700);
-    let blob = fs::read_dir(&shard)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(mode(&blob), 0o600);
+    assert_eq!(mode(&pack), 0o600);
 
     let b = Archive::new();
     write_file(&b.data_dir().join("my-notes.txt"), b"mine");
@@ -364,6 +357,11 @@ fn an_earlier_versions_poisoned_store_is_tightened_and_repaired() {
     assert!(listing.contains("notes.txt"), "{listing}");
     assert_eq!(mode(&a.data_dir()), 0o700);
     assert_eq!(mode(&a.data_dir().join("store.redb")), 0o600);
+    // ... and upgrades it to store format 2 (see `upgrade.rs`).
+    assert_eq!(
+        fs::read_to_string(a.data_dir().join("FORMAT")).unwrap(),
+        "archive-store 2\n"
+    );
     // Opened up again afterwards: refused.
     fs::set_permissions(a.data_dir(), fs::Permissions::from_mode(0o750)).unwrap();
     assert!(a.fails(&["ls"]).contains("chmod 700"));

@@ -648,7 +648,7 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
     victim
         .a
         .ok(&["add", victim.a.path("big.bin").to_str().unwrap()]);
-    let chunks: Vec<Hash> = victim_chunks(&victim);
+    let chunks: Vec<Hash> = chunks_of(&big);
     assert!(chunks.len() > 20);
 
     // The stalling peer: paired, may read everything.
@@ -749,17 +749,20 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
     victim.assert_memory_bounded();
 }
 
-/// The chunk hashes of the victim's only (large) file: the blob files of its data folder
-/// (its manifest is small enough to live inside the database).
-fn victim_chunks(victim: &Victim) -> Vec<Hash> {
-    let mut chunks = Vec::new();
-    for shard in std::fs::read_dir(victim.a.data_dir().join("blobs")).unwrap() {
-        for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            let name = file.unwrap().file_name().into_string().unwrap();
-            chunks.push(name[..64].parse().unwrap());
-        }
-    }
-    chunks
+/// The chunk hashes of a large file's content: what any store makes of it (chunking is part
+/// of the format), found by adding it to a scratch store whose only blobs of 64 KiB or more
+/// are those chunks (its manifest is smaller).
+fn chunks_of(data: &[u8]) -> Vec<Hash> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = archive_core::Store::init(dir.path().join("s")).unwrap();
+    store.collection("c").unwrap().add_bytes("f", data).unwrap();
+    store
+        .blob_places()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, _, size)| *size >= 64 * 1024)
+        .map(|(hash, ..)| hash)
+        .collect()
 }
 
 /// Point 11: an unpaired endpoint is refused right after the handshake, with the reason, and
@@ -875,11 +878,11 @@ fn a_restricted_peer_gets_only_blobs_of_collections_it_may_read() {
     };
     add("pub.txt", b"public document\n", "public");
     add("pub.bin", &pseudo_random(3 << 20, 11), "public");
-    let public_chunks = victim_chunks(&victim);
+    let public_chunks = chunks_of(&pseudo_random(3 << 20, 11));
     add("priv.txt", b"private document\n", "private");
     add("priv.bin", &pseudo_random(3 << 20, 12), "private");
     let public_chunk = public_chunks[0];
-    let private_chunk = victim_chunks(&victim)
+    let private_chunk = chunks_of(&pseudo_random(3 << 20, 12))
         .into_iter()
         .find(|h| !public_chunks.contains(h))
         .unwrap();

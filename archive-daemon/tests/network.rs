@@ -317,11 +317,12 @@ fn an_interrupted_sync_resumes_without_refetching_verified_bytes() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let blobs = b.data_dir().join("blobs");
+    let packs = b.data_dir().join("packs");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let stored = walk_files(&blobs);
-        if stored >= 64 || Instant::now() > deadline {
+        // At least 64 average chunks' worth of bytes appended to packs.
+        let stored = pack_bytes(&packs);
+        if stored >= 64 * 256 * 1024 || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -358,17 +359,12 @@ fn an_interrupted_sync_resumes_without_refetching_verified_bytes() {
     assert!(read_tree(&b.path("out")) == read_tree(&tree));
 }
 
-fn walk_files(dir: &std::path::Path) -> usize {
+fn pack_bytes(dir: &std::path::Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
     rd.flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                walk_files(&e.path())
-            } else {
-                1
-            }
-        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
         .sum()
 }

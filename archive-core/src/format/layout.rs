@@ -1,27 +1,33 @@
-//! The store's on-disk layout, version 1.
+//! The store's on-disk layout, version 2.
 //!
 //! ```text
 //! DATA_DIR/
-//!   FORMAT          "archive-store 1\n": written last by `init`; checked before anything else
-//!   store.redb      metadata (redb): the tables below
-//!   blobs/ab/<hex>  blobs larger than INLINE_MAX, one file each, named by BLAKE3 hex
-//!   tmp/            files being written; renamed into blobs/ once complete
+//!   FORMAT            "archive-store 2\n": written last by `init`; checked before anything else
+//!   store.redb        metadata (redb): the tables below
+//!   packs/<n>.pack    blob bytes, appended one after another (n: 8 hex digits)
+//!   blobs/ab/<hex>    format 1 only: blobs larger than INLINE_MAX, one file each
+//!   tmp/              files being written (format 1; gc empties it)
 //! ```
 //! Table names carry their version; a change of a table's types is a new name plus a migration.
 //! Integers in keys and values use redb's fixed little-endian encodings; `&str` is UTF-8.
 
 use redb::TableDefinition;
 
-/// The store format this build reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The store format this build reads and writes. Format 1 (blobs inline in the database or in
+/// a file each) is upgraded in place on open: its blobs stay where they are and are read as
+/// before; new blobs go to packs.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_FILE: &str = "FORMAT";
 pub(crate) const FORMAT_PREFIX: &str = "archive-store ";
 pub(crate) const DB_FILE: &str = "store.redb";
 pub(crate) const BLOB_DIR: &str = "blobs";
 pub(crate) const TMP_DIR: &str = "tmp";
+pub(crate) const PACK_DIR: &str = "packs";
+/// A pack takes appends until it is this large; then the next one starts.
+pub(crate) const PACK_MAX: u64 = 256 * 1024 * 1024;
 
-/// Blobs up to this size live inside redb; larger ones are files under `blobs/`. One BLAKE3
-/// chunk group (16 KiB): a blob this small has an empty bao outboard.
+/// One BLAKE3 chunk group (16 KiB): a blob this small has an empty bao outboard (larger ones
+/// keep theirs in `outboards-v1`). In format 1, blobs this small lived inside redb.
 pub(crate) const INLINE_MAX: u64 = 16 * 1024;
 
 pub(crate) fn format_file_contents() -> String {
@@ -42,10 +48,14 @@ pub(crate) const META_ENTRY_BYTES: &str = "entry-bytes";
 pub(crate) const META_PRIVATE: &str = "private";
 
 /// Every complete blob: hash -> (size, location). Location 0: bytes in `inline-blobs-v1`;
-/// 1: bytes in `blobs/<hh>/<hex>`.
+/// 1: bytes in `blobs/<hh>/<hex>` (both format 1); 2: bytes in a pack (`packed-v1`).
 pub(crate) const BLOBS: TableDefinition<[u8; 32], (u64, u8)> = TableDefinition::new("blobs-v1");
 pub(crate) const LOCATION_INLINE: u8 = 0;
 pub(crate) const LOCATION_FILE: u8 = 1;
+pub(crate) const LOCATION_PACK: u8 = 2;
+/// Where a packed blob's bytes are: hash -> (pack number, offset in the pack). Its size is in
+/// `blobs-v1`.
+pub(crate) const PACKED: TableDefinition<[u8; 32], (u32, u64)> = TableDefinition::new("packed-v1");
 /// Bytes of inline blobs.
 pub(crate) const INLINE_BLOBS: TableDefinition<[u8; 32], &[u8]> =
     TableDefinition::new("inline-blobs-v1");

@@ -11,7 +11,7 @@ use super::{EntryTables, Store};
 use crate::blobs::{self, BlobTables, PreparedBlob};
 use crate::entry::{EntryValue, FileMeta, FileRef, SignedEntry};
 use crate::error::{AddError, EntryError, StorageError};
-use crate::format::layout::{BLOBS, FILES, LOCATION_FILE, NO_MANIFEST};
+use crate::format::layout::{BLOBS, FILES, NO_MANIFEST, PACKED};
 use crate::hash::Hash;
 use crate::ingest::{ingest, IngestError, Ingested};
 use crate::names::{validate_collection, validate_key};
@@ -94,7 +94,6 @@ struct Batch {
     /// `stat` before it was read (`None`: not recorded, e.g. it changed too recently).
     quick: Vec<Option<QuickKey>>,
     bytes: u64,
-    has_file_blobs: bool,
 }
 
 impl Store {
@@ -159,7 +158,6 @@ impl Store {
                     batch.bytes += ingested.file.size;
                     for blob in ingested.new_blobs {
                         if batch.staged.insert(blob.hash) {
-                            batch.has_file_blobs |= blob.is_file();
                             batch.blobs.push(blob);
                         }
                     }
@@ -221,7 +219,6 @@ impl Store {
             Err(IngestError::Store(e)) => return Err(e.into()),
         };
         let batch = Batch {
-            has_file_blobs: ingested.new_blobs.iter().any(PreparedBlob::is_file),
             blobs: ingested.new_blobs,
             files: vec![(
                 key.to_owned(),
@@ -301,19 +298,18 @@ impl Store {
         batch.staged.contains(hash) || self.has_blob_in_place(hash)
     }
 
-    /// True when the blob is recorded and (for a file blob) present on disk with the right
-    /// size.
+    /// True when the blob is recorded and its bytes are where the record says.
     fn has_blob_in_place(&self, hash: &Hash) -> bool {
         let check = || -> Result<bool, StorageError> {
             let tx = self.db.begin_read()?;
             let table = tx.open_table(BLOBS)?;
-            Ok(match blobs::lookup(&table, hash)? {
-                None => false,
-                Some((size, LOCATION_FILE)) => std::fs::metadata(self.files.path(hash))
-                    .map(|m| m.len() == size)
-                    .unwrap_or(false),
-                Some(_) => true,
-            })
+            match blobs::lookup(&table, hash)? {
+                None => Ok(false),
+                Some((size, location)) => {
+                    let packed = tx.open_table(PACKED)?;
+                    blobs::in_place(&self.files, &packed, hash, size, location)
+                }
+            }
         };
         // Unknown on any failure (a damaged database included): the blob is written again.
         crate::store::guarded(check).unwrap_or(false)
@@ -332,7 +328,7 @@ impl Store {
         if batch.files.is_empty() && batch.blobs.is_empty() && batch.folders.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        if batch.has_file_blobs {
+        if !batch.blobs.is_empty() {
             self.files.make_durable()?;
         }
         crate::store::guarded(|| {

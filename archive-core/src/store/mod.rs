@@ -141,7 +141,7 @@ impl Store {
         if dir.exists() {
             private::check_owner(&dir)?;
         }
-        check_format(&dir)?;
+        let format = check_format(&dir)?;
         let db_path = dir.join(DB_FILE);
         if !db_path.exists() {
             return Err(OpenError::Storage(StorageError::Damaged(format!(
@@ -151,6 +151,9 @@ impl Store {
         }
         let db = open_db(&dir, &db_path, false)?;
         let files = BlobFiles::new(&dir);
+        if format < FORMAT_VERSION {
+            add_format_2_tables(&db)?;
+        }
         let (seed, clock) = guarded(|| -> Result<_, OpenError> {
             let private = upgrade(&db, &files)?;
             if private {
@@ -172,6 +175,12 @@ impl Store {
             Ok((seed, clock))
         })?;
         files.create_dirs()?;
+        if format < FORMAT_VERSION {
+            // Last, once everything else of the upgrade is durable.
+            let format_path = dir.join(FORMAT_FILE);
+            write_durably(&format_path, format_file_contents().as_bytes())
+                .map_err(|e| StorageError::io(&format_path, e))?;
+        }
         Ok(Store {
             dir,
             db,
@@ -716,6 +725,7 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(PEER_USAGE)?;
     tx.open_table(BLOB_REFS)?;
     tx.open_table(crate::format::layout::QUICK_CHECK)?;
+    tx.open_table(crate::format::layout::PACKED)?;
     let mut meta = tx.open_table(META)?;
     for counter in [META_STORED_BYTES, META_ENTRY_BYTES] {
         if meta.get(counter)?.is_none() {
@@ -809,7 +819,27 @@ fn open_db(dir: &Path, path: &Path, create: bool) -> Result<Database, OpenError>
     })
 }
 
-fn check_format(dir: &Path) -> Result<(), OpenError> {
+/// The first step of upgrading a store of format 1 in place, on its first open by this
+/// version: the tables of format 2 are created (one commit). Then the rest of `open` runs as
+/// for any store, and `FORMAT` is replaced last (atomically, durably). Its blobs stay where
+/// they are, inline or in files, and are read as before; new blobs go to packs. Killed
+/// anywhere, the store is either still format 1 (the next open does this again: each step is
+/// idempotent) or format 2.
+fn add_format_2_tables(db: &Database) -> Result<(), OpenError> {
+    guarded(|| -> Result<(), OpenError> {
+        let tx = db.begin_write().map_err(StorageError::from)?;
+        create_tables(&tx)?;
+        crate::fault::point(crate::fault::Point::Write(crate::fault::WriteStep::Commit));
+        tx.commit().map_err(StorageError::from)?;
+        crate::fault::point(crate::fault::Point::Write(
+            crate::fault::WriteStep::Committed,
+        ));
+        Ok(())
+    })
+}
+
+/// The store format the data folder says it is in; refuses a newer one.
+fn check_format(dir: &Path) -> Result<u32, OpenError> {
     let path = dir.join(FORMAT_FILE);
     let text = match fs::read(&path) {
         Ok(t) => t,
@@ -841,7 +871,7 @@ fn check_format(dir: &Path) -> Result<(), OpenError> {
     if version == 0 {
         return Err(bad("version 0 does not exist"));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Writes a small file atomically and durably: temp name, fsync, rename, fsync the folder.

@@ -17,7 +17,7 @@ use crate::blobs;
 use crate::entry::{EntryId, EntryValue, FileMeta};
 use crate::error::StorageError;
 use crate::format::layout::{
-    QuickCheckRow, BLOBS, ENTRIES, INLINE_MAX, LOCATION_FILE, QUICK_CHECK, VIEWS,
+    QuickCheckRow, BLOBS, ENTRIES, INLINE_MAX, PACKED, QUICK_CHECK, VIEWS,
 };
 use crate::hash::Hash;
 
@@ -112,6 +112,7 @@ pub(super) struct QuickLookup {
     views: ReadOnlyTable<(&'static str, &'static str), (u64, [u8; 32])>,
     entries: ReadOnlyTable<[u8; 32], &'static [u8]>,
     blobs: ReadOnlyTable<[u8; 32], (u64, u8)>,
+    packed: ReadOnlyTable<[u8; 32], (u32, u64)>,
 }
 
 impl QuickLookup {
@@ -128,6 +129,7 @@ impl QuickLookup {
                 views: tx.open_table(VIEWS)?,
                 entries: tx.open_table(ENTRIES)?,
                 blobs: tx.open_table(BLOBS)?,
+                packed: tx.open_table(PACKED)?,
             })
         })
     }
@@ -203,15 +205,14 @@ impl QuickLookup {
             if held.hash != hash || held.size != size || signed.entry().meta != *meta {
                 return Ok(false);
             }
-            // Larger content lives in blob files: check the file is still there.
+            // Check the content's bytes are still where they are recorded.
             let blob = held.manifest.unwrap_or(held.hash);
-            Ok(match blobs::lookup(&self.blobs, &blob)? {
-                None => false,
-                Some((size, LOCATION_FILE)) => {
-                    std::fs::metadata(store.files.path(&blob)).is_ok_and(|m| m.len() == size)
+            match blobs::lookup(&self.blobs, &blob)? {
+                None => Ok(false),
+                Some((size, location)) => {
+                    blobs::in_place(&store.files, &self.packed, &blob, size, location)
                 }
-                Some(_) => true,
-            })
+            }
         })
     }
 }

@@ -11,10 +11,7 @@ use crate::clock::Timestamp;
 use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, ReadError, StorageError, TransferError};
 use crate::fault::{self, Point, WriteStep};
-use crate::format::layout::{
-    BLOBS, BLOB_REFS, DENIED, FILES, INLINE_BLOBS, LOCATION_FILE, LOCATION_INLINE, NO_MANIFEST,
-    OUTBOARDS,
-};
+use crate::format::layout::{BLOBS, BLOB_REFS, DENIED, FILES, INLINE_MAX, NO_MANIFEST, PACKED};
 use crate::format::manifest::{max_manifest_len, ManifestReader};
 use crate::hash::Hash;
 use crate::identity::PeerId;
@@ -263,22 +260,23 @@ impl Transfer<'_> {
         guarded(|| {
             let tx = self.store.db.begin_read()?;
             let table = tx.open_table(BLOBS)?;
-            self.has_blob_in(&table, hash)
+            let packed = tx.open_table(PACKED)?;
+            self.has_blob_in(&table, &packed, hash)
         })
     }
 
     fn has_blob_in(
         &self,
         table: &impl redb::ReadableTable<[u8; 32], (u64, u8)>,
+        packed: &impl redb::ReadableTable<[u8; 32], (u32, u64)>,
         hash: &Hash,
     ) -> Result<bool, StorageError> {
-        Ok(match blobs::lookup(table, hash)? {
-            None => false,
-            Some((size, LOCATION_FILE)) => std::fs::metadata(self.store.files.path(hash))
-                .map(|m| m.len() == size)
-                .unwrap_or(false),
-            Some(_) => true,
-        })
+        match blobs::lookup(table, hash)? {
+            None => Ok(false),
+            Some((size, location)) => {
+                blobs::in_place(&self.store.files, packed, hash, size, location)
+            }
+        }
     }
 
     /// True when an entry of a collection that `may_read` allows names a file this blob
@@ -309,9 +307,7 @@ impl Transfer<'_> {
     ) -> Result<(Vec<Option<(u64, Vec<u8>)>>, Option<u64>), TransferError> {
         guarded(|| {
             let tx = self.store.db.begin_read().map_err(StorageError::from)?;
-            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
-            let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
-            let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
+            let reader = BlobReader::open(&self.store.files, &tx)?;
             let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
             let mut out = Vec::new();
             let mut used = 0u64;
@@ -320,7 +316,7 @@ impl Transfer<'_> {
                     None => true,
                     Some(allows) => reachable_in(&refs, hash, allows)?,
                 };
-                let size = match (visible, blobs::lookup(&table, hash)?) {
+                let size = match (visible, blobs::lookup(&reader.blobs, hash)?) {
                     (true, Some((size, _))) => size,
                     _ => {
                         out.push(None);
@@ -335,7 +331,7 @@ impl Transfer<'_> {
                     break;
                 }
                 used += need;
-                out.push(self.encode_one(&table, &inline, &outboards, hash)?);
+                out.push(encode_one(&reader, hash)?);
             }
             Ok((out, None))
         })
@@ -347,58 +343,8 @@ impl Transfer<'_> {
     pub fn encode_blob(&self, hash: &Hash) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
         guarded(|| {
             let tx = self.store.db.begin_read().map_err(StorageError::from)?;
-            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
-            let inline = tx.open_table(INLINE_BLOBS).map_err(StorageError::from)?;
-            let outboards = tx.open_table(OUTBOARDS).map_err(StorageError::from)?;
-            self.encode_one(&table, &inline, &outboards, hash)
+            encode_one(&BlobReader::open(&self.store.files, &tx)?, hash)
         })
-    }
-
-    fn encode_one(
-        &self,
-        table: &redb::ReadOnlyTable<[u8; 32], (u64, u8)>,
-        inline: &redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
-        outboards: &redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
-        hash: &Hash,
-    ) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
-        let Some((size, location)) = blobs::lookup(table, hash)? else {
-            return Ok(None);
-        };
-        fault::point(Point::BlobRead(hash));
-        let (data, outboard) = match location {
-            LOCATION_INLINE => {
-                let data = inline
-                    .get(hash.as_bytes())
-                    .map_err(StorageError::from)?
-                    .map(|v| v.value().to_vec());
-                match data {
-                    Some(d) => (d, Vec::new()),
-                    None => return Ok(None),
-                }
-            }
-            _ => {
-                let Some(ob) = outboards
-                    .get(hash.as_bytes())
-                    .map_err(StorageError::from)?
-                    .map(|v| v.value().to_vec())
-                else {
-                    return Ok(None);
-                };
-                let path = self.store.files.path(hash);
-                match std::fs::read(&path) {
-                    Ok(d) => (d, ob),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(StorageError::io(path, e).into()),
-                }
-            }
-        };
-        if data.len() as u64 != size {
-            return Err(TransferError::Verification {
-                hash: *hash,
-                detail: format!("the stored copy has {} bytes, {size} expected", data.len()),
-            });
-        }
-        Ok(Some((size, encode_whole(hash, &data, &outboard)?)))
     }
 
     /// Stores verified blobs for `transfer` (which keeps them from `gc` until their entries
@@ -420,18 +366,16 @@ impl Transfer<'_> {
             let mut fresh = Vec::with_capacity(blobs.len());
             let read = self.store.db.begin_read()?;
             let known = read.open_table(BLOBS)?;
+            let packed = read.open_table(PACKED)?;
             for VerifiedBlob(mut blob) in blobs {
-                if self.has_blob_in(&known, &blob.hash)? {
+                if self.has_blob_in(&known, &packed, &blob.hash)? {
                     continue;
                 }
-                if blob.is_file() {
-                    self.store.files.write(&blob)?;
-                    blob.data = Vec::new();
-                }
+                self.store.files.append(&mut blob)?;
                 fresh.push(blob);
             }
-            drop((known, read));
-            if fresh.iter().any(|b| b.is_file()) {
+            drop((known, packed, read));
+            if !fresh.is_empty() {
                 self.store.files.make_durable()?;
             }
             let tx = self.store.db.begin_write()?;
@@ -471,9 +415,10 @@ impl Transfer<'_> {
         guarded(|| {
             let tx = self.store.db.begin_read().map_err(StorageError::from)?;
             let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
+            let packed = tx.open_table(PACKED).map_err(StorageError::from)?;
             let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
             let have = |hash: &Hash| -> Result<bool, StorageError> {
-                Ok(self.has_blob_in(&table, hash)?
+                Ok(self.has_blob_in(&table, &packed, hash)?
                     && match scope {
                         None => true,
                         Some(s) => s.transfer.holds(hash) || reachable_in(&refs, hash, s.may_read)?,
@@ -921,4 +866,42 @@ impl Transfer<'_> {
             .map_err(|e| StorageError::io(self.store.dir(), std::io::Error::from(e)))?;
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
+}
+
+/// The size and bao encoding of a whole stored blob, checked against its hash; `None` if the
+/// store does not have it (or its bytes are gone: the caller answers "not found").
+fn encode_one(
+    reader: &BlobReader<'_>,
+    hash: &Hash,
+) -> Result<Option<(u64, Vec<u8>)>, TransferError> {
+    let (size, data) = match reader.raw(hash) {
+        Ok(Some(found)) => found,
+        Ok(None) | Err(ReadError::Missing { .. }) => return Ok(None),
+        Err(ReadError::Storage(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(TransferError::Verification {
+                hash: *hash,
+                detail: crate::error::chain(&e),
+            })
+        }
+    };
+    let outboard = if size > INLINE_MAX {
+        match reader
+            .outboards
+            .get(hash.as_bytes())
+            .map_err(StorageError::from)?
+        {
+            Some(ob) => ob.value().to_vec(),
+            None => return Ok(None),
+        }
+    } else {
+        Vec::new()
+    };
+    if data.len() as u64 != size {
+        return Err(TransferError::Verification {
+            hash: *hash,
+            detail: format!("the stored copy has {} bytes, {size} expected", data.len()),
+        });
+    }
+    Ok(Some((size, encode_whole(hash, &data, &outboard)?)))
 }
