@@ -90,6 +90,8 @@ pub(crate) struct BlobFiles {
     tmp_dir: PathBuf,
     pack_dir: PathBuf,
     writer: Mutex<PackWriter>,
+    /// Held through a whole `make_durable`, so they run one at a time (appends go on).
+    syncing: Mutex<()>,
     /// Read handles of packs, opened once.
     readers: Mutex<HashMap<u32, Arc<File>>>,
 }
@@ -115,6 +117,7 @@ impl BlobFiles {
             tmp_dir: root.join(TMP_DIR),
             pack_dir: root.join(PACK_DIR),
             writer: Mutex::default(),
+            syncing: Mutex::default(),
             readers: Mutex::default(),
         }
     }
@@ -252,28 +255,46 @@ impl BlobFiles {
     }
 
     /// Makes every pack append so far durable (data, and the folder's entries of new packs),
-    /// so a commit that refers to them may follow. Holds the writer meanwhile, so a caller
-    /// that finds nothing left to sync knows its bytes are durable.
+    /// so a commit that refers to them may follow. Appends go on meanwhile (another thread
+    /// reads the next batch); calls run one at a time, so a caller that finds nothing left to
+    /// sync knows the call before it has finished syncing its bytes.
     pub(crate) fn make_durable(&self) -> Result<(), StorageError> {
-        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        for (n, file) in std::mem::take(&mut w.unsynced) {
-            file.sync_data()
-                .map_err(|e| StorageError::io(self.pack_path(n), e))?;
-        }
-        if w.current_unsynced {
-            if let Some((n, file, _)) = &w.current {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut files, new_file) = {
+            let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut files = std::mem::take(&mut w.unsynced);
+            if w.current_unsynced {
+                if let Some((n, file, _)) = &w.current {
+                    let dup = file
+                        .try_clone()
+                        .map_err(|e| StorageError::io(self.pack_path(*n), e))?;
+                    files.push((*n, dup));
+                }
+                w.current_unsynced = false;
+            }
+            w.checked = false;
+            (files, std::mem::take(&mut w.new_file))
+        };
+        let synced = (|| -> Result<(), StorageError> {
+            while let Some((n, file)) = files.last() {
                 file.sync_data()
                     .map_err(|e| StorageError::io(self.pack_path(*n), e))?;
+                files.pop();
             }
-            w.current_unsynced = false;
+            if new_file {
+                File::open(&self.pack_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StorageError::io(&self.pack_dir, e))?;
+            }
+            Ok(())
+        })();
+        if synced.is_err() {
+            // Not known durable: the next call tries again.
+            let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            w.unsynced.append(&mut files);
+            w.new_file |= new_file;
         }
-        if w.new_file {
-            File::open(&self.pack_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StorageError::io(&self.pack_dir, e))?;
-            w.new_file = false;
-        }
-        w.checked = false;
+        synced?;
         fault::point(Point::Write(WriteStep::PacksDurable));
         Ok(())
     }

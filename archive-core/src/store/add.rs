@@ -82,8 +82,6 @@ type QuickKey = (Vec<u8>, FileStat);
 #[derive(Default)]
 struct Batch {
     blobs: Vec<PreparedBlob>,
-    /// Hashes in `blobs`, so a blob is staged once.
-    staged: HashSet<Hash>,
     /// Key, file, its time and mode, and the blobs that hold it.
     files: Vec<(String, FileRef, FileMeta, Vec<Hash>)>,
     /// Empty folders, written with the last batch.
@@ -131,7 +129,6 @@ impl Store {
         let total = found.iter().fold(0u64, |t, f| t.saturating_add(f.size));
         progress.start(found.len() as u64, total);
         let _guard = self.gc_shared();
-        let mut batch = Batch::default();
         // The store's wall clock (a test can move it): files that changed within two
         // seconds before this are read every time, not recorded.
         let started_ns = i64::try_from(self.clock().wall_millis())
@@ -143,6 +140,66 @@ impl Store {
             Some((key, file.stat?))
         };
         let unread = self.known_unchanged(collection, &found, &quick_key)?;
+        // Files are read (hashed, appended to a pack) here while the batch before is signed
+        // and committed on a second thread: the two halves of the work overlap.
+        let committed = std::thread::scope(|scope| -> Result<AddReport, AddError> {
+            let (to_commit, batches) = std::sync::mpsc::sync_channel::<Batch>(1);
+            let committer = scope.spawn(move || -> Result<AddReport, AddError> {
+                let mut part = AddReport::default();
+                for batch in batches {
+                    let (_, conflicts) = self.commit_batch(collection, batch, &mut part)?;
+                    part.failed
+                        .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
+                            path,
+                            error: e.to_string(),
+                        }));
+                }
+                Ok(part)
+            });
+            let read = self.read_batches(
+                &found,
+                unread,
+                &quick_key,
+                started_ns,
+                &mut report,
+                progress,
+                |batch| to_commit.send(batch).is_ok(),
+            );
+            let last = read.map(|mut batch| {
+                batch.folders = empty_folders;
+                let _ = to_commit.send(batch);
+            });
+            drop(to_commit);
+            let part = committer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            last?;
+            part
+        })?;
+        report.added += committed.added;
+        report.unchanged += committed.unchanged;
+        report.folders_added += committed.folders_added;
+        report.bytes_new += committed.bytes_new;
+        report.failed.extend(committed.failed);
+        Ok(report)
+    }
+
+    /// Reads the files not known unchanged into batches, handing each full one to `commit`
+    /// (false: the committer failed; reading stops). Returns the last, partial batch.
+    #[allow(clippy::too_many_arguments)]
+    fn read_batches(
+        &self,
+        found: &[FoundFile],
+        unread: Vec<bool>,
+        quick_key: &dyn Fn(&FoundFile) -> Option<QuickKey>,
+        started_ns: i64,
+        report: &mut AddReport,
+        progress: &mut dyn AddProgress,
+        mut commit: impl FnMut(Batch) -> bool,
+    ) -> Result<Batch, AddError> {
+        let mut batch = Batch::default();
+        // Blobs staged by this add (committed or on their way), so each is appended once.
+        let mut staged: HashSet<Hash> = HashSet::new();
         for (file, unread) in found.iter().zip(unread) {
             if unread {
                 report.unchanged += 1;
@@ -151,13 +208,13 @@ impl Store {
                 continue;
             }
             let quick = quick_key(file);
-            match self.ingest_file(file, &batch, progress) {
+            match self.ingest_file(file, &staged, progress) {
                 Ok(ingested) => {
                     report.files_read += 1;
                     report.bytes_read += ingested.file.size;
                     batch.bytes += ingested.file.size;
                     for blob in ingested.new_blobs {
-                        if batch.staged.insert(blob.hash) {
+                        if staged.insert(blob.hash) {
                             batch.blobs.push(blob);
                         }
                     }
@@ -178,26 +235,13 @@ impl Store {
                 Err(IngestError::Store(e)) => return Err(e.into()),
             }
             progress.file_done(&file.key);
-            if batch.bytes >= BATCH_BYTES || batch.files.len() >= BATCH_FILES {
-                let batch = std::mem::take(&mut batch);
-                let (_, conflicts) = self.commit_batch(collection, batch, &mut report)?;
-                report
-                    .failed
-                    .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
-                        path,
-                        error: e.to_string(),
-                    }));
+            if (batch.bytes >= BATCH_BYTES || batch.files.len() >= BATCH_FILES)
+                && !commit(std::mem::take(&mut batch))
+            {
+                break;
             }
         }
-        batch.folders = empty_folders;
-        let (_, conflicts) = self.commit_batch(collection, batch, &mut report)?;
-        report
-            .failed
-            .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
-                path,
-                error: e.to_string(),
-            }));
-        Ok(report)
+        Ok(batch)
     }
 
     /// Stores `data` as a file (chunked if large) and puts it at `key`. Returns the entry, or
@@ -211,8 +255,7 @@ impl Store {
         validate_collection(collection).map_err(EntryError::from)?;
         validate_key(key).map_err(EntryError::from)?;
         let _guard = self.gc_shared();
-        let batch = Batch::default();
-        let known = |h: &Hash| self.has_intact_blob(h, &batch);
+        let known = |h: &Hash| self.has_blob_in_place(h);
         let ingested = match ingest(data, &self.files, &known, &mut |_| {}) {
             Ok(i) => i,
             Err(IngestError::Read(e)) => unreachable!("reading a slice cannot fail: {e}"),
@@ -284,18 +327,14 @@ impl Store {
     fn ingest_file(
         &self,
         file: &FoundFile,
-        batch: &Batch,
+        staged: &HashSet<Hash>,
         progress: &mut dyn AddProgress,
     ) -> Result<Ingested, IngestError> {
         let f = File::open(&file.path).map_err(IngestError::Read)?;
-        let known = |h: &Hash| self.has_intact_blob(h, batch);
+        // Staged by this add, or recorded with its bytes in place (a recorded blob whose bytes
+        // were lost is written again).
+        let known = |h: &Hash| staged.contains(h) || self.has_blob_in_place(h);
         ingest(f, &self.files, &known, &mut |n| progress.bytes(n))
-    }
-
-    /// True when the blob is staged in this batch, or recorded and (for a file blob) present
-    /// on disk with the right size. A recorded blob whose file vanished is written again.
-    fn has_intact_blob(&self, hash: &Hash, batch: &Batch) -> bool {
-        batch.staged.contains(hash) || self.has_blob_in_place(hash)
     }
 
     /// True when the blob is recorded and its bytes are where the record says.
@@ -315,6 +354,40 @@ impl Store {
         crate::store::guarded(check).unwrap_or(false)
     }
 
+    /// The entries a batch would write, one per file and then one per folder, signed on up to
+    /// two threads (an Ed25519 signature is most of an entry's cost).
+    fn sign_batch(&self, collection: &str, batch: &Batch) -> Result<Vec<SignedEntry>, EntryError> {
+        let mut unsigned: Vec<_> = batch
+            .files
+            .iter()
+            .map(|(key, file, meta, _)| {
+                self.new_entry(collection, key, EntryValue::File(*file), *meta)
+            })
+            .collect();
+        unsigned.extend(batch.folders.iter().map(|folder| {
+            self.new_entry(collection, &folder.key, EntryValue::Folder, folder.meta)
+        }));
+        let sign = |part: Vec<crate::entry::Entry>| -> Result<Vec<SignedEntry>, EntryError> {
+            part.into_iter()
+                .map(|e| SignedEntry::sign(e, &self.key))
+                .collect()
+        };
+        if unsigned.len() < 64 {
+            return sign(unsigned);
+        }
+        let second = unsigned.split_off(unsigned.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| sign(second));
+            let mut first = sign(unsigned)?;
+            first.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+            );
+            Ok(first)
+        })
+    }
+
     /// Makes the batch's blob files durable, then records blobs, files and entries in one
     /// transaction. Keys whose view already holds the same content get no new entry; a file
     /// that would collide with a folder of the view (or the reverse) is reported in
@@ -331,6 +404,9 @@ impl Store {
         if !batch.blobs.is_empty() {
             self.files.make_durable()?;
         }
+        // Signed before the transaction, on a few threads: one per file and folder, though a
+        // key found holding the same content (or a conflict) leaves its entry unused.
+        let mut signed = self.sign_batch(collection, &batch)?.into_iter();
         crate::store::guarded(|| {
             let tx = self.db.begin_write().map_err(StorageError::from)?;
             let mut written = Vec::new();
@@ -351,6 +427,7 @@ impl Store {
                 for (((key, file, meta, reach), path), quick) in
                     batch.files.into_iter().zip(batch.paths).zip(batch.quick)
                 {
+                    let entry = signed.next().expect("one signed entry per file");
                     let held = entries.current(collection, &key)?.filter(|e| {
                         e.entry().meta == meta
                             && matches!(e.entry().value, EntryValue::File(f) if f.hash == file.hash && f.size == file.size)
@@ -367,11 +444,9 @@ impl Store {
                             .insert(file.hash.as_bytes(), (file.size, manifest))
                             .map_err(StorageError::from)?;
                         entries.add_refs(collection, reach)?;
-                        let entry = self.new_entry(collection, &key, EntryValue::File(file), meta);
-                        let signed = SignedEntry::sign(entry, &self.key)?;
-                        entries.insert(&signed)?;
-                        holding = Some(signed.id());
-                        written.push(signed);
+                        entries.insert(&entry)?;
+                        holding = Some(entry.id());
+                        written.push(entry);
                         report.added += 1;
                     }
                     if let Some((path_key, stat)) = &quick {
@@ -386,19 +461,13 @@ impl Store {
                 }
                 // A folder entry never conflicts: a file at or above its key supersedes it.
                 for folder in batch.folders {
+                    let entry = signed.next().expect("one signed entry per folder");
                     let held = entries.current(collection, &folder.key)?.is_some_and(|e| {
                         e.entry().value == EntryValue::Folder && e.entry().meta == folder.meta
                     });
                     if !held {
-                        let entry = self.new_entry(
-                            collection,
-                            &folder.key,
-                            EntryValue::Folder,
-                            folder.meta,
-                        );
-                        let signed = SignedEntry::sign(entry, &self.key)?;
-                        entries.insert(&signed)?;
-                        written.push(signed);
+                        entries.insert(&entry)?;
+                        written.push(entry);
                         report.folders_added += 1;
                     }
                 }
