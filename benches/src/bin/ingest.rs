@@ -54,11 +54,17 @@ fn main() {
         .fold(f64::MAX, f64::min);
     let b3sum_secs = b3sum_single_thread(&data_path);
     // Ceilings, same data, same run: the chunker's cut-point scan alone, and writing the bytes
-    // as files of the average chunk size (no hashing) followed by syncfs-equivalent sync.
+    // to one file followed by fsync (no hashing), best of the runs.
     let data = std::fs::read(&data_path).expect("read input");
     let cdc_secs = timed(|| cdc_scan(&data)).1;
-    let write_secs = timed(|| raw_writes(&data, &tmp.path().join("raw"))).1;
-    std::fs::remove_dir_all(tmp.path().join("raw")).expect("remove raw");
+    let raw = tmp.path().join("raw.bin");
+    let write_secs = (0..runs)
+        .map(|_| {
+            let secs = timed(|| raw_write(&data, &raw)).1;
+            std::fs::remove_file(&raw).expect("remove raw");
+            secs
+        })
+        .fold(f64::MAX, f64::min);
     drop(data);
     let mut ingest_secs = f64::MAX;
     let mut stored = 0;
@@ -77,9 +83,14 @@ fn main() {
         drop(store);
         std::fs::remove_dir_all(&store_dir).expect("clean up");
     }
-    let hash_mbps = mb_per_s(size, hash_secs);
+    // b3sum -j1 when it is installed, else the same BLAKE3 on one thread in-process.
+    let hash_mbps = mb_per_s(size, b3sum_secs.unwrap_or(hash_secs));
     let ingest_mbps = mb_per_s(size, ingest_secs);
-    let ratio = ingest_mbps / hash_mbps;
+    let write_mbps = mb_per_s(size, write_secs);
+    let ratio_hash = ingest_mbps / hash_mbps;
+    let ratio_write = ingest_mbps / write_mbps;
+    // The goal: at least 0.9x the slower of the two references.
+    let ratio = ingest_mbps / hash_mbps.min(write_mbps);
     if json {
         println!(
             "{}",
@@ -90,8 +101,10 @@ fn main() {
                 "b3sum_1t_mb_s": b3sum_secs.map(|s| mb_per_s(size, s)),
                 "ingest_mb_s": ingest_mbps,
                 "fastcdc_scan_mb_s": mb_per_s(size, cdc_secs),
-                "raw_file_writes_mb_s": mb_per_s(size, write_secs),
-                "ratio": ratio,
+                "raw_write_fsync_mb_s": write_mbps,
+                "ratio_to_hash": ratio_hash,
+                "ratio_to_write": ratio_write,
+                "ratio_to_slower": ratio,
                 "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             })
         );
@@ -109,12 +122,11 @@ fn main() {
             "FastCDC scan:     {:8.0} MB/s (ceiling: one core)",
             mb_per_s(size, cdc_secs)
         );
-        println!(
-            "raw file writes:  {:8.0} MB/s (ceiling: disk)",
-            mb_per_s(size, write_secs)
-        );
+        println!("write + fsync:    {write_mbps:8.0} MB/s (one file, ceiling: disk)");
         println!("archive ingest:   {ingest_mbps:8.0} MB/s");
-        println!("ratio:            {ratio:8.2} (goal >= 0.5)");
+        println!("ratio to hash:    {ratio_hash:8.2}");
+        println!("ratio to write:   {ratio_write:8.2}");
+        println!("ratio to slower:  {ratio:8.2} (goal >= 0.9)");
     }
 }
 
@@ -164,15 +176,11 @@ fn cdc_scan(data: &[u8]) -> usize {
     .count()
 }
 
-/// Writes `data` as files of the average chunk size, then syncs them: the disk's share of an
-/// ingest without any hashing or chunking.
-fn raw_writes(data: &[u8], dir: &Path) {
-    std::fs::create_dir_all(dir).expect("raw dir");
-    for (i, piece) in data.chunks(archive_core::CHUNK_AVG as usize).enumerate() {
-        std::fs::write(dir.join(i.to_string()), piece).expect("raw write");
-    }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .expect("sync dir");
-    Command::new("sync").status().expect("sync");
+/// Writes `data` to one file and makes it durable: the disk's share of an ingest without any
+/// hashing or chunking (what a store that appends to a pack must at least do).
+fn raw_write(data: &[u8], path: &Path) {
+    use std::io::Write;
+    let mut f = File::create(path).expect("raw file");
+    f.write_all(data).expect("raw write");
+    f.sync_all().expect("fsync");
 }
