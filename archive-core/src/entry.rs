@@ -1,5 +1,8 @@
 //! Entries: the small signed records that make up a collection.
 
+use std::sync::Arc;
+
+use crate::certificate::Certificate;
 use crate::clock::Timestamp;
 use crate::format::entry::{
     EntryBody, EntryBodyV1, EntryBodyV2, MetaV2, ValueV1, ValueV2, MAX_ENCODED_ENTRY, MODE_BITS,
@@ -88,13 +91,32 @@ pub struct Entry {
     pub message: MessageFields,
 }
 
-/// An entry with its id and a verified signature. Immutable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry with its id, proved authentic by its own signature or by a batch certificate of
+/// its author. Immutable. Two are equal when their encodings are.
+#[derive(Debug, Clone)]
 pub struct SignedEntry {
     entry: Entry,
     id: EntryId,
     /// The canonical encoding: body followed by the 64-byte signature.
     encoded: Vec<u8>,
+    /// The batch certificate that vouches for it, if one came with it.
+    voucher: Option<Voucher>,
+}
+
+impl PartialEq for SignedEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded == other.encoded
+    }
+}
+
+impl Eq for SignedEntry {}
+
+/// A certificate vouching for an entry, and whether the entry's own signature was checked too
+/// (it was when the entry was signed here or decoded with [`SignedEntry::decode`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Voucher {
+    pub(crate) certificate: Arc<Certificate>,
+    pub(crate) signature_checked: bool,
 }
 
 /// Bytes a store sets aside for an entry besides its encoding and the copies of its name:
@@ -137,7 +159,12 @@ impl SignedEntry {
                 size: encoded.len(),
             });
         }
-        Ok(SignedEntry { entry, id, encoded })
+        Ok(SignedEntry {
+            entry,
+            id,
+            encoded,
+            voucher: None,
+        })
     }
 
     /// Decodes and verifies an encoded entry (from disk or from a peer). Refuses anything that
@@ -151,6 +178,58 @@ impl SignedEntry {
             return Err(EntryError::BadSignature { id: entry.id });
         }
         Ok(entry)
+    }
+
+    /// Decodes an entry from a peer that sent `certificates` (checked with
+    /// [`Certificate::decode`]) with it: an entry one of them vouches for is accepted without
+    /// checking its own signature; any other is checked as [`SignedEntry::decode`] does.
+    /// Everything else (canonical encoding, size, names) is checked the same either way.
+    pub fn decode_vouched(
+        bytes: &[u8],
+        certificates: &[Arc<Certificate>],
+    ) -> Result<Self, EntryError> {
+        let mut entry = Self::decode_unverified(bytes)?;
+        let author = entry.entry.author;
+        match certificates
+            .iter()
+            .find(|c| c.vouches_for(&entry.id, &author))
+        {
+            Some(certificate) => {
+                check_names(&entry.entry)?;
+                entry.voucher = Some(Voucher {
+                    certificate: certificate.clone(),
+                    signature_checked: false,
+                });
+                Ok(entry)
+            }
+            None => Self::decode(bytes),
+        }
+    }
+
+    /// This entry with `certificate` vouching for it, so a store keeps the certificate and
+    /// sends it on with the entry; `None` if the certificate does not vouch for it.
+    pub fn with_certificate(mut self, certificate: Arc<Certificate>) -> Option<Self> {
+        if !certificate.vouches_for(&self.id, &self.entry.author) {
+            return None;
+        }
+        let signature_checked = self.voucher.as_ref().is_none_or(|v| v.signature_checked);
+        self.voucher = Some(Voucher {
+            certificate,
+            signature_checked,
+        });
+        Some(self)
+    }
+
+    /// The certificate vouching for it, if one came with it.
+    pub(crate) fn voucher(&self) -> Option<&Voucher> {
+        self.voucher.as_ref()
+    }
+
+    /// Whether its own signature verifies (strictly), whatever vouches for it.
+    pub(crate) fn signature_verifies(&self) -> bool {
+        let (body, signature) = self.encoded.split_at(self.encoded.len() - 64);
+        let signature: [u8; 64] = signature.try_into().expect("64 bytes");
+        self.entry.author.verify(&signed_message(body), &signature)
     }
 
     /// Decodes without checking the signature: only for bytes this store verified before.
@@ -175,6 +254,7 @@ impl SignedEntry {
             entry,
             id: EntryId::of_body(body),
             encoded: bytes.to_vec(),
+            voucher: None,
         })
     }
 

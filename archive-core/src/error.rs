@@ -200,6 +200,12 @@ pub enum EntryError {
         /// The entry id.
         id: EntryId,
     },
+    /// A batch certificate's signature does not verify against its author's key.
+    #[error("batch certificate {id} has a bad signature")]
+    BadCertificate {
+        /// The certificate id.
+        id: crate::CertificateId,
+    },
     /// Tried to sign an entry for another author.
     #[error("entry author {author} is not this store's key")]
     WrongAuthor {

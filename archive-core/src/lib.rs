@@ -49,6 +49,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod blobs;
+mod certificate;
 mod clock;
 mod diff;
 mod entry;
@@ -65,6 +66,7 @@ pub mod sync;
 pub mod transfer;
 mod walk;
 
+pub use certificate::{Certificate, CertificateId};
 pub use clock::{Timestamp, EARLIEST_PLAUSIBLE_MILLIS, MAX_AHEAD_MILLIS, MAX_ENTRY_MILLIS};
 pub use diff::{Change, ChangeKind, FileSummary};
 pub use entry::{
@@ -74,6 +76,7 @@ pub use error::{
     AddError, EntryError, ExportError, OpenError, ReadError, SnapshotError, StorageError,
     SyncError, TransferError,
 };
+pub use format::certificate::{MAX_CERTIFIED_IDS, MAX_ENCODED_CERTIFICATE};
 pub use format::entry::MAX_ENCODED_ENTRY;
 pub use hash::{Hash, ParseIdError};
 pub use identity::{PeerId, PublicKey, SecretKey};
@@ -86,9 +89,9 @@ pub use store::{
     AddProgress, AddReport, BlobProblem, Blobs, Changes, Collection, CollectionInfo, DamagedKey,
     DatabaseCheck, DenyReason, DoctorReport, Expected, ExportReport, FailedFile, FetchPlan,
     FileReader, GcReport, History, KeyConflict, Listing, MissingBlob, MissingPage, NoProgress,
-    Page, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey, SnapshotInfo,
-    Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem,
-    ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
+    Outgoing, Page, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused, SkippedKey,
+    SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version,
+    ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

@@ -1,5 +1,6 @@
 //! archive-core integration tests: everything through the public API.
 
+mod certificates;
 mod common;
 mod corruption;
 mod entries;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_core::sync::{MemoryIndex, Reconciler, SyncKey};
-use archive_core::{Entry, EntryId, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Timestamp};
+use archive_core::{
+    Certificate, Entry, EntryId, EntryValue, FileRef, Hash, SecretKey, SignedEntry, Timestamp,
+};
 use archive_net::wire::{
     encode_frame, read_frame, write_frame, BlobHeader, EntryReply, ReconcileStep, Request,
 };
@@ -118,15 +120,22 @@ struct Offer {
     entries: HashMap<EntryId, Vec<u8>>,
     items: Vec<SyncKey>,
     blobs: HashMap<Hash, Blob>,
+    /// Sent before the entries of every `GetEntries` reply.
+    certificates: Vec<Vec<u8>>,
 }
 
 impl Offer {
     fn entry(&mut self, e: &SignedEntry) {
+        self.entry_as(e, e.encoded().to_vec());
+    }
+
+    /// Offers `e` as these bytes (e.g. with its signature broken).
+    fn entry_as(&mut self, e: &SignedEntry, bytes: Vec<u8>) {
         self.items.push(SyncKey {
             time: e.entry().time.raw(),
             id: e.id(),
         });
-        self.entries.insert(e.id(), e.encoded().to_vec());
+        self.entries.insert(e.id(), bytes);
     }
 
     fn blob(&mut self, blob: Blob) -> Hash {
@@ -192,6 +201,9 @@ impl Hostile {
                 }
             }
             Request::GetEntries { ids, .. } => {
+                for c in &self.offer.certificates {
+                    write_frame(&mut send, &EntryReply::Certificate(c.clone())).await?;
+                }
                 for id in ids {
                     let reply = match self.offer.entries.get(&id) {
                         Some(e) => EntryReply::Entry(e.clone()),
@@ -1060,4 +1072,96 @@ fn an_entry_whose_stored_manifest_describes_another_file_is_denied() {
     let (code, again, err) = victim.pull_from("h");
     assert_eq!(code, 0, "{again} {err}");
     assert_eq!(again["denied_skipped"], 1, "{again}");
+}
+
+/// `e` with its own signature broken (its id, the hash of its body, is unchanged).
+fn broken_signature(e: &SignedEntry) -> Vec<u8> {
+    let mut bytes = e.encoded().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    bytes
+}
+
+fn tombstones(key: &SecretKey, prefix: &str, n: u64) -> Vec<SignedEntry> {
+    (0..n)
+        .map(|i| {
+            let t = Timestamp::from_unix_millis(now_ms() - 10_000 + i);
+            signed(key, &format!("{prefix}/{i}"), EntryValue::Tombstone, t)
+        })
+        .collect()
+}
+
+/// Batch certificates from a peer: one by the entries' author proves them without their own
+/// signatures; one by anyone else proves nothing; a large certificate sent for a single entry
+/// is not kept, so that entry must prove itself; a flood of certificates is refused.
+#[test]
+fn certificates_from_a_peer_prove_only_what_their_author_signed() {
+    let key = Peer::key();
+    let batch = tombstones(&key, "batch", 40);
+    let ids: Vec<EntryId> = batch.iter().map(SignedEntry::id).collect();
+    let with_certificate = |signer: &SecretKey, ids: &[EntryId], entries: &[SignedEntry]| {
+        let mut offer = Offer::default();
+        let cert = Certificate::sign(signer, ids.iter().copied()).unwrap();
+        offer.certificates.push(cert.encoded().to_vec());
+        for e in entries {
+            offer.entry_as(e, broken_signature(e));
+        }
+        offer
+    };
+
+    // Its author's certificate: all forty are taken.
+    let victim = Victim::start("");
+    let before = victim.stats()["entries"].as_u64().unwrap();
+    let peer = Peer::serve(&victim, with_certificate(&key, &ids, &batch));
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 0, "{report} {err}");
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before + 40);
+    drop(peer);
+
+    // Another server's certificate over the same ids: nothing is taken.
+    let victim = Victim::start("");
+    let other = SecretKey::from_bytes([0x77; 32]);
+    let peer = Peer::serve(&victim, with_certificate(&other, &ids, &batch));
+    let (code, _, err) = victim.pull_from("h");
+    assert_ne!(code, 0);
+    assert!(err.contains("bad signature"), "{err}");
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before);
+    drop(peer);
+
+    // A certificate of 1,024 ids sent for two entries is not kept: the one whose own
+    // signature verifies is taken, the other is refused and the report says why.
+    let victim = Victim::start("");
+    let two = tombstones(&key, "two", 2);
+    let mut listed: Vec<EntryId> = two.iter().map(SignedEntry::id).collect();
+    listed
+        .extend((0..1022u32).map(|i| EntryId::from_bytes(*Hash::of(&i.to_le_bytes()).as_bytes())));
+    let mut offer = with_certificate(&key, &listed, &two[1..]);
+    offer.entry(&two[0]);
+    let peer = Peer::serve(&victim, offer);
+    let (code, report, err) = victim.pull_from("h");
+    assert_eq!(code, 1, "{report} {err}");
+    let refused = report["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("own signature does not verify"),
+        "{report}"
+    );
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before + 1);
+    drop(peer);
+
+    // More certificates than one reply may carry: the sync stops, nothing is taken.
+    let victim = Victim::start("");
+    let mut offer = with_certificate(&key, &ids, &batch);
+    let cert = offer.certificates[0].clone();
+    offer.certificates = vec![cert; archive_net::wire::MAX_CERTIFICATES_PER_REPLY + 1];
+    let peer = Peer::serve(&victim, offer);
+    let (code, _, err) = victim.pull_from("h");
+    assert_ne!(code, 0);
+    assert!(err.contains("certificates for one request"), "{err}");
+    assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before);
+    victim.assert_memory_bounded();
+    drop(peer);
 }

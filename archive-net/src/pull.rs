@@ -29,9 +29,8 @@ use std::sync::Arc;
 
 use archive_core::transfer::{check_file_ref, decode_expected, encoded_len, VerifiedBlob};
 use archive_core::{
-    DenyReason, EntryId, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId, PeerScope,
-    Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENCODED_ENTRY,
-    MAX_ENTRY_CHARGE,
+    Certificate, DenyReason, EntryId, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId,
+    PeerScope, Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENTRY_CHARGE,
 };
 use n0_future::{stream, BufferedStreamExt, FuturesUnordered, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -43,7 +42,8 @@ use crate::space::{Reservation, Usage};
 use crate::streams::PeerStreams;
 use crate::trust::Access;
 use crate::wire::{
-    read_exact, read_frame, BlobHeader, EntryReply, Request, MAX_CONTROL_FRAME, MAX_ENTRY_IDS,
+    read_exact, read_frame, BlobHeader, EntryReply, Request, MAX_CERTIFICATES_PER_REPLY,
+    MAX_CONTROL_FRAME, MAX_ENTRY_IDS, MAX_ENTRY_REPLY_FRAME,
 };
 
 /// Blobs per request, and bytes per request (a request's blobs are imported together).
@@ -569,9 +569,24 @@ async fn fetch_entries<C: PeerStreams>(
     crate::wire::write_frame_within(&mut send, &request, t).await?;
     let _ = send.shutdown().await;
     let mut raw: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
+    let mut raw_certificates: Vec<Vec<u8>> = Vec::new();
     let mut answers = 0usize;
     loop {
-        let reply: EntryReply = read_frame(&mut recv, MAX_ENCODED_ENTRY + 64, t).await?;
+        let reply: EntryReply = read_frame(&mut recv, MAX_ENTRY_REPLY_FRAME, t).await?;
+        if let EntryReply::Certificate(bytes) = reply {
+            if raw_certificates.len() == MAX_CERTIFICATES_PER_REPLY {
+                return Err(NetError::Protocol(format!(
+                    "sent more than {MAX_CERTIFICATES_PER_REPLY} certificates for one request"
+                )));
+            }
+            if !raw.is_empty() {
+                return Err(NetError::Protocol(
+                    "sent a certificate after entries".into(),
+                ));
+            }
+            raw_certificates.push(bytes);
+            continue;
+        }
         if !matches!(reply, EntryReply::End | EntryReply::Refused(_)) {
             // One answer per id asked: no more (a peer could otherwise keep the stream going).
             answers += 1;
@@ -588,16 +603,26 @@ async fn fetch_entries<C: PeerStreams>(
             }
             EntryReply::End => break,
             EntryReply::Refused(why) => return Err(NetError::Refused(why)),
+            EntryReply::Certificate(_) => unreachable!("taken above"),
         }
     }
     reads
         .run(None, move |_| {
             let asked = batch.len();
             let mut wanted: HashSet<EntryId> = batch.into_iter().collect();
-            let bytes = raw.iter().map(|b| b.len() as u64).sum();
+            let bytes = raw
+                .iter()
+                .chain(&raw_certificates)
+                .map(|b| b.len() as u64)
+                .sum();
+            // One strict signature check per certificate instead of one per entry it lists.
+            let certificates = raw_certificates
+                .iter()
+                .map(|b| Certificate::decode(b).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut entries = Vec::with_capacity(raw.len());
             for bytes in &raw {
-                let e = SignedEntry::decode(bytes)?;
+                let e = SignedEntry::decode_vouched(bytes, &certificates)?;
                 if !wanted.remove(&e.id()) {
                     return Err(NetError::Protocol(format!(
                         "sent entry {} that was not asked for (or twice)",

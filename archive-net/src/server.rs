@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use archive_core::sync::Reconciler;
+use archive_core::Outgoing;
 use archive_core::{EntryId, EntryValue, Hash, StoreSyncIndex};
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -207,17 +208,12 @@ async fn serve_stream(
                 let replies = node
                     .reads
                     .run(Some(share), move |store| {
-                        let mut replies = Vec::with_capacity(ids.len());
-                        for id in ids {
-                            let reply = match store.entry(&id)? {
-                                Some(e) if e.entry().collection == collection => {
-                                    EntryReply::Entry(e.encoded().to_vec())
-                                }
-                                _ => EntryReply::Missing(id),
-                            };
-                            replies.push(reply);
-                        }
-                        Ok(replies)
+                        let out = store.transfer().entries_to_send(&collection, &ids)?;
+                        Ok(out.into_iter().map(|o| match o {
+                            Outgoing::Certificate(bytes) => EntryReply::Certificate(bytes),
+                            Outgoing::Entry(bytes) => EntryReply::Entry(bytes),
+                            Outgoing::Missing(id) => EntryReply::Missing(id),
+                        }))
                     })
                     .await?;
                 for reply in replies {

@@ -111,6 +111,31 @@ pub enum EntryReply {
     End,
     /// The request is refused; why.
     Refused(String),
+    /// A batch certificate vouching for entries of this reply (see
+    /// [`archive_core::Certificate`]); sent before them, at most
+    /// [`MAX_CERTIFICATES_PER_REPLY`] per request.
+    Certificate(Vec<u8>),
+}
+
+/// Most certificates in the answer to one [`Request::GetEntries`]: a certificate goes when at
+/// least an eighth of its ids are asked for, so [`MAX_ENTRY_IDS`] ids need at most
+/// `8 * MAX_ENTRY_IDS / MAX_CERTIFIED_IDS`; the rest is room for certificates of entries whose
+/// own signatures do not verify.
+pub const MAX_CERTIFICATES_PER_REPLY: usize = 64;
+
+/// Largest frame of an [`EntryReply`].
+pub const MAX_ENTRY_REPLY_FRAME: usize = 16
+    + max_usize(
+        archive_core::MAX_ENCODED_ENTRY,
+        archive_core::MAX_ENCODED_CERTIFICATE,
+    );
+
+const fn max_usize(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
 }
 
 /// The header before a blob's bytes, answering one hash of [`Request::GetBlobs`].
@@ -282,6 +307,10 @@ mod tests {
                 my_seq: 2
             }),
             vec![5, 0, 0, 0, 4, 1, b'c', 1, 2]
+        );
+        assert_eq!(
+            encode_frame(&EntryReply::Certificate(vec![9, 8])),
+            vec![4, 0, 0, 0, 4, 2, 9, 8]
         );
     }
 

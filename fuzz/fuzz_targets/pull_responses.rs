@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use archive_core::{Entry, EntryId, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp};
+use archive_core::{Certificate, Entry, EntryId, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp};
 use archive_net::wire::{encode_frame, BlobHeader, EntryReply, Request};
 use archive_net::{Limits, Node, PeerPolicy, Trust};
 use libfuzzer_sys::fuzz_target;
@@ -22,6 +22,8 @@ struct Peer {
     id: iroh::EndpointId,
     entries: Vec<(EntryId, Vec<u8>)>,
     blobs: Vec<(Hash, u64, Vec<u8>)>,
+    /// A batch certificate of the peer over all its entries, sent first when the input asks.
+    certificate: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
@@ -82,23 +84,24 @@ fn peer() -> &'static Peer {
             let (size, encoded) = store.transfer().encode_blob(&h).unwrap().unwrap();
             blobs.push((h, size, encoded));
         }
-        // Chunks of big.bin: what the store holds as files beyond these.
-        for shard in std::fs::read_dir(dir.path().join("peer/blobs")).unwrap() {
-            for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-                let name = f.unwrap().file_name().into_string().unwrap();
-                let h: Hash = name.parse().unwrap();
-                if !blobs.iter().any(|(b, _, _)| *b == h) {
-                    let (size, encoded) = store.transfer().encode_blob(&h).unwrap().unwrap();
-                    blobs.push((h, size, encoded));
-                }
+        // Chunks of big.bin: every other blob the store holds (in its packs).
+        for (h, _, _, _) in store.blob_places().unwrap() {
+            if !blobs.iter().any(|(b, _, _)| *b == h) {
+                let (size, encoded) = store.transfer().encode_blob(&h).unwrap().unwrap();
+                blobs.push((h, size, encoded));
             }
         }
+        let certificate = Certificate::sign(&key, entries.iter().map(|(id, _)| *id))
+            .unwrap()
+            .encoded()
+            .to_vec();
         let id = iroh::SecretKey::from_bytes(&key.to_bytes()).public();
         drop(store);
         Peer {
             id,
             entries,
             blobs,
+            certificate,
             _dir: dir,
         }
     })
@@ -116,18 +119,25 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// The answers after the edits: entry encodings, then blobs (header size and encoding).
 struct Answers {
+    /// Sent before the entries of each `GetEntries` answer, when there is one.
+    certificate: Option<Vec<u8>>,
     entries: HashMap<EntryId, Vec<u8>>,
     blobs: HashMap<Hash, (u64, Vec<u8>)>,
 }
 
-fn edited(peer: &Peer, edits: &[u8]) -> Answers {
+fn edited(peer: &Peer, with_certificate: bool, edits: &[u8]) -> Answers {
+    let mut certificate = peer.certificate.clone();
     let mut entries: Vec<(EntryId, Vec<u8>)> = peer.entries.clone();
     let mut blobs: Vec<(Hash, u64, Vec<u8>)> = peer.blobs.clone();
     for e in edits.chunks_exact(4) {
         let which = e[0] as usize;
         let offset = u16::from_le_bytes([e[1], e[2]]) as usize;
         let (ne, nb) = (entries.len(), blobs.len());
-        match which % (ne + 2 * nb) {
+        match which % (ne + 1 + 2 * nb) {
+            i if i == ne + 2 * nb => {
+                let at = offset % certificate.len();
+                certificate[at] ^= e[3];
+            }
             i if i < ne => {
                 let bytes = &mut entries[i].1;
                 if !bytes.is_empty() {
@@ -149,6 +159,7 @@ fn edited(peer: &Peer, edits: &[u8]) -> Answers {
         }
     }
     Answers {
+        certificate: with_certificate.then_some(certificate),
         entries: entries.into_iter().collect(),
         blobs: blobs.into_iter().map(|(h, s, e)| (h, (s, e))).collect(),
     }
@@ -158,6 +169,9 @@ fn answer(answers: &Answers, request: &Request) -> Vec<u8> {
     let mut out = Vec::new();
     match request {
         Request::GetEntries { ids, .. } => {
+            if let Some(c) = &answers.certificate {
+                out.extend(encode_frame(&EntryReply::Certificate(c.clone())));
+            }
             for id in ids {
                 match answers.entries.get(id) {
                     Some(e) => out.extend(encode_frame(&EntryReply::Entry(e.clone()))),
@@ -201,7 +215,9 @@ fuzz_target!(|data: &[u8]| {
     let node = Node::new(store.clone(), trust, limits);
     let ids: Vec<EntryId> = peer.entries.iter().map(|(id, _)| *id).collect();
     let raw = rest.to_vec();
-    let answers = (mode % 2 == 1).then(|| edited(peer, rest));
+    // Odd modes answer as the honest peer would, edited by the input (with the certificate
+    // when bit 1 is set); even ones answer every request with the raw input.
+    let answers = (mode % 2 == 1).then(|| edited(peer, mode & 2 != 0, rest));
     let result = runtime().block_on(archive_net::fuzz_api::pull_scripted(
         &node,
         peer.id,

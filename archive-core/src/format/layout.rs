@@ -56,6 +56,14 @@ pub(crate) const LOCATION_PACK: u8 = 2;
 /// Where a packed blob's bytes are: hash -> (pack number, offset in the pack). Its size is in
 /// `blobs-v1`.
 pub(crate) const PACKED: TableDefinition<[u8; 32], (u32, u64)> = TableDefinition::new("packed-v1");
+/// Batch certificates kept to prove entries to other servers: certificate id -> encoded
+/// certificate (`format::certificate`).
+pub(crate) const CERTIFICATES: TableDefinition<[u8; 32], &[u8]> =
+    TableDefinition::new("certificates-v1");
+/// The certificate that vouches for an entry: entry id -> (certificate id, whether the entry's
+/// own signature was checked too). Entries without a row were proved by their own signature.
+pub(crate) const ENTRY_CERTIFICATES: TableDefinition<[u8; 32], ([u8; 32], bool)> =
+    TableDefinition::new("entry-certificates-v1");
 /// Bytes of inline blobs.
 pub(crate) const INLINE_BLOBS: TableDefinition<[u8; 32], &[u8]> =
     TableDefinition::new("inline-blobs-v1");

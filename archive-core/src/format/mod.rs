@@ -5,6 +5,7 @@
 //! function here, converted at the boundary, versioned by name, and pinned by golden-bytes
 //! tests. `ARCHITECTURE.md` describes the same formats for readers of the repository.
 
+pub(crate) mod certificate;
 pub(crate) mod entry;
 pub(crate) mod layout;
 pub(crate) mod manifest;

@@ -31,8 +31,8 @@ pub use maintenance::{
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
-    Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, PeerScope, Received, Refusal,
-    Refused, Transfer, TransferGuard,
+    Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing, PeerScope, Received,
+    Refusal, Refused, Transfer, TransferGuard,
 };
 pub use view::{
     Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
@@ -43,6 +43,7 @@ pub use guard::set_call_check;
 pub(crate) use quick_check::FileStat;
 
 use crate::blobs::{BlobFiles, BlobReader};
+use crate::certificate::Certificate;
 use crate::clock::{HybridClock, Timestamp};
 use crate::entry::{Entry, EntryId, EntryValue, FileMeta, FileRef, MessageFields, SignedEntry};
 use crate::error::{EntryError, OpenError, StorageError};
@@ -281,6 +282,7 @@ impl Store {
                     tables.insert(&signed)?;
                     out.push(signed);
                 }
+                tables.certify(&self.key, out.iter().map(SignedEntry::id).collect())?;
                 tables.finish(&self.clock())?
             };
             self.commit_entries(tx, touched)?;
@@ -449,6 +451,8 @@ struct EntryTables<'txn> {
     usage: Table<'txn, [u8; 32], (u64, u64, u64)>,
     refs: Table<'txn, ([u8; 32], &'static str), ()>,
     sync: sync_index::SyncTables<'txn>,
+    certificates: Table<'txn, [u8; 32], &'static [u8]>,
+    entry_certificates: Table<'txn, [u8; 32], ([u8; 32], bool)>,
     next_seq: u64,
     /// The peer that delivered the entries (none for entries written here).
     origin: Option<[u8; 32]>,
@@ -458,6 +462,10 @@ struct EntryTables<'txn> {
     /// Blob bytes the transaction recorded that were new to the store (from `BlobTables`).
     blob_bytes: u64,
 }
+
+/// The fewest entries written together that get a batch certificate: fewer are sent with
+/// their own signatures anyway (see `Transfer::entries_to_send`).
+pub(crate) const CERTIFY_MIN: usize = 16;
 
 /// Sync index blocks a transaction touched, per collection.
 type Touched = std::collections::HashMap<String, std::collections::BTreeSet<[u8; 40]>>;
@@ -480,6 +488,8 @@ impl<'txn> EntryTables<'txn> {
             usage: tx.open_table(PEER_USAGE)?,
             refs: tx.open_table(BLOB_REFS)?,
             sync: sync_index::SyncTables::open(tx)?,
+            certificates: tx.open_table(crate::format::layout::CERTIFICATES)?,
+            entry_certificates: tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?,
             next_seq,
             origin: origin.map(|p| *p.as_bytes()),
             charged: 0,
@@ -488,8 +498,48 @@ impl<'txn> EntryTables<'txn> {
         })
     }
 
-    /// Adds an entry to the set, its key's history and (if it is the latest) the view.
+    /// Adds an entry to the set, its key's history and (if it is the latest) the view, and
+    /// keeps the certificate that vouches for it, if any.
     fn insert(&mut self, entry: &SignedEntry) -> Result<Inserted, StorageError> {
+        self.insert_vouched(entry, true)
+    }
+
+    /// Keeps `certificate` as the proof of these entries (already inserted or known).
+    fn keep_certificate(
+        &mut self,
+        certificate: &Certificate,
+        ids: impl IntoIterator<Item = EntryId>,
+        signature_checked: bool,
+    ) -> Result<(), StorageError> {
+        let cert_id = *certificate.id().as_bytes();
+        if self.certificates.get(&cert_id)?.is_none() {
+            self.certificates.insert(&cert_id, certificate.encoded())?;
+        }
+        for id in ids {
+            self.entry_certificates
+                .insert(id.as_bytes(), (cert_id, signature_checked))?;
+        }
+        Ok(())
+    }
+
+    /// Signs certificates over entries written here (when there are enough of them for a
+    /// certificate to be worth sending: [`CERTIFY_MIN`]) and keeps them.
+    fn certify(&mut self, key: &SecretKey, ids: Vec<EntryId>) -> Result<(), StorageError> {
+        if ids.len() < CERTIFY_MIN {
+            return Ok(());
+        }
+        for certificate in Certificate::sign_all(key, ids) {
+            self.keep_certificate(&certificate, certificate.ids().iter().copied(), true)?;
+        }
+        Ok(())
+    }
+
+    /// [`EntryTables::insert`], keeping the entry's certificate only if `keep_voucher`.
+    fn insert_vouched(
+        &mut self,
+        entry: &SignedEntry,
+        keep_voucher: bool,
+    ) -> Result<Inserted, StorageError> {
         let id = *entry.id().as_bytes();
         if self.entries.get(&id)?.is_some() {
             return Ok(Inserted::Known);
@@ -513,6 +563,10 @@ impl<'txn> EntryTables<'txn> {
             self.origins.insert((origin, self.next_seq), id)?;
         }
         self.next_seq += 1;
+        if let (true, Some(voucher)) = (keep_voucher, entry.voucher()) {
+            let v = voucher.signature_checked;
+            self.keep_certificate(&voucher.certificate, [entry.id()], v)?;
+        }
         self.charged += entry.storage_charge();
         self.count += 1;
         let current = self.views.get((c, k))?.map(|v| v.value());
@@ -726,6 +780,8 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
     tx.open_table(BLOB_REFS)?;
     tx.open_table(crate::format::layout::QUICK_CHECK)?;
     tx.open_table(crate::format::layout::PACKED)?;
+    tx.open_table(crate::format::layout::CERTIFICATES)?;
+    tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?;
     let mut meta = tx.open_table(META)?;
     for counter in [META_STORED_BYTES, META_ENTRY_BYTES] {
         if meta.get(counter)?.is_none() {

@@ -1,17 +1,21 @@
 //! What a sync needs from a store: serving blobs, importing verified ones, and inserting
 //! received entries once their content is complete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use redb::ReadableDatabase;
 
 use super::{guarded, EntryTables, Inserted, Store};
 use crate::blobs::{self, BlobReader, BlobTables};
+use crate::certificate::{Certificate, CertificateId};
 use crate::clock::Timestamp;
 use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, ReadError, StorageError, TransferError};
 use crate::fault::{self, Point, WriteStep};
-use crate::format::layout::{BLOBS, BLOB_REFS, DENIED, FILES, INLINE_MAX, NO_MANIFEST, PACKED};
+use crate::format::layout::{
+    BLOBS, BLOB_REFS, CERTIFICATES, DENIED, ENTRIES, ENTRY_CERTIFICATES, FILES, INLINE_MAX,
+    NO_MANIFEST, PACKED,
+};
 use crate::format::manifest::{max_manifest_len, ManifestReader};
 use crate::hash::Hash;
 use crate::identity::PeerId;
@@ -80,6 +84,9 @@ pub enum Refusal {
         /// Why.
         detail: String,
     },
+    /// A batch certificate vouched for it, but too few of that certificate's entries came for
+    /// it to be kept here, and the entry's own signature does not verify.
+    BadSignature,
 }
 
 impl std::fmt::Display for Refusal {
@@ -91,8 +98,33 @@ impl std::fmt::Display for Refusal {
             Refusal::Denied => f.write_str("on this server's deny list (purged or invalid)"),
             Refusal::InvalidContent { detail } => write!(f, "its content is invalid: {detail}"),
             Refusal::Unfetchable { detail } => write!(f, "its content was not taken: {detail}"),
+            Refusal::BadSignature => f.write_str(
+                "its own signature does not verify (and its batch certificate was not kept)",
+            ),
         }
     }
+}
+
+/// A certificate goes with entries a peer asked for when at least this fraction (one in
+/// `SEND_SHARE`) of its ids were asked for.
+const SEND_SHARE: usize = 8;
+
+/// A row of `entry-certificates-v1`: the certificate id, and whether the entry's own
+/// signature was checked.
+type VoucherRow = ([u8; 32], bool);
+
+/// An entry held here, with its row in `entry-certificates-v1` if it has one.
+type Held = (SignedEntry, Option<VoucherRow>);
+
+/// One item of [`Transfer::entries_to_send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// An encoded batch certificate vouching for entries that follow.
+    Certificate(Vec<u8>),
+    /// An encoded entry.
+    Entry(Vec<u8>),
+    /// This store does not have the entry (in that collection).
+    Missing(EntryId),
 }
 
 /// A received entry that was not inserted, and why.
@@ -577,9 +609,15 @@ impl Transfer<'_> {
                 reason,
             });
         };
+        let kept = self.certificates_to_keep(entries)?;
         for (i, e) in entries.iter().enumerate() {
             let time = e.entry().time;
-            if !rule.accepts(time) {
+            let unproved = e
+                .voucher()
+                .is_some_and(|v| !v.signature_checked && !kept.contains(&v.certificate.id()));
+            if unproved && !e.signature_verifies() {
+                refuse(i, Refusal::BadSignature, &mut ok);
+            } else if !rule.accepts(time) {
                 let limit = rule.limit;
                 refuse(i, Refusal::TooFarAhead { time, limit }, &mut ok);
             } else if let EntryValue::File(f) = e.entry().value {
@@ -658,7 +696,10 @@ impl Transfer<'_> {
                 if !ok {
                     continue;
                 }
-                match tables.insert(e)? {
+                let keep = e
+                    .voucher()
+                    .is_some_and(|v| kept.contains(&v.certificate.id()));
+                match tables.insert_vouched(e, keep)? {
                     Inserted::New => received.new += 1,
                     Inserted::Known => continue,
                     Inserted::Denied => {
@@ -704,6 +745,117 @@ impl Transfer<'_> {
         drop((reader, read));
         self.store.commit_entries(tx, touched)?;
         Ok(received)
+    }
+
+    /// The certificates among the vouchers of `entries` that this store keeps: those it keeps
+    /// already, and those that vouch for at least half their ids among `entries` (so a peer
+    /// cannot make it keep 32 KiB of certificate for one entry). An entry whose certificate
+    /// is not kept must pass its own signature check instead.
+    fn certificates_to_keep(
+        &self,
+        entries: &[SignedEntry],
+    ) -> Result<HashSet<CertificateId>, StorageError> {
+        let mut vouched: HashMap<CertificateId, (usize, usize)> = HashMap::new();
+        for v in entries.iter().filter_map(SignedEntry::voucher) {
+            let count = vouched
+                .entry(v.certificate.id())
+                .or_insert((0, v.certificate.ids().len()));
+            count.0 += 1;
+        }
+        if vouched.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let tx = self.store.db.begin_read()?;
+        let table = tx.open_table(CERTIFICATES)?;
+        let mut kept = HashSet::new();
+        for (id, (count, len)) in vouched {
+            if count * 2 >= len || table.get(id.as_bytes())?.is_some() {
+                kept.insert(id);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// What to send a peer that asked for the entries `ids` of `collection`, in order: the
+    /// certificates worth sending first, then each entry (or that it is missing). A
+    /// certificate goes when at least an eighth of its ids are asked for, so a few entries of
+    /// a large batch travel with their own signatures; an entry that came here vouched for by
+    /// a certificate and whose own signature was never checked is checked now, and if it does
+    /// not verify its certificate goes too, so every entry sent is provable.
+    pub fn entries_to_send(
+        &self,
+        collection: &str,
+        ids: &[EntryId],
+    ) -> Result<Vec<Outgoing>, EntryError> {
+        guarded(|| {
+            let tx = self.store.db.begin_read().map_err(StorageError::from)?;
+            let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
+            let vouchers = tx
+                .open_table(ENTRY_CERTIFICATES)
+                .map_err(StorageError::from)?;
+            let certificates = tx.open_table(CERTIFICATES).map_err(StorageError::from)?;
+            // Per id: the entry, if here, and its row in `entry-certificates-v1`, if any.
+            let mut found: Vec<(EntryId, Option<Held>)> = Vec::with_capacity(ids.len());
+            let mut asked: HashMap<[u8; 32], usize> = HashMap::new();
+            for id in ids {
+                let entry = match entries.get(id.as_bytes()).map_err(StorageError::from)? {
+                    None => None,
+                    Some(_) => Some(super::decode_stored_entry(&entries, id.as_bytes())?),
+                };
+                let entry = entry.filter(|e| e.entry().collection == collection);
+                let Some(entry) = entry else {
+                    found.push((*id, None));
+                    continue;
+                };
+                let voucher = vouchers
+                    .get(id.as_bytes())
+                    .map_err(StorageError::from)?
+                    .map(|v| v.value());
+                if let Some((cert, _)) = voucher {
+                    *asked.entry(cert).or_default() += 1;
+                }
+                found.push((*id, Some((entry, voucher))));
+            }
+            let mut send: Vec<[u8; 32]> = Vec::new();
+            let mut encoded: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
+            for (cert, count) in &asked {
+                let bytes = certificates
+                    .get(cert)
+                    .map_err(StorageError::from)?
+                    .ok_or_else(|| {
+                        StorageError::Damaged(format!(
+                            "certificate {} is missing",
+                            CertificateId::from_bytes(*cert)
+                        ))
+                    })?
+                    .value()
+                    .to_vec();
+                let len = Certificate::decode_unverified(&bytes)
+                    .map_err(|e| StorageError::Damaged(format!("certificate: {e}")))?
+                    .ids()
+                    .len();
+                if count * SEND_SHARE >= len {
+                    send.push(*cert);
+                }
+                encoded.insert(*cert, bytes);
+            }
+            for (_, found) in &found {
+                if let Some((entry, Some((cert, false)))) = found {
+                    if !send.contains(cert) && !entry.signature_verifies() {
+                        send.push(*cert);
+                    }
+                }
+            }
+            let mut out: Vec<Outgoing> = send
+                .iter()
+                .map(|c| Outgoing::Certificate(encoded.remove(c).expect("read above")))
+                .collect();
+            out.extend(found.into_iter().map(|(id, found)| match found {
+                Some((entry, _)) => Outgoing::Entry(entry.encoded().to_vec()),
+                None => Outgoing::Missing(id),
+            }));
+            Ok(out)
+        })
     }
 
     /// Whether `f`'s content is here and matches it.

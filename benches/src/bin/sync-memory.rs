@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
-use archive_core::{Entry, EntryValue, NoProgress, SignedEntry, Store, Timestamp};
+use archive_core::{Certificate, Entry, EntryValue, NoProgress, SignedEntry, Store, Timestamp};
 use archive_net::{connect, Access, Counters, EndpointId, PeerPolicy, SyncOptions, Ticket};
 use clap::{Parser, ValueEnum};
 
@@ -244,6 +244,17 @@ fn build_store(dir: &Path, n: u64, content: &str) {
                     message: archive_core::MessageFields::default(),
                 };
                 SignedEntry::sign(entry, &key).expect("sign")
+            })
+            .collect();
+        // As a server's own batches are: one certificate per 1,024 entries.
+        let entries: Vec<SignedEntry> = entries
+            .chunks(archive_core::MAX_CERTIFIED_IDS)
+            .flat_map(|part| {
+                let cert = std::sync::Arc::new(
+                    Certificate::sign(&key, part.iter().map(SignedEntry::id)).expect("certify"),
+                );
+                part.iter()
+                    .map(move |e| e.clone().with_certificate(cert.clone()).expect("listed"))
             })
             .collect();
         store.transfer().insert_entries(&entries).expect("insert");
