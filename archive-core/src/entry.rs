@@ -225,6 +225,11 @@ impl SignedEntry {
         self.voucher.as_ref()
     }
 
+    /// The batch certificate that came with it (see [`SignedEntry::decode_vouched`]).
+    pub fn certificate(&self) -> Option<&Arc<Certificate>> {
+        self.voucher.as_ref().map(|v| &v.certificate)
+    }
+
     /// Whether its own signature verifies (strictly), whatever vouches for it.
     pub(crate) fn signature_verifies(&self) -> bool {
         let (body, signature) = self.encoded.split_at(self.encoded.len() - 64);

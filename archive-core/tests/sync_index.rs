@@ -239,10 +239,10 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     b.transfer().insert_entries(&in_b).unwrap();
     let (ra, rb) = run(&a, &b, "lib", None);
     let set = |v: &Vec<EntryId>| sorted(v.iter().copied());
-    assert_eq!(ra.have(), &set(&only_a));
-    assert_eq!(ra.need(), &set(&only_b));
-    assert_eq!(rb.have(), &set(&only_b));
-    assert_eq!(rb.need(), &set(&only_a));
+    assert_eq!(&ascending(ra.have()), &set(&only_a));
+    assert_eq!(&ascending(ra.need()), &set(&only_b));
+    assert_eq!(&ascending(rb.have()), &set(&only_b));
+    assert_eq!(&ascending(rb.need()), &set(&only_a));
 
     // Move the entries both ways, as a sync would, and remember the agreement.
     let by_id = |ids: &[EntryId]| -> Vec<SignedEntry> {
@@ -251,8 +251,12 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
             .cloned()
             .collect()
     };
-    b.transfer().insert_entries(&by_id(ra.have())).unwrap();
-    a.transfer().insert_entries(&by_id(ra.need())).unwrap();
+    b.transfer()
+        .insert_entries(&by_id(&ascending(ra.have())))
+        .unwrap();
+    a.transfer()
+        .insert_entries(&by_id(&ascending(ra.need())))
+        .unwrap();
     let agreement = (
         Agreement {
             my_seq: a.transfer().sync_seq().unwrap(),
@@ -291,9 +295,9 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     let (ra, rb) = run(&a, &b, "lib", Some(agreement));
     assert_eq!(ra.stats().round_trips(), 1);
     let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| e.id()));
-    assert_eq!(ra.have(), &ids(&more[..4]));
-    assert_eq!(ra.need(), &ids(&more[6..]));
-    assert_eq!(rb.have(), ra.need());
+    assert_eq!(&ascending(ra.have()), &ids(&more[..4]));
+    assert_eq!(&ascending(ra.need()), &ids(&more[6..]));
+    assert_eq!(&ascending(rb.have()), &ascending(ra.need()));
 }
 
 /// The in-memory property tests' shapes, run over two real stores' persisted indexes: each
@@ -349,10 +353,33 @@ fn store_backed_sessions_are_exact_for_every_shape() {
                 ..ReconcileConfig::default()
             };
             let (ra, rb) = run_with(&a, &b, "c", None, config);
-            assert_eq!(ra.have(), &only_a, "{name}, limit {frame_limit}: A's have");
-            assert_eq!(ra.need(), &only_b, "{name}, limit {frame_limit}: A's need");
-            assert_eq!(rb.have(), &only_b, "{name}, limit {frame_limit}: B's have");
-            assert_eq!(rb.need(), &only_a, "{name}, limit {frame_limit}: B's need");
+            assert_eq!(
+                &ascending(ra.have()),
+                &only_a,
+                "{name}, limit {frame_limit}: A's have"
+            );
+            assert_eq!(
+                &ascending(ra.need()),
+                &only_b,
+                "{name}, limit {frame_limit}: A's need"
+            );
+            assert_eq!(
+                &ascending(rb.have()),
+                &only_b,
+                "{name}, limit {frame_limit}: B's have"
+            );
+            assert_eq!(
+                &ascending(rb.need()),
+                &only_a,
+                "{name}, limit {frame_limit}: B's need"
+            );
         }
     }
+}
+
+/// A difference as a set, ascending (a session lists it in the order it learnt it).
+fn ascending(ids: &[archive_core::EntryId]) -> Vec<archive_core::EntryId> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids
 }

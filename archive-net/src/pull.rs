@@ -133,13 +133,33 @@ pub(crate) async fn pull<C: PeerStreams>(
         .await?;
     let mut ids = kept;
     report.denied_skipped = denied;
-    while !ids.is_empty() {
-        let (entries, held) =
-            fetch_entry_batch(&p, conn, collection, &mut ids, &mut report).await?;
+    // Pipelined: the next batch's entries are fetched (and checked) while this one's content
+    // is fetched and it is stored.
+    let mut next = if ids.is_empty() {
+        None
+    } else {
+        Some(fetch_entry_batch(&p, conn, collection, &mut ids, &mut report).await?)
+    };
+    while let Some((entries, held)) = next.take() {
         // Ids taken off the end of the list give their memory back: the list of a large
         // first sync (32 MB for a million entries) shrinks as the pull goes.
         ids.shrink_to_fit();
-        take_batch(&p, conn, entries, &mut report).await?;
+        let mut fetched = PullReport::default();
+        let fetch_next = async {
+            if ids.is_empty() {
+                Ok(None)
+            } else {
+                fetch_entry_batch(&p, conn, collection, &mut ids, &mut fetched)
+                    .await
+                    .map(Some)
+            }
+        };
+        let (taken, following) =
+            tokio::join!(take_batch(&p, conn, entries, &mut report), fetch_next);
+        taken?;
+        report.entries_received += fetched.entries_received;
+        report.bytes_received += fetched.bytes_received;
+        next = following?;
         // The batch is stored (or refused): its entries' room is counted by the store now,
         // and its blobs are referenced by them.
         drop(held);
@@ -210,7 +230,8 @@ async fn take_batch<C: PeerStreams>(
         .reads
         .run(p.share(), move |store| {
             let mut all = archive_core::Received::default();
-            for chunk in entries.chunks(ENTRIES_PER_INSERT) {
+            for chunk in insert_chunks(entries) {
+                let chunk = &chunk[..];
                 let r = store.transfer().insert_received(chunk, Some(&origin))?;
                 all.new += r.new;
                 all.refused.extend(r.refused);
@@ -223,6 +244,33 @@ async fn take_batch<C: PeerStreams>(
     report.refused.extend(received.refused);
     report.conflicts.extend(received.conflicts);
     Ok(())
+}
+
+/// A batch cut into transactions of about [`ENTRIES_PER_INSERT`] entries, in time order,
+/// never cutting the entries one batch certificate vouches for apart: the store keeps a
+/// certificate only for at least half its ids in one transaction (the rest of its entries
+/// would each be checked by their own signature).
+fn insert_chunks(mut entries: Vec<SignedEntry>) -> Vec<Vec<SignedEntry>> {
+    entries.sort_by_key(|e| (e.entry().time, e.id()));
+    let mut chunks: Vec<Vec<SignedEntry>> = Vec::new();
+    let mut current: Vec<SignedEntry> = Vec::new();
+    for e in entries {
+        let same_certificate = match (
+            current.last().and_then(|l| l.certificate()),
+            e.certificate(),
+        ) {
+            (Some(a), Some(b)) => a.id() == b.id(),
+            _ => false,
+        };
+        if current.len() >= ENTRIES_PER_INSERT && !same_certificate {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push(e);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
 }
 
 /// Puts entries that can never be valid on the deny list, and reports them.

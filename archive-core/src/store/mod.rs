@@ -453,6 +453,8 @@ struct EntryTables<'txn> {
     sync: sync_index::SyncTables<'txn>,
     certificates: Table<'txn, [u8; 32], &'static [u8]>,
     entry_certificates: Table<'txn, [u8; 32], ([u8; 32], bool)>,
+    /// Certificates known to be in `certificates` in this transaction.
+    certificates_kept: std::collections::HashSet<[u8; 32]>,
     next_seq: u64,
     /// The peer that delivered the entries (none for entries written here).
     origin: Option<[u8; 32]>,
@@ -490,6 +492,7 @@ impl<'txn> EntryTables<'txn> {
             sync: sync_index::SyncTables::open(tx)?,
             certificates: tx.open_table(crate::format::layout::CERTIFICATES)?,
             entry_certificates: tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?,
+            certificates_kept: std::collections::HashSet::new(),
             next_seq,
             origin: origin.map(|p| *p.as_bytes()),
             charged: 0,
@@ -512,7 +515,7 @@ impl<'txn> EntryTables<'txn> {
         signature_checked: bool,
     ) -> Result<(), StorageError> {
         let cert_id = *certificate.id().as_bytes();
-        if self.certificates.get(&cert_id)?.is_none() {
+        if self.certificates_kept.insert(cert_id) && self.certificates.get(&cert_id)?.is_none() {
             self.certificates.insert(&cert_id, certificate.encoded())?;
         }
         for id in ids {

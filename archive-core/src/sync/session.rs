@@ -104,7 +104,8 @@ pub struct Reconciler<I> {
     index: I,
     config: ReconcileConfig,
     state: State,
-    /// Ids learnt so far, in no order and possibly twice; sorted and deduplicated once done.
+    /// Ids learnt so far, range by range (each range's in key order), possibly twice;
+    /// deduplicated, in the order learnt, once done.
     have: Vec<EntryId>,
     need: Vec<EntryId>,
     stats: SyncStats,
@@ -229,12 +230,11 @@ impl<I: SyncIndex> Reconciler<I> {
         }
     }
 
-    /// The session is over: sort the ids learnt and drop repeats.
+    /// The session is over: drop repeats of the ids learnt, keeping the order learnt.
     fn finish(&mut self) {
         self.state = State::Done;
         for ids in [&mut self.have, &mut self.need] {
-            ids.sort_unstable();
-            ids.dedup();
+            dedup_in_order(ids);
         }
     }
 
@@ -243,19 +243,22 @@ impl<I: SyncIndex> Reconciler<I> {
         self.state == State::Done
     }
 
-    /// Ids this side has and the other lacks, ascending, once the session is done (before,
-    /// the ids learnt so far, in no particular order).
+    /// Ids this side has and the other lacks, each once when the session is done, in the
+    /// order learnt: range by range, each range's ids in key order (time, then id). A whole
+    /// range learnt at once is contiguous in time, so fetching the list in pieces fetches
+    /// entries written together together (and their batch certificates with them).
     pub fn have(&self) -> &[EntryId] {
         &self.have
     }
 
-    /// Ids the other side has and this side lacks, ascending, once the session is done.
+    /// Ids the other side has and this side lacks, each once when the session is done, in
+    /// the order learnt (see [`Reconciler::have`]).
     pub fn need(&self) -> &[EntryId] {
         &self.need
     }
 
     /// The difference, moved out: (ids only this side has, ids only the other side has),
-    /// each ascending once the session is done. 32 bytes an id, nothing copied.
+    /// in the order learnt (see [`Reconciler::have`]). 32 bytes an id, nothing copied.
     pub fn into_difference(self) -> (Vec<EntryId>, Vec<EntryId>) {
         (self.have, self.need)
     }
@@ -690,9 +693,45 @@ impl Output {
     }
 }
 
+/// Drops repeated ids, keeping each first occurrence where it was (4 bytes of memory an id).
+fn dedup_in_order(ids: &mut Vec<EntryId>) {
+    let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
+    by_id.sort_unstable_by_key(|&i| (ids[i as usize], i));
+    let mut keep = vec![true; ids.len()];
+    for pair in by_id.windows(2) {
+        if ids[pair[0] as usize] == ids[pair[1] as usize] {
+            keep[pair[1] as usize] = false;
+        }
+    }
+    let mut k = keep.iter();
+    ids.retain(|_| *k.next().expect("one flag per id"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_in_order_keeps_first_occurrences_in_place() {
+        let id = |b: u8| EntryId::from_bytes([b; 32]);
+        for input in [
+            vec![],
+            vec![3],
+            vec![5, 1, 5, 2, 1, 9, 2],
+            vec![7, 7, 7],
+            vec![9, 8, 7, 6],
+        ] {
+            let mut ids: Vec<EntryId> = input.iter().map(|&b| id(b)).collect();
+            dedup_in_order(&mut ids);
+            let mut seen = std::collections::HashSet::new();
+            let model: Vec<EntryId> = input
+                .iter()
+                .map(|&b| id(b))
+                .filter(|i| seen.insert(*i))
+                .collect();
+            assert_eq!(ids, model, "{input:?}");
+        }
+    }
 
     fn key(time: u64, first: u8) -> SyncKey {
         let mut id = [0u8; 32];
