@@ -4,13 +4,19 @@
 #
 #   benches/scripts/compare-reads.sh OLD_ARCHIVE NEW_ARCHIVE TREE [RUNS]
 #
+# Exports go to OUT_DIR (default: a temporary folder beside TREE). On ext4, creating 100,000
+# files where as many were just deleted is several times slower (the kernel skips recently
+# freed inodes: `recently_deleted` in a profile), which penalises whichever binary runs
+# second; OUT_DIR=/dev/shm (tmpfs) measures the archive's own work.
+#
 # TREE is any folder (the small-files benchmark's tree: 100,000 files of 512 B-8 KiB and three
 # of 64 MiB). Each binary gets its own store in a temporary folder beside TREE, adds TREE, then
 # the reads are timed with dirty pages flushed (`sync`, untimed) before each run.
 set -eu
 old=$1 new=$2 tree=$3 runs=${4:-3}
 work=$(mktemp -d "$(dirname "$tree")/compare-reads.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+out_dir=$(mktemp -d "${OUT_DIR:-$work}/compare-reads-out.XXXXXX")
+trap 'rm -rf "$work" "$out_dir"' EXIT
 small=$(cd "$tree" && find . -type f -size -9k | head -1 | cut -c3-)
 
 best() { # best of $runs runs of "$@", in seconds
@@ -29,7 +35,7 @@ for which in old new; do
     export ARCHIVE_DIR="$work/store-$which"
     "$bin" init >/dev/null
     "$bin" add "$tree" --as "" >/dev/null
-    export_s=$(best sh -c "rm -rf '$work/out' && '$bin' export '$work/out'")
+    export_s=$(best sh -c "rm -rf '$out_dir/out' && '$bin' export '$out_dir/out'")
     get_file_s=$(best "$bin" get "$small" -o "$work/one")
     get_out_s=$(best "$bin" get "$small")
     printf '%s  export %ss  get -o %ss  get %ss  (%s)\n' "$which" "$export_s" "$get_file_s" "$get_out_s" "$bin"
