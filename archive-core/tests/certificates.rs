@@ -214,3 +214,44 @@ fn a_certificate_vouches_only_for_its_authors_entries() {
     let unrelated = Arc::new(Certificate::sign(a.secret_key(), ids(&batch)[1..].to_vec()).unwrap());
     assert!(SignedEntry::decode_vouched(&broken, &[unrelated]).is_err());
 }
+
+#[test]
+fn purging_the_entries_lets_gc_remove_their_certificate() {
+    let (_a_dir, a, batch) = store_with_batch(40);
+    let (certs, encoded) = split(
+        a.transfer()
+            .entries_to_send("default", &ids(&batch))
+            .unwrap(),
+    );
+    let received: Vec<SignedEntry> = encoded
+        .iter()
+        .map(|e| SignedEntry::decode_vouched(e, &certs).unwrap())
+        .collect();
+    let (_b_dir, b) = new_store();
+    let from = PeerId::from(a.secret_key().public());
+    assert_eq!(
+        b.transfer()
+            .insert_received(&received, Some(&from))
+            .unwrap()
+            .new,
+        40
+    );
+    // Still proving entries: kept.
+    assert_eq!(b.gc().unwrap().certificates_removed, 0);
+    let (kept, _) = split(
+        b.transfer()
+            .entries_to_send("default", &ids(&batch))
+            .unwrap(),
+    );
+    assert_eq!(kept, certs);
+    assert_eq!(b.purge_peer(&from).unwrap().entries_removed, 40);
+    assert_eq!(b.gc().unwrap().certificates_removed, 1);
+    assert_eq!(b.gc().unwrap().certificates_removed, 0);
+    // A's own certificate stays: its entries are still there.
+    assert_eq!(a.gc().unwrap().certificates_removed, 0);
+    let out = b
+        .transfer()
+        .entries_to_send("default", &ids(&batch))
+        .unwrap();
+    assert!(out.iter().all(|o| matches!(o, Outgoing::Missing(_))));
+}

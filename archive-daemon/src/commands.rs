@@ -755,6 +755,7 @@ fn gc(store: &Store, json: bool) -> Result<u8> {
             "leftovers_removed": r.leftovers_removed,
             "packs_rewritten": r.packs_rewritten,
             "pack_bytes_freed": r.pack_bytes_freed,
+            "certificates_removed": r.certificates_removed,
         }))?;
     } else {
         outln!(

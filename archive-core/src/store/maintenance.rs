@@ -75,6 +75,8 @@ pub struct GcReport {
     pub packs_rewritten: u64,
     /// Bytes of packs given back to the file system (dead blobs, and bytes a crash left).
     pub pack_bytes_freed: u64,
+    /// Batch certificates removed: every entry they proved was purged.
+    pub certificates_removed: u64,
 }
 
 /// What redb's own check of the database file found.
@@ -392,6 +394,17 @@ impl Store {
             // of such a path reads it anyway.
             tx.open_table(crate::format::layout::QUICK_CHECK)?
                 .retain(|_, (.., hash, _)| live_files.contains(&Hash::from_bytes(hash)))?;
+            // Batch certificates no entry here refers to any more (their entries were purged).
+            let proving: HashSet<[u8; 32]> = tx
+                .open_table(crate::format::layout::ENTRY_CERTIFICATES)?
+                .iter()?
+                .map(|row| row.map(|(_, v)| v.value().0))
+                .collect::<Result<_, _>>()?;
+            let mut certificates = tx.open_table(crate::format::layout::CERTIFICATES)?;
+            let before = certificates.len()?;
+            certificates.retain(|id, _| proving.contains(&id))?;
+            report.certificates_removed = before - certificates.len()?;
+            drop(certificates);
             sub_from_counter(
                 &mut tx.open_table(META)?,
                 META_STORED_BYTES,

@@ -211,6 +211,8 @@ impl Store {
             let mut collections = tx.open_table(COLLECTIONS)?;
             let mut denied = tx.open_table(DENIED)?;
             let mut meta = tx.open_table(META)?;
+            let mut entry_certificates =
+                tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?;
             let mut sync = SyncTables::open(&tx)?;
             let now = wall_clock_millis();
             for id in ids {
@@ -263,6 +265,7 @@ impl Store {
                 }
                 charged += entry.storage_charge();
                 entries.remove(id)?;
+                entry_certificates.remove(id)?;
                 removed.push(c.to_owned());
             }
             sub_from_counter(&mut meta, META_ENTRY_BYTES, charged)?;
