@@ -88,6 +88,10 @@ fn a_batch_travels_with_one_certificate_and_every_server_sends_it_on() {
         .insert_received(&received, Some(&from_a))
         .unwrap();
     assert_eq!((r.new, r.refused.len()), (40, 0));
+    // `verify` accepts them on their certificate too (their own signatures are broken).
+    let report = b.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries_checked, 40);
     // B proves them to the next server with the same certificate.
     let (b_certs, b_encoded) = split(
         b.transfer()
