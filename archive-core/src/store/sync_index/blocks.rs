@@ -1,6 +1,8 @@
-//! Keeping the blocks in step with the entries: one block rewritten per inserted item, cut
+//! Keeping the blocks in step with the entries: the block an item lands in is rewritten, cut
 //! at content-defined boundaries (and in half when oversized), merged back when a purge
-//! removes a block's first item.
+//! removes a block's first item. The block the last insert changed is held in memory until
+//! an insert lands elsewhere (or the transaction ends), so a run of inserts into one block
+//! (a batch in time order) reads and writes it once, not once per item.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,6 +24,10 @@ pub(crate) struct SyncTables<'txn> {
     pending_totals: HashMap<String, Accumulator>,
     /// Block first keys written or removed, per collection.
     pub(crate) touched: HashMap<String, BTreeSet<[u8; 40]>>,
+    /// The block the last insert changed, not written yet: its collection and items. Every
+    /// other block is as the tables say; this one's first item may not be in them yet (a
+    /// block just cut off), or may still name its items before the last inserts.
+    pending: Option<(String, Vec<SyncKey>)>,
 }
 
 impl<'txn> SyncTables<'txn> {
@@ -33,6 +39,7 @@ impl<'txn> SyncTables<'txn> {
             log: tx.open_table(SYNC_LOG)?,
             pending_totals: HashMap::new(),
             touched: HashMap::new(),
+            pending: None,
         })
     }
 
@@ -55,36 +62,70 @@ impl<'txn> SyncTables<'txn> {
         self.total_mut(c)?.add(&k.id);
 
         let kb = k.to_bytes();
-        match self.block_first_at_or_before(c, &kb)? {
-            Some(first) => {
-                let mut keys = self.block_items(c, &first)?;
-                let at = keys.partition_point(|x| *x < k);
-                keys.insert(at, k);
-                if is_boundary(&k) && at > 0 {
-                    // k starts a block: it and the items above it move into a new one.
-                    let upper = keys.split_off(at);
-                    self.write_block(c, &keys)?;
-                    self.write_block(c, &upper)?;
-                    self.cut_if_oversized(c, upper)?;
-                } else {
-                    self.write_block(c, &keys)?;
-                    self.cut_if_oversized(c, keys)?;
-                }
+        let in_table = self.block_first_at_or_before(c, &kb)?;
+        // k lands in the pending block when that block starts at or below k and no block of
+        // the tables starts between its first item and k.
+        let lands_in_pending = match &self.pending {
+            Some((pc, keys)) => {
+                pc == c && keys[0] <= k && in_table.is_none_or(|f| f <= keys[0].to_bytes())
             }
-            None => {
-                // k is below every block: it joins the first block unless that one starts at
-                // a boundary item, in which case k is a block of its own.
-                match self.next_block_first(c, &kb)? {
-                    Some(first) if !is_boundary(&SyncKey::from_bytes(&first)) => {
-                        let mut keys = self.block_items(c, &first)?;
-                        self.remove_block(c, first)?;
-                        keys.insert(0, k);
-                        self.write_block(c, &keys)?;
-                        self.cut_if_oversized(c, keys)?;
+            None => false,
+        };
+        let keys = if lands_in_pending {
+            let (_, mut keys) = self.pending.take().expect("checked above");
+            let at = keys.partition_point(|x| *x < k);
+            keys.insert(at, k);
+            self.split_at_boundary(c, keys, at, &k)?
+        } else {
+            self.flush()?;
+            match in_table {
+                Some(first) => {
+                    let mut keys = self.block_items(c, &first)?;
+                    let at = keys.partition_point(|x| *x < k);
+                    keys.insert(at, k);
+                    self.split_at_boundary(c, keys, at, &k)?
+                }
+                None => {
+                    // k is below every block: it joins the first block unless that one starts
+                    // at a boundary item, in which case k is a block of its own.
+                    match self.next_block_first(c, &kb)? {
+                        Some(first) if !is_boundary(&SyncKey::from_bytes(&first)) => {
+                            let mut keys = self.block_items(c, &first)?;
+                            self.remove_block(c, first)?;
+                            keys.insert(0, k);
+                            keys
+                        }
+                        _ => vec![k],
                     }
-                    _ => self.write_block(c, &[k])?,
                 }
             }
+        };
+        let keys = self.cut_if_oversized(c, keys)?;
+        self.pending = Some((c.to_owned(), keys));
+        Ok(())
+    }
+
+    /// A block with k just inserted at `at`: if k starts a block, the items below it are
+    /// written as their block and k's new block is returned; otherwise the whole block.
+    fn split_at_boundary(
+        &mut self,
+        c: &str,
+        mut keys: Vec<SyncKey>,
+        at: usize,
+        k: &SyncKey,
+    ) -> Result<Vec<SyncKey>, StorageError> {
+        if is_boundary(k) && at > 0 {
+            let upper = keys.split_off(at);
+            self.write_block(c, &keys)?;
+            return Ok(upper);
+        }
+        Ok(keys)
+    }
+
+    /// Writes the pending block, if any.
+    fn flush(&mut self) -> Result<(), StorageError> {
+        if let Some((c, keys)) = self.pending.take() {
+            self.write_block(&c, &keys)?;
         }
         Ok(())
     }
@@ -94,6 +135,7 @@ impl<'txn> SyncTables<'txn> {
     /// a boundary item itself, so blocks keep starting where another server's would.
     pub(crate) fn remove(&mut self, c: &str, k: SyncKey, seq: u64) -> Result<(), StorageError> {
         let missing = || StorageError::Damaged(format!("sync index item {k:?} is missing"));
+        self.flush()?;
         self.log.remove((c, seq))?;
         let mut single = Accumulator::default();
         single.add(&k.id);
@@ -118,15 +160,16 @@ impl<'txn> SyncTables<'txn> {
             Some(prev) => {
                 let mut merged = self.block_items(c, &prev)?;
                 merged.extend(keys);
-                self.write_block(c, &merged)?;
-                self.cut_if_oversized(c, merged)
+                let last = self.cut_if_oversized(c, merged)?;
+                self.write_block(c, &last)
             }
             None => self.write_block(c, &keys),
         }
     }
 
-    /// Writes the running totals; call once, before the commit.
+    /// Writes the pending block and the running totals; call once, before the commit.
     pub(crate) fn finish(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
         for (c, acc) in std::mem::take(&mut self.pending_totals) {
             if acc.count() == 0 {
                 self.totals.remove(c.as_str())?;
@@ -192,13 +235,19 @@ impl<'txn> SyncTables<'txn> {
         }
     }
 
-    /// Cuts a block in two halves when it has grown past [`BLOCK_MAX`].
-    fn cut_if_oversized(&mut self, c: &str, mut keys: Vec<SyncKey>) -> Result<(), StorageError> {
+    /// Cuts a block in two halves when it has grown past [`BLOCK_MAX`]: writes the lower
+    /// half and returns the upper one (the whole block when it is within the limit), for the
+    /// caller to write.
+    fn cut_if_oversized(
+        &mut self,
+        c: &str,
+        mut keys: Vec<SyncKey>,
+    ) -> Result<Vec<SyncKey>, StorageError> {
         if keys.len() as u64 <= BLOCK_MAX {
-            return Ok(());
+            return Ok(keys);
         }
         let upper = keys.split_off(keys.len() / 2);
         self.write_block(c, &keys)?;
-        self.write_block(c, &upper)
+        Ok(upper)
     }
 }
