@@ -60,10 +60,12 @@ pub(crate) const PACKED: TableDefinition<[u8; 32], (u32, u64)> = TableDefinition
 /// certificate (`format::certificate`).
 pub(crate) const CERTIFICATES: TableDefinition<[u8; 32], &[u8]> =
     TableDefinition::new("certificates-v1");
-/// The certificate that vouches for an entry: entry id -> (certificate id, whether the entry's
-/// own signature was checked too). Entries without a row were proved by their own signature.
-pub(crate) const ENTRY_CERTIFICATES: TableDefinition<[u8; 32], ([u8; 32], bool)> =
-    TableDefinition::new("entry-certificates-v1");
+/// The certificate that vouches for an entry: the entry's sync key (time u64 BE, id: so a
+/// batch's rows are written in order, not scattered like ids) -> (certificate id, whether the
+/// entry's own signature was checked too). Entries without a row were proved by their own
+/// signature.
+pub(crate) const ENTRY_CERTIFICATES: TableDefinition<[u8; 40], ([u8; 32], bool)> =
+    TableDefinition::new("certified-entries-v1");
 /// Bytes of inline blobs.
 pub(crate) const INLINE_BLOBS: TableDefinition<[u8; 32], &[u8]> =
     TableDefinition::new("inline-blobs-v1");

@@ -471,7 +471,7 @@ impl Store {
                         report.folders_added += 1;
                     }
                 }
-                entries.certify(&self.key, written.iter().map(SignedEntry::id).collect())?;
+                entries.certify(&self.key, &written)?;
                 drop(quick_rows);
                 drop(files);
                 drop(blob_tables);

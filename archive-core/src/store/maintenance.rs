@@ -746,8 +746,14 @@ fn certified(
     id: [u8; 32],
     bytes: &[u8],
 ) -> Result<Option<SignedEntry>, StorageError> {
+    let Ok(entry) = SignedEntry::decode_unverified(bytes) else {
+        return Ok(None);
+    };
+    if *entry.id().as_bytes() != id {
+        return Ok(None);
+    }
     let rows = tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?;
-    let Some(row) = rows.get(&id)? else {
+    let Some(row) = rows.get(super::certificate_row(&entry))? else {
         return Ok(None);
     };
     let (cert_id, _) = row.value();

@@ -282,7 +282,7 @@ impl Store {
                     tables.insert(&signed)?;
                     out.push(signed);
                 }
-                tables.certify(&self.key, out.iter().map(SignedEntry::id).collect())?;
+                tables.certify(&self.key, &out)?;
                 tables.finish(&self.clock())?
             };
             self.commit_entries(tx, touched)?;
@@ -452,7 +452,7 @@ struct EntryTables<'txn> {
     refs: Table<'txn, ([u8; 32], &'static str), ()>,
     sync: sync_index::SyncTables<'txn>,
     certificates: Table<'txn, [u8; 32], &'static [u8]>,
-    entry_certificates: Table<'txn, [u8; 32], ([u8; 32], bool)>,
+    entry_certificates: Table<'txn, [u8; 40], ([u8; 32], bool)>,
     /// Certificates known to be in `certificates` in this transaction.
     certificates_kept: std::collections::HashSet<[u8; 32]>,
     next_seq: u64,
@@ -508,31 +508,34 @@ impl<'txn> EntryTables<'txn> {
     }
 
     /// Keeps `certificate` as the proof of these entries (already inserted or known).
-    fn keep_certificate(
+    fn keep_certificate<'e>(
         &mut self,
         certificate: &Certificate,
-        ids: impl IntoIterator<Item = EntryId>,
+        entries: impl IntoIterator<Item = &'e SignedEntry>,
         signature_checked: bool,
     ) -> Result<(), StorageError> {
         let cert_id = *certificate.id().as_bytes();
         if self.certificates_kept.insert(cert_id) && self.certificates.get(&cert_id)?.is_none() {
             self.certificates.insert(&cert_id, certificate.encoded())?;
         }
-        for id in ids {
+        for e in entries {
             self.entry_certificates
-                .insert(id.as_bytes(), (cert_id, signature_checked))?;
+                .insert(certificate_row(e), (cert_id, signature_checked))?;
         }
         Ok(())
     }
 
     /// Signs certificates over entries written here (when there are enough of them for a
     /// certificate to be worth sending: [`CERTIFY_MIN`]) and keeps them.
-    fn certify(&mut self, key: &SecretKey, ids: Vec<EntryId>) -> Result<(), StorageError> {
-        if ids.len() < CERTIFY_MIN {
+    fn certify(&mut self, key: &SecretKey, written: &[SignedEntry]) -> Result<(), StorageError> {
+        if written.len() < CERTIFY_MIN {
             return Ok(());
         }
-        for certificate in Certificate::sign_all(key, ids) {
-            self.keep_certificate(&certificate, certificate.ids().iter().copied(), true)?;
+        let ids = written.iter().map(SignedEntry::id).collect();
+        // `sign_all` keeps the order given: certificate i covers written[i * MAX..].
+        let parts = written.chunks(crate::MAX_CERTIFIED_IDS);
+        for (certificate, part) in Certificate::sign_all(key, ids).iter().zip(parts) {
+            self.keep_certificate(certificate, part, true)?;
         }
         Ok(())
     }
@@ -568,7 +571,7 @@ impl<'txn> EntryTables<'txn> {
         self.next_seq += 1;
         if let (true, Some(voucher)) = (keep_voucher, entry.voucher()) {
             let v = voucher.signature_checked;
-            self.keep_certificate(&voucher.certificate, [entry.id()], v)?;
+            self.keep_certificate(&voucher.certificate, [entry], v)?;
         }
         self.charged += entry.storage_charge();
         self.count += 1;
@@ -748,6 +751,15 @@ pub(crate) fn file_blobs(reader: &BlobReader<'_>, file: &FileRef) -> Vec<Hash> {
         }
     }
     out
+}
+
+/// The key of an entry's row in `certified-entries-v1`: its sync key.
+fn certificate_row(entry: &SignedEntry) -> [u8; 40] {
+    crate::sync::SyncKey {
+        time: entry.entry().time.raw(),
+        id: entry.id(),
+    }
+    .to_bytes()
 }
 
 /// Reads an entry the store accepted earlier; a missing or undecodable one means damage.

@@ -265,7 +265,7 @@ impl Store {
                 }
                 charged += entry.storage_charge();
                 entries.remove(id)?;
-                entry_certificates.remove(id)?;
+                entry_certificates.remove(super::certificate_row(&entry))?;
                 removed.push(c.to_owned());
             }
             sub_from_counter(&mut meta, META_ENTRY_BYTES, charged)?;

@@ -109,11 +109,11 @@ impl std::fmt::Display for Refusal {
 /// `SEND_SHARE`) of its ids were asked for.
 const SEND_SHARE: usize = 8;
 
-/// A row of `entry-certificates-v1`: the certificate id, and whether the entry's own
+/// A row of `certified-entries-v1`: the certificate id, and whether the entry's own
 /// signature was checked.
 type VoucherRow = ([u8; 32], bool);
 
-/// An entry held here, with its row in `entry-certificates-v1` if it has one.
+/// An entry held here, with its row in `certified-entries-v1` if it has one.
 type Held = (SignedEntry, Option<VoucherRow>);
 
 /// One item of [`Transfer::entries_to_send`].
@@ -794,7 +794,7 @@ impl Transfer<'_> {
                 .open_table(ENTRY_CERTIFICATES)
                 .map_err(StorageError::from)?;
             let certificates = tx.open_table(CERTIFICATES).map_err(StorageError::from)?;
-            // Per id: the entry, if here, and its row in `entry-certificates-v1`, if any.
+            // Per id: the entry, if here, and its row in `certified-entries-v1`, if any.
             let mut found: Vec<(EntryId, Option<Held>)> = Vec::with_capacity(ids.len());
             let mut asked: HashMap<[u8; 32], usize> = HashMap::new();
             for id in ids {
@@ -808,7 +808,7 @@ impl Transfer<'_> {
                     continue;
                 };
                 let voucher = vouchers
-                    .get(id.as_bytes())
+                    .get(super::certificate_row(&entry))
                     .map_err(StorageError::from)?
                     .map(|v| v.value());
                 if let Some((cert, _)) = voucher {
