@@ -36,10 +36,7 @@ pub struct Certificate {
 }
 
 fn signed_message(body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(CERTIFICATE_CONTEXT.len() + body.len());
-    msg.extend_from_slice(CERTIFICATE_CONTEXT);
-    msg.extend_from_slice(body);
-    msg
+    crate::identity::domain_separated(CERTIFICATE_CONTEXT, body)
 }
 
 impl Certificate {

@@ -133,10 +133,7 @@ pub const MAX_ENTRY_CHARGE: u64 = MAX_ENCODED_ENTRY as u64
 const SIGNATURE_CONTEXT: &[u8] = b"archive entry signature v1\0";
 
 fn signed_message(body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(SIGNATURE_CONTEXT.len() + body.len());
-    msg.extend_from_slice(SIGNATURE_CONTEXT);
-    msg.extend_from_slice(body);
-    msg
+    crate::identity::domain_separated(SIGNATURE_CONTEXT, body)
 }
 
 impl SignedEntry {

@@ -13,6 +13,15 @@ crate::hash::id_type!(
     PublicKey
 );
 
+/// What an author signs: a context naming the kind of message, then the message's body, so a
+/// signature over one kind (an entry, a batch certificate) is never valid as another.
+pub(crate) fn domain_separated(context: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(context.len() + body.len());
+    message.extend_from_slice(context);
+    message.extend_from_slice(body);
+    message
+}
+
 impl PublicKey {
     /// Checks `signature` over `message`, rejecting malleable signatures and weak keys.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {

@@ -25,6 +25,25 @@ impl Archive {
         a
     }
 
+    /// A store from a committed fixture: `tests/fixtures/<tarball>` unpacked, its folder
+    /// `folder` becoming the data folder.
+    pub(crate) fn from_fixture(tarball: &str, folder: &str) -> Self {
+        let a = Archive::new();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(tarball);
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(&fixture)
+            .arg("-C")
+            .arg(a.tmp.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot unpack {}", fixture.display());
+        std::fs::rename(a.path(folder), a.data_dir()).unwrap();
+        a
+    }
+
     pub(crate) fn data_dir(&self) -> PathBuf {
         self.tmp.path().join("data")
     }

@@ -339,18 +339,7 @@ fn an_exposed_or_foreign_data_folder_is_refused() {
 /// again.
 #[test]
 fn an_earlier_versions_poisoned_store_is_tightened_and_repaired() {
-    let a = Archive::new();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-f84b7b9-poisoned.tar.gz");
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(a.tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::rename(a.path("poisoned"), a.data_dir()).unwrap();
+    let a = Archive::from_fixture("store-f84b7b9-poisoned.tar.gz", "poisoned");
     assert_eq!(mode(&a.data_dir()), 0o755);
     // The first open tightens it.
     let listing = a.ok(&["ls"]);

@@ -6,24 +6,13 @@
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
 
 use crate::harness::{read_tree, write_file, Archive};
 
 /// The fixture `store-e94a722.tar.gz` (see `fixtures/README.md`) unpacked as `a`'s data
 /// folder.
 fn format_1_store() -> Archive {
-    let a = Archive::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-e94a722.tar.gz");
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(a.tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::rename(a.path("store-e94a722"), a.data_dir()).unwrap();
+    let a = Archive::from_fixture("store-e94a722.tar.gz", "store-e94a722");
     assert_eq!(format_of(&a), "archive-store 1\n");
     a
 }
