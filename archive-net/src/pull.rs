@@ -80,11 +80,14 @@ pub struct PullReport {
 }
 
 /// What a pull works with, besides the node and the connection.
+#[derive(Clone)]
 struct Pull<'a> {
     node: &'a Node,
     peer: PeerId,
     /// The peer's read access: content it may not read must come from it.
     read: Access,
+    /// Keeps the blobs of the batch being worked on from gc until its entries are stored:
+    /// one guard per batch (see [`Pull::for_batch`]).
     transfer: Arc<TransferGuard>,
     counters: &'a Counters,
     /// The share of the peer this pull works for (taking its offer), whose slots its store
@@ -95,6 +98,28 @@ struct Pull<'a> {
 impl Pull<'_> {
     fn share(&self) -> Option<&PeerShare> {
         self.share.as_deref()
+    }
+
+    /// The same pull with a transfer guard of its own, for one batch: the blobs fetched for
+    /// the next batch while this one is stored stay pinned when this one lets go of its own.
+    fn for_batch(&self) -> Self {
+        Pull {
+            transfer: Arc::new(self.node.store().transfer().begin()),
+            ..self.clone()
+        }
+    }
+}
+
+impl PullReport {
+    /// Adds what another part of the same pull did.
+    fn absorb(&mut self, other: PullReport) {
+        self.entries_received += other.entries_received;
+        self.entries_new += other.entries_new;
+        self.blobs += other.blobs;
+        self.bytes_received += other.bytes_received;
+        self.denied_skipped += other.denied_skipped;
+        self.refused.extend(other.refused);
+        self.conflicts.extend(other.conflicts);
     }
 }
 
@@ -133,48 +158,59 @@ pub(crate) async fn pull<C: PeerStreams>(
         .await?;
     let mut ids = kept;
     report.denied_skipped = denied;
-    // Pipelined: the next batch's entries are fetched (and checked) while this one's content
-    // is fetched and it is stored.
-    let mut next = if ids.is_empty() {
-        None
-    } else {
-        Some(fetch_entry_batch(&p, conn, collection, &mut ids, &mut report).await?)
-    };
-    while let Some((entries, held)) = next.take() {
-        // Ids taken off the end of the list give their memory back: the list of a large
-        // first sync (32 MB for a million entries) shrinks as the pull goes.
+    // Pipelined: while one batch is stored, the next one's entries are fetched and checked
+    // and its content fetched; a batch is stored only once the one before it is.
+    let mut ready: Option<Prepared> = None;
+    loop {
         ids.shrink_to_fit();
-        let mut fetched = PullReport::default();
-        let fetch_next = async {
-            if ids.is_empty() {
-                Ok(None)
-            } else {
-                fetch_entry_batch(&p, conn, collection, &mut ids, &mut fetched)
-                    .await
-                    .map(Some)
+        let mut prepared_report = PullReport::default();
+        let mut stored_report = PullReport::default();
+        let store_ready = async {
+            match ready.take() {
+                Some(batch) => store_batch(batch, &mut stored_report).await,
+                None => Ok(()),
             }
         };
-        let (taken, following) =
-            tokio::join!(take_batch(&p, conn, entries, &mut report), fetch_next);
-        taken?;
-        report.entries_received += fetched.entries_received;
-        report.bytes_received += fetched.bytes_received;
-        next = following?;
-        // The batch is stored (or refused): its entries' room is counted by the store now,
-        // and its blobs are referenced by them.
-        drop(held);
-        p.transfer.release();
+        let prepare_next = async {
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            let b = p.for_batch();
+            let (entries, held) =
+                fetch_entry_batch(&b, conn, collection, &mut ids, &mut prepared_report).await?;
+            prepare_batch(b, conn, entries, held, &mut prepared_report)
+                .await
+                .map(Some)
+        };
+        let (stored, next) = tokio::join!(store_ready, prepare_next);
+        report.absorb(stored_report);
+        report.absorb(prepared_report);
+        stored?;
+        ready = next?;
+        if ready.is_none() {
+            break;
+        }
     }
     Ok(report)
 }
 
-/// Takes one batch of verified entries through content and insertion.
-async fn take_batch<C: PeerStreams>(
-    p: &Pull<'_>,
+/// A batch whose content is here, waiting for the batch before it to be stored.
+struct Prepared<'a> {
+    pull: Pull<'a>,
+    entries: Vec<SignedEntry>,
+    /// What the entries hold in the ledger until they are stored.
+    held: Reservation,
+}
+
+/// Takes one batch of verified entries through their content: what is left to do is to
+/// store them ([`store_batch`]).
+async fn prepare_batch<'a, C: PeerStreams>(
+    p: Pull<'a>,
     conn: &C,
     entries: Vec<SignedEntry>,
+    held: Reservation,
     report: &mut PullReport,
-) -> Result<(), NetError> {
+) -> Result<Prepared<'a>, NetError> {
     let node = p.node;
     // Dated past what this store accepts: refused before any content is fetched.
     let limit = node
@@ -201,7 +237,7 @@ async fn take_batch<C: PeerStreams>(
         }
     }
     let (entries, invalid) = split_off(entries, &implausible);
-    deny(p, invalid, report).await?;
+    deny(&p, invalid, report).await?;
 
     let (entries, plan) = node
         .reads
@@ -211,8 +247,7 @@ async fn take_batch<C: PeerStreams>(
         })
         .await?;
     let files = plan.files;
-
-    let left_out = fetch_content(p, conn, &files, report).await?;
+    let left_out = fetch_content(&p, conn, &files, report).await?;
 
     // Entries whose content was not taken: left out of this sync.
     let (entries, unfetched) = split_off(entries, &left_out.unfetched);
@@ -224,7 +259,22 @@ async fn take_batch<C: PeerStreams>(
         }));
     // Entries whose file can never be valid: denied, the rest inserted.
     let (entries, invalid) = split_off(entries, &left_out.invalid);
-    deny(p, invalid, report).await?;
+    deny(&p, invalid, report).await?;
+    Ok(Prepared {
+        pull: p,
+        entries,
+        held,
+    })
+}
+
+/// Stores a prepared batch; its blobs and its room in the ledger are let go of after.
+async fn store_batch(batch: Prepared<'_>, report: &mut PullReport) -> Result<(), NetError> {
+    let Prepared {
+        pull: p,
+        entries,
+        held,
+    } = batch;
+    let node = p.node;
     let origin = p.peer;
     let received = node
         .reads
@@ -243,6 +293,10 @@ async fn take_batch<C: PeerStreams>(
     report.entries_new += received.new;
     report.refused.extend(received.refused);
     report.conflicts.extend(received.conflicts);
+    // Stored (or refused): the entries' room is counted by the store now, and their blobs
+    // are referenced by them.
+    drop(held);
+    drop(p);
     Ok(())
 }
 
@@ -440,9 +494,10 @@ async fn missing_pages(
             let mut out = Vec::new();
             let mut invalid = HashMap::new();
             let mut seen = HashSet::new();
+            let snapshot = store.transfer().content_snapshot()?;
             for f in &files {
                 let page = with_scope(&read, &transfer, |scope| {
-                    store.transfer().missing_content(f, 0, 1, scope)
+                    snapshot.missing_content(f, 0, 1, scope)
                 });
                 match page {
                     Ok(page) => out.extend(page.blobs.into_iter().filter(|m| seen.insert(m.hash))),
@@ -489,10 +544,11 @@ impl PageCursor {
             .run(p.share(), move |store| {
                 let mut page = Vec::new();
                 let mut invalid = HashMap::new();
+                let snapshot = store.transfer().content_snapshot()?;
                 while let Some(f) = files.front().copied() {
                     let room = MISSING_PAGE - page.len();
                     let part = with_scope(&read, &transfer, |scope| {
-                        store.transfer().missing_content(&f, from, room, scope)
+                        snapshot.missing_content(&f, from, room, scope)
                     });
                     let part = match part {
                         Ok(part) => part,

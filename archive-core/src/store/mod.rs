@@ -31,8 +31,8 @@ pub use maintenance::{
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
-    Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing, PeerScope, Received,
-    Refusal, Refused, Transfer, TransferGuard,
+    ContentSnapshot, Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing,
+    PeerScope, Received, Refusal, Refused, Transfer, TransferGuard,
 };
 pub use view::{
     Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
@@ -446,6 +446,8 @@ struct EntryTables<'txn> {
     views: Table<'txn, (&'static str, &'static str), (u64, [u8; 32])>,
     history: Table<'txn, (&'static str, &'static str, u64), (u64, [u8; 32])>,
     collections: Table<'txn, &'static str, u64>,
+    /// Entries inserted per collection, added to `collections` once, by `finish`.
+    collection_counts: std::collections::HashMap<String, u64>,
     denied: Table<'txn, [u8; 32], (u64, u8)>,
     origins: Table<'txn, ([u8; 32], u64), [u8; 32]>,
     usage: Table<'txn, [u8; 32], (u64, u64, u64)>,
@@ -485,6 +487,7 @@ impl<'txn> EntryTables<'txn> {
             views: tx.open_table(VIEWS)?,
             history: tx.open_table(HISTORY)?,
             collections: tx.open_table(COLLECTIONS)?,
+            collection_counts: std::collections::HashMap::new(),
             denied: tx.open_table(DENIED)?,
             origins: tx.open_table(ORIGINS)?,
             usage: tx.open_table(PEER_USAGE)?,
@@ -557,8 +560,12 @@ impl<'txn> EntryTables<'txn> {
         let (c, k) = (e.collection.as_str(), e.key.as_str());
         let version = (e.time.raw(), id);
         self.entries.insert(&id, entry.encoded())?;
-        let count = self.collections.get(c)?.map(|v| v.value()).unwrap_or(0);
-        self.collections.insert(c, count + 1)?;
+        match self.collection_counts.get_mut(c) {
+            Some(n) => *n += 1,
+            None => {
+                self.collection_counts.insert(c.to_owned(), 1);
+            }
+        }
         self.history.insert((c, k, self.next_seq), version)?;
         let item = crate::sync::SyncKey {
             time: e.time.raw(),
@@ -654,6 +661,7 @@ impl<'txn> EntryTables<'txn> {
     /// Writes the counters; returns the sync blocks touched, for the commit.
     fn finish(mut self, clock: &HybridClock) -> Result<Touched, StorageError> {
         self.sync.finish()?;
+        self.count_collections()?;
         self.meta
             .insert(META_NEXT_SEQ, self.next_seq.to_le_bytes().as_slice())?;
         self.meta
@@ -680,9 +688,20 @@ impl<'txn> EntryTables<'txn> {
 }
 
 impl EntryTables<'_> {
+    /// Adds the entries inserted to their collections' counts.
+    fn count_collections(&mut self) -> Result<(), StorageError> {
+        for (c, n) in std::mem::take(&mut self.collection_counts) {
+            let count = self.collections.get(c.as_str())?.map(|v| v.value());
+            self.collections
+                .insert(c.as_str(), count.unwrap_or(0) + n)?;
+        }
+        Ok(())
+    }
+
     /// Writes only the byte counters and the origin's usage (a transaction that recorded
     /// blobs but inserted no entries).
     fn finish_counters_only(mut self) -> Result<(), StorageError> {
+        debug_assert!(self.collection_counts.is_empty(), "entries were inserted");
         add_to_counter(&mut self.meta, META_STORED_BYTES, self.blob_bytes)?;
         if let (Some(origin), true) = (self.origin, self.blob_bytes > 0) {
             let (n, bytes, blobs) = self

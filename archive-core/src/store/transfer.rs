@@ -276,7 +276,7 @@ impl Drop for TransferGuard {
     }
 }
 
-impl Transfer<'_> {
+impl<'s> Transfer<'s> {
     /// Starts a transfer: blobs imported under it ([`Transfer::import_blobs`]) are kept by
     /// `gc` until the guard lets go of them or drops, so blobs received ahead of their entries
     /// are not collected. `gc` runs meanwhile; no peer can hold it off.
@@ -444,59 +444,22 @@ impl Transfer<'_> {
         limit: usize,
         scope: Option<&PeerScope<'_>>,
     ) -> Result<MissingPage, TransferError> {
+        self.content_snapshot()?
+            .missing_content(file, from, limit, scope)
+    }
+
+    /// One read snapshot of the store's content, for asking about many files
+    /// ([`ContentSnapshot::missing_content`]) without a transaction and its tables opened for
+    /// each.
+    pub fn content_snapshot(&self) -> Result<ContentSnapshot<'s>, StorageError> {
         guarded(|| {
-            let tx = self.store.db.begin_read().map_err(StorageError::from)?;
-            let table = tx.open_table(BLOBS).map_err(StorageError::from)?;
-            let packed = tx.open_table(PACKED).map_err(StorageError::from)?;
-            let refs = tx.open_table(BLOB_REFS).map_err(StorageError::from)?;
-            let have = |hash: &Hash| -> Result<bool, StorageError> {
-                Ok(self.has_blob_in(&table, &packed, hash)?
-                    && match scope {
-                        None => true,
-                        Some(s) => s.transfer.holds(hash) || reachable_in(&refs, hash, s.may_read)?,
-                    })
-            };
-            let Some(manifest) = file.manifest else {
-                let blobs = if have(&file.hash)? {
-                    Vec::new()
-                } else {
-                    vec![MissingBlob {
-                        hash: file.hash,
-                        expected: Expected::Size(file.size),
-                    }]
-                };
-                return Ok(MissingPage { blobs, next: None });
-            };
-            if !have(&manifest)? {
-                return Ok(MissingPage {
-                    blobs: vec![MissingBlob {
-                        hash: manifest,
-                        expected: Expected::ManifestOf(*file),
-                    }],
-                    next: None,
-                });
-            }
-            let reader = BlobReader::open(&self.store.files, &tx)?;
-            let bytes = reader.read(&manifest)?;
-            let chunks = self.manifest_reader(file, &manifest, &bytes)?;
-            let count = chunks.chunk_count();
-            let mut page = MissingPage::default();
-            let mut seen = std::collections::HashSet::new();
-            for (i, chunk) in chunks.enumerate().skip(from as usize) {
-                if page.blobs.len() == limit.max(1) {
-                    page.next = Some(i as u64);
-                    break;
-                }
-                let c = chunk.map_err(|e| bad_manifest(file, &manifest, e.to_string()))?;
-                if seen.insert(c.hash) && !have(&c.hash)? {
-                    page.blobs.push(MissingBlob {
-                        hash: c.hash,
-                        expected: Expected::Size(u64::from(c.len)),
-                    });
-                }
-            }
-            debug_assert!(page.next.is_none_or(|n| n < count));
-            Ok(page)
+            let tx = self.store.db.begin_read()?;
+            Ok(ContentSnapshot {
+                transfer: Transfer { store: self.store },
+                reader: BlobReader::open(&self.store.files, &tx)?,
+                refs: tx.open_table(BLOB_REFS)?,
+                files: tx.open_table(FILES)?,
+            })
         })
     }
 
@@ -631,6 +594,7 @@ impl Transfer<'_> {
         // older one the latest, so work it out again until nothing changes.
         let mut verdicts: HashMap<FileRef, Verdict> = HashMap::new();
         let mut complete: Vec<FileRef> = Vec::new();
+        let snapshot = self.content_snapshot()?;
         loop {
             let live: Vec<usize> = (0..entries.len()).filter(|i| ok[*i]).collect();
             let batch: Vec<SignedEntry> = live.iter().map(|i| entries[*i].clone()).collect();
@@ -644,7 +608,7 @@ impl Transfer<'_> {
                 let verdict = match verdicts.get(&f) {
                     Some(v) => v.clone(),
                     None => {
-                        let v = self.content_verdict(&f)?;
+                        let v = snapshot.content_verdict(&f)?;
                         verdicts.insert(f, v.clone());
                         v
                     }
@@ -669,8 +633,7 @@ impl Transfer<'_> {
         }
         complete.sort_by_key(|f| *f.hash.as_bytes());
         complete.dedup();
-        let read = self.store.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.store.files, &read)?;
+        let reader = &snapshot.reader;
         let tx = self.store.db.begin_write().map_err(StorageError::from)?;
         let touched = {
             let mut table = tx.open_table(FILES).map_err(StorageError::from)?;
@@ -720,7 +683,7 @@ impl Transfer<'_> {
                         .is_ok()
                     {
                         let c = e.entry().collection.as_str();
-                        tables.add_refs(c, super::file_blobs(&reader, &f))?;
+                        tables.add_refs(c, super::file_blobs(reader, &f))?;
                         new_files.push(e);
                     }
                 }
@@ -742,7 +705,7 @@ impl Transfer<'_> {
             }
             tables.finish(&clock)?
         };
-        drop((reader, read));
+        drop(snapshot);
         self.store.commit_entries(tx, touched)?;
         Ok(received)
     }
@@ -857,8 +820,90 @@ impl Transfer<'_> {
             Ok(out)
         })
     }
+}
 
-    /// Whether `f`'s content is here and matches it.
+/// One read snapshot of the store's content (see [`Transfer::content_snapshot`]): what is
+/// missing of many files is worked out in one read transaction, its tables opened once.
+pub struct ContentSnapshot<'s> {
+    transfer: Transfer<'s>,
+    reader: BlobReader<'s>,
+    refs: redb::ReadOnlyTable<([u8; 32], &'static str), ()>,
+    files: redb::ReadOnlyTable<[u8; 32], (u64, [u8; 32])>,
+}
+
+impl ContentSnapshot<'_> {
+    /// What [`Transfer::missing_content`] says, as of this snapshot.
+    pub fn missing_content(
+        &self,
+        file: &FileRef,
+        from: u64,
+        limit: usize,
+        scope: Option<&PeerScope<'_>>,
+    ) -> Result<MissingPage, TransferError> {
+        guarded(|| {
+            let have = |hash: &Hash| -> Result<bool, StorageError> {
+                Ok(self.has_blob(hash)?
+                    && match scope {
+                        None => true,
+                        Some(s) => {
+                            s.transfer.holds(hash) || reachable_in(&self.refs, hash, s.may_read)?
+                        }
+                    })
+            };
+            let Some(manifest) = file.manifest else {
+                let blobs = if have(&file.hash)? {
+                    Vec::new()
+                } else {
+                    vec![MissingBlob {
+                        hash: file.hash,
+                        expected: Expected::Size(file.size),
+                    }]
+                };
+                return Ok(MissingPage { blobs, next: None });
+            };
+            if !have(&manifest)? {
+                return Ok(MissingPage {
+                    blobs: vec![MissingBlob {
+                        hash: manifest,
+                        expected: Expected::ManifestOf(*file),
+                    }],
+                    next: None,
+                });
+            }
+            let bytes = self.reader.read(&manifest)?;
+            let chunks = self.transfer.manifest_reader(file, &manifest, &bytes)?;
+            let count = chunks.chunk_count();
+            let mut page = MissingPage::default();
+            let mut seen = std::collections::HashSet::new();
+            for (i, chunk) in chunks.enumerate().skip(from as usize) {
+                if page.blobs.len() == limit.max(1) {
+                    page.next = Some(i as u64);
+                    break;
+                }
+                let c = chunk.map_err(|e| bad_manifest(file, &manifest, e.to_string()))?;
+                if seen.insert(c.hash) && !have(&c.hash)? {
+                    page.blobs.push(MissingBlob {
+                        hash: c.hash,
+                        expected: Expected::Size(u64::from(c.len)),
+                    });
+                }
+            }
+            debug_assert!(page.next.is_none_or(|n| n < count));
+            Ok(page)
+        })
+    }
+
+    /// True when the store holds this blob (for a file blob: its file is there, full size).
+    fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
+        match blobs::lookup(&self.reader.blobs, hash)? {
+            None => Ok(false),
+            Some((size, location)) => {
+                blobs::in_place(self.reader.files, &self.reader.packed, hash, size, location)
+            }
+        }
+    }
+
+    /// Whether a received file's content is complete and matches it.
     fn content_verdict(&self, f: &FileRef) -> Result<Verdict, TransferError> {
         if self.file_recorded(f)? {
             return Ok(Verdict::Complete);
@@ -874,10 +919,8 @@ impl Transfer<'_> {
 
     /// True when `files-v1` already records exactly this file (so it was verified before).
     fn file_recorded(&self, f: &FileRef) -> Result<bool, StorageError> {
-        let tx = self.store.db.begin_read()?;
-        let table = tx.open_table(FILES)?;
         let manifest = f.manifest.map(|m| *m.as_bytes()).unwrap_or(NO_MANIFEST);
-        let recorded = table.get(f.hash.as_bytes())?.map(|v| v.value());
+        let recorded = self.files.get(f.hash.as_bytes())?.map(|v| v.value());
         Ok(recorded == Some((f.size, manifest))
             && (f.manifest.is_some() || self.has_blob(&f.hash)?))
     }
@@ -888,8 +931,7 @@ impl Transfer<'_> {
         if !page.blobs.is_empty() {
             return Err(TransferError::ContentMissing { hash: f.hash });
         }
-        let tx = self.store.db.begin_read().map_err(StorageError::from)?;
-        let reader = BlobReader::open(&self.store.files, &tx)?;
+        let reader = &self.reader;
         let mismatch = |detail: String| TransferError::ContentMismatch {
             hash: f.hash,
             detail,
@@ -903,7 +945,7 @@ impl Transfer<'_> {
             }
             Some(m) => {
                 let bytes = reader.read(&m)?;
-                let chunks = self.manifest_reader(f, &m, &bytes)?;
+                let chunks = self.transfer.manifest_reader(f, &m, &bytes)?;
                 let mut hasher = blake3::Hasher::new();
                 for c in chunks {
                     let c = c.map_err(|e| bad_manifest(f, &m, e.to_string()))?;
