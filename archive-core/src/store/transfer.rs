@@ -895,12 +895,8 @@ impl ContentSnapshot<'_> {
 
     /// True when the store holds this blob (for a file blob: its file is there, full size).
     fn has_blob(&self, hash: &Hash) -> Result<bool, StorageError> {
-        match blobs::lookup(&self.reader.blobs, hash)? {
-            None => Ok(false),
-            Some((size, location)) => {
-                blobs::in_place(self.reader.files, &self.reader.packed, hash, size, location)
-            }
-        }
+        self.transfer
+            .has_blob_in(&self.reader.blobs, &self.reader.packed, hash)
     }
 
     /// Whether a received file's content is complete and matches it.
