@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
 pub use collection::Collection;
@@ -550,16 +550,25 @@ impl<'txn> EntryTables<'txn> {
         keep_voucher: bool,
     ) -> Result<Inserted, StorageError> {
         let id = *entry.id().as_bytes();
-        if self.entries.get(&id)?.is_some() {
+        // Inserted first and put back if it was there: one B-tree walk for a new entry (the
+        // common case) instead of a lookup and then an insert.
+        let before = self
+            .entries
+            .insert(&id, entry.encoded())?
+            .map(|old| old.value().to_vec());
+        if let Some(old) = before {
+            // Known: kept exactly as it was stored (the same body, perhaps another voucher).
+            self.entries.insert(&id, old.as_slice())?;
             return Ok(Inserted::Known);
         }
-        if self.denied.get(&id)?.is_some() {
+        // The deny list's length is in its root: an empty list costs no walk.
+        if !self.denied.is_empty()? && self.denied.get(&id)?.is_some() {
+            self.entries.remove(&id)?;
             return Ok(Inserted::Denied);
         }
         let e = entry.entry();
         let (c, k) = (e.collection.as_str(), e.key.as_str());
         let version = (e.time.raw(), id);
-        self.entries.insert(&id, entry.encoded())?;
         match self.collection_counts.get_mut(c) {
             Some(n) => *n += 1,
             None => {
@@ -582,9 +591,10 @@ impl<'txn> EntryTables<'txn> {
         }
         self.charged += entry.storage_charge();
         self.count += 1;
-        let current = self.views.get((c, k))?.map(|v| v.value());
-        if current.is_none_or(|cur| version > cur) {
-            self.views.insert((c, k), version)?;
+        // Also inserted first: the newer version stays (put back if it was already there).
+        let current = self.views.insert((c, k), version)?.map(|v| v.value());
+        if let Some(cur) = current.filter(|cur| *cur > version) {
+            self.views.insert((c, k), cur)?;
         }
         Ok(Inserted::New)
     }
