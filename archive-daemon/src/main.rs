@@ -35,12 +35,15 @@ fn main() -> ExitCode {
 /// At most two glibc malloc arenas. By default glibc gives each thread that allocates its own
 /// arena, up to eight per core, and keeps what is freed in each: a sync of 10^6 entries then
 /// held 440 MB where one arena needed 190 MB (benches `sync-memory`). Two arenas keep most of
-/// the concurrency of a 2-core Pi.
+/// the concurrency of a 2-core Pi. The mmap threshold is fixed at 128 KiB: left to adjust
+/// itself it grows to 32 MiB, and the large buffers of a pull then stay in the heap once
+/// freed (ARCHITECTURE.md, "Process memory").
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes a setting of the allocator; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

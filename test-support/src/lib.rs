@@ -26,6 +26,7 @@ pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes a setting of the allocator.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
