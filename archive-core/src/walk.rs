@@ -161,8 +161,10 @@ pub(crate) fn walk(path: &Path, as_key: Option<&str>) -> Result<Walk, AddError> 
             reason: kind_of(&meta).into(),
         });
     }
-    walk.found.sort_by(|a, b| a.key.cmp(&b.key));
-    walk.empty_folders.sort_by(|a, b| a.key.cmp(&b.key));
+    // Keys are distinct (one per path), so an unstable sort gives the one order.
+    walk.found.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    walk.empty_folders
+        .sort_unstable_by(|a, b| a.key.cmp(&b.key));
     Ok(walk)
 }
 
@@ -303,11 +305,11 @@ fn read_folder(folder: Folder, walk: &mut Walk, subdirs: &mut Vec<Folder>) -> Re
             return Ok(());
         }
     };
-    let mut children: Vec<_> = entries.collect::<Result<_, _>>().map_err(read_err)?;
-    children.sort_by_key(|e| e.file_name());
+    // In the order the folder lists them: what is found is sorted once, by key, at the end.
+    let children: Vec<_> = entries.collect::<Result<_, _>>().map_err(read_err)?;
     for child in children {
         let path = child.path();
-        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+        let Ok(name) = child.file_name().into_string() else {
             walk.skipped.push(Skipped {
                 path,
                 reason: "name is not valid UTF-8".into(),
