@@ -3,6 +3,7 @@
 //! layer's fault points, `ARCHIVE_FAULT_ABORT_AT`), and kill -9 at random moments, which also
 //! lands between the steps.
 
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -186,4 +187,110 @@ fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
         a.ok(&["gc"]);
         assert!(a.ok(&["verify"]).contains("all intact"), "{what}");
     }
+}
+
+/// A store whose `gc` both removes dead content and rewrites a pack: a tree added, then most
+/// of it (the large files, whose chunks fill the pack) removed. Returns the tree the store
+/// still shows.
+fn store_for_gc_cuts(a: &Archive, src: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree_for_cuts(src);
+    a.ok(&["add", src.to_str().unwrap()]);
+    a.ok(&["rm", "-r", "src/big"]);
+    let mut kept = read_tree(src);
+    kept.retain(|path, _| !path.starts_with("big/"));
+    kept
+}
+
+#[test]
+fn a_gc_cut_at_every_write_step_loses_nothing_and_the_next_gc_completes() {
+    let work = tempfile::tempdir().unwrap();
+
+    // Count the steps of an uninterrupted gc.
+    let probe = Archive::initialised();
+    let src = probe.path("src");
+    let kept = store_for_gc_cuts(&probe, &src);
+    let packs_before = folder_bytes(&probe.data_dir().join("packs"));
+    let log = work.path().join("steps.log");
+    let out = probe
+        .command(&["gc", "--json"])
+        .env("ARCHIVE_FAULT_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["packs_rewritten"], 1, "{report}");
+    let packs_after = folder_bytes(&probe.data_dir().join("packs"));
+    assert!(
+        packs_after * 2 < packs_before,
+        "packs: {packs_before} bytes before gc, {packs_after} after"
+    );
+    let steps = logged_steps(&log);
+    for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
+        assert!(
+            steps.iter().any(|s| s == kind),
+            "the gc never passed {kind}: {steps:?}"
+        );
+    }
+    drop(probe);
+    eprintln!("cutting gc at each of its {} write steps", steps.len());
+
+    for cut in 1..=steps.len() {
+        let a = Archive::initialised();
+        let src = a.path("src");
+        let kept = store_for_gc_cuts(&a, &src);
+        let log = work.path().join(format!("gc-cut-{cut}.log"));
+        let out = a
+            .command(&["gc"])
+            .env("ARCHIVE_FAULT_ABORT_AT", cut.to_string())
+            .env("ARCHIVE_FAULT_LOG", &log)
+            .output()
+            .unwrap();
+        let what = format!("gc cut at step {cut} ({})", steps[cut - 1]);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{what}: {:?}",
+            out.status
+        );
+        assert_eq!(
+            logged_steps(&log).len(),
+            cut,
+            "{what}: stopped at another step"
+        );
+        // Nothing the view shows was lost, and the store checks out as it was left.
+        let verify = a.run(&["verify"]);
+        assert!(
+            verify.status.success(),
+            "{what}: verify failed: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let out_dir = a.path(&format!("out-{cut}"));
+        a.ok(&["export", out_dir.to_str().unwrap()]);
+        assert_eq!(read_tree(&out_dir.join("src")), kept, "{what}");
+        // The next gc finishes the job: the space is given back and all is intact.
+        a.ok(&["gc"]);
+        assert!(a.ok(&["verify"]).contains("all intact"), "{what}");
+        assert_eq!(
+            folder_bytes(&a.data_dir().join("packs")),
+            packs_after,
+            "{what}: the packs after a second gc"
+        );
+        let again = a.path(&format!("again-{cut}"));
+        a.ok(&["export", again.to_str().unwrap()]);
+        assert_eq!(read_tree(&again.join("src")), kept, "{what}");
+    }
+    assert_eq!(kept.len(), 7, "the small files and medium.bin stay");
+}
+
+/// Bytes of the files directly in `dir`.
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
 }

@@ -10,6 +10,7 @@ use crate::blobs::BlobReader;
 use crate::clock::{Timestamp, MAX_ENTRY_MILLIS};
 use crate::entry::{EntryId, EntryValue, FileRef, SignedEntry};
 use crate::error::{EntryError, ReadError, SnapshotError, StorageError};
+use crate::fault::{self, Point, WriteStep};
 use crate::format::layout::{
     BLOBS, BLOB_REFS, COLLECTIONS, ENTRIES, FILES, HISTORY, INLINE_BLOBS, LOCATION_FILE, META,
     META_CLOCK, META_STORED_BYTES, OUTBOARDS, PACKED, SNAPSHOTS,
@@ -421,7 +422,9 @@ impl Store {
                 report.bytes_freed,
             )?;
         }
+        fault::point(Point::Write(WriteStep::Commit));
         tx.commit()?;
+        fault::point(Point::Write(WriteStep::Committed));
         for path in doomed_files {
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -526,7 +529,9 @@ impl Store {
                 }
             }
         }
+        fault::point(Point::Write(WriteStep::Commit));
         tx.commit()?;
+        fault::point(Point::Write(WriteStep::Committed));
         Ok(true)
     }
 
