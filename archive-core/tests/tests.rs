@@ -5,6 +5,7 @@ mod common;
 mod corruption;
 mod entries;
 mod file_meta;
+mod fuzz_seeds;
 mod gc;
 mod open;
 mod purge;
