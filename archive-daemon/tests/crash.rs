@@ -109,13 +109,48 @@ fn tree_for_cuts(src: &Path) {
     write_file(&src.join("big/copy-of-a.bin"), &pseudo_random(3 << 20, 41));
 }
 
-/// The write steps `archive add` logged, one `N Step` per line.
+/// The write steps a command logged, one `N Step` per line.
 fn logged_steps(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
         .map(|l| l.split_once(' ').expect("`N Step` lines").1.to_owned())
         .collect()
+}
+
+/// The steps an uncut `command` logged to `log`; it must have passed every kind of write step
+/// (or cutting it would not test them all).
+fn every_kind_of_step(log: &Path, command: &str) -> Vec<String> {
+    let steps = logged_steps(log);
+    for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
+        assert!(
+            steps.iter().any(|s| s == kind),
+            "the {command} never passed {kind}: {steps:?}"
+        );
+    }
+    steps
+}
+
+/// Runs `args` in `a`'s store, aborted at its `cut`-th write step: the process must die at
+/// exactly that step, not before and not after.
+fn cut_at(a: &Archive, args: &[&str], cut: usize, log: &Path, what: &str) {
+    let out = a
+        .command(args)
+        .env("ARCHIVE_FAULT_ABORT_AT", cut.to_string())
+        .env("ARCHIVE_FAULT_LOG", log)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{what}: not aborted: {:?}",
+        out.status
+    );
+    assert_eq!(
+        logged_steps(log).len(),
+        cut,
+        "{what}: stopped at another step"
+    );
 }
 
 #[test]
@@ -138,39 +173,20 @@ fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let steps = logged_steps(&log);
-    for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
-        assert!(
-            steps.iter().any(|s| s == kind),
-            "the add never passed {kind}: {steps:?}"
-        );
-    }
+    let steps = every_kind_of_step(&log, "add");
     drop(probe);
     eprintln!("cutting add at each of its {} write steps", steps.len());
 
     for cut in 1..=steps.len() {
         let a = Archive::initialised();
-        let log = work.path().join(format!("cut-{cut}.log"));
-        let out = a
-            .command(&["add", src_str])
-            .env("ARCHIVE_FAULT_ABORT_AT", cut.to_string())
-            .env("ARCHIVE_FAULT_LOG", &log)
-            .output()
-            .unwrap();
-        // The process died at exactly the chosen step, not before and not after.
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGABRT),
-            "cut {cut} ({}): add was not aborted: {:?}",
-            steps[cut - 1],
-            out.status
-        );
-        assert_eq!(
-            logged_steps(&log).len(),
-            cut,
-            "cut {cut}: the add stopped at another step"
-        );
         let what = format!("cut at step {cut} ({})", steps[cut - 1]);
+        cut_at(
+            &a,
+            &["add", src_str],
+            cut,
+            &work.path().join(format!("cut-{cut}.log")),
+            &what,
+        );
         let verify = a.run(&["verify"]);
         assert!(
             verify.status.success(),
@@ -228,13 +244,7 @@ fn a_gc_cut_at_every_write_step_loses_nothing_and_the_next_gc_completes() {
         packs_after * 2 < packs_before,
         "packs: {packs_before} bytes before gc, {packs_after} after"
     );
-    let steps = logged_steps(&log);
-    for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
-        assert!(
-            steps.iter().any(|s| s == kind),
-            "the gc never passed {kind}: {steps:?}"
-        );
-    }
+    let steps = every_kind_of_step(&log, "gc");
     drop(probe);
     eprintln!("cutting gc at each of its {} write steps", steps.len());
 
@@ -242,24 +252,13 @@ fn a_gc_cut_at_every_write_step_loses_nothing_and_the_next_gc_completes() {
         let a = Archive::initialised();
         let src = a.path("src");
         let kept = store_for_gc_cuts(&a, &src);
-        let log = work.path().join(format!("gc-cut-{cut}.log"));
-        let out = a
-            .command(&["gc"])
-            .env("ARCHIVE_FAULT_ABORT_AT", cut.to_string())
-            .env("ARCHIVE_FAULT_LOG", &log)
-            .output()
-            .unwrap();
         let what = format!("gc cut at step {cut} ({})", steps[cut - 1]);
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGABRT),
-            "{what}: {:?}",
-            out.status
-        );
-        assert_eq!(
-            logged_steps(&log).len(),
+        cut_at(
+            &a,
+            &["gc"],
             cut,
-            "{what}: stopped at another step"
+            &work.path().join(format!("gc-cut-{cut}.log")),
+            &what,
         );
         // Nothing the view shows was lost, and the store checks out as it was left.
         let verify = a.run(&["verify"]);
