@@ -118,21 +118,32 @@ fn logged_steps(log: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The steps an uncut `command` logged to `log`; it must have passed every kind of write step
-/// (or cutting it would not test them all).
-fn every_kind_of_step(log: &Path, command: &str) -> Vec<String> {
+/// Runs `args` uncut in `a`'s store, logging its write steps to `log`: its output and the
+/// steps, which must include every kind of write step (or cutting it would not test them all).
+fn uncut_steps(a: &Archive, args: &[&str], log: &Path) -> (Vec<u8>, Vec<String>) {
+    let out = a
+        .command(args)
+        .env("ARCHIVE_FAULT_LOG", log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let steps = logged_steps(log);
     for kind in ["BlobAppended", "PacksDurable", "Commit", "Committed"] {
         assert!(
             steps.iter().any(|s| s == kind),
-            "the {command} never passed {kind}: {steps:?}"
+            "`{}` never passed {kind}: {steps:?}",
+            args.join(" ")
         );
     }
-    steps
+    (out.stdout, steps)
 }
 
 /// Runs `args` in `a`'s store, aborted at its `cut`-th write step: the process must die at
-/// exactly that step, not before and not after.
+/// exactly that step, not before and not after, and leave a store that verifies.
 fn cut_at(a: &Archive, args: &[&str], cut: usize, log: &Path, what: &str) {
     let out = a
         .command(args)
@@ -151,6 +162,14 @@ fn cut_at(a: &Archive, args: &[&str], cut: usize, log: &Path, what: &str) {
         cut,
         "{what}: stopped at another step"
     );
+    // The store checks out as the cut left it.
+    let verify = a.run(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{what}: verify failed: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 #[test]
@@ -162,18 +181,7 @@ fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
 
     // Count the steps of an uninterrupted add of the tree into an empty store.
     let probe = Archive::initialised();
-    let log = work.path().join("steps.log");
-    let out = probe
-        .command(&["add", src_str])
-        .env("ARCHIVE_FAULT_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let steps = every_kind_of_step(&log, "add");
+    let (_, steps) = uncut_steps(&probe, &["add", src_str], &work.path().join("steps.log"));
     drop(probe);
     eprintln!("cutting add at each of its {} write steps", steps.len());
 
@@ -186,13 +194,6 @@ fn an_add_cut_at_every_write_step_leaves_a_store_that_verifies_and_completes() {
             cut,
             &work.path().join(format!("cut-{cut}.log")),
             &what,
-        );
-        let verify = a.run(&["verify"]);
-        assert!(
-            verify.status.success(),
-            "{what}: verify failed: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            String::from_utf8_lossy(&verify.stderr)
         );
         // Whatever the cut left is either whole or absent: every listed file exports intact.
         a.ok(&["add", src_str]);
@@ -226,25 +227,14 @@ fn a_gc_cut_at_every_write_step_loses_nothing_and_the_next_gc_completes() {
     let src = probe.path("src");
     let kept = store_for_gc_cuts(&probe, &src);
     let packs_before = folder_bytes(&probe.data_dir().join("packs"));
-    let log = work.path().join("steps.log");
-    let out = probe
-        .command(&["gc", "--json"])
-        .env("ARCHIVE_FAULT_LOG", &log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (stdout, steps) = uncut_steps(&probe, &["gc", "--json"], &work.path().join("steps.log"));
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(report["packs_rewritten"], 1, "{report}");
     let packs_after = folder_bytes(&probe.data_dir().join("packs"));
     assert!(
         packs_after * 2 < packs_before,
         "packs: {packs_before} bytes before gc, {packs_after} after"
     );
-    let steps = every_kind_of_step(&log, "gc");
     drop(probe);
     eprintln!("cutting gc at each of its {} write steps", steps.len());
 
@@ -260,14 +250,7 @@ fn a_gc_cut_at_every_write_step_loses_nothing_and_the_next_gc_completes() {
             &work.path().join(format!("gc-cut-{cut}.log")),
             &what,
         );
-        // Nothing the view shows was lost, and the store checks out as it was left.
-        let verify = a.run(&["verify"]);
-        assert!(
-            verify.status.success(),
-            "{what}: verify failed: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            String::from_utf8_lossy(&verify.stderr)
-        );
+        // Nothing the view shows was lost.
         let out_dir = a.path(&format!("out-{cut}"));
         a.ok(&["export", out_dir.to_str().unwrap()]);
         assert_eq!(read_tree(&out_dir.join("src")), kept, "{what}");
