@@ -87,7 +87,7 @@ struct Pull<'a> {
     /// The peer's read access: content it may not read must come from it.
     read: Access,
     /// Keeps the blobs of the batch being worked on from gc until its entries are stored:
-    /// one guard per batch (see [`Pull::for_batch`]).
+    /// one guard per batch.
     transfer: Arc<TransferGuard>,
     counters: &'a Counters,
     /// The share of the peer this pull works for (taking its offer), whose slots its store
@@ -98,15 +98,6 @@ struct Pull<'a> {
 impl Pull<'_> {
     fn share(&self) -> Option<&PeerShare> {
         self.share.as_deref()
-    }
-
-    /// The same pull with a transfer guard of its own, for one batch: the blobs fetched for
-    /// the next batch while this one is stored stay pinned when this one lets go of its own.
-    fn for_batch(&self) -> Self {
-        Pull {
-            transfer: Arc::new(self.node.store().transfer().begin()),
-            ..self.clone()
-        }
     }
 }
 
@@ -140,18 +131,21 @@ pub(crate) async fn pull<C: PeerStreams>(
         .policy(&remote)
         .map(|p| p.read)
         .unwrap_or_else(|| Access::Only(Default::default()));
-    let p = Pull {
+    // Each batch has a transfer guard of its own: the blobs fetched for the next batch while
+    // one is stored stay pinned when that one lets go of its own.
+    let peer = peer_id(&remote);
+    let batch_pull = || Pull {
         node,
-        peer: peer_id(&remote),
-        read,
+        peer,
+        read: read.clone(),
         transfer: Arc::new(node.store().transfer().begin()),
         counters,
-        share,
+        share: share.clone(),
     };
     let mut report = PullReport::default();
     let (kept, denied) = node
         .reads
-        .run(p.share(), move |store| {
+        .run(share.as_deref(), move |store| {
             let denied = store.transfer().drop_denied(&mut ids)?;
             Ok((ids, denied))
         })
@@ -177,7 +171,7 @@ pub(crate) async fn pull<C: PeerStreams>(
             if ids.is_empty() {
                 return Ok(None);
             }
-            let b = p.for_batch();
+            let b = batch_pull();
             let (entries, held) =
                 fetch_entry_batch(&b, conn, collection, &mut ids, &mut prepared_report).await?;
             prepare_batch(b, conn, entries, held, &mut prepared_report)
