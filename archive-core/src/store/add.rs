@@ -299,7 +299,7 @@ impl Store {
                 .chunks(per_thread)
                 .map(|files| {
                     scope.spawn(move || {
-                        let lookup = QuickLookup::open(self)?;
+                        let mut lookup = QuickLookup::open(self)?;
                         files
                             .iter()
                             .map(|file| match quick_key(file) {

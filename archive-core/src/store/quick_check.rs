@@ -7,10 +7,12 @@
 //! second change in the same timestamp tick would leave its `stat` equal (git's "racily clean"
 //! files).
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fs::Metadata;
 use std::path::Path;
 
-use redb::{ReadOnlyTable, ReadableDatabase};
+use redb::{AccessGuard, ReadOnlyTable, ReadableDatabase};
 
 use super::{decode_stored_entry, Store};
 use crate::blobs;
@@ -140,11 +142,77 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// Rows stepped over before a lookup in ascending order seeks from the root instead.
+const MAX_STEPS: usize = 8;
+
+/// Lookups in one table with keys that come in ascending order (the files of an add are
+/// sorted by key, and their path keys ascend with them): each steps along the leaves from the
+/// row the one before found, instead of walking down from the root, and seeks afresh after a
+/// few steps. A key below the one looked up before may be reported absent; for the quick
+/// check that only means the file is read again.
+struct Ascending<K: redb::Key + 'static, V: redb::Value + 'static> {
+    rows: Option<redb::Range<'static, K, V>>,
+    /// The first row at or after the key looked up last; `None` past the end.
+    row: Option<(AccessGuard<'static, K>, AccessGuard<'static, V>)>,
+}
+
+impl<K: redb::Key + 'static, V: redb::Value + 'static> Ascending<K, V> {
+    fn new() -> Self {
+        Ascending {
+            rows: None,
+            row: None,
+        }
+    }
+
+    /// The row at `want`; `order` tells how a row's key compares with `want`.
+    fn get<'w>(
+        &mut self,
+        table: &ReadOnlyTable<K, V>,
+        want: impl Borrow<K::SelfType<'w>> + 'w,
+        order: impl Fn(K::SelfType<'_>) -> Ordering,
+    ) -> Result<Option<&AccessGuard<'static, V>>, StorageError> {
+        let mut steps = 0;
+        let stepped_to = loop {
+            let Some(rows) = &mut self.rows else {
+                break None;
+            };
+            let Some((key, _)) = &self.row else {
+                return Ok(None);
+            };
+            match order(key.value()) {
+                Ordering::Equal => break Some(true),
+                Ordering::Greater => break Some(false),
+                Ordering::Less if steps < MAX_STEPS => {
+                    steps += 1;
+                    self.row = rows.next().transpose()?;
+                }
+                Ordering::Less => break None,
+            }
+        };
+        let hit = match stepped_to {
+            Some(hit) => hit,
+            None => {
+                let mut rows = table.range(want..)?;
+                self.row = rows.next().transpose()?;
+                self.rows = Some(rows);
+                match &self.row {
+                    Some((key, _)) => order(key.value()) == Ordering::Equal,
+                    None => false,
+                }
+            }
+        };
+        Ok(self.row.as_ref().filter(|_| hit).map(|(_, value)| value))
+    }
+}
+
 /// The tables the quick check reads, in one read transaction that `add` renews after each
 /// batch it commits (so no transaction outlives a batch, and the rows it just wrote are seen).
 pub(super) struct QuickLookup {
     /// `None` in a store created before the quick check and not yet written by this build.
     quick: Option<ReadOnlyTable<&'static [u8], QuickCheckRow>>,
+    /// Where [`QuickLookup::holds_unread`]'s ascending lookups are in `quick` and `views`.
+    quick_rows: Ascending<&'static [u8], QuickCheckRow>,
+    view_rows: Ascending<(&'static str, &'static str), (u64, [u8; 32])>,
     views: ReadOnlyTable<(&'static str, &'static str), (u64, [u8; 32])>,
     entries: ReadOnlyTable<[u8; 32], &'static [u8]>,
     blobs: ReadOnlyTable<[u8; 32], (u64, u8)>,
@@ -162,6 +230,8 @@ impl QuickLookup {
             };
             Ok(QuickLookup {
                 quick,
+                quick_rows: Ascending::new(),
+                view_rows: Ascending::new(),
                 views: tx.open_table(VIEWS)?,
                 entries: tx.open_table(ENTRIES)?,
                 blobs: tx.open_table(BLOBS)?,
@@ -190,26 +260,18 @@ impl QuickLookup {
         let Some(quick) = &self.quick else {
             return Ok(None);
         };
-        let Some(row) = quick.get(path_key)? else {
-            return Ok(None);
-        };
-        let (dev, ino, size, mtime_ns, ctime_ns, hash, entry) = row.value();
-        let then = FileStat {
-            dev,
-            ino,
-            size,
-            mtime_ns,
-            ctime_ns,
-        };
-        Ok((then == *stat).then(|| (Hash::from_bytes(hash), entry)))
+        Ok(quick
+            .get(path_key)?
+            .and_then(|row| unchanged(row.value(), stat)))
     }
 
     /// True when `key` of `collection` already holds the content of the file at `path_key`,
     /// known without reading it: its `stat` matches what the quick check recorded, the view
     /// holds that content with the file's `meta`, and the content is still in the store (a blob lost to damage is
-    /// read and written again instead).
+    /// read and written again instead). Files are asked about in ascending order of key (and
+    /// so of path key): see [`Ascending`].
     pub(super) fn holds_unread(
-        &self,
+        &mut self,
         store: &Store,
         collection: &str,
         key: &str,
@@ -218,14 +280,26 @@ impl QuickLookup {
         meta: &FileMeta,
     ) -> Result<bool, StorageError> {
         super::guarded(|| {
-            let Some((hash, entry)) = self.unchanged_row(path_key, stat)? else {
+            let Some(quick) = &self.quick else {
+                return Ok(false);
+            };
+            let row = self
+                .quick_rows
+                .get(quick, path_key, |k: &[u8]| k.cmp(path_key))?
+                .and_then(|row| unchanged(row.value(), stat));
+            let Some((hash, entry)) = row else {
                 return Ok(false);
             };
             let size = stat.size;
-            let Some(view) = self.views.get((collection, key))? else {
+            let view = self
+                .view_rows
+                .get(&self.views, (collection, key), |(c, k): (&str, &str)| {
+                    (c, k).cmp(&(collection, key))
+                })?
+                .map(|v| v.value());
+            let Some((_, id)) = view else {
                 return Ok(false);
             };
-            let (_, id) = view.value();
             if id == entry && size <= INLINE_MAX {
                 // The key holds the very entry this row was written with, and the content is
                 // small enough to live inside the database (recorded with that entry): done.
@@ -253,6 +327,20 @@ impl QuickLookup {
     }
 }
 
+/// The recorded hash and entry (zeros: none) of a quick-check row, if `stat` is still the one
+/// recorded in it.
+fn unchanged(row: QuickCheckRow, stat: &FileStat) -> Option<(Hash, [u8; 32])> {
+    let (dev, ino, size, mtime_ns, ctime_ns, hash, entry) = row;
+    let then = FileStat {
+        dev,
+        ino,
+        size,
+        mtime_ns,
+        ctime_ns,
+    };
+    (then == *stat).then(|| (Hash::from_bytes(hash), entry))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -263,6 +351,36 @@ mod tests {
     use crate::NoProgress;
 
     proptest::proptest! {
+        /// Lookups in ascending order find exactly what `get` finds, whatever the gaps
+        /// between the keys asked (stepped over or sought afresh).
+        #[test]
+        fn ascending_lookups_find_what_get_finds(
+            keys in proptest::collection::btree_set(0u64..400, 0..200),
+            asked in proptest::collection::btree_set(0u64..420, 0..100),
+        ) {
+            const TABLE: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+            let dir = tempfile::tempdir().unwrap();
+            let db = redb::Database::create(dir.path().join("db")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(TABLE).unwrap();
+                for k in &keys {
+                    table.insert(k, k * 3).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            let table = db.begin_read().unwrap().open_table(TABLE).unwrap();
+            let mut rows = Ascending::new();
+            for want in asked {
+                let stepped = rows
+                    .get(&table, want, |k: u64| k.cmp(&want))
+                    .unwrap()
+                    .map(|v| v.value());
+                let got = table.get(want).unwrap().map(|v| v.value());
+                proptest::prop_assert_eq!(stepped, got, "key {}", want);
+            }
+        }
+
         /// The byte-wise way of `path_key` gives exactly the bytes of the general way, for
         /// paths made as the walk makes them and for odd ones (`.`, `..`, doubled and
         /// trailing separators, a file outside `given`).
