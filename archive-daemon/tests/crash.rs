@@ -66,13 +66,7 @@ fn sigkill_during_add_never_leaves_a_broken_store() {
         } else {
             interrupted += 1;
         }
-        let out = a.run(&["verify"]);
-        assert!(
-            out.status.success(),
-            "round {rounds} (killed after {delay:?}): verify failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_verifies(&a, &format!("round {rounds} (killed after {delay:?})"));
         // Remove what was added, so the next kill hits fresh work again; the last kill's
         // partial work stays for the final add to complete.
         if interrupted < KILLS_MID_ADD {
@@ -163,6 +157,11 @@ fn cut_at(a: &Archive, args: &[&str], cut: usize, log: &Path, what: &str) {
         "{what}: stopped at another step"
     );
     // The store checks out as the cut left it.
+    assert_verifies(a, what);
+}
+
+/// `archive verify` of `a`'s store passes (its output is in the message if not).
+fn assert_verifies(a: &Archive, what: &str) {
     let verify = a.run(&["verify"]);
     assert!(
         verify.status.success(),
