@@ -66,10 +66,10 @@ pub struct MessageFields {
     /// is named by the signing server and this account, so no server can write as a person
     /// of another.
     pub person: Option<String>,
-    /// The entry this one answers.
-    pub reply_to: Option<EntryId>,
-    /// The entry this one replaces (an edit).
-    pub edit_of: Option<EntryId>,
+    /// The entry this one answers, by its key (time and id: what a store finds an entry by).
+    pub reply_to: Option<crate::sync::SyncKey>,
+    /// The entry this one replaces (an edit), by its key.
+    pub edit_of: Option<crate::sync::SyncKey>,
 }
 
 /// An entry as its author wrote it, before or after signing.
@@ -270,6 +270,14 @@ impl SignedEntry {
         self.id
     }
 
+    /// Its key in the store and in sync: its time, then its id.
+    pub fn sync_key(&self) -> crate::sync::SyncKey {
+        crate::sync::SyncKey {
+            time: self.entry().time.raw(),
+            id: self.id,
+        }
+    }
+
     /// The canonical encoding (body, then signature).
     pub fn encoded(&self) -> &[u8] {
         &self.encoded
@@ -357,8 +365,8 @@ impl EntryBodyV2<'_> {
                 },
             },
             person: entry.message.person.as_deref(),
-            reply_to: entry.message.reply_to.map(|id| *id.as_bytes()),
-            edit_of: entry.message.edit_of.map(|id| *id.as_bytes()),
+            reply_to: entry.message.reply_to.map(|k| (k.time, *k.id.as_bytes())),
+            edit_of: entry.message.edit_of.map(|k| (k.time, *k.id.as_bytes())),
         }
     }
 
@@ -392,10 +400,18 @@ impl EntryBodyV2<'_> {
             },
             message: MessageFields {
                 person: self.person.map(str::to_owned),
-                reply_to: self.reply_to.map(EntryId::from_bytes),
-                edit_of: self.edit_of.map(EntryId::from_bytes),
+                reply_to: self.reply_to.map(key_of),
+                edit_of: self.edit_of.map(key_of),
             },
         }
+    }
+}
+
+/// A (time, id) pair of the encoding as a key.
+fn key_of((time, id): (u64, [u8; 32])) -> crate::sync::SyncKey {
+    crate::sync::SyncKey {
+        time,
+        id: EntryId::from_bytes(id),
     }
 }
 

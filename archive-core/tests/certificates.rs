@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use archive_core::sync::SyncKey;
 use archive_core::{
     Certificate, EntryError, EntryId, NoProgress, Outgoing, PeerId, Refusal, SecretKey,
     SignedEntry, Store,
@@ -55,8 +56,8 @@ fn broken_signature(encoded: &[u8]) -> Vec<u8> {
     bad
 }
 
-fn ids(entries: &[SignedEntry]) -> Vec<EntryId> {
-    entries.iter().map(SignedEntry::id).collect()
+fn ids(entries: &[SignedEntry]) -> Vec<SyncKey> {
+    entries.iter().map(SignedEntry::sync_key).collect()
 }
 
 #[test]
@@ -172,11 +173,11 @@ fn a_certificate_is_kept_only_for_enough_of_its_entries_and_the_rest_are_checked
     assert_eq!(r.refused.len(), 1);
     assert_eq!(r.refused[0].id, broken.id());
     assert_eq!(r.refused[0].reason, Refusal::BadSignature);
-    assert!(b.entry(&broken.id()).unwrap().is_none());
+    assert!(b.entry(&broken.sync_key()).unwrap().is_none());
     // B holds the intact one by its own signature, and sends it without a certificate.
     let (certs_b, _) = split(
         b.transfer()
-            .entries_to_send("default", &[intact.id()])
+            .entries_to_send("default", &[intact.sync_key()])
             .unwrap(),
     );
     assert!(certs_b.is_empty());
@@ -209,13 +210,14 @@ fn a_certificate_vouches_only_for_its_authors_entries() {
     let broken = broken_signature(&encoded[0]);
     // Another server lists the entry's id in a certificate of its own: that proves nothing.
     let other = SecretKey::from_bytes([7; 32]);
-    let theirs = Arc::new(Certificate::sign(&other, ids(&batch)).unwrap());
+    let batch_ids: Vec<EntryId> = batch.iter().map(SignedEntry::id).collect();
+    let theirs = Arc::new(Certificate::sign(&other, batch_ids.clone()).unwrap());
     assert!(matches!(
         SignedEntry::decode_vouched(&broken, &[theirs]),
         Err(EntryError::BadSignature { .. })
     ));
     // The author's certificate for other ids proves nothing about this one either.
-    let unrelated = Arc::new(Certificate::sign(a.secret_key(), ids(&batch)[1..].to_vec()).unwrap());
+    let unrelated = Arc::new(Certificate::sign(a.secret_key(), batch_ids[1..].to_vec()).unwrap());
     assert!(SignedEntry::decode_vouched(&broken, &[unrelated]).is_err());
 }
 

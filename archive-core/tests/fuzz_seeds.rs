@@ -55,8 +55,8 @@ fn seeds() -> BTreeMap<&'static str, BTreeMap<String, Vec<u8>>> {
     let with_fields = Entry {
         message: MessageFields {
             person: Some("ana".into()),
-            reply_to: Some(message.id()),
-            edit_of: Some(message.id()),
+            reply_to: Some(message.sync_key()),
+            edit_of: Some(message.sync_key()),
         },
         ..message.entry().clone()
     };

@@ -51,9 +51,8 @@ fn reconcile<I: SyncIndex>(
 }
 
 /// The ids of `keys`, ascending: what a finished session's `have()` and `need()` return.
-fn ids(keys: &BTreeSet<SyncKey>) -> Vec<EntryId> {
-    let ids: BTreeSet<EntryId> = keys.iter().map(|k| k.id).collect();
-    ids.into_iter().collect()
+fn ids(keys: &BTreeSet<SyncKey>) -> Vec<SyncKey> {
+    keys.iter().copied().collect()
 }
 
 fn check_exact(a: &BTreeSet<SyncKey>, b: &BTreeSet<SyncKey>, config: ReconcileConfig) -> SyncStats {
@@ -326,7 +325,14 @@ fn garbage_and_hostile_peers_end_the_session_with_an_error() {
     let mut r = Reconciler::new(index, small_frames()).unwrap();
     let big = Message::Ranges(vec![Range {
         upper: Bound::Infinity,
-        mode: Mode::IdList(vec![EntryId::from_bytes([1; 32]); 200]),
+        mode: Mode::IdList(
+            (0..200)
+                .map(|i| SyncKey {
+                    time: i,
+                    id: EntryId::from_bytes([1; 32]),
+                })
+                .collect(),
+        ),
     }])
     .encode();
     assert!(matches!(r.receive(&big), Err(SyncError::Wire(_))));
@@ -416,8 +422,8 @@ impl SyncIndex for BlockStarts {
         out.dedup();
         Ok(out)
     }
-    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
-        self.0.contains_id(id)
+    fn contains(&mut self, key: &SyncKey) -> Result<bool, StorageError> {
+        self.0.contains(key)
     }
     fn added_since(
         &mut self,
@@ -466,10 +472,10 @@ fn regression_the_final_split_is_even_whatever_the_index_prefers() {
 }
 
 /// A difference as a set, ascending (a session lists it in the order it learnt it).
-fn ascending(ids: &[archive_core::EntryId]) -> Vec<archive_core::EntryId> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids
+fn ascending(keys: &[SyncKey]) -> Vec<SyncKey> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys
 }
 
 /// A side that lacks a whole run of entries learns their ids in time order, a range at a time
@@ -487,20 +493,16 @@ fn a_missing_run_is_learnt_in_time_order() {
             config,
             None,
         );
-        let time_of: std::collections::HashMap<EntryId, u64> =
-            all.iter().map(|k| (k.id, k.time)).collect();
-        let times: Vec<u64> = rb.need().iter().map(|id| time_of[id]).collect();
+        let times: Vec<u64> = rb.need().iter().map(|k| k.time).collect();
         assert_eq!(times.len() as u64, n - shared);
         // Places where the list goes back in time: one at most per range learnt in a later
         // round, never one per id as an order by id would give (about half of them).
         let back = times.windows(2).filter(|w| w[1] < w[0]).count();
         assert!(back <= 64, "{n}: {back} steps back in {} ids", times.len());
         // Sorted by id, the same list would step back about every other id.
-        let by_id = ascending(rb.need());
-        let back_by_id = by_id
-            .windows(2)
-            .filter(|w| time_of[&w[1]] < time_of[&w[0]])
-            .count();
+        let mut by_id = rb.need().to_vec();
+        by_id.sort_unstable_by_key(|k| k.id);
+        let back_by_id = by_id.windows(2).filter(|w| w[1].time < w[0].time).count();
         assert!(back_by_id > times.len() / 4);
     }
 }

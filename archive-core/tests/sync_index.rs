@@ -25,7 +25,7 @@ fn entry(key: &SecretKey, collection: &str, n: u64, time: u64) -> SignedEntry {
 }
 
 /// Ids ascending, without repeats: what a finished session's `have()` and `need()` return.
-fn sorted(ids: impl IntoIterator<Item = EntryId>) -> Vec<EntryId> {
+fn sorted(ids: impl IntoIterator<Item = SyncKey>) -> Vec<SyncKey> {
     ids.into_iter()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -223,11 +223,11 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
         match i % 50 {
             0 => {
                 in_a.push(e.clone());
-                only_a.push(e.id())
+                only_a.push(e.sync_key())
             }
             1 => {
                 in_b.push(e.clone());
-                only_b.push(e.id())
+                only_b.push(e.sync_key())
             }
             _ => {
                 in_a.push(e.clone());
@@ -238,16 +238,16 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     a.transfer().insert_entries(&in_a).unwrap();
     b.transfer().insert_entries(&in_b).unwrap();
     let (ra, rb) = run(&a, &b, "lib", None);
-    let set = |v: &Vec<EntryId>| sorted(v.iter().copied());
+    let set = |v: &Vec<SyncKey>| sorted(v.iter().copied());
     assert_eq!(&ascending(ra.have()), &set(&only_a));
     assert_eq!(&ascending(ra.need()), &set(&only_b));
     assert_eq!(&ascending(rb.have()), &set(&only_b));
     assert_eq!(&ascending(rb.need()), &set(&only_a));
 
     // Move the entries both ways, as a sync would, and remember the agreement.
-    let by_id = |ids: &[EntryId]| -> Vec<SignedEntry> {
+    let by_id = |keys: &[SyncKey]| -> Vec<SignedEntry> {
         all.iter()
-            .filter(|e| ids.binary_search(&e.id()).is_ok())
+            .filter(|e| keys.binary_search(&e.sync_key()).is_ok())
             .cloned()
             .collect()
     };
@@ -294,7 +294,7 @@ fn two_stores_reconcile_exactly_then_take_the_fast_path() {
     b.transfer().insert_entries(&more[4..]).unwrap();
     let (ra, rb) = run(&a, &b, "lib", Some(agreement));
     assert_eq!(ra.stats().round_trips(), 1);
-    let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| e.id()));
+    let ids = |r: &[SignedEntry]| sorted(r.iter().map(|e| e.sync_key()));
     assert_eq!(&ascending(ra.have()), &ids(&more[..4]));
     assert_eq!(&ascending(ra.need()), &ids(&more[6..]));
     assert_eq!(&ascending(rb.have()), &ascending(ra.need()));
@@ -343,7 +343,8 @@ fn store_backed_sessions_are_exact_for_every_shape() {
         }
         a.transfer().insert_entries(&in_a).unwrap();
         b.transfer().insert_entries(&in_b).unwrap();
-        let ids = |v: &[SignedEntry]| -> BTreeSet<EntryId> { v.iter().map(|e| e.id()).collect() };
+        let ids =
+            |v: &[SignedEntry]| -> BTreeSet<SyncKey> { v.iter().map(|e| e.sync_key()).collect() };
         let (set_a, set_b) = (ids(&in_a), ids(&in_b));
         let only_a = sorted(set_a.difference(&set_b).copied());
         let only_b = sorted(set_b.difference(&set_a).copied());
@@ -378,7 +379,7 @@ fn store_backed_sessions_are_exact_for_every_shape() {
 }
 
 /// A difference as a set, ascending (a session lists it in the order it learnt it).
-fn ascending(ids: &[archive_core::EntryId]) -> Vec<archive_core::EntryId> {
+fn ascending(ids: &[SyncKey]) -> Vec<SyncKey> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids

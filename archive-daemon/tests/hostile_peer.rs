@@ -200,14 +200,14 @@ impl Hostile {
                     }
                 }
             }
-            Request::GetEntries { ids, .. } => {
+            Request::GetEntries { keys, .. } => {
                 for c in &self.offer.certificates {
                     write_frame(&mut send, &EntryReply::Certificate(c.clone())).await?;
                 }
-                for id in ids {
-                    let reply = match self.offer.entries.get(&id) {
+                for key in keys {
+                    let reply = match self.offer.entries.get(&key.id) {
                         Some(e) => EntryReply::Entry(e.clone()),
-                        None => EntryReply::Missing(id),
+                        None => EntryReply::Missing(key.id),
                     };
                     write_frame(&mut send, &reply).await?;
                 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_core::sync::Reconciler;
-use archive_core::{EntryId, Refused, StoreSyncIndex};
+use archive_core::sync::SyncKey;
+use archive_core::{Refused, StoreSyncIndex};
 use iroh::endpoint::{ConnectOptions, Connection, VarInt};
 use iroh::{Endpoint, EndpointAddr};
 
@@ -121,8 +122,8 @@ pub struct SyncReport {
 
 /// The result of the reconciliation step.
 struct Reconciled {
-    have: Vec<EntryId>,
-    need: Vec<EntryId>,
+    have: Vec<SyncKey>,
+    need: Vec<SyncKey>,
     round_trips: u32,
     bytes: u64,
     ours: Option<Summary>,
@@ -230,14 +231,14 @@ impl Node {
         }
         let mut their_seq = None;
         if options.push && (!r.have.is_empty() || both) {
-            let chunks: Vec<&[EntryId]> = if r.have.is_empty() {
+            let chunks: Vec<&[SyncKey]> = if r.have.is_empty() {
                 vec![&[]]
             } else {
                 r.have.chunks(MAX_OFFER_IDS).collect()
             };
             let n = chunks.len();
-            for (i, ids) in chunks.into_iter().enumerate() {
-                let (entries, seq) = self.offer(conn, c, ids, i + 1 == n).await?;
+            for (i, keys) in chunks.into_iter().enumerate() {
+                let (entries, seq) = self.offer(conn, c, keys, i + 1 == n).await?;
                 report.entries_sent += entries;
                 their_seq = Some(seq);
             }
@@ -274,19 +275,19 @@ impl Node {
         Ok(report)
     }
 
-    /// Offers `ids` to the peer and waits while it fetches them; returns the entries it took
+    /// Offers `keys` to the peer and waits while it fetches them; returns the entries it took
     /// and its insertion counter afterwards.
     async fn offer(
         &self,
         conn: &Connection,
         collection: &str,
-        ids: &[EntryId],
+        keys: &[SyncKey],
         last: bool,
     ) -> Result<(u64, u64), NetError> {
         let (mut send, mut recv) = conn.open_bi().await.map_err(NetError::from)?;
         let offer = Request::Offer {
             collection: collection.to_owned(),
-            ids: ids.to_vec(),
+            keys: keys.to_vec(),
             last,
         };
         write_frame_within(&mut send, &offer, self.limits.timeout).await?;

@@ -46,13 +46,13 @@ pub mod fuzz_api {
 
     use crate::{Counters, NetError, Node, PullReport};
 
-    /// Pulls `ids` of `collection` from a peer whose every answer is `answer(request)`: the
+    /// Pulls `keys` of `collection` from a peer whose every answer is `answer(request)`: the
     /// raw bytes it sends back on that request's stream.
     pub async fn pull_scripted(
         node: &Node,
         peer: iroh::EndpointId,
         collection: &str,
-        ids: Vec<archive_core::EntryId>,
+        keys: Vec<archive_core::sync::SyncKey>,
         answer: impl Fn(&crate::wire::Request) -> Vec<u8> + Send + Sync + 'static,
     ) -> Result<PullReport, NetError> {
         let conn = crate::streams::ScriptedPeer {
@@ -60,7 +60,7 @@ pub mod fuzz_api {
             answer: Arc::new(answer),
         };
         let counters = Counters::default();
-        let pull = crate::pull::pull(node, &conn, collection, ids, &counters, None);
+        let pull = crate::pull::pull(node, &conn, collection, keys, &counters, None);
         crate::node::on_our_task(pull).await
     }
 }

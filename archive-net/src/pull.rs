@@ -27,10 +27,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use archive_core::sync::SyncKey;
 use archive_core::transfer::{check_file_ref, decode_expected, encoded_len, VerifiedBlob};
 use archive_core::{
-    Certificate, DenyReason, EntryId, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId,
-    PeerScope, Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENTRY_CHARGE,
+    Certificate, DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId, PeerScope,
+    Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENTRY_CHARGE,
 };
 use n0_future::{stream, BufferedStreamExt, FuturesUnordered, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -118,7 +119,7 @@ pub(crate) async fn pull<C: PeerStreams>(
     node: &Node,
     conn: &C,
     collection: &str,
-    mut ids: Vec<EntryId>,
+    mut keys: Vec<SyncKey>,
     counters: &Counters,
     share: Option<Arc<PeerShare>>,
 ) -> Result<PullReport, NetError> {
@@ -146,19 +147,19 @@ pub(crate) async fn pull<C: PeerStreams>(
     let (kept, denied) = node
         .reads
         .run(share.as_deref(), move |store| {
-            let denied = store.transfer().drop_denied(&mut ids)?;
-            Ok((ids, denied))
+            let denied = store.transfer().drop_denied(&mut keys)?;
+            Ok((keys, denied))
         })
         .await?;
-    let mut ids = kept;
+    let mut keys = kept;
     report.denied_skipped = denied;
     // Pipelined: while one batch is stored, the next one's entries are fetched and checked
     // and its content fetched; a batch is stored only once the one before it is.
     let mut ready: Option<Prepared> = None;
     loop {
-        // Ids taken off the end of the list give their memory back: the list of a large
-        // first sync (32 MB for a million entries) shrinks as the pull goes.
-        ids.shrink_to_fit();
+        // Keys taken off the end of the list give their memory back: the list of a large
+        // first sync (40 MB for a million entries) shrinks as the pull goes.
+        keys.shrink_to_fit();
         let mut prepared_report = PullReport::default();
         let mut stored_report = PullReport::default();
         let store_ready = async {
@@ -168,12 +169,12 @@ pub(crate) async fn pull<C: PeerStreams>(
             }
         };
         let prepare_next = async {
-            if ids.is_empty() {
+            if keys.is_empty() {
                 return Ok(None);
             }
             let b = batch_pull();
             let (entries, held) =
-                fetch_entry_batch(&b, conn, collection, &mut ids, &mut prepared_report).await?;
+                fetch_entry_batch(&b, conn, collection, &mut keys, &mut prepared_report).await?;
             prepare_batch(b, conn, entries, held, &mut prepared_report)
                 .await
                 .map(Some)
@@ -249,8 +250,8 @@ async fn prepare_batch<'a, C: PeerStreams>(
     let (entries, unfetched) = split_off(entries, &left_out.unfetched);
     report
         .refused
-        .extend(unfetched.into_iter().map(|(id, detail)| Refused {
-            id,
+        .extend(unfetched.into_iter().map(|(key, detail)| Refused {
+            id: key.id,
             reason: Refusal::Unfetchable { detail },
         }));
     // Entries whose file can never be valid: denied, the rest inserted.
@@ -326,25 +327,25 @@ fn insert_chunks(mut entries: Vec<SignedEntry>) -> Vec<Vec<SignedEntry>> {
 /// Puts entries that can never be valid on the deny list, and reports them.
 async fn deny(
     p: &Pull<'_>,
-    invalid: Vec<(EntryId, String)>,
+    invalid: Vec<(SyncKey, String)>,
     report: &mut PullReport,
 ) -> Result<(), NetError> {
     if invalid.is_empty() {
         return Ok(());
     }
-    let ids: Vec<EntryId> = invalid.iter().map(|(id, _)| *id).collect();
+    let keys: Vec<SyncKey> = invalid.iter().map(|(key, _)| *key).collect();
     p.node
         .reads
         .run(p.share(), move |store| {
             Ok(store
                 .transfer()
-                .deny_entries(&ids, DenyReason::InvalidContent)?)
+                .deny_entries(&keys, DenyReason::InvalidContent)?)
         })
         .await?;
     report
         .refused
-        .extend(invalid.into_iter().map(|(id, detail)| Refused {
-            id,
+        .extend(invalid.into_iter().map(|(key, detail)| Refused {
+            id: key.id,
             reason: Refusal::InvalidContent { detail },
         }));
     Ok(())
@@ -354,7 +355,7 @@ async fn deny(
 fn split_off(
     entries: Vec<SignedEntry>,
     bad: &HashMap<FileRef, String>,
-) -> (Vec<SignedEntry>, Vec<(EntryId, String)>) {
+) -> (Vec<SignedEntry>, Vec<(SyncKey, String)>) {
     if bad.is_empty() {
         return (entries, Vec::new());
     }
@@ -362,7 +363,9 @@ fn split_off(
     let mut out = Vec::new();
     for e in entries {
         match e.entry().value {
-            EntryValue::File(f) if bad.contains_key(&f) => out.push((e.id(), bad[&f].clone())),
+            EntryValue::File(f) if bad.contains_key(&f) => {
+                out.push((e.sync_key(), bad[&f].clone()))
+            }
             _ => keep.push(e),
         }
     }
@@ -594,7 +597,7 @@ async fn fetch_entry_batch<C: PeerStreams>(
     p: &Pull<'_>,
     conn: &C,
     collection: &str,
-    ids: &mut Vec<EntryId>,
+    keys: &mut Vec<SyncKey>,
     report: &mut PullReport,
 ) -> Result<(Vec<SignedEntry>, Reservation), NetError> {
     let node = p.node;
@@ -609,11 +612,11 @@ async fn fetch_entry_batch<C: PeerStreams>(
     let batch_limit = node.limits.pull_batch.max(1);
     loop {
         while tasks.len() < node.limits.parallel_fetches.max(1)
-            && !ids.is_empty()
+            && !keys.is_empty()
             && asked < batch_limit
             && bytes < BATCH_ENTRY_BYTES
         {
-            let want = MAX_ENTRY_IDS.min(ids.len()).min(batch_limit - asked);
+            let want = MAX_ENTRY_IDS.min(keys.len()).min(batch_limit - asked);
             let now = Usage::read(node, p.peer).await?;
             let n = held.entries_that_fit(want, &now);
             if n == 0 {
@@ -623,7 +626,7 @@ async fn fetch_entry_batch<C: PeerStreams>(
                 break;
             }
             held.take(n as u64 * MAX_ENTRY_CHARGE, n as u64, &now)?;
-            let request = ids.split_off(ids.len() - n);
+            let request = keys.split_off(keys.len() - n);
             asked += n;
             tasks.push(fetch_entries(
                 conn,
@@ -658,13 +661,13 @@ async fn fetch_entries<C: PeerStreams>(
     conn: &C,
     reads: &crate::node::StoreReads,
     collection: String,
-    batch: Vec<EntryId>,
+    batch: Vec<SyncKey>,
     t: std::time::Duration,
 ) -> Result<(Vec<SignedEntry>, u64, usize), NetError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let request = Request::GetEntries {
         collection: collection.clone(),
-        ids: batch.clone(),
+        keys: batch.clone(),
     };
     crate::wire::write_frame_within(&mut send, &request, t).await?;
     let _ = send.shutdown().await;
@@ -709,7 +712,7 @@ async fn fetch_entries<C: PeerStreams>(
     reads
         .run(None, move |_| {
             let asked = batch.len();
-            let mut wanted: HashSet<EntryId> = batch.into_iter().collect();
+            let mut wanted: HashSet<SyncKey> = batch.into_iter().collect();
             let bytes = raw
                 .iter()
                 .chain(&raw_certificates)
@@ -723,9 +726,9 @@ async fn fetch_entries<C: PeerStreams>(
             let mut entries = Vec::with_capacity(raw.len());
             for bytes in &raw {
                 let e = SignedEntry::decode_vouched(bytes, &certificates)?;
-                if !wanted.remove(&e.id()) {
+                if !wanted.remove(&e.sync_key()) {
                     return Err(NetError::Protocol(format!(
-                        "sent entry {} that was not asked for (or twice)",
+                        "sent entry {} that was not asked for (or twice, or of another time)",
                         e.id()
                     )));
                 }

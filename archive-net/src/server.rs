@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use archive_core::sync::Reconciler;
+use archive_core::sync::SyncKey;
 use archive_core::Outgoing;
-use archive_core::{EntryId, EntryValue, Hash, StoreSyncIndex};
+use archive_core::{EntryValue, Hash, StoreSyncIndex};
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::EndpointId;
@@ -197,18 +198,18 @@ async fn serve_stream(
                 answer_reconcile(node, share, &mut send, &mut recv, asked).await?;
             }
         }
-        Request::GetEntries { collection, ids } => {
+        Request::GetEntries { collection, keys } => {
             if let Err(why) = node.trust.check_read(&peer, &collection) {
                 let refused = EntryReply::Refused(refusal(&peer, why));
                 write_frame_within(&mut send, &refused, t).await?;
-            } else if ids.len() > MAX_ENTRY_IDS {
-                write_frame_within(&mut send, &EntryReply::Refused("too many ids".into()), t)
+            } else if keys.len() > MAX_ENTRY_IDS {
+                write_frame_within(&mut send, &EntryReply::Refused("too many keys".into()), t)
                     .await?;
             } else {
                 let replies = node
                     .reads
                     .run(Some(share), move |store| {
-                        let out = store.transfer().entries_to_send(&collection, &ids)?;
+                        let out = store.transfer().entries_to_send(&collection, &keys)?;
                         Ok(out.into_iter().map(|o| match o {
                             Outgoing::Certificate(bytes) => EntryReply::Certificate(bytes),
                             Outgoing::Entry(bytes) => EntryReply::Entry(bytes),
@@ -240,17 +241,17 @@ async fn serve_stream(
         }
         Request::Offer {
             collection,
-            ids,
+            keys,
             last: _,
         } => {
             if let Err(why) = node.trust.check_write(&peer, &collection) {
                 let refused = OfferReply::Refused(refusal(&peer, why));
                 write_frame_within(&mut send, &refused, t).await?;
-            } else if ids.len() > MAX_OFFER_IDS {
-                write_frame_within(&mut send, &OfferReply::Refused("too many ids".into()), t)
+            } else if keys.len() > MAX_OFFER_IDS {
+                write_frame_within(&mut send, &OfferReply::Refused("too many keys".into()), t)
                     .await?;
             } else {
-                let offer = (collection.as_str(), ids);
+                let offer = (collection.as_str(), keys);
                 take_offer(node, share, conn, &mut send, offer, &state.refused).await?;
             }
         }
@@ -518,14 +519,14 @@ pub(crate) async fn summary<I: archive_core::sync::SyncIndex>(
     if !want {
         return Ok(None);
     }
-    let have: Vec<EntryId> = r.have().to_vec();
+    let have: Vec<SyncKey> = r.have().to_vec();
     let collection = collection.to_owned();
     let s = node
         .reads
         .run(share, move |store| {
             let mut s = Summary::default();
-            for id in have {
-                let Some(e) = store.entry(&id)? else {
+            for key in have {
+                let Some(e) = store.entry(&key)? else {
                     continue;
                 };
                 s.entries += 1;
@@ -550,12 +551,12 @@ async fn take_offer(
     share: &Arc<PeerShare>,
     conn: &Connection,
     send: &mut SendStream,
-    (collection, ids): (&str, Vec<EntryId>),
+    (collection, keys): (&str, Vec<SyncKey>),
     refused: &AtomicU64,
 ) -> Result<(), NetError> {
     let t = node.limits.timeout;
     let counters = Counters::default();
-    let fetch = pull::pull(node, conn, collection, ids, &counters, Some(share.clone()));
+    let fetch = pull::pull(node, conn, collection, keys, &counters, Some(share.clone()));
     tokio::pin!(fetch);
     let mut tick =
         tokio::time::interval((node.limits.timeout / 4).max(std::time::Duration::from_millis(1)));

@@ -21,15 +21,16 @@ pub const ALPN: &[u8] = b"community-archive/sync/2";
 /// version, in words, that the two cannot sync: it is refused with both versions named.
 pub const ALPN_V1: &[u8] = b"community-archive/sync/1";
 
-/// Most ids in one [`Request::GetEntries`].
+/// Most keys in one [`Request::GetEntries`].
 pub const MAX_ENTRY_IDS: usize = 1024;
 /// Most hashes in one [`Request::GetBlobs`].
 pub const MAX_BLOB_HASHES: usize = 1024;
-/// Most ids in one [`Request::Offer`].
+/// Most keys in one [`Request::Offer`].
 pub const MAX_OFFER_IDS: usize = 16 * 1024;
 /// Largest control frame (requests and replies other than reconciliation frames): room for
-/// the largest offer (16 Ki ids of 32 bytes) and an entry.
-pub const MAX_CONTROL_FRAME: usize = 48 + MAX_OFFER_IDS * 33 + archive_core::MAX_ENCODED_ENTRY;
+/// the largest offer (16 Ki keys of at most 42 bytes: a varint time and a 32-byte id) and an
+/// entry.
+pub const MAX_CONTROL_FRAME: usize = 48 + MAX_OFFER_IDS * 42 + archive_core::MAX_ENCODED_ENTRY;
 
 /// What the side that opens a stream asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,8 +49,8 @@ pub enum Request {
     GetEntries {
         /// The collection they must belong to.
         collection: String,
-        /// Entry ids, at most [`MAX_ENTRY_IDS`].
-        ids: Vec<archive_core::EntryId>,
+        /// Entry keys (time and id), at most [`MAX_ENTRY_IDS`].
+        keys: Vec<archive_core::sync::SyncKey>,
     },
     /// Send these blobs: each answered by a [`BlobHeader`] and, if found, its bytes.
     GetBlobs {
@@ -61,8 +62,8 @@ pub enum Request {
     Offer {
         /// The collection.
         collection: String,
-        /// Entry ids, at most [`MAX_OFFER_IDS`] per offer.
-        ids: Vec<archive_core::EntryId>,
+        /// Entry keys (time and id), at most [`MAX_OFFER_IDS`] per offer.
+        keys: Vec<archive_core::sync::SyncKey>,
         /// True for the last offer of a sync.
         last: bool,
     },
@@ -312,6 +313,36 @@ mod tests {
             encode_frame(&EntryReply::Certificate(vec![9, 8])),
             vec![4, 0, 0, 0, 4, 2, 9, 8]
         );
+        // Entries are asked for by key: the time (varint), then the id.
+        let key = archive_core::sync::SyncKey {
+            time: 300,
+            id: archive_core::EntryId::from_bytes([5; 32]),
+        };
+        let mut expected = vec![38, 0, 0, 0, 1, 1, b'c', 1, 0xac, 0x02];
+        expected.extend_from_slice(&[5u8; 32]);
+        assert_eq!(
+            encode_frame(&Request::GetEntries {
+                collection: "c".into(),
+                keys: vec![key],
+            }),
+            expected
+        );
+    }
+
+    /// The largest offer (every key with the longest time) fits in a control frame.
+    #[test]
+    fn the_largest_offer_fits_a_control_frame() {
+        let key = archive_core::sync::SyncKey {
+            time: u64::MAX,
+            id: archive_core::EntryId::from_bytes([0xff; 32]),
+        };
+        let offer = Request::Offer {
+            collection: "c".repeat(archive_core::MAX_NAME_LEN),
+            keys: vec![key; MAX_OFFER_IDS],
+            last: true,
+        };
+        let frame = encode_frame(&offer);
+        assert!(frame.len() <= MAX_CONTROL_FRAME, "{} bytes", frame.len());
     }
 
     #[tokio::test]

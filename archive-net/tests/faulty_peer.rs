@@ -90,9 +90,9 @@ impl Faulty {
                     }
                 }
             }
-            (Request::GetEntries { ids, .. }, _) => {
-                for id in ids {
-                    let e = self.store.entry(&id).unwrap().unwrap();
+            (Request::GetEntries { keys, .. }, _) => {
+                for key in keys {
+                    let e = self.store.entry(&key).unwrap().unwrap();
                     write_frame(&mut send, &EntryReply::Entry(e.encoded().to_vec())).await?;
                 }
                 write_frame(&mut send, &EntryReply::End).await?;

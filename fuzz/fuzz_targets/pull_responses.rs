@@ -12,7 +12,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use archive_core::{Certificate, Entry, EntryId, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp};
+use archive_core::sync::SyncKey;
+use archive_core::{
+    Certificate, Entry, EntryValue, Hash, SecretKey, SignedEntry, Store, Timestamp,
+};
 use archive_net::wire::{encode_frame, BlobHeader, EntryReply, Request};
 use archive_net::{Limits, Node, PeerPolicy, Trust};
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +23,7 @@ use libfuzzer_sys::fuzz_target;
 /// The honest peer's answers: encoded entries by id, bao-encoded blobs by hash.
 struct Peer {
     id: iroh::EndpointId,
-    entries: Vec<(EntryId, Vec<u8>)>,
+    entries: Vec<(SyncKey, Vec<u8>)>,
     blobs: Vec<(Hash, u64, Vec<u8>)>,
     /// A batch certificate of the peer over all its entries, sent first when the input asks.
     certificate: Vec<u8>,
@@ -33,7 +36,9 @@ fn peer() -> &'static Peer {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(dir.path().join("peer")).unwrap();
         let small = store
-            .collection("c").unwrap().add_bytes("a.txt", b"a small file")
+            .collection("c")
+            .unwrap()
+            .add_bytes("a.txt", b"a small file")
             .unwrap()
             .unwrap();
         let mut big = vec![0u8; 1_300_000];
@@ -44,10 +49,22 @@ fn peer() -> &'static Peer {
             x ^= x << 17;
             *b = x as u8;
         }
-        let big = store.collection("c").unwrap().add_bytes("big.bin", &big).unwrap().unwrap();
-        let gone = store.collection("c").unwrap().add_bytes("gone.txt", b"gone").unwrap().unwrap();
+        let big = store
+            .collection("c")
+            .unwrap()
+            .add_bytes("big.bin", &big)
+            .unwrap()
+            .unwrap();
+        let gone = store
+            .collection("c")
+            .unwrap()
+            .add_bytes("gone.txt", b"gone")
+            .unwrap()
+            .unwrap();
         let tomb = store
-            .collection("c").unwrap().remove(&["gone.txt".to_owned()])
+            .collection("c")
+            .unwrap()
+            .remove(&["gone.txt".to_owned()])
             .unwrap()
             .remove(0);
         let key = SecretKey::from_bytes(store.secret_key().to_bytes());
@@ -69,7 +86,7 @@ fn peer() -> &'static Peer {
         .unwrap();
         let mut entries = Vec::new();
         for e in [&small, &big, &gone, &tomb, &far] {
-            entries.push((e.id(), e.encoded().to_vec()));
+            entries.push((e.sync_key(), e.encoded().to_vec()));
         }
         let mut blobs = Vec::new();
         let mut hashes = vec![small_file.hash];
@@ -91,7 +108,7 @@ fn peer() -> &'static Peer {
                 blobs.push((h, size, encoded));
             }
         }
-        let certificate = Certificate::sign(&key, entries.iter().map(|(id, _)| *id))
+        let certificate = Certificate::sign(&key, entries.iter().map(|(k, _)| k.id))
             .unwrap()
             .encoded()
             .to_vec();
@@ -121,13 +138,13 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 struct Answers {
     /// Sent before the entries of each `GetEntries` answer, when there is one.
     certificate: Option<Vec<u8>>,
-    entries: HashMap<EntryId, Vec<u8>>,
+    entries: HashMap<SyncKey, Vec<u8>>,
     blobs: HashMap<Hash, (u64, Vec<u8>)>,
 }
 
 fn edited(peer: &Peer, with_certificate: bool, edits: &[u8]) -> Answers {
     let mut certificate = peer.certificate.clone();
-    let mut entries: Vec<(EntryId, Vec<u8>)> = peer.entries.clone();
+    let mut entries: Vec<(SyncKey, Vec<u8>)> = peer.entries.clone();
     let mut blobs: Vec<(Hash, u64, Vec<u8>)> = peer.blobs.clone();
     for e in edits.chunks_exact(4) {
         let which = e[0] as usize;
@@ -168,14 +185,14 @@ fn edited(peer: &Peer, with_certificate: bool, edits: &[u8]) -> Answers {
 fn answer(answers: &Answers, request: &Request) -> Vec<u8> {
     let mut out = Vec::new();
     match request {
-        Request::GetEntries { ids, .. } => {
+        Request::GetEntries { keys, .. } => {
             if let Some(c) = &answers.certificate {
                 out.extend(encode_frame(&EntryReply::Certificate(c.clone())));
             }
-            for id in ids {
-                match answers.entries.get(id) {
+            for key in keys {
+                match answers.entries.get(key) {
                     Some(e) => out.extend(encode_frame(&EntryReply::Entry(e.clone()))),
-                    None => out.extend(encode_frame(&EntryReply::Missing(*id))),
+                    None => out.extend(encode_frame(&EntryReply::Missing(key.id))),
                 }
             }
             out.extend(encode_frame(&EntryReply::End));
@@ -213,7 +230,7 @@ fuzz_target!(|data: &[u8]| {
         ..Limits::default()
     };
     let node = Node::new(store.clone(), trust, limits);
-    let ids: Vec<EntryId> = peer.entries.iter().map(|(id, _)| *id).collect();
+    let keys: Vec<SyncKey> = peer.entries.iter().map(|(k, _)| *k).collect();
     let raw = rest.to_vec();
     // Odd modes answer as the honest peer would, edited by the input (with the certificate
     // when bit 1 is set); even ones answer every request with the raw input.
@@ -222,7 +239,7 @@ fuzz_target!(|data: &[u8]| {
         &node,
         peer.id,
         "c",
-        ids,
+        keys,
         move |request| match &answers {
             Some(a) => answer(a, request),
             None => raw.clone(),

@@ -83,7 +83,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if shape & 0x3f == STORE_CODE {
-        let index = store().collection("c").unwrap().sync_index().expect("the store's index opens");
+        let index = store()
+            .collection("c")
+            .unwrap()
+            .sync_index()
+            .expect("the store's index opens");
         run(index, shape, STORE_ENTRIES, rest);
     } else {
         let n = u64::from(shape & 0x3f) * 37;

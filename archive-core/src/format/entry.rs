@@ -60,10 +60,10 @@ pub(crate) struct EntryBodyV2<'a> {
     // The messenger's fields; `None` for archive files.
     /// The account on the author's server of the person who wrote it.
     pub(crate) person: Option<&'a str>,
-    /// The entry (id) this one answers.
-    pub(crate) reply_to: Option<[u8; 32]>,
-    /// The entry (id) this one replaces.
-    pub(crate) edit_of: Option<[u8; 32]>,
+    /// The entry this one answers: its time and id.
+    pub(crate) reply_to: Option<(u64, [u8; 32])>,
+    /// The entry this one replaces: its time and id.
+    pub(crate) edit_of: Option<(u64, [u8; 32])>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -260,7 +260,7 @@ mod tests {
                 },
             },
             person: Some("ana"),
-            reply_to: Some([0x11; 32]),
+            reply_to: Some((5, [0x11; 32])),
             edit_of: None,
         }
     }
@@ -283,6 +283,7 @@ mod tests {
         expected.extend([1, 3]); // person: Some("ana")
         expected.extend(b"ana");
         expected.push(1); // reply_to: Some
+        expected.push(5); // its time
         expected.extend([0x11; 32]);
         expected.push(0); // edit_of: None
         assert_eq!(hex(&sample_v2().encode()), hex(&expected));

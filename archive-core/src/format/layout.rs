@@ -75,8 +75,13 @@ pub(crate) const OUTBOARDS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::
 /// when the file is a single blob).
 pub(crate) const FILES: TableDefinition<[u8; 32], (u64, [u8; 32])> =
     TableDefinition::new("files-v1");
-/// Every entry ever accepted: id -> encoded entry (see `format::entry`).
-pub(crate) const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries-v1");
+/// Every entry ever accepted: its sync key (time u64 BE, then id) -> encoded entry (see
+/// `format::entry`). Keyed by time so that entries received or written together are inserted
+/// next to each other (a million entries keyed by their random ids rewrote most of the table's
+/// pages in every transaction: ARCHITECTURE.md, "Entries keyed by time").
+pub(crate) const ENTRIES: TableDefinition<[u8; 40], &[u8]> = TableDefinition::new("entries-v2");
+/// Before `entries-v2`: id -> encoded entry. An open moves its rows to `entries-v2`.
+pub(crate) const ENTRIES_V1: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries-v1");
 /// The current view: (collection, key) -> (time, entry id) of the latest entry, tombstones
 /// included so a later-arriving older entry cannot resurrect a removed key.
 pub(crate) const VIEWS: TableDefinition<(&str, &str), (u64, [u8; 32])> =
@@ -118,9 +123,13 @@ pub(crate) const SYNC_PEERS: TableDefinition<([u8; 32], &str), (u64, u64)> =
 /// `DenyReason`). Written by `purge` and when an entry's content proved invalid.
 pub(crate) const DENIED: TableDefinition<[u8; 32], (u64, u8)> =
     TableDefinition::new("denied-entries-v1");
-/// Which peer delivered which entry: (peer key, seq) -> entry id. Entries written here have no
-/// row. Lets `purge` find everything one peer brought.
-pub(crate) const ORIGINS: TableDefinition<([u8; 32], u64), [u8; 32]> =
+/// Which peer delivered which entry: (peer key, seq) -> the entry's sync key (as in
+/// `entries-v2`). Entries written here have no row. Lets `purge` find everything one peer
+/// brought.
+pub(crate) const ORIGINS: TableDefinition<([u8; 32], u64), [u8; 40]> =
+    TableDefinition::new("entry-origins-v2");
+/// Before `entry-origins-v2`: (peer key, seq) -> entry id. An open moves its rows over.
+pub(crate) const ORIGINS_V1: TableDefinition<([u8; 32], u64), [u8; 32]> =
     TableDefinition::new("entry-origins-v1");
 /// What each peer has brought since it was paired or last purged: peer key -> (entries, their
 /// storage charge in bytes, bytes of blobs that were new to the store).

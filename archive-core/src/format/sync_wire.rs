@@ -1,4 +1,6 @@
-//! Reconciliation messages, version 1: explicit structs and a hand-written compact codec.
+//! Reconciliation messages, version 2: explicit structs and a hand-written compact codec.
+//! Version 2 lists items as whole keys (time and id) where version 1 listed bare ids, so a
+//! store can look an entry up by its key (its tables are ordered by time, not by id).
 //!
 //! ```text
 //! frame       = version (0x01) || kind || body          at most the session's frame limit
@@ -13,14 +15,20 @@
 //!   time      varint(delta >> 4s): delta from the previous bound's time (first: from 0)
 //!   prefix    varint length (1..=32) || that many bytes of id; the bound's id is the prefix
 //!             padded with zeros (absent: all zeros)
-//!   payload   Skip: nothing | Fingerprint: 16 bytes | IdList: varint n || n * 32-byte id
-//!             Diff: varint n || ceil(n/8) bytes bitfield || varint m || m * 32-byte id
-//!             (answers an IdList of n ids for the same range: bit i set = "I lack your id i",
-//!             then the m ids in the range that only I have)
+//!   payload   Skip: nothing | Fingerprint: 16 bytes | IdList: keys (the range's items)
+//!             Diff: varint n || ceil(n/8) bytes bitfield || keys
+//!             (answers an IdList of n items for the same range: bit i set = "I lack your
+//!             item i", then the items in the range that only I have)
+//!   keys      varint n || (n > 0: shift s, one byte 0..=15) || n * (varint(delta >> 4s)
+//!             || 32-byte id): strictly ascending items; the first time is a delta from the
+//!             range's lower bound (the previous range's upper bound, 0 for the first range),
+//!             each next one from the item before; s is the largest shift that drops only zero
+//!             bits from every nonzero delta (0 when all are zero); every item lies at or
+//!             above the lower bound and below the upper bound
 //! kind 0x01   FastRequest: varint your_seq || varint agreed_count || 16-byte agreed
-//!             fingerprint || varint n || n * 32-byte id (what I added since we agreed)
+//!             fingerprint || keys from 0 (what I added since we agreed)
 //! kind 0x02   FastReply:   0x00 settled || varint n || ceil(n/8) bytes bitfield (which of
-//!             your new ids I lack) || varint m || m * 32-byte id (what I added that you lack)
+//!             your new items I lack) || keys from 0 (what I added that you lack)
 //!             | 0x01 fall back to full reconciliation
 //! varint      = unsigned LEB128, at most 10 bytes, canonical (no trailing zero groups)
 //! ```
@@ -30,7 +38,7 @@ use crate::entry::EntryId;
 use crate::sync::{Fingerprint, SyncKey};
 
 /// The version byte that starts every frame.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// No frame is ever larger than this, whatever the configuration.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -60,14 +68,14 @@ pub enum Mode {
     Skip,
     /// The sender's fingerprint of the range.
     Fingerprint(Fingerprint),
-    /// All the sender's ids in the range, ascending.
-    IdList(Vec<EntryId>),
-    /// The answer to an IdList of `lacked.len()` ids.
+    /// All the sender's items in the range, ascending.
+    IdList(Vec<SyncKey>),
+    /// The answer to an IdList of `lacked.len()` items.
     Diff {
-        /// For each id of the IdList: true when the sender of the Diff lacks it.
+        /// For each item of the IdList: true when the sender of the Diff lacks it.
         lacked: Vec<bool>,
-        /// Ids in the range that only the sender of the Diff has.
-        only_here: Vec<EntryId>,
+        /// Items in the range that only the sender of the Diff has, ascending.
+        only_here: Vec<SyncKey>,
     },
 }
 
@@ -93,8 +101,8 @@ pub enum Message {
         agreed_count: u64,
         /// Fingerprint of what the sender had then.
         agreed_fingerprint: Fingerprint,
-        /// Ids the sender added since.
-        added: Vec<EntryId>,
+        /// Items the sender added since, ascending.
+        added: Vec<SyncKey>,
     },
     /// Fast path answer.
     FastReply(FastReply),
@@ -105,10 +113,10 @@ pub enum Message {
 pub enum FastReply {
     /// Settled in one round trip.
     Settled {
-        /// For each id the requester added: true when the replier lacks it.
+        /// For each item the requester added: true when the replier lacks it.
         lacked: Vec<bool>,
-        /// Ids the replier added that the requester lacks.
-        added: Vec<EntryId>,
+        /// Items the replier added that the requester lacks, ascending.
+        added: Vec<SyncKey>,
     },
     /// The fast path does not apply; the requester starts a full reconciliation.
     Fallback,
@@ -162,10 +170,34 @@ fn put_bits(out: &mut Vec<u8>, bits: &[bool]) {
     }
 }
 
-fn put_ids(out: &mut Vec<u8>, ids: &[EntryId]) {
-    put_varint(out, ids.len() as u64);
-    for id in ids {
-        out.extend_from_slice(id.as_bytes());
+/// The shift of a list's time deltas: the largest that drops only zero bits from each nonzero
+/// one (entries of one millisecond on different clocks, or a second apart, share many).
+fn list_shift(deltas: impl Iterator<Item = u64>) -> u32 {
+    deltas
+        .filter(|d| *d != 0)
+        .map(canonical_shift)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Encodes ascending keys, times as deltas from `base` and then from each other. Keys that do
+/// not ascend (a message built by hand) wrap here and encode to bytes `decode` refuses.
+fn put_keys(out: &mut Vec<u8>, base: u64, keys: &[SyncKey]) {
+    put_varint(out, keys.len() as u64);
+    if keys.is_empty() {
+        return;
+    }
+    let deltas = || {
+        let starts = std::iter::once(base).chain(keys.iter().map(|k| k.time));
+        keys.iter()
+            .zip(starts)
+            .map(|(k, prev)| k.time.wrapping_sub(prev))
+    };
+    let shift = list_shift(deltas());
+    out.push(shift as u8);
+    for (k, delta) in keys.iter().zip(deltas()) {
+        put_varint(out, delta >> (4 * shift));
+        out.extend_from_slice(k.id.as_bytes());
     }
 }
 
@@ -204,6 +236,7 @@ impl RangesWriter {
             Mode::IdList(_) => MODE_ID_LIST,
             Mode::Diff { .. } => MODE_DIFF,
         };
+        let lower_time = self.prev_time;
         match range.upper {
             Bound::Infinity => self.out.push(mode | FLAG_INFINITY),
             Bound::Key(k) => {
@@ -232,10 +265,10 @@ impl RangesWriter {
         match &range.mode {
             Mode::Skip => {}
             Mode::Fingerprint(fp) => self.out.extend_from_slice(&fp.0),
-            Mode::IdList(ids) => put_ids(&mut self.out, ids),
+            Mode::IdList(keys) => put_keys(&mut self.out, lower_time, keys),
             Mode::Diff { lacked, only_here } => {
                 put_bits(&mut self.out, lacked);
-                put_ids(&mut self.out, only_here);
+                put_keys(&mut self.out, lower_time, only_here);
             }
         }
     }
@@ -267,13 +300,13 @@ impl Message {
                 put_varint(&mut out, *your_seq);
                 put_varint(&mut out, *agreed_count);
                 out.extend_from_slice(&agreed_fingerprint.0);
-                put_ids(&mut out, added);
+                put_keys(&mut out, 0, added);
                 out
             }
             Message::FastReply(FastReply::Settled { lacked, added }) => {
                 let mut out = vec![WIRE_VERSION, KIND_FAST_REPLY, 0];
                 put_bits(&mut out, lacked);
-                put_ids(&mut out, added);
+                put_keys(&mut out, 0, added);
                 out
             }
             Message::FastReply(FastReply::Fallback) => vec![WIRE_VERSION, KIND_FAST_REPLY, 1],
@@ -300,12 +333,12 @@ impl Message {
                 your_seq: r.varint()?,
                 agreed_count: r.varint()?,
                 agreed_fingerprint: Fingerprint(r.array()?),
-                added: r.ids()?,
+                added: r.keys(None, Bound::Infinity)?,
             },
             KIND_FAST_REPLY => match r.byte()? {
                 0 => Message::FastReply(FastReply::Settled {
                     lacked: r.bits()?,
-                    added: r.ids()?,
+                    added: r.keys(None, Bound::Infinity)?,
                 }),
                 1 => Message::FastReply(FastReply::Fallback),
                 o => return err(format!("unknown fast reply outcome {o}")),
@@ -330,6 +363,7 @@ fn decode_ranges(r: &mut Reader<'_>) -> Result<Vec<Range>, WireError> {
         }
         let header = r.byte()?;
         let mode = header & 3;
+        let lower = prev_bound;
         let upper = if header & FLAG_INFINITY != 0 {
             if header & !(3 | FLAG_INFINITY) != 0 {
                 return err("an infinite bound with time or prefix flags");
@@ -375,10 +409,10 @@ fn decode_ranges(r: &mut Reader<'_>) -> Result<Vec<Range>, WireError> {
         let mode = match mode {
             MODE_SKIP => Mode::Skip,
             MODE_FINGERPRINT => Mode::Fingerprint(Fingerprint(r.array()?)),
-            MODE_ID_LIST => Mode::IdList(r.ids()?),
+            MODE_ID_LIST => Mode::IdList(r.keys(lower, upper)?),
             _ => Mode::Diff {
                 lacked: r.bits()?,
-                only_here: r.ids()?,
+                only_here: r.keys(lower, upper)?,
             },
         };
         ranges.push(Range { upper, mode });
@@ -429,14 +463,50 @@ impl<'a> Reader<'a> {
         err("varint longer than 10 bytes")
     }
 
-    fn ids(&mut self) -> Result<Vec<EntryId>, WireError> {
+    /// Keys as `put_keys` writes them, each at or above `lower` (none: from time 0) and below
+    /// `upper`, strictly ascending.
+    fn keys(&mut self, lower: Option<SyncKey>, upper: Bound) -> Result<Vec<SyncKey>, WireError> {
         let n = self.varint()?;
-        if n > (self.buf.len() / 32) as u64 {
-            return err(format!("{n} ids announced, {} bytes left", self.buf.len()));
+        if n > (self.buf.len() / 33) as u64 {
+            return err(format!("{n} keys announced, {} bytes left", self.buf.len()));
         }
-        (0..n)
-            .map(|_| self.array().map(EntryId::from_bytes))
-            .collect()
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let shift = u32::from(self.byte()?);
+        if shift > 15 {
+            return err(format!("time shift {shift} in a list of items"));
+        }
+        let mut keys: Vec<SyncKey> = Vec::with_capacity(n as usize);
+        let mut deltas = Vec::with_capacity(n as usize);
+        let mut time = lower.map_or(0, |k| k.time);
+        for _ in 0..n {
+            let stored = self.varint()?;
+            let delta = stored
+                .checked_shl(4 * shift)
+                .filter(|d| d >> (4 * shift) == stored)
+                .ok_or_else(|| WireError("item time delta overflows".into()))?;
+            deltas.push(delta);
+            time = time
+                .checked_add(delta)
+                .ok_or_else(|| WireError("item time overflows".into()))?;
+            let key = SyncKey {
+                time,
+                id: EntryId::from_bytes(self.array()?),
+            };
+            let floor = keys.last().copied().or(lower);
+            if floor.is_some_and(|f| key < f) || keys.last() == Some(&key) {
+                return err("items do not ascend from the range's lower bound");
+            }
+            if !upper.above(&key) {
+                return err("an item lies at or above its range's upper bound");
+            }
+            keys.push(key);
+        }
+        if list_shift(deltas.into_iter()) != shift {
+            return err("item time deltas not in canonical shifted form");
+        }
+        Ok(keys)
     }
 
     fn bits(&mut self) -> Result<Vec<bool>, WireError> {
@@ -487,24 +557,30 @@ mod tests {
                     time: 0x3_0005,
                     id: EntryId::from_bytes([0; 32]),
                 }),
-                mode: Mode::IdList(vec![EntryId::from_bytes([0x22; 32])]),
+                mode: Mode::IdList(vec![SyncKey {
+                    time: 0x3_0002,
+                    id: EntryId::from_bytes([0x22; 32]),
+                }]),
             },
             Range {
                 upper: Bound::Infinity,
                 mode: Mode::Diff {
                     lacked: vec![true, false, true],
-                    only_here: vec![],
+                    only_here: vec![SyncKey {
+                        time: 0x3_0007,
+                        id: EntryId::from_bytes([0x44; 32]),
+                    }],
                 },
             },
         ])
     }
 
-    /// Pins the v1 encoding: a change here is a protocol change.
+    /// Pins the v2 encoding: a change here is a protocol change.
     #[test]
     fn golden_bytes() {
         let bytes = sample().encode();
         let expected = [
-            "0100", // version 1, Ranges
+            "0200", // version 2, Ranges
             "40",
             "03", // Skip, shift 16 bits: 0x30000 >> 16 = 3
             "09",
@@ -514,12 +590,17 @@ mod tests {
             "11111111111111111111111111111111", // fingerprint
             "02",
             "05",
-            "01", // IdList, delta 5, one id
+            "01", // IdList, bound delta 5, one item
+            "00", // shift 0
+            "02", // its time: 2 above the lower bound's
             "2222222222222222222222222222222222222222222222222222222222222222",
             "07",
             "03",
-            "05",
-            "00", // Diff to infinity: 3 bits 101, 0 ids
+            "05", // Diff to infinity: 3 bits 101
+            "01",
+            "00", // one item of its own (shift 0)
+            "02", // 2 above the lower bound (0x3_0005)
+            "4444444444444444444444444444444444444444444444444444444444444444",
         ]
         .concat();
         assert_eq!(hex(&bytes), expected);
@@ -529,20 +610,27 @@ mod tests {
             your_seq: 300,
             agreed_count: 2,
             agreed_fingerprint: Fingerprint([0x33; 16]),
-            added: vec![],
+            added: vec![SyncKey {
+                time: 0x81,
+                id: EntryId::from_bytes([0x55; 32]),
+            }],
         };
         assert_eq!(
             hex(&fast.encode()),
-            "0101ac020233333333333333333333333333333333".to_owned() + "00"
+            "0201ac020233333333333333333333333333333333".to_owned()
+                + "01" // one item
+                + "00" // shift 0
+                + "8101" // its time from 0
+                + &"55".repeat(32)
         );
         let reply = Message::FastReply(FastReply::Settled {
             lacked: vec![false, true],
             added: vec![],
         });
-        assert_eq!(hex(&reply.encode()), "0102000202".to_owned() + "00");
+        assert_eq!(hex(&reply.encode()), "0202000202".to_owned() + "00");
         assert_eq!(
             hex(&Message::FastReply(FastReply::Fallback).encode()),
-            "010201"
+            "020201"
         );
         for m in [fast, reply] {
             assert_eq!(Message::decode(&m.encode(), 1 << 20).unwrap(), m);
@@ -587,10 +675,80 @@ mod tests {
         unordered.truncate(2);
         assert!(Message::decode(&unordered, 1 << 20).is_err(), "no infinity");
         // A count that promises more ids than bytes left.
-        let lying = [1, 0, 0x06, 0xff, 0xff, 0x03];
+        let lying = [2, 0, 0x06, 0xff, 0xff, 0x03];
         assert!(Message::decode(&lying, 1 << 20).is_err());
         // Non-canonical varint.
-        assert!(Message::decode(&[1, 1, 0x80, 0x00, 0, 0], 1 << 20).is_err());
+        assert!(Message::decode(&[2, 1, 0x80, 0x00, 0, 0], 1 << 20).is_err());
+        // A version 1 frame.
+        let v1 = Message::decode(&[1, 2, 1], 1 << 20).unwrap_err();
+        assert_eq!(v1.to_string(), "malformed sync frame: unknown version 1");
+    }
+
+    #[test]
+    fn listed_items_must_ascend_within_their_range() {
+        let key = |time, b| SyncKey {
+            time,
+            id: EntryId::from_bytes([b; 32]),
+        };
+        let list = |items: Vec<SyncKey>| {
+            Message::Ranges(vec![
+                Range {
+                    upper: Bound::Key(key(10, 0)),
+                    mode: Mode::Skip,
+                },
+                Range {
+                    upper: Bound::Key(key(20, 0)),
+                    mode: Mode::IdList(items),
+                },
+                Range {
+                    upper: Bound::Infinity,
+                    mode: Mode::Skip,
+                },
+            ])
+        };
+        let good = list(vec![key(10, 0), key(12, 1), key(12, 2), key(19, 0xff)]);
+        assert_eq!(Message::decode(&good.encode(), 1 << 20).unwrap(), good);
+        // Times a whole number of 16-bit steps apart travel shifted: one byte each.
+        let shifted = Message::FastRequest {
+            your_seq: 0,
+            agreed_count: 0,
+            agreed_fingerprint: Fingerprint([0; 16]),
+            added: vec![key(3 << 16, 1), key(4 << 16, 1), key(4 << 16, 2)],
+        };
+        let bytes = shifted.encode();
+        let items = &bytes[2 + 1 + 1 + 16..];
+        assert_eq!(&items[..3], [3, 4, 3]); // three items, shift 4 nibbles, 3 << 16 from 0
+        assert_eq!(items[35], 1); // then 1 << 16 later
+        assert_eq!(items[68], 0); // then the same time
+        assert_eq!(Message::decode(&bytes, 1 << 20).unwrap(), shifted);
+        // The same deltas with a smaller shift than they allow: not canonical.
+        let mut unshifted = bytes[..2 + 1 + 1 + 16].to_vec();
+        unshifted.extend([3, 0]);
+        for (delta, id) in [(3u64 << 16, 1u8), (1 << 16, 1), (0, 2)] {
+            put_varint(&mut unshifted, delta);
+            unshifted.extend([id; 32]);
+        }
+        assert!(Message::decode(&unshifted, 1 << 20).is_err());
+        for bad in [
+            vec![key(9, 0xff)],           // below the lower bound
+            vec![key(20, 0)],             // at the upper bound
+            vec![key(12, 2), key(12, 1)], // falling
+            vec![key(12, 2), key(12, 2)], // repeated
+            vec![key(15, 0), key(11, 0)], // falling time (wraps when encoded)
+        ] {
+            let frame = list(bad.clone()).encode();
+            assert!(
+                Message::decode(&frame, 1 << 20).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        let falling = Message::FastRequest {
+            your_seq: 0,
+            agreed_count: 0,
+            agreed_fingerprint: Fingerprint([0; 16]),
+            added: vec![key(5, 0), key(4, 0)],
+        };
+        assert!(Message::decode(&falling.encode(), 1 << 20).is_err());
     }
 
     #[test]
@@ -619,54 +777,81 @@ mod tests {
         assert!(Message::decode(&frame, 1 << 20).is_err());
     }
 
-    fn arb_mode() -> impl Strategy<Value = Mode> {
-        let id = || any::<[u8; 32]>().prop_map(EntryId::from_bytes);
+    /// The kind of a range, its items to be filled in from the keys that fall in it.
+    #[derive(Debug, Clone)]
+    enum ModeKind {
+        Skip,
+        Fingerprint([u8; 16]),
+        IdList,
+        Diff(Vec<bool>),
+    }
+
+    fn arb_mode_kind() -> impl Strategy<Value = ModeKind> {
         prop_oneof![
-            Just(Mode::Skip),
-            any::<[u8; 16]>().prop_map(|f| Mode::Fingerprint(Fingerprint(f))),
-            prop::collection::vec(id(), 0..4).prop_map(Mode::IdList),
-            (
-                prop::collection::vec(any::<bool>(), 0..20),
-                prop::collection::vec(id(), 0..3)
-            )
-                .prop_map(|(lacked, only_here)| Mode::Diff { lacked, only_here }),
+            Just(ModeKind::Skip),
+            any::<[u8; 16]>().prop_map(ModeKind::Fingerprint),
+            Just(ModeKind::IdList),
+            prop::collection::vec(any::<bool>(), 0..20).prop_map(ModeKind::Diff),
         ]
     }
 
-    fn arb_message() -> impl Strategy<Value = Message> {
-        let bound = (any::<u64>(), 0usize..=32, any::<[u8; 32]>()).prop_map(|(t, n, mut id)| {
+    /// A key: times from a small range too, so that equal times (ids decide) are common.
+    fn arb_key() -> impl Strategy<Value = SyncKey> {
+        let time = prop_oneof![0u64..4, any::<u64>()];
+        (time, 0usize..=32, any::<[u8; 32]>()).prop_map(|(t, n, mut id)| {
             id[n..].fill(0);
             SyncKey {
                 time: t,
                 id: EntryId::from_bytes(id),
             }
+        })
+    }
+
+    fn sorted_keys(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<SyncKey>> {
+        prop::collection::vec(arb_key(), n).prop_map(|mut keys| {
+            keys.sort();
+            keys.dedup();
+            keys
+        })
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        // Sorted keys, each either a range's upper bound or an item of the range it falls in.
+        let points = prop::collection::vec((arb_key(), prop::option::of(arb_mode_kind())), 0..12);
+        let ranges = (points, arb_mode_kind()).prop_map(|(mut points, last)| {
+            points.sort_by_key(|(k, _)| *k);
+            points.dedup_by_key(|(k, _)| *k);
+            let mut ranges = Vec::new();
+            let mut items = Vec::new();
+            let range = |upper, kind: ModeKind, items: &mut Vec<SyncKey>| {
+                let items = std::mem::take(items);
+                let mode = match kind {
+                    ModeKind::Skip => Mode::Skip,
+                    ModeKind::Fingerprint(f) => Mode::Fingerprint(Fingerprint(f)),
+                    ModeKind::IdList => Mode::IdList(items),
+                    ModeKind::Diff(lacked) => Mode::Diff {
+                        lacked,
+                        only_here: items,
+                    },
+                };
+                Range { upper, mode }
+            };
+            for (k, kind) in points {
+                match kind {
+                    Some(kind) => ranges.push(range(Bound::Key(k), kind, &mut items)),
+                    None => items.push(k),
+                }
+            }
+            ranges.push(range(Bound::Infinity, last, &mut items));
+            Message::Ranges(ranges)
         });
-        let ranges = (prop::collection::vec((bound, arb_mode()), 0..6), arb_mode()).prop_map(
-            |(mut bounded, last)| {
-                bounded.sort_by_key(|(k, _)| *k);
-                bounded.dedup_by_key(|(k, _)| *k);
-                let mut ranges: Vec<Range> = bounded
-                    .into_iter()
-                    .map(|(k, mode)| Range {
-                        upper: Bound::Key(k),
-                        mode,
-                    })
-                    .collect();
-                ranges.push(Range {
-                    upper: Bound::Infinity,
-                    mode: last,
-                });
-                Message::Ranges(ranges)
-            },
-        );
-        let id = || any::<[u8; 32]>().prop_map(EntryId::from_bytes);
         prop_oneof![
             ranges,
             (
                 any::<u64>(),
                 any::<u64>(),
                 any::<[u8; 16]>(),
-                prop::collection::vec(id(), 0..3)
+                sorted_keys(0..4)
             )
                 .prop_map(|(s, c, f, added)| Message::FastRequest {
                     your_seq: s,
@@ -676,7 +861,7 @@ mod tests {
                 }),
             (
                 prop::collection::vec(any::<bool>(), 0..20),
-                prop::collection::vec(id(), 0..3)
+                sorted_keys(0..4)
             )
                 .prop_map(|(lacked, added)| Message::FastReply(FastReply::Settled {
                     lacked,

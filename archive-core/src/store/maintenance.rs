@@ -18,6 +18,7 @@ use crate::format::layout::{
 use crate::format::manifest::decode_manifest;
 use crate::hash::Hash;
 use crate::store::purge::DenyReason;
+use crate::sync::SyncKey;
 
 /// A blob that failed verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,22 +179,25 @@ impl Store {
         for row in entries.iter()? {
             let (k, v) = row?;
             report.entries_checked += 1;
-            let id = EntryId::from_bytes(k.value());
+            let key = SyncKey::from_bytes(&k.value());
+            let id = key.id;
             let decoded = match SignedEntry::decode(v.value()) {
                 // Taken on a batch certificate's word: the certificate proves it.
-                Err(EntryError::BadSignature { .. }) => {
-                    match certified(&tx, k.value(), v.value())? {
-                        Some(e) => Ok(e),
-                        None => SignedEntry::decode(v.value()),
-                    }
-                }
+                Err(EntryError::BadSignature { .. }) => match certified(&tx, key, v.value())? {
+                    Some(e) => Ok(e),
+                    None => SignedEntry::decode(v.value()),
+                },
                 other => other,
             };
             match decoded {
-                Ok(e) if e.id() == id => {}
+                Ok(e) if e.sync_key() == key => {}
                 Ok(e) => report.bad_entries.push((
                     id,
-                    format!("stored under the wrong id (content id {})", e.id()),
+                    format!(
+                        "stored under the wrong key (content id {}, time {})",
+                        e.id(),
+                        e.entry().time.raw()
+                    ),
                 )),
                 Err(e) => report.bad_entries.push((id, crate::error::chain(&e))),
             }
@@ -672,16 +676,20 @@ impl Store {
             let clock_before = self.clock().last();
             let ceiling = Timestamp::from_unix_millis(MAX_ENTRY_MILLIS + 1);
             // (seq, id) of every entry dated past the ceiling, from the history.
-            let mut far: Vec<(u64, [u8; 32])> = Vec::new();
+            let mut far: Vec<(u64, SyncKey)> = Vec::new();
             let mut latest = Timestamp::default();
             {
                 let tx = self.db.begin_read()?;
                 for row in tx.open_table(HISTORY)?.iter()? {
                     let (k, v) = row?;
                     let (time, id) = v.value();
+                    let key = SyncKey {
+                        time,
+                        id: EntryId::from_bytes(id),
+                    };
                     let time = Timestamp::from_raw(time);
                     if time >= ceiling {
-                        far.push((k.value().2, id));
+                        far.push((k.value().2, key));
                     } else {
                         latest = latest.max(time);
                     }
@@ -689,8 +697,8 @@ impl Store {
             }
             far.sort();
             let mut own: Vec<(String, String, EntryValue)> = Vec::new();
-            for (_, id) in &far {
-                if let Some(e) = self.entry(&EntryId::from_bytes(*id)).map_err(|e| match e {
+            for (_, key) in &far {
+                if let Some(e) = self.entry(key).map_err(|e| match e {
                     crate::EntryError::Storage(s) => s,
                     other => StorageError::Damaged(crate::error::chain(&other)),
                 })? {
@@ -700,9 +708,9 @@ impl Store {
                     }
                 }
             }
-            let ids: Vec<[u8; 32]> = far.iter().map(|(_, id)| *id).collect();
+            let keys: Vec<SyncKey> = far.iter().map(|(_, key)| *key).collect();
             let mut far_future_removed = 0;
-            for chunk in ids.chunks(4096) {
+            for chunk in keys.chunks(4096) {
                 far_future_removed += self
                     .remove_entries(chunk, DenyReason::FarFuture, |_, _| Ok(()))?
                     .len() as u64;
@@ -748,17 +756,17 @@ fn into_storage(e: SnapshotError) -> StorageError {
 /// intact, signed by the entry's author and lists it; `None` otherwise.
 fn certified(
     tx: &redb::ReadTransaction,
-    id: [u8; 32],
+    key: SyncKey,
     bytes: &[u8],
 ) -> Result<Option<SignedEntry>, StorageError> {
     let Ok(entry) = SignedEntry::decode_unverified(bytes) else {
         return Ok(None);
     };
-    if *entry.id().as_bytes() != id {
+    if entry.sync_key() != key {
         return Ok(None);
     }
     let rows = tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?;
-    let Some(row) = rows.get(super::certificate_row(&entry))? else {
+    let Some(row) = rows.get(key.to_bytes())? else {
         return Ok(None);
     };
     let (cert_id, _) = row.value();

@@ -9,6 +9,7 @@ mod maintenance;
 mod private;
 mod purge;
 mod quick_check;
+mod rekey;
 mod sync_index;
 mod transfer;
 mod view;
@@ -155,6 +156,7 @@ impl Store {
         if format < FORMAT_VERSION {
             add_format_2_tables(&db)?;
         }
+        guarded(|| rekey::move_entries_to_time_keys(&db))?;
         let (seed, clock) = guarded(|| -> Result<_, OpenError> {
             let private = upgrade(&db, &files)?;
             if private {
@@ -401,19 +403,24 @@ impl Store {
         })
     }
 
-    /// The entry with this id, if the store has it.
-    pub fn entry(&self, id: &crate::EntryId) -> Result<Option<SignedEntry>, EntryError> {
+    /// The entry with this key (its time and id: what listings, histories and sync name), if
+    /// the store has it. Entries are kept in time order, so a bare id is not enough to find
+    /// one.
+    pub fn entry(&self, key: &crate::sync::SyncKey) -> Result<Option<SignedEntry>, EntryError> {
         guarded(|| {
             let tx = self.db.begin_read().map_err(StorageError::from)?;
             let entries = tx.open_table(ENTRIES).map_err(StorageError::from)?;
             if entries
-                .get(id.as_bytes())
+                .get(key.to_bytes())
                 .map_err(StorageError::from)?
                 .is_none()
             {
                 return Ok(None);
             }
-            Ok(Some(decode_stored_entry(&entries, id.as_bytes())?))
+            Ok(Some(decode_stored_entry(
+                &entries,
+                (key.time, *key.id.as_bytes()),
+            )?))
         })
     }
 
@@ -442,14 +449,14 @@ enum Inserted {
 /// The tables touched when entries are inserted, inside one write transaction.
 struct EntryTables<'txn> {
     meta: Table<'txn, &'static str, &'static [u8]>,
-    entries: Table<'txn, [u8; 32], &'static [u8]>,
+    entries: Table<'txn, [u8; 40], &'static [u8]>,
     views: Table<'txn, (&'static str, &'static str), (u64, [u8; 32])>,
     history: Table<'txn, (&'static str, &'static str, u64), (u64, [u8; 32])>,
     collections: Table<'txn, &'static str, u64>,
     /// Entries inserted per collection, added to `collections` once, by `finish`.
     collection_counts: std::collections::HashMap<String, u64>,
     denied: Table<'txn, [u8; 32], (u64, u8)>,
-    origins: Table<'txn, ([u8; 32], u64), [u8; 32]>,
+    origins: Table<'txn, ([u8; 32], u64), [u8; 40]>,
     usage: Table<'txn, [u8; 32], (u64, u64, u64)>,
     refs: Table<'txn, ([u8; 32], &'static str), ()>,
     sync: sync_index::SyncTables<'txn>,
@@ -550,20 +557,22 @@ impl<'txn> EntryTables<'txn> {
         keep_voucher: bool,
     ) -> Result<Inserted, StorageError> {
         let id = *entry.id().as_bytes();
+        let item = entry.sync_key();
+        let row = item.to_bytes();
         // Inserted first and put back if it was there: one B-tree walk for a new entry (the
         // common case) instead of a lookup and then an insert.
         let before = self
             .entries
-            .insert(&id, entry.encoded())?
+            .insert(&row, entry.encoded())?
             .map(|old| old.value().to_vec());
         if let Some(old) = before {
             // Known: kept exactly as it was stored (the same body, perhaps another voucher).
-            self.entries.insert(&id, old.as_slice())?;
+            self.entries.insert(&row, old.as_slice())?;
             return Ok(Inserted::Known);
         }
         // The deny list's length is in its root: an empty list costs no walk.
         if !self.denied.is_empty()? && self.denied.get(&id)?.is_some() {
-            self.entries.remove(&id)?;
+            self.entries.remove(&row)?;
             return Ok(Inserted::Denied);
         }
         let e = entry.entry();
@@ -576,13 +585,9 @@ impl<'txn> EntryTables<'txn> {
             }
         }
         self.history.insert((c, k, self.next_seq), version)?;
-        let item = crate::sync::SyncKey {
-            time: e.time.raw(),
-            id: EntryId::from_bytes(id),
-        };
         self.sync.insert(c, item, self.next_seq)?;
         if let Some(origin) = self.origin {
-            self.origins.insert((origin, self.next_seq), id)?;
+            self.origins.insert((origin, self.next_seq), row)?;
         }
         self.next_seq += 1;
         if let (true, Some(voucher)) = (keep_voucher, entry.voucher()) {
@@ -616,8 +621,7 @@ impl<'txn> EntryTables<'txn> {
         let Some(row) = self.views.get((collection, key))? else {
             return Ok(None);
         };
-        let (_, id) = row.value();
-        decode_stored_entry(&self.entries, &id).map(Some)
+        decode_stored_entry(&self.entries, row.value()).map(Some)
     }
 
     /// True when the view shows this entry at `key`.
@@ -784,23 +788,22 @@ pub(crate) fn file_blobs(reader: &BlobReader<'_>, file: &FileRef) -> Vec<Hash> {
 
 /// The key of an entry's row in `certified-entries-v1`: its sync key.
 fn certificate_row(entry: &SignedEntry) -> [u8; 40] {
-    crate::sync::SyncKey {
-        time: entry.entry().time.raw(),
-        id: entry.id(),
-    }
-    .to_bytes()
+    entry.sync_key().to_bytes()
 }
 
-/// Reads an entry the store accepted earlier; a missing or undecodable one means damage.
+/// Reads an entry the store accepted earlier, by the (time, id) a view or history row names;
+/// a missing or undecodable one means damage.
 fn decode_stored_entry(
-    entries: &impl ReadableTable<[u8; 32], &'static [u8]>,
-    id: &[u8; 32],
+    entries: &impl ReadableTable<[u8; 40], &'static [u8]>,
+    (time, id): (u64, [u8; 32]),
 ) -> Result<SignedEntry, StorageError> {
-    let bytes = entries.get(id)?.ok_or_else(|| {
-        StorageError::Damaged(format!("entry {} is missing", EntryId::from_bytes(*id)))
-    })?;
+    let id = EntryId::from_bytes(id);
+    let key = crate::sync::SyncKey { time, id };
+    let bytes = entries
+        .get(key.to_bytes())?
+        .ok_or_else(|| StorageError::Damaged(format!("entry {id} is missing")))?;
     SignedEntry::decode_unverified(bytes.value())
-        .map_err(|e| StorageError::Damaged(format!("entry {}: {e}", EntryId::from_bytes(*id))))
+        .map_err(|e| StorageError::Damaged(format!("entry {id}: {e}")))
 }
 
 fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StorageError> {
@@ -865,7 +868,8 @@ fn upgrade(db: &Database, files: &BlobFiles) -> Result<bool, StorageError> {
         for row in entries.iter()? {
             let (k, v) = row?;
             let e = SignedEntry::decode_unverified(v.value()).map_err(|e| {
-                StorageError::Damaged(format!("entry {}: {e}", Hash::from_bytes(k.value())))
+                let id = crate::sync::SyncKey::from_bytes(&k.value()).id;
+                StorageError::Damaged(format!("entry {id}: {e}"))
             })?;
             charged += e.storage_charge();
             if let EntryValue::File(f) = e.entry().value {

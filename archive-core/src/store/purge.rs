@@ -98,16 +98,16 @@ impl Store {
     }
 
     /// Removes the ids on the deny list from `ids` (before asking a peer for them).
-    pub(super) fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
+    pub(super) fn drop_denied(&self, keys: &mut Vec<SyncKey>) -> Result<u64, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
             let denied = tx.open_table(DENIED)?;
             if redb::ReadableTableMetadata::is_empty(&denied)? {
                 return Ok(0);
             }
-            let before = ids.len();
+            let before = keys.len();
             let mut failed = None;
-            ids.retain(|id| match denied.get(id.as_bytes()) {
+            keys.retain(|k| match denied.get(k.id.as_bytes()) {
                 Ok(row) => row.is_none(),
                 Err(e) => {
                     failed = Some(e);
@@ -117,7 +117,7 @@ impl Store {
             if let Some(e) = failed {
                 return Err(e.into());
             }
-            Ok((before - ids.len()) as u64)
+            Ok((before - keys.len()) as u64)
         })
     }
 
@@ -125,14 +125,13 @@ impl Store {
     /// entries that proved invalid, so no sync fetches them again.
     pub(super) fn deny_entries(
         &self,
-        ids: &[EntryId],
+        keys: &[SyncKey],
         reason: DenyReason,
     ) -> Result<u64, StorageError> {
         guarded(|| {
             let mut removed = 0;
-            for chunk in ids.chunks(PURGE_BATCH) {
-                let raw: Vec<[u8; 32]> = chunk.iter().map(|h| *h.as_bytes()).collect();
-                removed += self.remove_entries(&raw, reason, |_, _| Ok(()))?.len() as u64;
+            for chunk in keys.chunks(PURGE_BATCH) {
+                removed += self.remove_entries(chunk, reason, |_, _| Ok(()))?.len() as u64;
             }
             Ok(removed)
         })
@@ -146,7 +145,7 @@ impl Store {
         guarded(|| {
             let mut report = PurgeReport::default();
             loop {
-                let rows: Vec<(u64, [u8; 32])> = {
+                let rows: Vec<(u64, [u8; 40])> = {
                     let tx = self.db.begin_read()?;
                     let origins = tx.open_table(ORIGINS)?;
                     let from = (*peer.as_bytes(), 0u64);
@@ -164,8 +163,8 @@ impl Store {
                 if rows.is_empty() {
                     break;
                 }
-                let ids: Vec<[u8; 32]> = rows.iter().map(|(_, id)| *id).collect();
-                let removed = self.remove_entries(&ids, DenyReason::Purged, |tx, charged| {
+                let keys: Vec<SyncKey> = rows.iter().map(|(_, k)| SyncKey::from_bytes(k)).collect();
+                let removed = self.remove_entries(&keys, DenyReason::Purged, |tx, charged| {
                     let mut origins = tx.open_table(ORIGINS)?;
                     for (seq, _) in &rows {
                         origins.remove((*peer.as_bytes(), *seq))?;
@@ -196,7 +195,7 @@ impl Store {
     /// removed entry.
     pub(crate) fn remove_entries(
         &self,
-        ids: &[[u8; 32]],
+        keys: &[SyncKey],
         reason: DenyReason,
         also: impl FnOnce(&redb::WriteTransaction, u64) -> Result<(), StorageError>,
     ) -> Result<Vec<String>, StorageError> {
@@ -215,12 +214,14 @@ impl Store {
                 tx.open_table(crate::format::layout::ENTRY_CERTIFICATES)?;
             let mut sync = SyncTables::open(&tx)?;
             let now = wall_clock_millis();
-            for id in ids {
+            for item in keys {
+                let id = item.id.as_bytes();
                 denied.insert(id, (now, reason.code()))?;
-                if entries.get(id)?.is_none() {
+                let row = item.to_bytes();
+                if entries.get(row)?.is_none() {
                     continue;
                 }
-                let entry: SignedEntry = decode_stored_entry(&entries, id)?;
+                let entry: SignedEntry = decode_stored_entry(&entries, (item.time, *id))?;
                 let e = entry.entry();
                 let (c, k) = (e.collection.as_str(), e.key.as_str());
                 // Its history row names its insertion number, which the sync log is keyed by.
@@ -249,14 +250,7 @@ impl Store {
                         None => views.remove((c, k))?,
                     };
                 }
-                sync.remove(
-                    c,
-                    SyncKey {
-                        time: e.time.raw(),
-                        id: EntryId::from_bytes(*id),
-                    },
-                    seq,
-                )?;
+                sync.remove(c, *item, seq)?;
                 let count = collections.get(c)?.map(|v| v.value()).unwrap_or(1);
                 if count <= 1 {
                     collections.remove(c)?;
@@ -264,8 +258,8 @@ impl Store {
                     collections.insert(c, count - 1)?;
                 }
                 charged += entry.storage_charge();
-                entries.remove(id)?;
-                entry_certificates.remove(super::certificate_row(&entry))?;
+                entries.remove(row)?;
+                entry_certificates.remove(row)?;
                 removed.push(c.to_owned());
             }
             sub_from_counter(&mut meta, META_ENTRY_BYTES, charged)?;

@@ -214,7 +214,7 @@ pub(super) struct QuickLookup {
     quick_rows: Ascending<&'static [u8], QuickCheckRow>,
     view_rows: Ascending<(&'static str, &'static str), (u64, [u8; 32])>,
     views: ReadOnlyTable<(&'static str, &'static str), (u64, [u8; 32])>,
-    entries: ReadOnlyTable<[u8; 32], &'static [u8]>,
+    entries: ReadOnlyTable<[u8; 40], &'static [u8]>,
     blobs: ReadOnlyTable<[u8; 32], (u64, u8)>,
     packed: ReadOnlyTable<[u8; 32], (u32, u64)>,
 }
@@ -297,7 +297,7 @@ impl QuickLookup {
                     (c, k).cmp(&(collection, key))
                 })?
                 .map(|v| v.value());
-            let Some((_, id)) = view else {
+            let Some((time, id)) = view else {
                 return Ok(false);
             };
             if id == entry && size <= INLINE_MAX {
@@ -305,7 +305,7 @@ impl QuickLookup {
                 // small enough to live inside the database (recorded with that entry): done.
                 return Ok(true);
             }
-            let signed = decode_stored_entry(&self.entries, &id)?;
+            let signed = decode_stored_entry(&self.entries, (time, id))?;
             let held = match signed.entry().value {
                 EntryValue::File(f) => f,
                 EntryValue::Folder | EntryValue::Tombstone => return Ok(false),

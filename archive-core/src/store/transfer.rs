@@ -20,6 +20,7 @@ use crate::format::manifest::{max_manifest_len, ManifestReader};
 use crate::hash::Hash;
 use crate::identity::PeerId;
 use crate::store::purge::DenyReason;
+use crate::sync::SyncKey;
 use crate::transfer::{encode_whole, VerifiedBlob};
 
 /// What a missing blob must turn out to be, known before any of its bytes are fetched.
@@ -739,7 +740,7 @@ impl<'s> Transfer<'s> {
         Ok(kept)
     }
 
-    /// What to send a peer that asked for the entries `ids` of `collection`, in order: the
+    /// What to send a peer that asked for the entries `keys` of `collection`, in order: the
     /// certificates worth sending first, then each entry (or that it is missing). A
     /// certificate goes when at least an eighth of its ids are asked for, so a few entries of
     /// a large batch travel with their own signatures; an entry that came here vouched for by
@@ -748,7 +749,7 @@ impl<'s> Transfer<'s> {
     pub fn entries_to_send(
         &self,
         collection: &str,
-        ids: &[EntryId],
+        keys: &[SyncKey],
     ) -> Result<Vec<Outgoing>, EntryError> {
         guarded(|| {
             let tx = self.store.db.begin_read().map_err(StorageError::from)?;
@@ -757,17 +758,20 @@ impl<'s> Transfer<'s> {
                 .open_table(ENTRY_CERTIFICATES)
                 .map_err(StorageError::from)?;
             let certificates = tx.open_table(CERTIFICATES).map_err(StorageError::from)?;
-            // Per id: the entry, if here, and its row in `certified-entries-v1`, if any.
-            let mut found: Vec<(EntryId, Option<Held>)> = Vec::with_capacity(ids.len());
+            // Per key: the entry, if here, and its row in `certified-entries-v1`, if any.
+            let mut found: Vec<(EntryId, Option<Held>)> = Vec::with_capacity(keys.len());
             let mut asked: HashMap<[u8; 32], usize> = HashMap::new();
-            for id in ids {
-                let entry = match entries.get(id.as_bytes()).map_err(StorageError::from)? {
+            for key in keys {
+                let entry = match entries.get(key.to_bytes()).map_err(StorageError::from)? {
                     None => None,
-                    Some(_) => Some(super::decode_stored_entry(&entries, id.as_bytes())?),
+                    Some(_) => Some(super::decode_stored_entry(
+                        &entries,
+                        (key.time, *key.id.as_bytes()),
+                    )?),
                 };
                 let entry = entry.filter(|e| e.entry().collection == collection);
                 let Some(entry) = entry else {
-                    found.push((*id, None));
+                    found.push((key.id, None));
                     continue;
                 };
                 let voucher = vouchers
@@ -777,7 +781,7 @@ impl<'s> Transfer<'s> {
                 if let Some((cert, _)) = voucher {
                     *asked.entry(cert).or_default() += 1;
                 }
-                found.push((*id, Some((entry, voucher))));
+                found.push((key.id, Some((entry, voucher))));
             }
             let mut send: Vec<[u8; 32]> = Vec::new();
             let mut encoded: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
@@ -1038,16 +1042,16 @@ impl Transfer<'_> {
         self.store.is_denied(id)
     }
 
-    /// Removes the ids on the deny list from `ids` (before asking a peer for them); returns
+    /// Removes the entries on the deny list from `keys` (before asking a peer for them); returns
     /// how many were removed.
-    pub fn drop_denied(&self, ids: &mut Vec<EntryId>) -> Result<u64, StorageError> {
-        self.store.drop_denied(ids)
+    pub fn drop_denied(&self, keys: &mut Vec<SyncKey>) -> Result<u64, StorageError> {
+        self.store.drop_denied(keys)
     }
 
     /// Puts entries on the deny list (removing those the store has, as a purge does): for
     /// entries that proved invalid, so no sync fetches them again.
-    pub fn deny_entries(&self, ids: &[EntryId], reason: DenyReason) -> Result<u64, StorageError> {
-        self.store.deny_entries(ids, reason)
+    pub fn deny_entries(&self, keys: &[SyncKey], reason: DenyReason) -> Result<u64, StorageError> {
+        self.store.deny_entries(keys, reason)
     }
 
     /// Bytes free for this store on its file system (for an unprivileged user).

@@ -20,6 +20,7 @@ use crate::error::{AddError, SnapshotError, StorageError};
 use crate::format::layout::{COLLECTIONS, ENTRIES, HISTORY, META, META_NEXT_SEQ, SNAPSHOTS, VIEWS};
 use crate::identity::PublicKey;
 use crate::names::validate_snapshot_name;
+use crate::sync::SyncKey;
 use crate::walk::walk;
 
 /// Items a [`Listing`], [`Changes`] or [`History`] reads per page.
@@ -66,6 +67,26 @@ pub struct Version {
     pub time: Timestamp,
     /// Who wrote it.
     pub author: PublicKey,
+}
+
+impl ViewItem {
+    /// The key of the entry that put it there (see [`Store::entry`]).
+    pub fn entry_key(&self) -> SyncKey {
+        SyncKey {
+            time: self.time.raw(),
+            id: self.entry,
+        }
+    }
+}
+
+impl Version {
+    /// The key of the entry (see [`Store::entry`]).
+    pub fn entry_key(&self) -> SyncKey {
+        SyncKey {
+            time: self.time.raw(),
+            id: self.entry,
+        }
+    }
 }
 
 /// A snapshot's name and totals.
@@ -212,8 +233,8 @@ impl<'s> Collection<'s> {
         guarded(|| {
             let tx = self.store.db.begin_read()?;
             let entries = tx.open_table(ENTRIES)?;
-            let mut push = |key: &str, id: &[u8; 32]| -> Result<bool, StorageError> {
-                Ok(visit(key, &decode_stored_entry(&entries, id)?))
+            let mut push = |key: &str, version: (u64, [u8; 32])| -> Result<bool, StorageError> {
+                Ok(visit(key, &decode_stored_entry(&entries, version)?))
             };
             let mut more = false;
             match point {
@@ -229,7 +250,7 @@ impl<'s> Collection<'s> {
                         if rc != c || !key.starts_with(prefix) {
                             break;
                         }
-                        if under_prefix(key, prefix) && !push(key, &v.value().1)? {
+                        if under_prefix(key, prefix) && !push(key, v.value())? {
                             more = true;
                             break;
                         }
@@ -260,8 +281,8 @@ impl<'s> Collection<'s> {
                                 }
                             }
                             _ => {
-                                if let Some((k, (_, id))) = current.take() {
-                                    if !push(&k, &id)? {
+                                if let Some((k, version)) = current.take() {
+                                    if !push(&k, version)? {
                                         more = true;
                                         break;
                                     }
@@ -270,8 +291,8 @@ impl<'s> Collection<'s> {
                             }
                         }
                     }
-                    if let (false, Some((k, (_, id)))) = (more, current) {
-                        more = !push(&k, &id)?;
+                    if let (false, Some((k, version))) = (more, current) {
+                        more = !push(&k, version)?;
                     }
                 }
             }
@@ -318,10 +339,10 @@ impl<'s> Collection<'s> {
                     best
                 }
             };
-            let Some((_, id)) = version else {
+            let Some(version) = version else {
                 return Ok(None);
             };
-            let signed = decode_stored_entry(&tx.open_table(ENTRIES)?, &id)?;
+            let signed = decode_stored_entry(&tx.open_table(ENTRIES)?, version)?;
             let e = signed.entry();
             Ok(match e.value {
                 EntryValue::File(file) => Some(ViewItem {
@@ -378,7 +399,7 @@ impl<'s> Collection<'s> {
                     break;
                 }
                 let (k, v) = row?;
-                let signed = decode_stored_entry(&entries, &v.value().1)?;
+                let signed = decode_stored_entry(&entries, v.value())?;
                 let e = signed.entry();
                 items.push(Version {
                     seq: k.value().2,
@@ -556,7 +577,7 @@ fn view_totals(tx: &redb::WriteTransaction, c: &str) -> Result<(u64, u64), Stora
         if k.value().0 != c {
             break;
         }
-        if let EntryValue::File(f) = decode_stored_entry(&entries, &v.value().1)?.entry().value {
+        if let EntryValue::File(f) = decode_stored_entry(&entries, v.value())?.entry().value {
             files += 1;
             bytes = bytes.saturating_add(f.size); // sizes are signed claims: never overflow
         }

@@ -9,8 +9,12 @@
 use crate::entry::EntryId;
 use std::fmt;
 
-/// One item of a reconciled set: an entry's time and id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// One item of a reconciled set: an entry's time and id. The store keeps its entries by it,
+/// and network requests name entries by it. With serde, a struct of the time and the id's
+/// 32 bytes.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct SyncKey {
     /// Entry time (raw hybrid-logical-clock value).
     pub time: u64,

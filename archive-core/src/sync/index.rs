@@ -33,8 +33,8 @@ pub trait SyncIndex {
     fn split_points(&mut self, lo: u64, hi: u64, parts: u64) -> Result<Vec<u64>, StorageError> {
         Ok(even_split(lo, hi, parts))
     }
-    /// True when an item with this id is in the set.
-    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError>;
+    /// True when this item (time and id) is in the set.
+    fn contains(&mut self, key: &SyncKey) -> Result<bool, StorageError>;
     /// Sum and count of all items.
     fn total(&mut self) -> Result<Accumulator, StorageError> {
         let n = self.len()?;
@@ -140,8 +140,8 @@ impl SyncIndex for MemoryIndex {
         Ok(self.keys[lo as usize..hi as usize].to_vec())
     }
 
-    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
-        Ok(self.ids.contains(id))
+    fn contains(&mut self, key: &SyncKey) -> Result<bool, StorageError> {
+        Ok(self.keys.binary_search(key).is_ok())
     }
 
     fn added_since(

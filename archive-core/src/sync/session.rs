@@ -1,8 +1,8 @@
 //! The sans-IO reconciliation session: it consumes frames and yields frames. Whoever moves the
 //! bytes (a test, a benchmark, `archive-net` over QUIC) calls [`Reconciler::initiate`] on one
 //! side, then hands each frame to the other side's [`Reconciler::receive`] until one returns
-//! `None`. Both sides then know exactly which ids they lack ([`Reconciler::need`]) and which
-//! the other lacks ([`Reconciler::have`]).
+//! `None`. Both sides then know exactly which items (entry time and id) they lack
+//! ([`Reconciler::need`]) and which the other lacks ([`Reconciler::have`]).
 //!
 //! Each Ranges frame covers the whole key space. For each range the receiver answers:
 //! matching fingerprint: Skip; mismatch: its own items split into `fanout` fingerprinted parts,
@@ -14,7 +14,6 @@
 //! fingerprinted range: the result stays exact, it only takes more rounds.
 
 use crate::entry::EntryId;
-use std::collections::BTreeSet;
 
 use super::fingerprint::{Accumulator, SyncKey};
 use super::index::{even_split, SyncIndex};
@@ -104,12 +103,12 @@ pub struct Reconciler<I> {
     index: I,
     config: ReconcileConfig,
     state: State,
-    /// Ids learnt so far, range by range (each range's in key order), possibly twice;
+    /// Items learnt so far, range by range (each range's in key order), possibly twice;
     /// deduplicated, in the order learnt, once done.
-    have: Vec<EntryId>,
-    need: Vec<EntryId>,
+    have: Vec<SyncKey>,
+    need: Vec<SyncKey>,
     stats: SyncStats,
-    /// The ids this side offered in its fast-path request.
+    /// The items this side offered in its fast-path request, ascending.
     fast_added: Vec<SyncKey>,
     /// The fast path settled the session.
     settled_fast: bool,
@@ -150,10 +149,11 @@ impl<I: SyncIndex> Reconciler<I> {
             return Err(SyncError::Protocol("initiate called twice".into()));
         }
         if let Some(a) = agreement {
-            if let Some(added) = self
+            if let Some(mut added) = self
                 .index
                 .added_since(a.my_seq, self.fast_path_id_budget(0))?
             {
+                added.sort_unstable();
                 let mut agreed = self.index.total()?;
                 let mut new_sum = Accumulator::default();
                 for k in &added {
@@ -164,7 +164,7 @@ impl<I: SyncIndex> Reconciler<I> {
                     your_seq: a.their_seq,
                     agreed_count: agreed.count(),
                     agreed_fingerprint: agreed.fingerprint(),
-                    added: added.iter().map(|k| k.id).collect(),
+                    added: added.clone(),
                 }
                 .encode();
                 self.fast_added = added;
@@ -243,23 +243,26 @@ impl<I: SyncIndex> Reconciler<I> {
         self.state == State::Done
     }
 
-    /// Ids this side has and the other lacks, each once when the session is done, in the
-    /// order learnt: range by range, each range's ids in key order (time, then id). A whole
+    /// Items this side has and the other lacks, each once when the session is done, in the
+    /// order learnt: range by range, each range's items in key order (time, then id). A whole
     /// range learnt at once is contiguous in time, so fetching the list in pieces fetches
     /// entries written together together (and their batch certificates with them).
-    pub fn have(&self) -> &[EntryId] {
+    ///
+    /// An item of the other side's is what it said: a hostile peer may name an id with
+    /// another time than its entry's. Whoever fetches it checks the entry against the key.
+    pub fn have(&self) -> &[SyncKey] {
         &self.have
     }
 
-    /// Ids the other side has and this side lacks, each once when the session is done, in
+    /// Items the other side has and this side lacks, each once when the session is done, in
     /// the order learnt (see [`Reconciler::have`]).
-    pub fn need(&self) -> &[EntryId] {
+    pub fn need(&self) -> &[SyncKey] {
         &self.need
     }
 
-    /// The difference, moved out: (ids only this side has, ids only the other side has),
-    /// in the order learnt (see [`Reconciler::have`]). 32 bytes an id, nothing copied.
-    pub fn into_difference(self) -> (Vec<EntryId>, Vec<EntryId>) {
+    /// The difference, moved out: (items only this side has, items only the other side has),
+    /// in the order learnt (see [`Reconciler::have`]). 40 bytes an item, nothing copied.
+    pub fn into_difference(self) -> (Vec<SyncKey>, Vec<SyncKey>) {
         (self.have, self.need)
     }
 
@@ -278,9 +281,10 @@ impl<I: SyncIndex> Reconciler<I> {
         self.index
     }
 
-    /// How many 32-byte ids a fast-path frame may carry besides `other_bytes`.
+    /// How many items (at most 42 bytes each) a fast-path frame may carry besides
+    /// `other_bytes`.
     fn fast_path_id_budget(&self, other_bytes: usize) -> usize {
-        let room = self.config.frame_limit.saturating_sub(64 + other_bytes) / 32;
+        let room = self.config.frame_limit.saturating_sub(64 + other_bytes) / 42;
         self.config.fast_path_max_ids.min(room)
     }
 
@@ -311,12 +315,12 @@ impl<I: SyncIndex> Reconciler<I> {
         your_seq: u64,
         agreed_count: u64,
         agreed_fingerprint: super::fingerprint::Fingerprint,
-        their_added: Vec<EntryId>,
+        their_added: Vec<SyncKey>,
     ) -> Result<(Vec<u8>, bool), SyncError> {
         let fallback = || Ok((Message::FastReply(FastReply::Fallback).encode(), true));
         // The reply carries a bitfield over their ids and our own new ids: both must fit.
         let budget = self.fast_path_id_budget(their_added.len().div_ceil(8));
-        let Some(my_added) = self.index.added_since(your_seq, budget)? else {
+        let Some(mut my_added) = self.index.added_since(your_seq, budget)? else {
             self.state = State::Reconciling;
             return fallback();
         };
@@ -330,18 +334,18 @@ impl<I: SyncIndex> Reconciler<I> {
             return fallback();
         }
         let mut lacked = Vec::with_capacity(their_added.len());
-        for id in &their_added {
-            let lack = !self.index.contains_id(id)?;
+        for key in &their_added {
+            let lack = !self.index.contains(key)?;
             if lack {
-                self.need.push(*id);
+                self.need.push(*key);
             }
             lacked.push(lack);
         }
-        let theirs: BTreeSet<EntryId> = their_added.into_iter().collect();
-        let only_mine: Vec<EntryId> = my_added
-            .iter()
-            .map(|k| k.id)
-            .filter(|id| !theirs.contains(id))
+        // Both ascending (theirs by the wire's rule).
+        my_added.sort_unstable();
+        let only_mine: Vec<SyncKey> = my_added
+            .into_iter()
+            .filter(|k| their_added.binary_search(k).is_err())
             .collect();
         self.have.extend(only_mine.iter().copied());
         let reply = Message::FastReply(FastReply::Settled {
@@ -367,16 +371,16 @@ impl<I: SyncIndex> Reconciler<I> {
                 }
                 for (k, lack) in self.fast_added.iter().zip(lacked) {
                     if lack {
-                        self.have.push(k.id);
+                        self.have.push(*k);
                     }
                 }
-                for id in added {
-                    if self.index.contains_id(&id)? {
+                for key in added {
+                    if self.index.contains(&key)? {
                         return Err(SyncError::Protocol(
-                            "fast reply offers an id this side has".into(),
+                            "fast reply offers an item this side has".into(),
                         ));
                     }
-                    self.need.push(id);
+                    self.need.push(key);
                 }
                 self.settled_fast = true;
                 Ok(None)
@@ -406,23 +410,20 @@ impl<I: SyncIndex> Reconciler<I> {
                         self.emit_split(&mut out, lo, hi, range.upper)?;
                     }
                 }
-                Mode::IdList(their_ids) if hi - lo > (self.config.frame_limit / 32) as u64 => {
-                    // More of ours than any frame could list: learn from their ids by lookup
-                    // and split ours, without reading them all.
-                    let distinct: BTreeSet<EntryId> = their_ids.iter().copied().collect();
-                    if distinct.len() != their_ids.len() {
-                        return Err(SyncError::Protocol("an IdList repeats an id".into()));
-                    }
-                    for id in their_ids {
-                        if !self.index.contains_id(&id)? {
-                            self.need.push(id);
+                Mode::IdList(theirs) if hi - lo > (self.config.frame_limit / 32) as u64 => {
+                    // More of ours than any frame could list: learn from their items by lookup
+                    // and split ours, without reading them all. (The wire's decoder made sure
+                    // their items ascend inside the range, so none repeats.)
+                    for key in theirs {
+                        if !self.index.contains(&key)? {
+                            self.need.push(key);
                         }
                     }
                     self.emit_split(&mut out, lo, hi, range.upper)?;
                 }
-                Mode::IdList(their_ids) => {
+                Mode::IdList(theirs) => {
                     let ours = self.index.keys(lo, hi)?;
-                    self.learn_from_id_list(&ours, &their_ids, &mut out, lo, hi, range.upper)?;
+                    self.learn_from_id_list(&ours, &theirs, &mut out, lo, hi, range.upper)?;
                 }
                 Mode::Diff { lacked, only_here } => {
                     // Check the count before reading anything: a Diff only ever answers our
@@ -437,16 +438,16 @@ impl<I: SyncIndex> Reconciler<I> {
                     let ours = self.index.keys(lo, hi)?;
                     for (k, lack) in ours.iter().zip(&lacked) {
                         if *lack {
-                            self.have.push(k.id);
+                            self.have.push(*k);
                         }
                     }
-                    for id in only_here {
-                        if ours.iter().any(|k| k.id == id) {
+                    for key in only_here {
+                        if ours.binary_search(&key).is_ok() {
                             return Err(SyncError::Protocol(
-                                "a Diff offers an id this side has".into(),
+                                "a Diff offers an item this side has".into(),
                             ));
                         }
-                        self.need.push(id);
+                        self.need.push(key);
                     }
                     out.skip(range.upper);
                 }
@@ -462,33 +463,32 @@ impl<I: SyncIndex> Reconciler<I> {
     fn learn_from_id_list(
         &mut self,
         ours: &[SyncKey],
-        theirs: &[EntryId],
+        theirs: &[SyncKey],
         out: &mut Output,
         lo: u64,
         hi: u64,
         upper: Bound,
     ) -> Result<(), SyncError> {
-        let our_ids: BTreeSet<EntryId> = ours.iter().map(|k| k.id).collect();
-        let their_set: BTreeSet<EntryId> = theirs.iter().copied().collect();
-        if their_set.len() != theirs.len() {
-            return Err(SyncError::Protocol("an IdList repeats an id".into()));
-        }
-        for id in theirs {
-            if !our_ids.contains(id) {
-                self.need.push(*id);
+        // Both lists ascend (ours from the index, theirs by the wire's rule).
+        let lacked: Vec<bool> = theirs
+            .iter()
+            .map(|k| ours.binary_search(k).is_err())
+            .collect();
+        for (key, lack) in theirs.iter().zip(&lacked) {
+            if *lack {
+                self.need.push(*key);
             }
         }
         if out.full() {
             return Ok(());
         }
-        let only_here: Vec<EntryId> = ours
+        let only_here: Vec<SyncKey> = ours
             .iter()
-            .map(|k| k.id)
-            .filter(|id| !their_set.contains(id))
+            .filter(|k| theirs.binary_search(k).is_err())
+            .copied()
             .collect();
-        // Answer with a Diff whenever it fits in this frame, even with many ids of ours (a
+        // Answer with a Diff whenever it fits in this frame, even with many items of ours (a
         // cluster of new entries); otherwise split our items so the other side asks in parts.
-        let lacked: Vec<bool> = theirs.iter().map(|id| !our_ids.contains(id)).collect();
         let range = Range {
             upper,
             mode: Mode::Diff {
@@ -519,10 +519,10 @@ impl<I: SyncIndex> Reconciler<I> {
             return Ok(());
         }
         if hi - lo <= self.config.id_list_threshold {
-            let ids = self.index.keys(lo, hi)?.into_iter().map(|k| k.id).collect();
+            let keys = self.index.keys(lo, hi)?;
             if !out.push(Range {
                 upper,
-                mode: Mode::IdList(ids),
+                mode: Mode::IdList(keys),
             }) {
                 out.make_tail(lo);
             }
@@ -693,8 +693,9 @@ impl Output {
     }
 }
 
-/// Drops repeated ids, keeping each first occurrence where it was (4 bytes of memory an id).
-fn dedup_in_order(ids: &mut Vec<EntryId>) {
+/// Drops repeated items, keeping each first occurrence where it was (4 bytes of memory an
+/// item).
+fn dedup_in_order<T: Ord + Copy>(ids: &mut Vec<T>) {
     let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
     by_id.sort_unstable_by_key(|&i| (ids[i as usize], i));
     let mut keep = vec![true; ids.len()];

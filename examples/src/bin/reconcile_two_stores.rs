@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collection("library")?
         .list(archive_core::ViewPoint::Current, "")?
     {
-        entries.extend(a.entry(&item?.entry)?);
+        entries.extend(a.entry(&item?.entry_key())?);
     }
     b.transfer().insert_entries(&entries)?;
     a.collection("library")?

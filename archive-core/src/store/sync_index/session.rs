@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::summaries::{Summaries, SummaryCache};
-use crate::entry::EntryId;
 use crate::error::StorageError;
 use crate::format::layout::{ENTRIES, SYNC_BLOCK_ITEMS, SYNC_LOG, SYNC_TOTALS};
 use crate::format::sync_index::{packed_id, packed_item, packed_less};
@@ -83,7 +82,7 @@ pub struct StoreSyncIndex {
     summaries: Arc<Summaries>,
     items: redb::ReadOnlyTable<(&'static str, [u8; 40]), &'static [u8]>,
     log: redb::ReadOnlyTable<(&'static str, u64), [u8; 40]>,
-    entries: redb::ReadOnlyTable<[u8; 32], &'static [u8]>,
+    entries: redb::ReadOnlyTable<[u8; 40], &'static [u8]>,
     total: Accumulator,
     /// Blocks read in this session, by block number.
     loaded: Vec<Option<Box<LoadedBlock>>>,
@@ -211,7 +210,7 @@ impl StoreSyncIndex {
 }
 
 /// The index's reads. [`SyncIndex`] below checks the positions it is given first; the
-/// database reads (`read_block`, `contains_id`, `added_since`) run inside [`guarded`].
+/// database reads (`read_block`, `contains`, `added_since`) run inside [`guarded`].
 impl StoreSyncIndex {
     fn read_len(&mut self) -> Result<u64, StorageError> {
         Ok(self.summaries.len())
@@ -304,8 +303,8 @@ impl StoreSyncIndex {
         Ok(out)
     }
 
-    fn read_contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
-        Ok(self.entries.get(id.as_bytes())?.is_some())
+    fn read_contains(&mut self, key: &SyncKey) -> Result<bool, StorageError> {
+        Ok(self.entries.get(key.to_bytes())?.is_some())
     }
 
     fn read_total(&mut self) -> Result<Accumulator, StorageError> {
@@ -358,8 +357,8 @@ impl SyncIndex for StoreSyncIndex {
         self.read_split_points(lo, hi, parts)
     }
 
-    fn contains_id(&mut self, id: &EntryId) -> Result<bool, StorageError> {
-        guarded(|| self.read_contains_id(id))
+    fn contains(&mut self, key: &SyncKey) -> Result<bool, StorageError> {
+        guarded(|| self.read_contains(key))
     }
 
     fn total(&mut self) -> Result<Accumulator, StorageError> {
