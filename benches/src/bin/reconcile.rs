@@ -105,13 +105,23 @@ fn main() {
         (n - d, d, 0)
     };
     let build_started = Instant::now();
-    // `--store-dir DIR` keeps the two stores there and reuses them on the next run with the
-    // same arguments (for profiling); by default they live in a temporary folder.
+    // `--store-dir DIR` keeps the two stores there, in a folder named after the arguments that
+    // shape them, and reuses them on the next run with the same arguments (for profiling); by
+    // default they live in a temporary folder.
     let tmp = tempfile::tempdir().expect("temporary folder");
+    let shape = format!(
+        "n{n}-d{d}-{}{}",
+        if args.mode == Spread::Scattered {
+            "scattered"
+        } else {
+            "newest"
+        },
+        if fast { "-fast" } else { "" }
+    );
     let root = args
         .store_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().to_owned());
+        .as_ref()
+        .map_or_else(|| tmp.path().to_owned(), |dir| dir.join(shape));
     let reuse = root.join("a").join("FORMAT").exists() && root.join("b").join("FORMAT").exists();
     let (a, b, signed_s, agreement) = if reuse {
         let a = Store::open(root.join("a")).expect("store a");
