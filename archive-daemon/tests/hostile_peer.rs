@@ -694,12 +694,9 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
         // A fifth connection is one too many (asked first, before any of the four can have
         // been closed as idle).
         let fifth = endpoint.connect(addr.clone(), ALPN).await.unwrap();
-        // (The bound is generous: the whole test suite may be running on two cores.)
-        let refused_fifth = tokio::time::timeout(Duration::from_secs(20), fifth.closed())
-            .await
-            .map(|reason| reason.to_string())
-            .unwrap_or_default();
-        // Ask for every chunk on many streams, never read.
+        // Ask for every chunk on many streams, never read; before waiting for the fifth's
+        // refusal, which on a loaded machine can take longer than the idle timeout (the three
+        // connections would then be closed as idle before they asked anything).
         let mut held = Vec::new();
         for conn in &conns[..3] {
             for _ in 0..16 {
@@ -713,6 +710,11 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
                 held.push((send, recv));
             }
         }
+        // (The bound is generous: the whole test suite may be running on two cores.)
+        let refused_fifth = tokio::time::timeout(Duration::from_secs(20), fifth.closed())
+            .await
+            .map(|reason| reason.to_string())
+            .unwrap_or_default();
         // The fourth connection asks nothing: closed once idle.
         let idle_closed = tokio::time::timeout(Duration::from_secs(30), conns[3].closed())
             .await
