@@ -261,3 +261,23 @@ fn purging_the_entries_lets_gc_remove_their_certificate() {
         .unwrap();
     assert!(out.iter().all(|o| matches!(o, Outgoing::Missing(_))));
 }
+
+/// A peer names entries by key (time and id): a key with the right id and another time finds
+/// nothing, and neither does one of another collection, so a peer cannot fish for entries by id.
+#[test]
+fn an_entry_asked_for_with_another_time_or_collection_is_missing() {
+    let (_dir, a, batch) = store_with_batch(3);
+    let real = batch[1].sync_key();
+    for time in [real.time - 1, real.time + 1, 0, u64::MAX] {
+        let lying = archive_core::sync::SyncKey { time, ..real };
+        let out = a.transfer().entries_to_send("default", &[lying]).unwrap();
+        assert_eq!(out, vec![Outgoing::Missing(real.id)], "time {time}");
+        assert!(a.entry(&lying).unwrap().is_none());
+    }
+    let out = a.transfer().entries_to_send("other", &[real]).unwrap();
+    assert_eq!(out, vec![Outgoing::Missing(real.id)]);
+    // The true key finds it.
+    let (_, entries) = split(a.transfer().entries_to_send("default", &[real]).unwrap());
+    assert_eq!(entries, vec![batch[1].encoded().to_vec()]);
+    assert_eq!(a.entry(&real).unwrap().as_ref(), Some(&batch[1]));
+}

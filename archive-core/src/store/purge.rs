@@ -97,7 +97,8 @@ impl Store {
         })
     }
 
-    /// Removes the ids on the deny list from `ids` (before asking a peer for them).
+    /// Removes the entries whose ids are on the deny list from `keys` (before asking a peer
+    /// for them).
     pub(super) fn drop_denied(&self, keys: &mut Vec<SyncKey>) -> Result<u64, StorageError> {
         guarded(|| {
             let tx = self.db.begin_read()?;
