@@ -88,10 +88,10 @@ pub use names::{
 pub use store::{
     AddProgress, AddReport, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
     ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, Expected, ExportReport,
-    FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, Listing, MissingBlob,
-    MissingPage, NoProgress, Outgoing, Page, PeerScope, PeerUsage, PurgeReport, Received, Refusal,
-    Refused, SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer, TransferGuard,
-    VerifyReport, Version, ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
+    FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, KeyQueue, Listing,
+    MissingBlob, MissingPage, NoProgress, Outgoing, Page, PeerScope, PeerUsage, PurgeReport,
+    Received, Refusal, Refused, SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer,
+    TransferGuard, VerifyReport, Version, ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

@@ -63,8 +63,10 @@ impl Default for Limits {
             // Four requests of 16 MiB, each with a few blobs being verified: what honest
             // transfers use, so they never wait on it.
             fetch_memory: 96 * 1024 * 1024,
-            // ~10 MB of decoded entries; as many as one offer carries.
-            pull_batch: crate::wire::MAX_OFFER_IDS,
+            // One insert transaction's worth (~2.5 MB of decoded entries): with two batches in
+            // flight, a million-entry pull peaks at ~85 MB here against ~100 MB at 8,192 and
+            // ~115 MB at 16,384, at the same speed (BENCHMARKS.md, issue 13, seventh part).
+            pull_batch: 4 * 1024,
             caps: Caps::default(),
             // Two of the largest blobs (manifests), or 64 chunks.
             serve_memory: 64 * 1024 * 1024,

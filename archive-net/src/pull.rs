@@ -30,8 +30,8 @@ use std::sync::Arc;
 use archive_core::sync::SyncKey;
 use archive_core::transfer::{check_file_ref, decode_expected, encoded_len, VerifiedBlob};
 use archive_core::{
-    Certificate, DenyReason, EntryValue, Expected, FileRef, Hash, MissingBlob, PeerId, PeerScope,
-    Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENTRY_CHARGE,
+    Certificate, DenyReason, EntryValue, Expected, FileRef, Hash, KeyQueue, MissingBlob, PeerId,
+    PeerScope, Refusal, Refused, SignedEntry, TransferError, TransferGuard, MAX_ENTRY_CHARGE,
 };
 use n0_future::{stream, BufferedStreamExt, FuturesUnordered, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -119,7 +119,7 @@ pub(crate) async fn pull<C: PeerStreams>(
     node: &Node,
     conn: &C,
     collection: &str,
-    mut keys: Vec<SyncKey>,
+    keys: Vec<SyncKey>,
     counters: &Counters,
     share: Option<Arc<PeerShare>>,
 ) -> Result<PullReport, NetError> {
@@ -144,22 +144,20 @@ pub(crate) async fn pull<C: PeerStreams>(
         share: share.clone(),
     };
     let mut report = PullReport::default();
-    let (kept, denied) = node
+    // The keys wait on the store's disk, not in memory: a first sync of a million entries
+    // learns 40 MB of them and takes minutes to fetch them.
+    let queue = node
         .reads
         .run(share.as_deref(), move |store| {
-            let denied = store.transfer().drop_denied(&mut keys)?;
-            Ok((keys, denied))
+            Ok(store.transfer().queue_keys(keys)?)
         })
         .await?;
-    let mut keys = kept;
-    report.denied_skipped = denied;
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    let batch_limit = node.limits.pull_batch.max(1);
     // Pipelined: while one batch is stored, the next one's entries are fetched and checked
     // and its content fetched; a batch is stored only once the one before it is.
     let mut ready: Option<Prepared> = None;
     loop {
-        // Keys taken off the end of the list give their memory back: the list of a large
-        // first sync (40 MB for a million entries) shrinks as the pull goes.
-        keys.shrink_to_fit();
         let mut prepared_report = PullReport::default();
         let mut stored_report = PullReport::default();
         let store_ready = async {
@@ -169,12 +167,13 @@ pub(crate) async fn pull<C: PeerStreams>(
             }
         };
         let prepare_next = async {
-            if keys.is_empty() {
-                return Ok(None);
-            }
             let b = batch_pull();
-            let (entries, held) =
-                fetch_entry_batch(&b, conn, collection, &mut keys, &mut prepared_report).await?;
+            let Some(keys) = next_keys(&b, &queue, batch_limit, &mut prepared_report).await? else {
+                return Ok(None);
+            };
+            let (entries, held, unasked) =
+                fetch_entry_batch(&b, conn, collection, keys, &mut prepared_report).await?;
+            lock(&queue).put_back(unasked);
             prepare_batch(b, conn, entries, held, &mut prepared_report)
                 .await
                 .map(Some)
@@ -189,6 +188,42 @@ pub(crate) async fn pull<C: PeerStreams>(
         }
     }
     Ok(report)
+}
+
+/// The next keys to ask for, up to `n` of them, leaving out those on the deny list; `None`
+/// when the queue is empty.
+async fn next_keys(
+    p: &Pull<'_>,
+    queue: &Arc<std::sync::Mutex<KeyQueue>>,
+    n: usize,
+    report: &mut PullReport,
+) -> Result<Option<Vec<SyncKey>>, NetError> {
+    loop {
+        let queue = queue.clone();
+        let (keys, denied) = p
+            .node
+            .reads
+            .run(p.share(), move |store| {
+                let mut keys = lock(&queue).take(n)?;
+                let denied = store.transfer().drop_denied(&mut keys)?;
+                Ok((keys, denied))
+            })
+            .await?;
+        report.denied_skipped += denied;
+        if !keys.is_empty() {
+            return Ok(Some(keys));
+        }
+        if denied == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// The queue's lock; a panic while it was held leaves nothing half-done in it.
+fn lock(queue: &std::sync::Mutex<KeyQueue>) -> std::sync::MutexGuard<'_, KeyQueue> {
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A batch whose content is here, waiting for the batch before it to be stored.
@@ -214,8 +249,9 @@ async fn prepare_batch<'a, C: PeerStreams>(
         .reads
         .run(p.share(), |store| Ok(store.time_limit()))
         .await?;
-    let (entries, late): (Vec<SignedEntry>, Vec<SignedEntry>) =
-        entries.into_iter().partition(|e| e.entry().time <= limit);
+    // Taken out in place: a batch is the largest thing a pull holds, so it is not copied.
+    let mut entries = entries;
+    let late = take_out(&mut entries, |e| e.entry().time > limit);
     report.refused.extend(late.iter().map(|e| Refused {
         id: e.id(),
         reason: Refusal::TooFarAhead {
@@ -277,8 +313,9 @@ async fn store_batch(batch: Prepared<'_>, report: &mut PullReport) -> Result<(),
         .reads
         .run(p.share(), move |store| {
             let mut all = archive_core::Received::default();
-            for chunk in insert_chunks(entries) {
-                let chunk = &chunk[..];
+            let mut entries = entries;
+            for chunk in insert_chunks(&mut entries) {
+                let chunk = &entries[chunk];
                 let r = store.transfer().insert_received(chunk, Some(&origin))?;
                 all.new += r.new;
                 all.refused.extend(r.refused);
@@ -301,25 +338,22 @@ async fn store_batch(batch: Prepared<'_>, report: &mut PullReport) -> Result<(),
 /// never cutting the entries one batch certificate vouches for apart: the store keeps a
 /// certificate only for at least half its ids in one transaction (the rest of its entries
 /// would each be checked by their own signature).
-fn insert_chunks(mut entries: Vec<SignedEntry>) -> Vec<Vec<SignedEntry>> {
+fn insert_chunks(entries: &mut [SignedEntry]) -> Vec<std::ops::Range<usize>> {
     entries.sort_by_key(|e| (e.entry().time, e.id()));
-    let mut chunks: Vec<Vec<SignedEntry>> = Vec::new();
-    let mut current: Vec<SignedEntry> = Vec::new();
-    for e in entries {
-        let same_certificate = match (
-            current.last().and_then(|l| l.certificate()),
-            e.certificate(),
-        ) {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for i in 1..entries.len() {
+        let same_certificate = match (entries[i - 1].certificate(), entries[i].certificate()) {
             (Some(a), Some(b)) => a.id() == b.id(),
             _ => false,
         };
-        if current.len() >= ENTRIES_PER_INSERT && !same_certificate {
-            chunks.push(std::mem::take(&mut current));
+        if i - start >= ENTRIES_PER_INSERT && !same_certificate {
+            chunks.push(start..i);
+            start = i;
         }
-        current.push(e);
     }
-    if !current.is_empty() {
-        chunks.push(current);
+    if start < entries.len() {
+        chunks.push(start..entries.len());
     }
     chunks
 }
@@ -353,23 +387,39 @@ async fn deny(
 
 /// Splits off the entries whose file is in `bad` (file -> why its content is not taken).
 fn split_off(
-    entries: Vec<SignedEntry>,
+    mut entries: Vec<SignedEntry>,
     bad: &HashMap<FileRef, String>,
 ) -> (Vec<SignedEntry>, Vec<(SyncKey, String)>) {
     if bad.is_empty() {
         return (entries, Vec::new());
     }
-    let mut keep = Vec::with_capacity(entries.len());
-    let mut out = Vec::new();
-    for e in entries {
-        match e.entry().value {
-            EntryValue::File(f) if bad.contains_key(&f) => {
-                out.push((e.sync_key(), bad[&f].clone()))
-            }
-            _ => keep.push(e),
-        }
+    let out = take_out(
+        &mut entries,
+        |e| matches!(e.entry().value, EntryValue::File(f) if bad.contains_key(&f)),
+    )
+    .into_iter()
+    .map(|e| {
+        let EntryValue::File(f) = e.entry().value else {
+            unreachable!("only files are taken out")
+        };
+        (e.sync_key(), bad[&f].clone())
+    })
+    .collect();
+    (entries, out)
+}
+
+/// Takes the entries `out` picks out of `entries`, keeping the order of both. The common case,
+/// none picked, copies nothing: a batch is the largest thing a pull holds.
+fn take_out(
+    entries: &mut Vec<SignedEntry>,
+    out: impl Fn(&SignedEntry) -> bool,
+) -> Vec<SignedEntry> {
+    if !entries.iter().any(&out) {
+        return Vec::new();
     }
-    (keep, out)
+    let (taken, kept) = std::mem::take(entries).into_iter().partition(out);
+    *entries = kept;
+    taken
 }
 
 /// Files whose content a batch could not take, and why.
@@ -597,16 +647,17 @@ async fn fetch_entry_batch<C: PeerStreams>(
     p: &Pull<'_>,
     conn: &C,
     collection: &str,
-    keys: &mut Vec<SyncKey>,
+    mut keys: Vec<SyncKey>,
     report: &mut PullReport,
-) -> Result<(Vec<SignedEntry>, Reservation), NetError> {
+) -> Result<(Vec<SignedEntry>, Reservation, Vec<SyncKey>), NetError> {
     let node = p.node;
     let t = node.limits.timeout;
     let mut held = Reservation::new(node.ledger.clone(), p.peer);
     // Requests in flight, polled in this task (each one's reservation is taken as it starts,
     // so this is not a plain buffered stream).
     let mut tasks = FuturesUnordered::new();
-    let mut entries: Vec<SignedEntry> = Vec::new();
+    // Room for every entry asked for, at once: growing by doubling would hold up to twice that.
+    let mut entries: Vec<SignedEntry> = Vec::with_capacity(keys.len());
     let mut asked = 0usize;
     let mut bytes = 0u64;
     let batch_limit = node.limits.pull_batch.max(1);
@@ -626,7 +677,7 @@ async fn fetch_entry_batch<C: PeerStreams>(
                 break;
             }
             held.take(n as u64 * MAX_ENTRY_CHARGE, n as u64, &now)?;
-            let request = keys.split_off(keys.len() - n);
+            let request: Vec<SyncKey> = keys.drain(..n).collect();
             asked += n;
             tasks.push(fetch_entries(
                 conn,
@@ -652,7 +703,7 @@ async fn fetch_entry_batch<C: PeerStreams>(
         Counters::add(&p.counters.bytes_received, wire_bytes);
         entries.extend(got);
     }
-    Ok((entries, held))
+    Ok((entries, held, keys))
 }
 
 /// One `GetEntries` request: the entries (signatures and names checked), the bytes they took

@@ -401,6 +401,62 @@ async fn a_pull_in_many_small_batches_converges_exactly() {
     assert_eq!(again.entries_received, 0);
 }
 
+/// A pull of more keys than it keeps in memory (the rest wait in a scratch file on the store's
+/// disk, read back a batch at a time) takes every entry, and leaves out the ones on the deny
+/// list wherever they were in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_of_more_keys_than_memory_holds_takes_them_all() {
+    const FILES: usize = 40_000;
+    let a = Server::start().await;
+    let b = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let tree = tempfile::tempdir().unwrap();
+    for i in 0..FILES {
+        std::fs::write(tree.path().join(format!("{i:05}")), format!("file {i}")).unwrap();
+    }
+    a.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_path(tree.path(), Some("t"), &mut archive_core::NoProgress)
+        .unwrap();
+    let items: Vec<archive_core::ViewItem> = a
+        .node
+        .store()
+        .collection("default")
+        .unwrap()
+        .list(ViewPoint::Current, "")
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(items.len(), FILES);
+    // Every 4,999th entry denied here: spread over the queue's memory part and its file.
+    let denied: Vec<_> = items.iter().step_by(4_999).map(|i| i.entry_key()).collect();
+    b.node
+        .store()
+        .transfer()
+        .deny_entries(&denied, archive_core::DenyReason::Purged)
+        .unwrap();
+
+    let report = b.sync_with(&a, true, false).await.unwrap();
+    assert_eq!(report.denied_skipped, denied.len() as u64);
+    assert_eq!(report.entries_received, (FILES - denied.len()) as u64);
+    let denied_keys: std::collections::HashSet<String> =
+        items.iter().step_by(4_999).map(|i| i.key.clone()).collect();
+    let want: Vec<(String, archive_core::Hash)> = a
+        .listing()
+        .into_iter()
+        .filter(|(key, _)| !denied_keys.contains(key))
+        .collect();
+    assert_eq!(b.listing(), want);
+    assert!(b.node.store().verify().unwrap().is_ok());
+    // Nothing but the denied entries is left to move, and those are not asked for.
+    let again = b.sync_with(&a, true, false).await.unwrap();
+    assert_eq!(again.entries_received, 0);
+    assert_eq!(again.denied_skipped, denied.len() as u64);
+}
+
 /// The quota is checked before each batch's content is fetched: a pull that would pass it
 /// stops with an error naming the quota, keeps the batches it completed, and leaves a store
 /// that verifies.

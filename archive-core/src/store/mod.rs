@@ -5,6 +5,7 @@ mod collection;
 mod content;
 mod export;
 mod guard;
+mod key_queue;
 mod maintenance;
 mod private;
 mod purge;
@@ -25,6 +26,7 @@ pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
 pub use collection::Collection;
 pub use content::{Blobs, FileReader};
 pub use export::{ExportReport, SkippedKey};
+pub use key_queue::KeyQueue;
 pub use maintenance::{
     BlobProblem, CollectionInfo, DamagedKey, DatabaseCheck, DoctorReport, GcReport, Stats,
     VerifyReport,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use redb::ReadableDatabase;
 
-use super::{guarded, EntryTables, Inserted, Store};
+use super::{guarded, EntryTables, Inserted, KeyQueue, Store};
 use crate::blobs::{self, BlobReader, BlobTables};
 use crate::certificate::{Certificate, CertificateId};
 use crate::clock::Timestamp;
@@ -1040,6 +1040,12 @@ impl Transfer<'_> {
     /// True when the entry is on the deny list (purged, or its content proved invalid).
     pub fn is_denied(&self, id: &EntryId) -> Result<bool, StorageError> {
         self.store.is_denied(id)
+    }
+
+    /// Queues `keys` to be fetched, in their order: the first few thousand in memory, the rest
+    /// in a scratch file on the store's disk (see [`KeyQueue`]).
+    pub fn queue_keys(&self, keys: Vec<SyncKey>) -> Result<KeyQueue, StorageError> {
+        KeyQueue::new(keys, self.store.files.tmp_dir().to_owned())
     }
 
     /// Removes the entries on the deny list from `keys` (before asking a peer for them); returns
