@@ -11,9 +11,11 @@
 //!   entries at [`MAX_ENTRY_CHARGE`] each (settled to their real charge once they arrived),
 //!   chunks at their size from the manifest, manifests at the longest a manifest of their file
 //!   can be. A blob announced larger than expected is refused before its bytes are read.
-//! - **Memory**: entries are taken a batch at a time, bounded by count and by bytes; a file's
-//!   missing chunks are listed a page at a time; blob bytes in flight, over every pull of the
-//!   node, are bounded by `Limits::fetch_memory`.
+//! - **Memory**: the keys still to fetch wait on the store's disk beyond the first few
+//!   thousand (`Transfer::queue_keys`); entries are taken a batch at a time, bounded by count
+//!   and by bytes, and a batch is not copied on its way through; a file's missing chunks are
+//!   listed a page at a time; blob bytes in flight, over every pull of the node, are bounded
+//!   by `Limits::fetch_memory`.
 //! - **Validity**: signatures are checked as entries are decoded, times against the store's
 //!   time rule and file sizes against what this software makes before any content is fetched,
 //!   manifests as manifests of their file before they are stored, and each file's content
@@ -249,7 +251,6 @@ async fn prepare_batch<'a, C: PeerStreams>(
         .reads
         .run(p.share(), |store| Ok(store.time_limit()))
         .await?;
-    // Taken out in place: a batch is the largest thing a pull holds, so it is not copied.
     let mut entries = entries;
     let late = take_out(&mut entries, |e| e.entry().time > limit);
     report.refused.extend(late.iter().map(|e| Refused {

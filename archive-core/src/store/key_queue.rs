@@ -16,7 +16,7 @@ pub(crate) const KEYS_IN_MEMORY: usize = 32 * 1024;
 /// Bytes of a key in the scratch file: its time (big-endian) and its id.
 const RECORD: usize = 40;
 
-/// A first-in, first-out queue of [`SyncKey`]s: the first [`KEYS_IN_MEMORY`] in memory, the
+/// A first-in, first-out queue of [`SyncKey`]s: the first 32,768 in memory, the
 /// rest in an unlinked file in the store's scratch folder (gone when the queue is dropped or
 /// the process dies), read back a piece at a time. Made by [`Transfer::queue_keys`].
 ///
