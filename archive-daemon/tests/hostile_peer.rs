@@ -689,7 +689,12 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
         }
         let mut conns = Vec::new();
         for _ in 0..4 {
-            conns.push(endpoint.connect(addr.clone(), ALPN).await.unwrap());
+            let conn = endpoint.connect(addr.clone(), ALPN).await.unwrap();
+            // Answered: the server has taken this connection's slot. (The server accepts
+            // connections on tasks of their own, in no set order: without this, the fifth
+            // could take a slot before the fourth and the fourth be the one refused.)
+            answered(&conn).await;
+            conns.push(conn);
         }
         // A fifth connection is one too many (asked first, before any of the four can have
         // been closed as idle).
@@ -699,7 +704,8 @@ fn a_peer_that_stops_reading_cannot_hold_the_server() {
         // connections would then be closed as idle before they asked anything).
         let mut held = Vec::new();
         for conn in &conns[..3] {
-            for _ in 0..16 {
+            // 15 of its 16 streams: the one `answered` used may not be credited back yet.
+            for _ in 0..15 {
                 let Ok((mut send, recv)) = conn.open_bi().await else {
                     break;
                 };
@@ -1166,4 +1172,20 @@ fn certificates_from_a_peer_prove_only_what_their_author_signed() {
     assert_eq!(victim.stats()["entries"].as_u64().unwrap(), before);
     victim.assert_memory_bounded();
     drop(peer);
+}
+
+/// One request on `conn` answered: the server runs its handler for the connection, so the
+/// connection holds one of the peer's slots.
+async fn answered(conn: &Connection) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let request = Request::GetEntries {
+        collection: "default".into(),
+        keys: Vec::new(),
+    };
+    write_frame(&mut send, &request).await.unwrap();
+    let _ = send.finish();
+    let reply: EntryReply = read_frame(&mut recv, 1 << 20, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(matches!(reply, EntryReply::End), "{reply:?}");
 }
