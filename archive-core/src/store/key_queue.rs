@@ -7,13 +7,12 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use crate::entry::EntryId;
 use crate::error::StorageError;
 use crate::sync::SyncKey;
 
 /// Keys held in memory at most; a longer list keeps the rest in a scratch file.
 pub(crate) const KEYS_IN_MEMORY: usize = 32 * 1024;
-/// Bytes of a key in the scratch file: its time (big-endian) and its id.
+/// Bytes of a key in the scratch file: `SyncKey::to_bytes`, its time (big-endian) and its id.
 const RECORD: usize = 40;
 
 /// A first-in, first-out queue of [`SyncKey`]s: the first 32,768 in memory, the
@@ -62,7 +61,7 @@ impl KeyQueue {
         // this is here to save.
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         for key in &keys[KEYS_IN_MEMORY..] {
-            out.write_all(&encode(key)).map_err(io)?;
+            out.write_all(&key.to_bytes()).map_err(io)?;
         }
         out.flush().map_err(io)?;
         drop(out);
@@ -110,7 +109,10 @@ impl KeyQueue {
                     path: s.dir.clone(),
                     source,
                 })?;
-            out.extend(buf.chunks_exact(RECORD).map(decode));
+            out.extend(
+                buf.chunks_exact(RECORD)
+                    .map(|r| SyncKey::from_bytes(r.try_into().expect("a whole record"))),
+            );
             s.next += want as u64;
         }
         if s.next == s.len {
@@ -127,24 +129,6 @@ impl KeyQueue {
     }
 }
 
-fn encode(key: &SyncKey) -> [u8; RECORD] {
-    let mut r = [0u8; RECORD];
-    r[..8].copy_from_slice(&key.time.to_be_bytes());
-    r[8..].copy_from_slice(key.id.as_bytes());
-    r
-}
-
-fn decode(r: &[u8]) -> SyncKey {
-    let mut time = [0u8; 8];
-    time.copy_from_slice(&r[..8]);
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&r[8..]);
-    SyncKey {
-        time: u64::from_be_bytes(time),
-        id: EntryId::from_bytes(id),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +139,7 @@ mod tests {
         id[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
         SyncKey {
             time: i ^ 0xff00_0000_0000_00ff,
-            id: EntryId::from_bytes(id),
+            id: crate::entry::EntryId::from_bytes(id),
         }
     }
 
