@@ -49,11 +49,16 @@ use crate::wire::{
     MAX_CONTROL_FRAME, MAX_ENTRY_IDS, MAX_ENTRY_REPLY_FRAME,
 };
 
-/// Blobs per request, and bytes per request (a request's blobs are imported together).
+/// Blobs per request, and bytes per request.
 const BLOBS_PER_REQUEST: usize = 1024;
 const BYTES_PER_REQUEST: u64 = 16 * 1024 * 1024;
 /// Blobs of one request being verified while the next arrives.
 const DECODE_AHEAD: usize = 2;
+/// Verified blobs waiting for the importer (their memory is held all the while, so the fetch
+/// memory bounds them too).
+const IMPORT_QUEUE: usize = 256;
+/// Most bytes of blobs stored in one transaction.
+const IMPORT_GROUP: u64 = 32 * 1024 * 1024;
 /// Entries inserted per transaction.
 const ENTRIES_PER_INSERT: usize = 4096;
 /// Blob bytes are read in pieces this large, each within the timeout.
@@ -809,7 +814,8 @@ struct Fetched {
     oversized: Vec<(Hash, String)>,
 }
 
-/// Fetches `wanted` with a few requests in flight, importing each request's verified blobs.
+/// Fetches `wanted` with a few requests in flight; their verified blobs are stored by one
+/// importer as they come, so no request stops receiving while blobs are written.
 async fn fetch_blobs<C: PeerStreams>(
     p: &Pull<'_>,
     conn: &C,
@@ -856,18 +862,53 @@ async fn fetch_blobs<C: PeerStreams>(
     // Never more in flight than there are requests: the stream sizes its buffer by this, and
     // a limit of `usize::MAX` ("unlimited") must not become an allocation of that size.
     let in_flight = node.limits.parallel_fetches.clamp(1, requests.len().max(1));
-    let mut requests = stream::iter(requests)
-        .map(|request| fetch_request(node, conn, request, shared, memory, to))
-        .buffered_unordered(in_flight);
-    while let Some(done) = requests.next().await {
-        let one = done?;
-        fetched.bytes += one.bytes;
-        fetched.bad_manifests.extend(one.bad_manifests);
-        fetched.oversized.extend(one.oversized);
-        sync_counters(shared, counters, report);
-    }
+    let (imports, arriving) = tokio::sync::mpsc::channel(IMPORT_QUEUE);
+    let progress = &mut *report;
+    let fetching = async move {
+        // Dropped when every request is done: the importer then stores what is left and ends.
+        let imports = imports;
+        let mut requests = stream::iter(requests)
+            .map(|request| fetch_request(node, conn, request, shared, memory, &imports))
+            .buffered_unordered(in_flight);
+        while let Some(done) = requests.next().await {
+            let one = done?;
+            fetched.bytes += one.bytes;
+            fetched.bad_manifests.extend(one.bad_manifests);
+            fetched.oversized.extend(one.oversized);
+            sync_counters(shared, counters, progress);
+        }
+        Ok::<_, NetError>(fetched)
+    };
+    let (fetched, ()) = tokio::try_join!(fetching, import_arriving(node, arriving, to))?;
     sync_counters(shared, counters, report);
     Ok(fetched)
+}
+
+/// Stores verified blobs as they arrive: each transaction takes every blob that arrived while
+/// the last one was written (up to [`IMPORT_GROUP`] bytes), so the slower the disk, the
+/// larger and fewer the transactions, and the requests never wait for a write unless the
+/// fetch memory is all held by blobs waiting for one.
+async fn import_arriving(
+    node: &Node,
+    mut arriving: tokio::sync::mpsc::Receiver<(VerifiedBlob, Held)>,
+    to: &Into,
+) -> Result<(), NetError> {
+    let mut group: Vec<(VerifiedBlob, Held)> = Vec::new();
+    while let Some(first) = arriving.recv().await {
+        let mut bytes = first.0.size();
+        group.push(first);
+        while bytes < IMPORT_GROUP {
+            match arriving.try_recv() {
+                Ok(next) => {
+                    bytes += next.0.size();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        import(node, &mut group, to).await?;
+    }
+    Ok(())
 }
 
 /// Moves the per-fetch totals into the caller's counters and report.
@@ -955,7 +996,7 @@ async fn fetch_request<C: PeerStreams>(
     request: Vec<MissingBlob>,
     counters: &Counters,
     memory: &FetchMemory,
-    to: &Into,
+    imports: &tokio::sync::mpsc::Sender<(VerifiedBlob, Held)>,
 ) -> Result<Fetched, NetError> {
     let t = node.limits.timeout;
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -963,7 +1004,6 @@ async fn fetch_request<C: PeerStreams>(
     crate::wire::write_frame_within(&mut send, &Request::GetBlobs { hashes }, t).await?;
     let _ = send.shutdown().await;
     let mut fetched = Fetched::default();
-    let mut verified: Vec<(VerifiedBlob, Held)> = Vec::with_capacity(request.len());
     let mut decoding: VecDeque<(Verifying, Held)> = VecDeque::with_capacity(DECODE_AHEAD);
     for m in &request {
         let header: BlobHeader = read_frame(&mut recv, MAX_CONTROL_FRAME, t).await?;
@@ -1008,12 +1048,11 @@ async fn fetch_request<C: PeerStreams>(
         let held = match memory.try_hold(size) {
             Some(held) => held,
             None => {
-                // Store what this request holds before waiting, so that no request waits
-                // while holding memory that another one needs.
+                // Hand over what this request holds before waiting, so that no request
+                // waits while holding memory that the importer could give back.
                 while let Some(task) = decoding.pop_front() {
-                    take_decoded(task, counters, &mut verified, &mut fetched).await?;
+                    take_decoded(task, counters, imports, &mut fetched).await?;
                 }
-                import(node, &mut verified, to).await?;
                 memory.hold(size).await
             }
         };
@@ -1025,16 +1064,15 @@ async fn fetch_request<C: PeerStreams>(
         // Verify on a worker while the next blob arrives.
         if decoding.len() >= DECODE_AHEAD {
             let task = decoding.pop_front().expect("not empty");
-            take_decoded(task, counters, &mut verified, &mut fetched).await?;
+            take_decoded(task, counters, imports, &mut fetched).await?;
         }
         let wanted = *m;
         let task = tokio::task::spawn_blocking(move || decode_expected(&wanted, size, &encoded));
         decoding.push_back((task, held));
     }
     while let Some(task) = decoding.pop_front() {
-        take_decoded(task, counters, &mut verified, &mut fetched).await?;
+        take_decoded(task, counters, imports, &mut fetched).await?;
     }
-    import(node, &mut verified, to).await?;
     let _ = send.shutdown().await;
     Ok(fetched)
 }
@@ -1062,12 +1100,13 @@ async fn import(
     Ok(())
 }
 
-/// The result of a blob's verification on a worker: a verified blob to import, or a manifest
-/// that is no manifest of its file (recorded; the pull goes on without that file).
+/// The result of a blob's verification on a worker: a verified blob handed to the importer,
+/// or a manifest that is no manifest of its file (recorded; the pull goes on without that
+/// file).
 async fn take_decoded(
     (task, mut held): (Verifying, Held),
     counters: &Counters,
-    verified: &mut Vec<(VerifiedBlob, Held)>,
+    imports: &tokio::sync::mpsc::Sender<(VerifiedBlob, Held)>,
     fetched: &mut Fetched,
 ) -> Result<(), NetError> {
     let result = task.await.map_err(NetError::worker)?;
@@ -1076,7 +1115,9 @@ async fn take_decoded(
             held.verified();
             Counters::add(&counters.blobs_received, 1);
             fetched.bytes += blob.size();
-            verified.push((blob, held));
+            // A closed queue means the importer failed; its error is the fetch's (the
+            // `try_join!` in `fetch_blobs` returns it and drops the requests).
+            let _ = imports.send((blob, held)).await;
             Ok(())
         }
         Err(TransferError::BadManifest { hash, detail, .. }) => {
