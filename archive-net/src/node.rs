@@ -28,7 +28,7 @@ pub struct Limits {
     pub peer_quota_bytes: Option<u64>,
     /// Most entries one peer may bring, since it was paired or last purged.
     pub peer_max_entries: Option<u64>,
-    /// Blob requests in flight at once during a fetch.
+    /// Requests (for blobs, or for entries) in flight at once during a pull.
     pub parallel_fetches: usize,
     /// Most bytes of blob data the node's fetches hold in memory at once, over all pulls:
     /// each blob's encoding from the moment it is received until it is verified, its decoded
@@ -59,9 +59,14 @@ impl Default for Limits {
             peer_quota_bytes: None,
             // Ten times the largest collection the benchmarks sync.
             peer_max_entries: Some(10_000_000),
-            parallel_fetches: 4,
-            // Four requests of 16 MiB, each with a few blobs being verified: what honest
-            // transfers use, so they never wait on it.
+            // One request at a time: on 127.0.0.1 a 1 GiB pull took 2.7-3.2 s with one and
+            // 3.4-3.7 s with four (more streams of one connection lost more packets), and the
+            // 100,000-file tree was no slower (BENCHMARKS.md, issue 13, eighth part). Each
+            // stream's window is QUIC's 1.25 MB, so one request moves at most 1.25 MB per
+            // round trip: raise this on links with a large bandwidth-delay product.
+            parallel_fetches: 1,
+            // A 16 MiB request, a few blobs being verified and the importer's 32 MiB group,
+            // with room to spare: what honest transfers use, so they never wait on it.
             fetch_memory: 96 * 1024 * 1024,
             // One insert transaction's worth (~2.5 MB of decoded entries): with two batches in
             // flight, a million-entry pull peaks at ~85 MB here against ~100 MB at 8,192 and

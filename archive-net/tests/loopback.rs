@@ -309,13 +309,15 @@ async fn concurrent_syncs_and_an_add_leave_clean_converging_stores() {
 }
 
 /// A fetch never holds more blob bytes than its budget: with a budget smaller than some
-/// blobs' encoding plus their decoded copy, four requests in flight keep storing what they
-/// hold and waiting for each other, and the pull still completes with every byte verified.
+/// blobs' encoding plus their decoded copy, four requests in flight keep handing what they
+/// hold to the importer and waiting for the memory it gives back, and the pull still
+/// completes with every byte verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_within_a_small_memory_budget_completes_exactly() {
     let a = Server::start().await;
     let b = Server::start_with(Limits {
         fetch_memory: 2 * 1024 * 1024,
+        parallel_fetches: 4,
         ..Limits::default()
     })
     .await;
