@@ -262,6 +262,17 @@ pub enum EntryError {
         /// Which other key it collides with, and how.
         reason: String,
     },
+    /// The entry breaks the rules an embedding program set for its collection (see
+    /// `Store::add_rules`).
+    #[error("`{key}` cannot be written to collection `{collection}`: {reason}")]
+    BrokeRules {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+        /// Which rule, for a person to read.
+        reason: String,
+    },
     /// The key holds nothing (for `remove`).
     #[error("`{key}` is not in collection `{collection}`")]
     NoSuchKey {

@@ -86,12 +86,13 @@ pub use names::{
     MAX_KEY_COMPONENT_LEN, MAX_KEY_LEN, MAX_NAME_LEN,
 };
 pub use store::{
-    AddProgress, AddReport, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
-    ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, Expected, ExportReport,
-    FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, KeyQueue, Listing,
-    MissingBlob, MissingPage, NoProgress, Outgoing, Page, PeerScope, PeerUsage, PurgeReport,
-    Received, Refusal, Refused, SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer,
-    TransferGuard, VerifyReport, Version, ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
+    AddProgress, AddReport, Arrivals, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
+    ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, EntryRules, Expected,
+    ExportReport, FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, KeyQueue,
+    Listing, MissingBlob, MissingPage, NoProgress, Outgoing, Page, PeerScope, PeerUsage,
+    PurgeReport, Received, Refusal, Refused, RuleBreach, SkippedKey, SnapshotInfo, Stats, Store,
+    StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem, ViewPoint,
+    DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

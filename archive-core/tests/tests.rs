@@ -13,5 +13,6 @@ mod quick_check;
 mod reading;
 mod reconcile;
 mod roundtrip;
+mod rules;
 mod sync_index;
 mod view_model;

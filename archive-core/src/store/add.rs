@@ -9,7 +9,7 @@ use redb::ReadableDatabase;
 use super::quick_check::{self, FileStat, QuickLookup};
 use super::{EntryTables, Store};
 use crate::blobs::{self, BlobTables, PreparedBlob};
-use crate::entry::{EntryValue, FileMeta, FileRef, SignedEntry};
+use crate::entry::{EntryValue, FileMeta, FileRef, MessageFields, SignedEntry};
 use crate::error::{AddError, EntryError, StorageError};
 use crate::format::layout::{BLOBS, FILES, NO_MANIFEST, PACKED};
 use crate::hash::Hash;
@@ -147,7 +147,8 @@ impl Store {
             let committer = scope.spawn(move || -> Result<AddReport, AddError> {
                 let mut part = AddReport::default();
                 for batch in batches {
-                    let (_, conflicts) = self.commit_batch(collection, batch, &mut part)?;
+                    let (_, conflicts) =
+                        self.commit_batch(collection, batch, &MessageFields::default(), &mut part)?;
                     part.failed
                         .extend(conflicts.into_iter().map(|(path, e)| FailedFile {
                             path,
@@ -251,9 +252,13 @@ impl Store {
         collection: &str,
         key: &str,
         data: &[u8],
+        message: &MessageFields,
     ) -> Result<Option<SignedEntry>, AddError> {
         validate_collection(collection).map_err(EntryError::from)?;
         validate_key(key).map_err(EntryError::from)?;
+        if let Some(person) = &message.person {
+            crate::names::validate_person(person).map_err(EntryError::from)?;
+        }
         let _guard = self.gc_shared();
         let known = |h: &Hash| self.has_blob_in_place(h);
         let ingested = match ingest(data, &self.files, &known, &mut |_| {}) {
@@ -274,7 +279,8 @@ impl Store {
             ..Batch::default()
         };
         let mut report = AddReport::default();
-        let (entries, mut conflicts) = self.commit_batch(collection, batch, &mut report)?;
+        let (entries, mut conflicts) =
+            self.commit_batch(collection, batch, message, &mut report)?;
         if let Some((_, conflict)) = conflicts.pop() {
             return Err(AddError::Entry(conflict));
         }
@@ -356,16 +362,27 @@ impl Store {
 
     /// The entries a batch would write, one per file and then one per folder, signed on up to
     /// two threads (an Ed25519 signature is most of an entry's cost).
-    fn sign_batch(&self, collection: &str, batch: &Batch) -> Result<Vec<SignedEntry>, EntryError> {
+    fn sign_batch(
+        &self,
+        collection: &str,
+        batch: &Batch,
+        message: &MessageFields,
+    ) -> Result<Vec<SignedEntry>, EntryError> {
         let mut unsigned: Vec<_> = batch
             .files
             .iter()
             .map(|(key, file, meta, _)| {
-                self.new_entry(collection, key, EntryValue::File(*file), *meta)
+                self.new_entry(collection, key, EntryValue::File(*file), *meta, message)
             })
             .collect();
         unsigned.extend(batch.folders.iter().map(|folder| {
-            self.new_entry(collection, &folder.key, EntryValue::Folder, folder.meta)
+            self.new_entry(
+                collection,
+                &folder.key,
+                EntryValue::Folder,
+                folder.meta,
+                message,
+            )
         }));
         let sign = |part: Vec<crate::entry::Entry>| -> Result<Vec<SignedEntry>, EntryError> {
             part.into_iter()
@@ -396,6 +413,7 @@ impl Store {
         &self,
         collection: &str,
         batch: Batch,
+        message: &MessageFields,
         report: &mut AddReport,
     ) -> Result<(Vec<SignedEntry>, Vec<Conflict>), AddError> {
         if batch.files.is_empty() && batch.blobs.is_empty() && batch.folders.is_empty() {
@@ -406,7 +424,9 @@ impl Store {
         }
         // Signed before the transaction, on a few threads: one per file and folder, though a
         // key found holding the same content (or a conflict) leaves its entry unused.
-        let mut signed = self.sign_batch(collection, &batch)?.into_iter();
+        let signed = self.sign_batch(collection, &batch, message)?;
+        self.check_rules_each(&signed)?;
+        let mut signed = signed.into_iter();
         crate::store::guarded(|| {
             let tx = self.db.begin_write().map_err(StorageError::from)?;
             let mut written = Vec::new();

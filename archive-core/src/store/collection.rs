@@ -2,13 +2,25 @@
 
 use std::path::Path;
 
+use redb::ReadableDatabase;
+
 use super::Store;
-use crate::entry::{EntryValue, FileRef, SignedEntry};
+use crate::entry::{EntryValue, FileRef, MessageFields, SignedEntry};
 use crate::error::{AddError, EntryError, ExportError, StorageError};
+use crate::format::layout::{ENTRIES, SYNC_LOG};
 use crate::identity::PeerId;
 use crate::names::{validate_collection, NameError};
 use crate::store::{AddProgress, AddReport, ExportReport, StoreSyncIndex, ViewPoint};
 use crate::sync::Agreement;
+
+/// A page of [`Collection::arrivals`].
+#[derive(Debug, Clone, Default)]
+pub struct Arrivals {
+    /// The entries, in arrival order.
+    pub entries: Vec<SignedEntry>,
+    /// Where the next page starts (past the last entry returned; `from` if none was).
+    pub next: u64,
+}
 
 /// One collection of a [`Store`]: what an embedding program reads and writes. Get it from
 /// [`Store::collection`], which checks the name once.
@@ -58,9 +70,11 @@ impl<'s> Collection<'s> {
     /// (they are after [`Collection::add_bytes`] or [`Collection::add_path`] stored them
     /// under another key, or after a transfer).
     pub fn put(&self, key: &str, file: FileRef) -> Result<SignedEntry, EntryError> {
-        let mut written = self
-            .store
-            .write_entries(&self.name, &[(key.to_owned(), EntryValue::File(file))])?;
+        let mut written = self.store.write_entries(
+            &self.name,
+            &[(key.to_owned(), EntryValue::File(file))],
+            &MessageFields::default(),
+        )?;
         written.pop().ok_or_else(|| {
             EntryError::Storage(StorageError::Damaged("a write returned no entry".into()))
         })
@@ -81,13 +95,60 @@ impl<'s> Collection<'s> {
             .iter()
             .map(|k| (k.as_ref().to_owned(), EntryValue::Tombstone))
             .collect();
-        self.store.write_entries(&self.name, &values)
+        self.store
+            .write_entries(&self.name, &values, &MessageFields::default())
     }
 
     /// Stores `data` as a file (chunked if large) and puts it at `key`. Returns the entry, or
     /// `None` if the key already held exactly this content.
     pub fn add_bytes(&self, key: &str, data: &[u8]) -> Result<Option<SignedEntry>, AddError> {
-        self.store.add_bytes(&self.name, key, data)
+        self.store
+            .add_bytes(&self.name, key, data, &MessageFields::default())
+    }
+
+    /// Writes one entry with the messenger's fields: `content` stored as a file at `key`, or,
+    /// for `None`, a tombstone. Unlike [`Collection::remove`], a tombstone may be written for
+    /// a key that holds nothing here (a deletion may arrive before what it deletes). Returns
+    /// `None` if the key already held exactly this content. The entry must pass the
+    /// collection's rules ([`Store::add_rules`]).
+    pub fn write_message(
+        &self,
+        key: &str,
+        content: Option<&[u8]>,
+        message: &MessageFields,
+    ) -> Result<Option<SignedEntry>, AddError> {
+        match content {
+            Some(data) => self.store.add_bytes(&self.name, key, data, message),
+            None => {
+                let value = [(key.to_owned(), EntryValue::Tombstone)];
+                let mut written = self.store.write_entries(&self.name, &value, message)?;
+                Ok(written.pop())
+            }
+        }
+    }
+
+    /// Entries in the order this store received them (or wrote them), starting at the
+    /// insertion counter `from`, at most `limit` of them. [`Arrivals::next`] is where the next
+    /// call starts: a resume token that stays valid across restarts (the counter only grows).
+    pub fn arrivals(&self, from: u64, limit: usize) -> Result<Arrivals, StorageError> {
+        crate::store::guarded(|| {
+            let tx = self.store.db.begin_read()?;
+            let log = tx.open_table(SYNC_LOG)?;
+            let entries = tx.open_table(ENTRIES)?;
+            let mut out = Arrivals {
+                entries: Vec::new(),
+                next: from,
+            };
+            let name = self.name.as_str();
+            for row in log.range((name, from)..=(name, u64::MAX))?.take(limit) {
+                let (seq, item) = row?;
+                let key = crate::sync::SyncKey::from_bytes(&item.value());
+                let entry = super::decode_stored_entry(&entries, (key.time, *key.id.as_bytes()))?;
+                out.entries.push(entry);
+                out.next = seq.value().1 + 1;
+            }
+            Ok(out)
+        })
     }
 
     /// Adds a file or folder (recursively). A file's key is `as_key` or its name; a folder's

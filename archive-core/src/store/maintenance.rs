@@ -725,7 +725,11 @@ impl Store {
             }
             let mut rewritten = 0;
             for (collection, key, value) in own {
-                match self.write_entries(&collection, &[(key, value)]) {
+                match self.write_entries(
+                    &collection,
+                    &[(key, value)],
+                    &crate::entry::MessageFields::default(),
+                ) {
                     Ok(_) => rewritten += 1,
                     Err(crate::EntryError::Storage(s)) => return Err(s),
                     // A write the view can no longer take (a file where a folder now is):

@@ -11,6 +11,7 @@ mod private;
 mod purge;
 mod quick_check;
 mod rekey;
+mod rules;
 mod sync_index;
 mod transfer;
 mod view;
@@ -23,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table};
 
 pub use add::{AddProgress, AddReport, FailedFile, NoProgress};
-pub use collection::Collection;
+pub use collection::{Arrivals, Collection};
 pub use content::{Blobs, FileReader};
 pub use export::{ExportReport, SkippedKey};
 pub use key_queue::KeyQueue;
@@ -32,6 +33,7 @@ pub use maintenance::{
     VerifyReport,
 };
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
+pub use rules::{EntryRules, RuleBreach};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
     ContentSnapshot, Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing,
@@ -85,6 +87,8 @@ pub struct Store {
     /// Blobs that transfers in progress stored ahead of their entries (see
     /// [`Store::begin_transfer`]); gc keeps them.
     pins: std::sync::Arc<transfer::Pins>,
+    /// Rules of embedding programs for their collections (see [`Store::add_rules`]).
+    rules: rules::RuleBook,
 }
 
 impl Store {
@@ -195,6 +199,7 @@ impl Store {
             gc_lock: RwLock::new(()),
             sync_cache: sync_index::SummaryCache::default(),
             pins: std::sync::Arc::default(),
+            rules: rules::RuleBook::default(),
         })
     }
 
@@ -251,14 +256,21 @@ impl Store {
         &self.key
     }
 
+    /// Signs and writes one entry per `(key, value)`, each with the messenger's fields
+    /// `message`, in one transaction. Every entry must pass the collection's rules
+    /// ([`Store::add_rules`]) or nothing is written.
     fn write_entries(
         &self,
         collection: &str,
         values: &[(String, EntryValue)],
+        message: &MessageFields,
     ) -> Result<Vec<SignedEntry>, EntryError> {
         validate_collection(collection)?;
         for (k, _) in values {
             validate_key(k)?;
+        }
+        if let Some(person) = &message.person {
+            crate::names::validate_person(person)?;
         }
         guarded(|| {
             let reach: Vec<Vec<Hash>> = {
@@ -272,17 +284,24 @@ impl Store {
                     })
                     .collect()
             };
+            let signed = values
+                .iter()
+                .map(|(key, value)| {
+                    let entry =
+                        self.new_entry(collection, key, *value, FileMeta::default(), message);
+                    SignedEntry::sign(entry, &self.key)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.check_rules_each(&signed)?;
             let tx = self.db.begin_write().map_err(StorageError::from)?;
             let mut out = Vec::with_capacity(values.len());
             let touched = {
                 let mut tables = EntryTables::open(&tx, None)?;
-                for ((key, value), reach) in values.iter().zip(reach) {
+                for (((key, value), reach), signed) in values.iter().zip(reach).zip(signed) {
                     if let EntryValue::File(_) = value {
                         tables.check_placement(collection, key)?;
                         tables.add_refs(collection, reach)?;
                     }
-                    let entry = self.new_entry(collection, key, *value, FileMeta::default());
-                    let signed = SignedEntry::sign(entry, &self.key)?;
                     tables.insert(&signed)?;
                     out.push(signed);
                 }
@@ -294,7 +313,14 @@ impl Store {
         })
     }
 
-    fn new_entry(&self, collection: &str, key: &str, value: EntryValue, meta: FileMeta) -> Entry {
+    fn new_entry(
+        &self,
+        collection: &str,
+        key: &str,
+        value: EntryValue,
+        meta: FileMeta,
+        message: &MessageFields,
+    ) -> Entry {
         Entry {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -302,8 +328,23 @@ impl Store {
             author: self.key.public(),
             time: self.clock().tick(),
             meta,
-            message: MessageFields::default(),
+            message: message.clone(),
         }
+    }
+
+    /// Checks entries about to be inserted against their collection's rules; the first breach
+    /// is the error.
+    fn check_rules_each(&self, entries: &[SignedEntry]) -> Result<(), EntryError> {
+        for e in entries {
+            if let Err(breach) = self.check_rules(e) {
+                return Err(EntryError::BrokeRules {
+                    collection: e.entry().collection.clone(),
+                    key: e.entry().key.clone(),
+                    reason: breach.reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Inserts an entry that arrived from elsewhere, after checking its signature, its names
@@ -319,6 +360,7 @@ impl Store {
     /// nothing: if one is dated later than [`Store::time_limit`] or is on the deny list,
     /// nothing is inserted and the error names it.
     fn insert_entries(&self, entries: &[SignedEntry]) -> Result<u64, EntryError> {
+        self.check_rules_each(entries)?;
         guarded(|| {
             let tx = self.db.begin_write().map_err(StorageError::from)?;
             let mut inserted = 0;

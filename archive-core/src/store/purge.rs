@@ -48,6 +48,9 @@ pub enum DenyReason {
     InvalidContent,
     /// Dated past the absolute ceiling; removed by `doctor`.
     FarFuture,
+    /// It breaks its collection's rules in a way that depends on the entry alone (see
+    /// [`crate::RuleBreach::lasting`]).
+    BrokeRules,
 }
 
 impl DenyReason {
@@ -56,6 +59,7 @@ impl DenyReason {
             DenyReason::Purged => 1,
             DenyReason::InvalidContent => 2,
             DenyReason::FarFuture => 3,
+            DenyReason::BrokeRules => 4,
         }
     }
 }

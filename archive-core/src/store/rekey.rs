@@ -118,7 +118,9 @@ mod tests {
     fn store_with_received(dir: &std::path::Path, peer: &SecretKey) -> Vec<SignedEntry> {
         let store = Store::init(dir).unwrap();
         for i in 0..5 {
-            store.add_bytes("own", &format!("f{i}"), b"mine").unwrap();
+            store
+                .add_bytes("own", &format!("f{i}"), b"mine", &Default::default())
+                .unwrap();
         }
         let received: Vec<SignedEntry> = (0..40u64)
             .map(|i| {

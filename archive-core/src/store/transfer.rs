@@ -88,6 +88,14 @@ pub enum Refusal {
     /// A batch certificate vouched for it, but too few of that certificate's entries came for
     /// it to be kept here, and the entry's own signature does not verify.
     BadSignature,
+    /// It breaks the rules an embedding program set for its collection (see
+    /// [`Store::add_rules`]); when the breach is lasting, it is now on the deny list.
+    BrokeRules {
+        /// Which rule, for a person to read.
+        reason: String,
+        /// Whether it can never be accepted (see [`crate::RuleBreach::lasting`]).
+        lasting: bool,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -102,6 +110,9 @@ impl std::fmt::Display for Refusal {
             Refusal::BadSignature => f.write_str(
                 "its own signature does not verify (and its batch certificate was not kept)",
             ),
+            Refusal::BrokeRules { reason, .. } => {
+                write!(f, "it breaks its collection's rules: {reason}")
+            }
         }
     }
 }
@@ -490,7 +501,21 @@ impl<'s> Transfer<'s> {
     /// What must be fetched before `entries` can be inserted: the files that will be the
     /// latest version of their key (newer than this store's view and than the other entries
     /// given), each once. Older versions and tombstones are history and need nothing.
+    ///
+    /// Entries that break their collection's rules ([`Store::add_rules`]) are left out: their
+    /// content is not fetched, and `insert_received` refuses them.
     pub fn fetch_plan(&self, entries: &[SignedEntry]) -> Result<FetchPlan, StorageError> {
+        let within_rules: Vec<SignedEntry>;
+        let entries = if self.store.rules.is_empty() {
+            entries
+        } else {
+            within_rules = entries
+                .iter()
+                .filter(|e| self.store.check_rules(e).is_ok())
+                .cloned()
+                .collect();
+            &within_rules
+        };
         let needs = self.needs_content(entries)?;
         let mut seen = std::collections::HashSet::new();
         let files = entries
@@ -566,6 +591,7 @@ impl<'s> Transfer<'s> {
         let mut received = Received::default();
         let mut ok = vec![true; entries.len()];
         let mut invalid: Vec<[u8; 32]> = Vec::new();
+        let mut broke_rules: Vec<[u8; 32]> = Vec::new();
         let mut refuse = |i: usize, reason: Refusal, ok: &mut Vec<bool>| {
             ok[i] = false;
             received.refused.push(Refused {
@@ -584,6 +610,15 @@ impl<'s> Transfer<'s> {
             } else if !rule.accepts(time) {
                 let limit = rule.limit;
                 refuse(i, Refusal::TooFarAhead { time, limit }, &mut ok);
+            } else if let Err(breach) = self.store.check_rules(e) {
+                if breach.lasting {
+                    broke_rules.push(*e.id().as_bytes());
+                }
+                let reason = Refusal::BrokeRules {
+                    reason: breach.reason,
+                    lasting: breach.lasting,
+                };
+                refuse(i, reason, &mut ok);
             } else if let EntryValue::File(f) = e.entry().value {
                 if let Err(detail) = crate::transfer::check_file_ref(&f) {
                     invalid.push(*e.id().as_bytes());
@@ -650,6 +685,11 @@ impl<'s> Transfer<'s> {
             for id in &invalid {
                 denied
                     .insert(id, (now, DenyReason::InvalidContent.code()))
+                    .map_err(StorageError::from)?;
+            }
+            for id in &broke_rules {
+                denied
+                    .insert(id, (now, DenyReason::BrokeRules.code()))
                     .map_err(StorageError::from)?;
             }
             drop(denied);
