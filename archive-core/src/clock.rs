@@ -34,7 +34,20 @@ pub const MAX_AHEAD_MILLIS: u64 = 1826 * 24 * 60 * 60 * 1000;
 pub const EARLIEST_PLAUSIBLE_MILLIS: u64 = 1_793_491_200_000;
 
 /// A hybrid-logical-clock timestamp (see the module docs for the layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(u64);
 
 impl Timestamp {

@@ -1,2 +1,50 @@
-//! `chat`: the community messenger (rooms as collections of signed message entries). Not
-//! implemented yet: an empty placeholder in the workspace layout. It claims no features.
+//! `chat`: the community messenger's engine. Rooms are pairs of collections of the server's
+//! archive store (authority events, messages), so storage, signatures, reconciliation and
+//! blob transfer are the archive's; this crate adds what they mean: people, rooms, roles,
+//! bans, messages, edits, deletions and reactions, and the rules every server applies before
+//! it keeps a room's entry. A library: no HTTP, no terminal.
+//!
+//! A server signs for its people: a message is an entry signed by the server that hosts its
+//! author, carrying the author's account, under a key that names both, so no server can
+//! write as a person it does not host (ARCHITECTURE.md, "The messenger").
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use chat::{Access, Chat, MessageBody, RoomSettings};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(archive_core::Store::init(dir.path().join("archive"))?);
+//! let chat = Chat::new(store);
+//! let settings = RoomSettings {
+//!     name: "garden".into(),
+//!     topic: "who waters what".into(),
+//!     access: Access::Open,
+//!     servers: vec![],
+//! };
+//! let room = chat.create_room("ana", settings)?;
+//! let body = MessageBody { text: "tomatoes need water".into(), reply_to: None };
+//! let first = chat.send(&room, "ana", &body)?;
+//! chat.react(&room, "bo", &first, "👍", true)?;
+//! let shown = chat.messages(&room)?;
+//! assert_eq!(shown[0].text, "tomatoes need water");
+//! assert_eq!(shown[0].reactions["👍"], vec![chat.person("bo")]);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+mod authority;
+mod engine;
+mod error;
+mod format;
+mod names;
+mod rules;
+
+pub use authority::{Authority, Denial};
+pub use engine::{Chat, Message};
+pub use error::ChatError;
+pub use format::{
+    Access, Event, FormatError, MessageBody, Role, RoomSettings, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
+    MAX_REACTION_LEN, MAX_REASON_LEN, MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
+};
+pub use names::{ChatKey, EventId, ItemId, MessageId, Person, RoomId, RoomPart, COLLECTION_PREFIX};

@@ -220,6 +220,14 @@ impl Store {
         self.clock().rule().limit
     }
 
+    /// A new time from this store's hybrid logical clock: later than every time it has
+    /// used or seen, so no two calls on one store return the same time (the next entry
+    /// written here is later still). What an embedding program names things by when their
+    /// names must be unique per server and ordered by time (the messenger's message ids).
+    pub fn next_time(&self) -> Timestamp {
+        self.clock().tick()
+    }
+
     /// The clock. A panic that once happened while it was held (a damaged database) does not
     /// make it unusable: its state is a single time, never left half-written.
     fn clock(&self) -> MutexGuard<'_, HybridClock> {

@@ -15,7 +15,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::{decode_stored_entry, guarded, Collection, Store};
 use crate::clock::Timestamp;
 use crate::diff::{Change, ChangeMerge, DiffSide, FileSummary, Sorted};
-use crate::entry::{EntryId, EntryValue, FileMeta, FileRef, SignedEntry};
+use crate::entry::{EntryId, EntryValue, FileMeta, FileRef, MessageFields, SignedEntry};
 use crate::error::{AddError, SnapshotError, StorageError};
 use crate::format::layout::{COLLECTIONS, ENTRIES, HISTORY, META, META_NEXT_SEQ, SNAPSHOTS, VIEWS};
 use crate::identity::PublicKey;
@@ -50,6 +50,8 @@ pub struct ViewItem {
     pub author: PublicKey,
     /// The entry that put it there.
     pub entry: EntryId,
+    /// That entry's messenger fields (empty for archive files).
+    pub message: MessageFields,
 }
 
 /// One version of a key: an entry that put a file there or removed it.
@@ -193,6 +195,7 @@ impl<'s> Collection<'s> {
                     time: e.time,
                     author: e.author,
                     entry: signed.id(),
+                    message: e.message.clone(),
                 });
             }
             items.len() < limit
@@ -352,6 +355,7 @@ impl<'s> Collection<'s> {
                     time: e.time,
                     author: e.author,
                     entry: signed.id(),
+                    message: e.message.clone(),
                 }),
                 EntryValue::Folder | EntryValue::Tombstone => None,
             })

@@ -1,0 +1,63 @@
+//! The messenger's errors.
+
+use archive_core::{AddError, EntryError, NameError, ReadError, SnapshotError, StorageError};
+
+/// What went wrong in a chat call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChatError {
+    /// The room's rules do not allow it (a ban, a role, a room not shared with this server).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// Bad input: a text too long, an account name that breaks the rules.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such message in the room.
+    #[error("no message {0} in this room")]
+    NoSuchMessage(String),
+    /// The room is not known on this server.
+    #[error("room {0} is not known on this server")]
+    NoSuchRoom(String),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Content the store holds could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl From<NameError> for ChatError {
+    fn from(e: NameError) -> Self {
+        ChatError::Invalid(e.to_string())
+    }
+}
+
+impl From<EntryError> for ChatError {
+    fn from(e: EntryError) -> Self {
+        match e {
+            EntryError::BrokeRules { reason, .. } => ChatError::NotAllowed(reason),
+            EntryError::Storage(s) => ChatError::Storage(s),
+            EntryError::Name(n) => n.into(),
+            other => ChatError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<AddError> for ChatError {
+    fn from(e: AddError) -> Self {
+        match e {
+            AddError::Entry(e) => e.into(),
+            AddError::Storage(s) => ChatError::Storage(s),
+            other => ChatError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<SnapshotError> for ChatError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Storage(s) => ChatError::Storage(s),
+            other => ChatError::Invalid(other.to_string()),
+        }
+    }
+}

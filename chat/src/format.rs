@@ -1,0 +1,279 @@
+//! What the content of a chat entry is: a message's body, an authority event. Encoded with
+//! postcard behind a version tag, with a size limit checked before decoding (the formats are
+//! written down in ARCHITECTURE.md, "The messenger's formats", and pinned by tests).
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{MessageId, Person};
+
+/// The longest text of a message, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 8 * 1024;
+/// The longest encoded message body: the text, a reply and a few attachments.
+pub const MAX_MESSAGE_BODY: u64 = 16 * 1024;
+/// The longest encoded authority event.
+pub const MAX_EVENT_BODY: u64 = 4 * 1024;
+/// The longest reaction, in bytes (an emoji with modifiers fits).
+pub const MAX_REACTION_LEN: usize = 32;
+/// The longest room name and topic, in bytes.
+pub const MAX_ROOM_NAME_LEN: usize = 200;
+/// The most servers a room may be shared with.
+pub const MAX_ROOM_SERVERS: usize = 64;
+/// The longest reason given for a ban.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// A message's content (the file its entry points at). Kept out of the entry so that a
+/// deletion (a tombstone, newer than every version) leaves the text unreferenced and `gc`
+/// removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    /// The text.
+    pub text: String,
+    /// The message this one answers.
+    pub reply_to: Option<MessageId>,
+}
+
+/// Who may post in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// Every person of the room's servers.
+    Open,
+    /// Only people given a role (member, moderator, owner).
+    InviteOnly,
+}
+
+/// A room's settings: the first authority event, and any later change by an owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// Shown as the room's title.
+    pub name: String,
+    /// Shown under it.
+    pub topic: String,
+    /// Who may post.
+    pub access: Access,
+    /// The servers besides the founder's that take part (their people may write, and they
+    /// sync the room). Empty: the room stays on the founder's server.
+    pub servers: Vec<archive_core::PublicKey>,
+}
+
+/// A person's role in a room, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// No role: may post in an open room only.
+    None,
+    /// May post in an invite-only room.
+    Member,
+    /// May delete others' messages, ban and kick members.
+    Moderator,
+    /// May change the room's settings and anyone's role.
+    Owner,
+}
+
+impl Role {
+    /// The role's name as a sentence uses it: "a moderator", "no role".
+    pub fn named(self) -> &'static str {
+        match self {
+            Role::None => "no role",
+            Role::Member => "a member",
+            Role::Moderator => "a moderator",
+            Role::Owner => "an owner",
+        }
+    }
+
+    /// "has no role", "is a member".
+    pub(crate) fn described(self) -> String {
+        match self {
+            Role::None => "has no role".into(),
+            other => format!("is {}", other.named()),
+        }
+    }
+}
+
+/// What an authority event says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The room's settings (the founder's first one creates the room).
+    Settings(RoomSettings),
+    /// Gives `person` a role (`Role::None` takes it away: a kick).
+    SetRole {
+        /// Whose role.
+        person: Person,
+        /// The new role.
+        role: Role,
+    },
+    /// Bans `person`: nothing they write after the ban is kept.
+    Ban {
+        /// Who.
+        person: Person,
+        /// Why, shown to moderators and in the refusal.
+        reason: String,
+    },
+    /// Lifts a ban.
+    Unban {
+        /// Who.
+        person: Person,
+    },
+}
+
+/// The first byte of every encoded body: the format's version.
+const FORMAT_V1: u8 = 1;
+
+/// Why bytes are not a valid body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    out.extend(postcard::to_stdvec(value).expect("serialising to a Vec cannot fail"));
+    out
+}
+
+fn decode<'a, T: Deserialize<'a> + Serialize>(
+    bytes: &'a [u8],
+    limit: u64,
+) -> Result<T, FormatError> {
+    if bytes.len() as u64 > limit {
+        return Err(FormatError(format!(
+            "{} bytes, more than the limit of {limit}",
+            bytes.len()
+        )));
+    }
+    let Some((&version, rest)) = bytes.split_first() else {
+        return Err(FormatError("empty".into()));
+    };
+    if version != FORMAT_V1 {
+        return Err(FormatError(format!("unknown format version {version}")));
+    }
+    let (value, tail) = postcard::take_from_bytes::<T>(rest)
+        .map_err(|e| FormatError(format!("not a valid body: {e}")))?;
+    if !tail.is_empty() {
+        return Err(FormatError(format!("{} bytes after the body", tail.len())));
+    }
+    Ok(value)
+}
+
+impl MessageBody {
+    /// The encoded body.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a body.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let body: MessageBody = decode(bytes, MAX_MESSAGE_BODY)?;
+        body.check()?;
+        Ok(body)
+    }
+
+    /// Whether the body keeps this crate's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        check_text("the text", &self.text, MAX_TEXT_LEN)
+    }
+}
+
+impl Event {
+    /// The encoded event.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks an event.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let event: Event = decode(bytes, MAX_EVENT_BODY)?;
+        event.check()?;
+        Ok(event)
+    }
+
+    /// Whether the event keeps this crate's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        match self {
+            Event::Settings(s) => {
+                check_text("the room's name", &s.name, MAX_ROOM_NAME_LEN)?;
+                check_text("the room's topic", &s.topic, MAX_ROOM_NAME_LEN)?;
+                if s.servers.len() > MAX_ROOM_SERVERS {
+                    return Err(FormatError(format!(
+                        "{} servers, more than {MAX_ROOM_SERVERS}",
+                        s.servers.len()
+                    )));
+                }
+                Ok(())
+            }
+            Event::SetRole { person, .. } | Event::Unban { person } => check_person(person),
+            Event::Ban { person, reason } => {
+                check_person(person)?;
+                check_text("the reason", reason, MAX_REASON_LEN)
+            }
+        }
+    }
+}
+
+fn check_person(person: &Person) -> Result<(), FormatError> {
+    archive_core::validate_person(&person.account).map_err(|e| FormatError(e.to_string()))
+}
+
+fn check_text(what: &str, text: &str, limit: usize) -> Result<(), FormatError> {
+    if text.len() > limit {
+        return Err(FormatError(format!(
+            "{what} is {} bytes, more than the limit of {limit}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_are_pinned() {
+        let body = MessageBody {
+            text: "hi".into(),
+            reply_to: None,
+        };
+        // Version 1, text length 2, "hi", no reply.
+        assert_eq!(body.encode(), [1, 2, b'h', b'i', 0]);
+        assert_eq!(MessageBody::decode(&body.encode()), Ok(body));
+        let ban = Event::Unban {
+            person: Person::new(archive_core::PublicKey::from_bytes([9; 32]), "a"),
+        };
+        let mut expected = vec![1, 3];
+        expected.extend([9; 32]);
+        expected.extend([1, b'a']);
+        assert_eq!(ban.encode(), expected);
+        assert_eq!(Event::decode(&ban.encode()), Ok(ban));
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        let good = MessageBody {
+            text: "x".into(),
+            reply_to: None,
+        }
+        .encode();
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let mut v2 = good.clone();
+        v2[0] = 2;
+        let long = MessageBody {
+            text: "x".repeat(MAX_TEXT_LEN + 1),
+            reply_to: None,
+        }
+        .encode();
+        for (bad, says) in [
+            (&[][..], "empty"),
+            (&trailing[..], "after the body"),
+            (&v2[..], "unknown format version 2"),
+            (&good[..2], "not a valid body"),
+            (&long[..], "more than the limit of 8192"),
+        ] {
+            let err = MessageBody::decode(bad).unwrap_err();
+            assert!(err.0.contains(says), "{err} / {says}");
+        }
+        let huge = vec![1; MAX_MESSAGE_BODY as usize + 1];
+        assert!(MessageBody::decode(&huge)
+            .unwrap_err()
+            .0
+            .contains("more than the limit"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Servers in one process, and the in-process exchange of a room's entries that stands for a
+//! sync (what archive-net's pull does, without the network: the entries the receiver lacks,
+//! the content it must fetch, `insert_received`).
+
+use std::sync::Arc;
+
+use archive_core::{transfer::decode_blob, PeerId, Received, Store};
+use chat::{Chat, RoomId};
+
+pub(crate) struct Server {
+    _dir: tempfile::TempDir,
+    pub(crate) chat: Chat,
+}
+
+impl Server {
+    pub(crate) fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
+        Server {
+            _dir: dir,
+            chat: Chat::new(store),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        self.chat.store()
+    }
+}
+
+/// A store without the messenger's rules: what a hostile (or modified) server writes.
+pub(crate) fn rogue_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path().join("archive")).unwrap();
+    (dir, store)
+}
+
+/// Brings every entry of `collection` that `from` holds and `to` lacks over to `to`, with the
+/// content it must have, as a pull would. Returns what `to` did with them.
+pub(crate) fn exchange(from: &Store, to: &Store, collection: &str) -> Received {
+    let source = from.collection(collection).unwrap();
+    let mut entries = Vec::new();
+    let mut next = 0;
+    loop {
+        let page = source.arrivals(next, 4096).unwrap();
+        if page.entries.is_empty() {
+            break;
+        }
+        next = page.next;
+        entries.extend(page.entries);
+    }
+    let transfer = to.transfer();
+    let plan = transfer.fetch_plan(&entries).unwrap();
+    let guard = transfer.begin();
+    let origin = PeerId::from(from.author());
+    for file in plan.files {
+        assert!(file.manifest.is_none(), "chat content is small");
+        let Some((_, encoded)) = from.transfer().encode_blob(&file.hash).unwrap() else {
+            continue;
+        };
+        let blob = decode_blob(file.hash, file.size, &encoded).unwrap();
+        transfer
+            .import_blobs(vec![blob], &guard, Some(&origin))
+            .unwrap();
+    }
+    transfer.insert_received(&entries, Some(&origin)).unwrap()
+}
+
+/// A room's sync from one server to another: authority first, then messages. Returns what
+/// the messages' receiver refused.
+pub(crate) fn sync_room(from: &Store, to: &Store, room: &RoomId) -> Received {
+    let authority = exchange(from, to, &room.authority_collection());
+    assert!(authority.refused.is_empty(), "{:?}", authority.refused);
+    exchange(from, to, &room.messages_collection())
+}

@@ -1,0 +1,129 @@
+//! `ban_and_delete_federate`: a ban and a deletion made on A take effect on B and C, where C
+//! syncs only with B; a deleted message's text is gone from every server after `gc`.
+
+use chat::{Access, Event, MessageBody, Role, RoomSettings};
+
+use crate::common::{sync_room, Server};
+
+fn text(t: &str) -> MessageBody {
+    MessageBody {
+        text: t.into(),
+        reply_to: None,
+    }
+}
+
+#[test]
+fn ban_and_delete_federate() {
+    let (a, b, c) = (Server::new(), Server::new(), Server::new());
+    let settings = RoomSettings {
+        name: "commons".into(),
+        topic: String::new(),
+        access: Access::Open,
+        servers: vec![b.chat.server(), c.chat.server()],
+    };
+    let room = a.chat.create_room("ana", settings).unwrap();
+    // A's ana makes B's bo a moderator; C's carl and cy write.
+    a.chat
+        .post_event(
+            &room,
+            "ana",
+            &Event::SetRole {
+                person: b.chat.person("bo"),
+                role: Role::Moderator,
+            },
+        )
+        .unwrap();
+    let chain = |servers: &[&Server]| {
+        for pair in servers.windows(2) {
+            sync_room(pair[0].store(), pair[1].store(), &room);
+        }
+    };
+    chain(&[&a, &b, &c]);
+    let spam = c
+        .chat
+        .send(&room, "carl", &text("buy cheap watches"))
+        .unwrap();
+    let fine = c
+        .chat
+        .send(&room, "cy", &text("the well pump is fixed"))
+        .unwrap();
+    chain(&[&c, &b, &a]);
+    for s in [&a, &b, &c] {
+        assert_eq!(s.chat.messages(&room).unwrap().len(), 2);
+    }
+
+    // On A: ban carl, delete his message. On B: the moderator bo deletes nothing yet.
+    a.chat
+        .post_event(
+            &room,
+            "ana",
+            &Event::Ban {
+                person: c.chat.person("carl"),
+                reason: "spam".into(),
+            },
+        )
+        .unwrap();
+    a.chat.delete(&room, "ana", &spam).unwrap();
+    // Meanwhile, on C, carl writes again (C does not know of the ban yet).
+    let after_ban = c.chat.send(&room, "carl", &text("still here")).unwrap();
+    chain(&[&a, &b, &c]);
+    // B refuses carl's new message when C offers it: the ban predates it.
+    let got = sync_room(c.store(), b.store(), &room);
+    assert_eq!(got.new, 0);
+    assert!(
+        got.refused
+            .iter()
+            .any(|r| r.reason.to_string().contains("banned since")),
+        "{:?}",
+        got.refused
+    );
+    for s in [&a, &b, &c] {
+        let shown: Vec<_> = s
+            .chat
+            .messages(&room)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            shown,
+            vec![fine.clone()],
+            "the ban and the deletion hold everywhere"
+        );
+    }
+    assert!(c
+        .chat
+        .messages(&room)
+        .unwrap()
+        .iter()
+        .all(|m| m.id != after_ban));
+    // C, knowing the ban now, refuses carl's messages as they are written.
+    let err = c.chat.send(&room, "carl", &text("one more")).unwrap_err();
+    assert!(err.to_string().contains("banned"), "{err}");
+
+    // The moderator on B deletes cy's message; it goes from A and C too.
+    b.chat.delete(&room, "bo", &fine).unwrap();
+    chain(&[&b, &a]);
+    chain(&[&b, &c]);
+    for s in [&a, &b, &c] {
+        assert!(s.chat.messages(&room).unwrap().is_empty());
+    }
+    // A member who is no moderator cannot delete others' messages.
+    let again = a.chat.send(&room, "ana", &text("new week")).unwrap();
+    chain(&[&a, &b, &c]);
+    let err = c.chat.delete(&room, "cy", &again).unwrap_err();
+    assert!(
+        err.to_string().contains("may not delete a message of ana@"),
+        "{err}"
+    );
+
+    // After gc, the deleted texts are gone from every server's blobs.
+    let spam_body = text("buy cheap watches").encode();
+    let spam_hash = archive_core::Hash::of(&spam_body);
+    let fine_hash = archive_core::Hash::of(&text("the well pump is fixed").encode());
+    for s in [&a, &b, &c] {
+        s.store().gc().unwrap();
+        assert!(!s.store().blobs().contains(&spam_hash).unwrap());
+        assert!(!s.store().blobs().contains(&fine_hash).unwrap());
+    }
+}
