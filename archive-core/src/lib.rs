@@ -89,10 +89,10 @@ pub use store::{
     AddProgress, AddReport, Arrivals, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
     ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, EntryRules, Expected,
     ExportReport, FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, KeyQueue,
-    Listing, MissingBlob, MissingPage, NoProgress, Outgoing, Page, PeerScope, PeerUsage,
-    PurgeReport, Received, Refusal, Refused, RuleBreach, SkippedKey, SnapshotInfo, Stats, Store,
-    StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem, ViewPoint,
-    DEFAULT_COLLECTION, PAGE_SIZE,
+    Listing, MissingBlob, MissingPage, NewEntries, NoProgress, Outgoing, Page, PeerScope,
+    PeerUsage, PurgeReport, Received, Refusal, Refused, RuleBreach, SkippedKey, SnapshotInfo,
+    Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem,
+    ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

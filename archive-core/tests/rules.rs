@@ -216,3 +216,35 @@ fn arrivals_come_in_insertion_order_and_resume_where_they_stopped() {
         .unwrap();
     assert_eq!(room.arrivals(from, 10).unwrap().entries, vec![late]);
 }
+
+#[test]
+fn watchers_hear_of_new_entries_once_they_are_committed() {
+    let (_a_dir, a) = new_store();
+    let (_b_dir, b) = new_store();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = heard.clone();
+    b.watch_new_entries(Arc::new(move |c: &str| {
+        sink.lock().unwrap().push(c.to_owned())
+    }));
+    b.collection("rooms/one")
+        .unwrap()
+        .write_message("own/bo", Some(b"local"), &person("bo"))
+        .unwrap();
+    let written = a
+        .collection("rooms/two")
+        .unwrap()
+        .write_message("x", None, &person("ana"))
+        .unwrap()
+        .unwrap();
+    let from = PeerId::from(a.secret_key().public());
+    let got = b
+        .transfer()
+        .insert_received(std::slice::from_ref(&written), Some(&from))
+        .unwrap();
+    assert_eq!(got.new, 1);
+    // Nothing new: nobody is told.
+    b.transfer()
+        .insert_received(&[written], Some(&from))
+        .unwrap();
+    assert_eq!(*heard.lock().unwrap(), ["rooms/one", "rooms/two"]);
+}

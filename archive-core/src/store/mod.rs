@@ -33,7 +33,7 @@ pub use maintenance::{
     VerifyReport,
 };
 pub use purge::{DenyReason, PeerUsage, PurgeReport};
-pub use rules::{EntryRules, RuleBreach};
+pub use rules::{EntryRules, NewEntries, RuleBreach};
 pub use sync_index::StoreSyncIndex;
 pub use transfer::{
     ContentSnapshot, Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing,
@@ -409,7 +409,16 @@ impl Store {
         tx: redb::WriteTransaction,
         touched: Touched,
     ) -> Result<(), StorageError> {
-        self.sync_cache.commit(&self.db, tx, touched)
+        let collections: Vec<String> = if self.rules.has_watchers() {
+            touched.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        self.sync_cache.commit(&self.db, tx, touched)?;
+        for collection in collections {
+            self.rules.notify(&collection);
+        }
+        Ok(())
     }
 
     /// A consistent view of one collection's items for a reconciliation session.

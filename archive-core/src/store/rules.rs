@@ -53,10 +53,24 @@ pub trait EntryRules: Send + Sync + std::fmt::Debug {
     fn check(&self, store: &Store, entry: &SignedEntry) -> Result<(), RuleBreach>;
 }
 
-/// The rules added to a store, by collection name prefix.
-#[derive(Debug, Default)]
+/// What an embedding program is told after entries were inserted: the collection's name,
+/// once per committed transaction that inserted entries into it (written here or received).
+pub type NewEntries = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The rules added to a store, by collection name prefix, and who is told of new entries.
+#[derive(Default)]
 pub(crate) struct RuleBook {
     rules: std::sync::RwLock<Vec<(String, Arc<dyn EntryRules>)>>,
+    watchers: std::sync::RwLock<Vec<NewEntries>>,
+}
+
+impl std::fmt::Debug for RuleBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleBook")
+            .field("rules", &self.read().len())
+            .field("watchers", &self.watchers().len())
+            .finish()
+    }
 }
 
 impl RuleBook {
@@ -78,6 +92,22 @@ impl RuleBook {
     pub(crate) fn is_empty(&self) -> bool {
         self.read().is_empty()
     }
+
+    fn watchers(&self) -> std::sync::RwLockReadGuard<'_, Vec<NewEntries>> {
+        self.watchers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn has_watchers(&self) -> bool {
+        !self.watchers().is_empty()
+    }
+
+    pub(crate) fn notify(&self, collection: &str) {
+        for watcher in self.watchers().iter() {
+            watcher(collection);
+        }
+    }
 }
 
 impl Store {
@@ -97,6 +127,17 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         book.retain(|(p, _)| p != prefix);
         book.push((prefix.to_owned(), rules));
+    }
+
+    /// Calls `watcher` with a collection's name after every committed transaction that
+    /// inserted entries into it, written here or received. It runs on the thread that
+    /// committed, so it must return at once (send on a channel, wake a task).
+    pub fn watch_new_entries(&self, watcher: NewEntries) {
+        self.rules
+            .watchers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(watcher);
     }
 
     /// Checks `entry` against the rules of its collection (`Ok` when it has none).

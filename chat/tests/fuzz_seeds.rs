@@ -1,0 +1,132 @@
+//! The `chat_decode` fuzz target's seed inputs (`fuzz/seeds/chat_decode/`), made here from the
+//! public API so they are valid inputs of the current formats: a message body with a reply,
+//! each kind of authority event, each kind of key, a room's collection names. The target's
+//! first byte picks the decoder (0 body, 1 event, 2 key, 3 collection name).
+//!
+//! The test fails when a committed seed is not what the current code makes (a format
+//! changed): `ARCHIVE_WRITE_FUZZ_SEEDS=1 cargo test -p chat --test tests fuzz_seeds` writes
+//! them again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use archive_core::{SecretKey, Timestamp};
+use chat::{Access, ChatKey, Event, ItemId, MessageBody, Person, Role, RoomId, RoomSettings};
+
+fn seeds() -> BTreeMap<String, Vec<u8>> {
+    let server = SecretKey::from_bytes([7; 32]).public();
+    let ana = Person::new(server, "ana");
+    let id = ItemId {
+        time: Timestamp::from_raw(0x0001_9000_0000_0001),
+        author: ana.clone(),
+    };
+    let room = RoomId {
+        founder: server,
+        nonce: [1, 2, 3, 4, 5, 6, 7, 8],
+    };
+    let with = |tag: u8, bytes: Vec<u8>| {
+        let mut out = vec![tag];
+        out.extend(bytes);
+        out
+    };
+    let mut out = BTreeMap::new();
+    let body = MessageBody {
+        text: "the well pump is fixed".into(),
+        reply_to: Some(id.clone()),
+    };
+    out.insert("body".into(), with(0, body.encode()));
+    let events = [
+        (
+            "event-settings",
+            Event::Settings(RoomSettings {
+                name: "commons".into(),
+                topic: "everything".into(),
+                access: Access::InviteOnly,
+                servers: vec![server],
+            }),
+        ),
+        (
+            "event-role",
+            Event::SetRole {
+                person: ana.clone(),
+                role: Role::Moderator,
+            },
+        ),
+        (
+            "event-ban",
+            Event::Ban {
+                person: ana.clone(),
+                reason: "spam".into(),
+            },
+        ),
+        (
+            "event-unban",
+            Event::Unban {
+                person: ana.clone(),
+            },
+        ),
+    ];
+    for (name, event) in events {
+        out.insert(name.into(), with(1, event.encode()));
+    }
+    let keys = [
+        ("key-message", ChatKey::Message(id.clone())),
+        ("key-event", ChatKey::Event(id.clone())),
+        (
+            "key-reaction",
+            ChatKey::Reaction {
+                message: id,
+                by: ana,
+                reaction: "👍".into(),
+            },
+        ),
+    ];
+    for (name, key) in keys {
+        out.insert(name.into(), with(2, key.to_key().into_bytes()));
+    }
+    out.insert(
+        "collection".into(),
+        with(3, room.messages_collection().into_bytes()),
+    );
+    out
+}
+
+#[test]
+fn fuzz_seeds() {
+    let seeds = seeds();
+    // Each seed decodes, as the target's deep paths need.
+    for (name, bytes) in &seeds {
+        let rest = &bytes[1..];
+        let ok = match bytes[0] {
+            0 => MessageBody::decode(rest).is_ok(),
+            1 => Event::decode(rest).is_ok(),
+            2 => ChatKey::parse(std::str::from_utf8(rest).unwrap()).is_some(),
+            _ => RoomId::of_collection(std::str::from_utf8(rest).unwrap()).is_some(),
+        };
+        assert!(ok, "{name}");
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/chat_decode");
+    if std::env::var_os("ARCHIVE_WRITE_FUZZ_SEEDS").is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let committed: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (write them: see this file's notes)", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        committed == seeds,
+        "the seeds in {} are not what this code makes: a format changed? (write them again: \
+         see this file's notes)",
+        dir.display()
+    );
+}

@@ -1,0 +1,47 @@
+//! The messenger's decoders of untrusted bytes (issue 14): message bodies, authority events,
+//! chat keys and room collection names, as a peer's entries carry them. The first byte picks
+//! the decoder. Whatever decodes keeps its limits and survives a round trip.
+#![no_main]
+
+use chat::{ChatKey, Event, MessageBody, RoomId, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_TEXT_LEN};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => {
+            if let Ok(body) = MessageBody::decode(rest) {
+                assert!(rest.len() as u64 <= MAX_MESSAGE_BODY);
+                assert!(body.text.len() <= MAX_TEXT_LEN);
+                assert_eq!(MessageBody::decode(&body.encode()), Ok(body));
+            }
+        }
+        1 => {
+            if let Ok(event) = Event::decode(rest) {
+                assert!(rest.len() as u64 <= MAX_EVENT_BODY);
+                assert_eq!(Event::decode(&event.encode()), Ok(event));
+            }
+        }
+        2 => {
+            let Ok(key) = std::str::from_utf8(rest) else {
+                return;
+            };
+            if let Some(parsed) = ChatKey::parse(key) {
+                // Only the spelling this crate writes parses, and it is a valid archive key.
+                assert_eq!(parsed.to_key(), key);
+                archive_core::validate_key(key).unwrap();
+            }
+        }
+        _ => {
+            let Ok(name) = std::str::from_utf8(rest) else {
+                return;
+            };
+            if let Some((room, part)) = RoomId::of_collection(name) {
+                assert_eq!(room.collection(part), name);
+                archive_core::validate_collection(name).unwrap();
+            }
+        }
+    }
+});
