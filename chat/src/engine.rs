@@ -37,6 +37,8 @@ pub struct Message {
 pub struct Chat {
     store: Arc<Store>,
     rules: Arc<RoomRules>,
+    /// Woken after every commit that brought a chat collection new entries.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Chat {
@@ -44,7 +46,18 @@ impl Chat {
     pub fn new(store: Arc<Store>) -> Chat {
         let rules = Arc::new(RoomRules::default());
         store.add_rules(COLLECTION_PREFIX, rules.clone());
-        Chat { store, rules }
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let wake = changed.clone();
+        store.watch_new_entries(Arc::new(move |collection: &str| {
+            if collection.starts_with(COLLECTION_PREFIX) {
+                wake.notify_waiters();
+            }
+        }));
+        Chat {
+            store,
+            rules,
+            changed,
+        }
     }
 
     /// The store.
@@ -212,54 +225,124 @@ impl Chat {
     pub fn messages(&self, room: &RoomId) -> Result<Vec<Message>, ChatError> {
         let authority = self.authority(room)?;
         let collection = self.messages_collection(room)?;
-        let mut reactions: BTreeMap<MessageId, BTreeMap<String, Vec<Person>>> = BTreeMap::new();
-        for item in collection.list(ViewPoint::Current, "r")? {
-            let item = item?;
-            if let Some(ChatKey::Reaction {
-                message,
-                by,
-                reaction,
-            }) = ChatKey::parse(&item.key)
-            {
-                let at = ItemId {
-                    time: item.time,
-                    author: by.clone(),
-                };
-                if authority.may_post(&at).is_ok() {
-                    reactions
-                        .entry(message)
-                        .or_default()
-                        .entry(reaction)
-                        .or_default()
-                        .push(by);
-                }
-            }
-        }
+        let mut reactions = reactions_under(&collection, "r", &authority)?;
         let mut out = Vec::new();
         for item in collection.list(ViewPoint::Current, "m")? {
             let item = item?;
             let Some(ChatKey::Message(id)) = ChatKey::parse(&item.key) else {
                 continue;
             };
-            if authority.may_post(&id).is_err() {
-                continue;
+            let reacted = reactions.remove(&id).unwrap_or_default();
+            if let Some(message) = self.shown(&authority, id, &item, reacted) {
+                out.push(message);
             }
-            let Ok(body) = self.read_body(&item.file) else {
-                continue;
-            };
-            let mut reacted = reactions.remove(&id).unwrap_or_default();
-            for people in reacted.values_mut() {
-                people.sort();
-            }
-            out.push(Message {
-                edited: item.message.edit_of.is_some(),
-                id,
-                text: body.text,
-                reply_to: body.reply_to,
-                reactions: reacted,
-            });
         }
         Ok(out)
+    }
+
+    /// One message as the room shows it now; `None` if it is not shown (deleted, never
+    /// here, or its author was not allowed to post it).
+    pub fn message(&self, room: &RoomId, id: &MessageId) -> Result<Option<Message>, ChatError> {
+        let authority = self.authority(room)?;
+        let collection = self.messages_collection(room)?;
+        let Some(item) = collection.get(&id.message_key())? else {
+            return Ok(None);
+        };
+        let prefix = format!("r/{}", id.key_suffix());
+        let reacted = reactions_under(&collection, &prefix, &authority)?
+            .remove(id)
+            .unwrap_or_default();
+        Ok(self.shown(&authority, id.clone(), &item, reacted))
+    }
+
+    fn shown(
+        &self,
+        authority: &Authority,
+        id: MessageId,
+        item: &archive_core::ViewItem,
+        reactions: BTreeMap<String, Vec<Person>>,
+    ) -> Option<Message> {
+        authority.may_post(&id).ok()?;
+        let body = self.read_body(&item.file).ok()?;
+        Some(Message {
+            edited: item.message.edit_of.is_some(),
+            id,
+            text: body.text,
+            reply_to: body.reply_to,
+            reactions,
+        })
+    }
+
+    /// What changed in the room since `from`, in the order this server learnt it, at most
+    /// about `limit` changes; [`EventPage::resume`] is where the next call starts. A client
+    /// that keeps the token across restarts misses nothing and sees nothing twice.
+    pub fn events(
+        &self,
+        room: &RoomId,
+        from: ResumeToken,
+        limit: usize,
+    ) -> Result<EventPage, ChatError> {
+        let mut page = EventPage {
+            events: Vec::new(),
+            resume: from,
+        };
+        let authority_log = self.store.collection(&room.authority_collection())?;
+        let arrived = authority_log.arrivals(from.authority, limit)?;
+        if !arrived.entries.is_empty() {
+            page.events.push(RoomEvent::Authority);
+        }
+        page.resume.authority = arrived.next;
+        let log = self.messages_collection(room)?;
+        let arrived = log.arrivals(from.messages, limit)?;
+        page.resume.messages = arrived.next;
+        for entry in arrived.entries {
+            let event = match ChatKey::parse(&entry.entry().key) {
+                Some(ChatKey::Message(id)) => RoomEvent::Message {
+                    now: self.message(room, &id)?,
+                    id,
+                },
+                Some(ChatKey::Reaction { message, .. }) => RoomEvent::Reactions {
+                    now: self.message(room, &message)?,
+                    id: message,
+                },
+                _ => continue,
+            };
+            page.events.push(event);
+        }
+        Ok(page)
+    }
+
+    /// The room's changes from `from` on, as they happen: a stream of pages (see
+    /// [`Chat::events`]) that waits for the next change when it has caught up. Written here
+    /// or received from a peer, every change comes once, in the order this server learnt it.
+    pub fn subscribe(
+        &self,
+        room: &RoomId,
+        from: ResumeToken,
+    ) -> impl n0_future::Stream<Item = Result<EventPage, ChatError>> + Send + 'static {
+        let chat = self.clone();
+        let room = *room;
+        n0_future::stream::unfold(Some(from), move |token| {
+            let chat = chat.clone();
+            async move {
+                let mut token = token?;
+                loop {
+                    let changed = chat.changed.notified();
+                    tokio::pin!(changed);
+                    // Registered before reading, so a change in between is not missed.
+                    changed.as_mut().enable();
+                    match chat.events(&room, token, PAGE) {
+                        Err(e) => return Some((Err(e), None)),
+                        Ok(page) if !page.events.is_empty() => {
+                            let next = page.resume;
+                            return Some((Ok(page), Some(next)));
+                        }
+                        Ok(page) => token = page.resume,
+                    }
+                    changed.await;
+                }
+            }
+        })
     }
 
     fn read_body(&self, file: &archive_core::FileRef) -> Result<MessageBody, ChatError> {
@@ -302,4 +385,105 @@ fn written(entry: Option<SignedEntry>) -> Result<SyncKey, ChatError> {
     entry
         .map(|e| e.sync_key())
         .ok_or_else(|| ChatError::Invalid("nothing changed: the message already says that".into()))
+}
+
+/// Reactions of the view under `prefix`, per message, each with who gave it (sorted),
+/// counting only those whose giver could post at the time.
+fn reactions_under(
+    collection: &Collection<'_>,
+    prefix: &str,
+    authority: &Authority,
+) -> Result<BTreeMap<MessageId, BTreeMap<String, Vec<Person>>>, ChatError> {
+    let mut out: BTreeMap<MessageId, BTreeMap<String, Vec<Person>>> = BTreeMap::new();
+    for item in collection.list(ViewPoint::Current, prefix)? {
+        let item = item?;
+        let Some(ChatKey::Reaction {
+            message,
+            by,
+            reaction,
+        }) = ChatKey::parse(&item.key)
+        else {
+            continue;
+        };
+        let at = ItemId {
+            time: item.time,
+            author: by.clone(),
+        };
+        if authority.may_post(&at).is_ok() {
+            out.entry(message)
+                .or_default()
+                .entry(reaction)
+                .or_default()
+                .push(by);
+        }
+    }
+    for people in out.values_mut().flat_map(|m| m.values_mut()) {
+        people.sort();
+    }
+    Ok(out)
+}
+
+/// Changes a page of a subscription reads at most (per collection).
+const PAGE: usize = 256;
+
+/// Where a room's feed of changes resumes: how far into each of the room's two collections'
+/// arrivals it has read. Keep it across restarts (see [`ResumeToken::to_string`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct ResumeToken {
+    /// Into the authority collection's arrivals.
+    pub authority: u64,
+    /// Into the messages collection's arrivals.
+    pub messages: u64,
+}
+
+/// `authority.messages`, as a client keeps it (a web page's `Last-Event-ID`).
+impl std::fmt::Display for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.authority, self.messages)
+    }
+}
+
+impl std::str::FromStr for ResumeToken {
+    type Err = ChatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || ChatError::Invalid(format!("`{s}` is not a resume token (two numbers: `A.M`)"));
+        let (a, m) = s.split_once('.').ok_or_else(bad)?;
+        Ok(ResumeToken {
+            authority: a.parse().map_err(|_| bad())?,
+            messages: m.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One change of a room, in the order this server learnt of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A message was sent, edited or deleted: how it shows now (`None`: not shown).
+    Message {
+        /// Which message.
+        id: MessageId,
+        /// Its state now.
+        now: Option<Message>,
+    },
+    /// A message's reactions changed: how it shows now.
+    Reactions {
+        /// Which message.
+        id: MessageId,
+        /// Its state now.
+        now: Option<Message>,
+    },
+    /// The room's settings, roles or bans changed: what is shown may have changed anywhere
+    /// (a client reads the room again).
+    Authority,
+}
+
+/// A page of a room's changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// The changes.
+    pub events: Vec<RoomEvent>,
+    /// Where the next page starts.
+    pub resume: ResumeToken,
 }

@@ -41,7 +41,7 @@ mod names;
 mod rules;
 
 pub use authority::{Authority, Denial};
-pub use engine::{Chat, Message};
+pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{
     Access, Event, FormatError, MessageBody, Role, RoomSettings, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
