@@ -427,7 +427,7 @@ fn reactions_under(
 const PAGE: usize = 256;
 
 /// Where a room's feed of changes resumes: how far into each of the room's two collections'
-/// arrivals it has read. Keep it across restarts (see [`ResumeToken::to_string`]).
+/// arrivals it has read. Keep it across restarts (its text form, `A.M`, parses back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct ResumeToken {
     /// Into the authority collection's arrivals.
