@@ -247,7 +247,7 @@ impl Store {
         mut visit: impl FnMut(&str, Option<&str>, crate::ViewItem) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let mut views: Vec<(String, Option<String>)> = self
-            .collection_names()?
+            .collection_names_inner()?
             .into_iter()
             .map(|c| (c, None))
             .collect();
@@ -269,7 +269,13 @@ impl Store {
         Ok(())
     }
 
-    fn collection_names(&self) -> Result<Vec<String>, StorageError> {
+    /// The names of the collections that hold entries, in order; cheaper than
+    /// [`Store::collections`], which also totals each one's view.
+    pub fn collection_names(&self) -> Result<Vec<String>, StorageError> {
+        guarded(|| self.collection_names_inner())
+    }
+
+    fn collection_names_inner(&self) -> Result<Vec<String>, StorageError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(COLLECTIONS)?;
         let mut names = Vec::new();

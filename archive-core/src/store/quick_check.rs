@@ -151,9 +151,10 @@ const MAX_STEPS: usize = 8;
 /// few steps. A key below the one looked up before may be reported absent; for the quick
 /// check that only means the file is read again.
 struct Ascending<K: redb::Key + 'static, V: redb::Value + 'static> {
-    rows: Option<redb::Range<'static, K, V>>,
-    /// The first row at or after the key looked up last; `None` past the end.
+    /// The first row at or after the key looked up last; `None` past the end. Declared
+    /// first, so it is dropped before the range that keeps its transaction open.
     row: Option<(AccessGuard<'static, K>, AccessGuard<'static, V>)>,
+    rows: Option<redb::Range<'static, K, V>>,
 }
 
 impl<K: redb::Key + 'static, V: redb::Value + 'static> Ascending<K, V> {

@@ -94,6 +94,17 @@ pub struct StoreSyncIndex {
     hint: usize,
 }
 
+impl Drop for StoreSyncIndex {
+    /// Lets go of the loaded blocks before the tables: they are guards on the read
+    /// transaction's pages, and the tables hold the transaction open. Dropped the other way
+    /// round (fields drop in order), the transaction ended while its pages were still held,
+    /// and a commit in that instant could free them (redb's debug build asserts on it; a
+    /// release build would keep reading the freed copy).
+    fn drop(&mut self) {
+        self.loaded.clear();
+    }
+}
+
 impl StoreSyncIndex {
     pub(crate) fn open(
         db: &redb::Database,
