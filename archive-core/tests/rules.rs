@@ -248,3 +248,55 @@ fn watchers_hear_of_new_entries_once_they_are_committed() {
         .unwrap();
     assert_eq!(*heard.lock().unwrap(), ["rooms/one", "rooms/two"]);
 }
+
+#[test]
+fn a_batch_of_messages_is_written_whole_or_not_at_all() {
+    let (_dir, store) = new_store();
+    store.add_rules("rooms/", Arc::new(OwnKeys::default()));
+    let room = store.collection("rooms/one").unwrap();
+    let same = b"same words".as_slice();
+    let written = room
+        .write_messages(
+            &[
+                ("own/ana", b"first".as_slice()),
+                ("note/1", same),
+                ("note/2", same),
+            ],
+            &person("ana"),
+        )
+        .unwrap();
+    assert_eq!(written.len(), 3);
+    for (key, want) in [
+        ("own/ana", b"first".as_slice()),
+        ("note/1", same),
+        ("note/2", same),
+    ] {
+        let file = room.get(key).unwrap().expect(key).file;
+        let mut bytes = Vec::new();
+        store.blobs().write_to(&file, &mut bytes).unwrap();
+        assert_eq!(bytes, want, "{key}");
+    }
+    // One entry that breaks the rules: none of the batch is written.
+    let err = room
+        .write_messages(
+            &[("note/3", b"fine".as_slice()), ("own/bo", b"forged")],
+            &person("ana"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("only bo writes"), "{err}");
+    assert!(room.get("note/3").unwrap().is_none());
+    // A key twice in one batch is refused before anything is written.
+    let err = room
+        .write_messages(
+            &[("note/4", b"a".as_slice()), ("note/4", b"b")],
+            &person("ana"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    assert!(room.get("note/4").unwrap().is_none());
+    // Content already held at its key writes nothing new.
+    let again = room
+        .write_messages(&[("note/1", same)], &person("ana"))
+        .unwrap();
+    assert!(again.is_empty());
+}

@@ -9,7 +9,9 @@ use archive_core::{Collection, MessageFields, PublicKey, SignedEntry, Store, Vie
 use crate::authority::Authority;
 use crate::error::ChatError;
 use crate::format::{Event, MessageBody, RoomSettings, MAX_REACTION_LEN};
-use crate::names::{ChatKey, EventId, ItemId, MessageId, Person, RoomId, COLLECTION_PREFIX};
+use crate::names::{
+    ChatKey, EventId, ItemId, MessageId, Person, RoomId, RoomPart, COLLECTION_PREFIX,
+};
 use crate::rules::RoomRules;
 
 /// A message as a room shows it: its latest version, with the reactions it has.
@@ -48,8 +50,10 @@ impl Chat {
         store.add_rules(COLLECTION_PREFIX, rules.clone());
         let changed = Arc::new(tokio::sync::Notify::new());
         let wake = changed.clone();
+        let stale = rules.clone();
         store.watch_new_entries(Arc::new(move |collection: &str| {
             if collection.starts_with(COLLECTION_PREFIX) {
+                stale.collection_changed(collection);
                 wake.notify_waiters();
             }
         }));
@@ -132,6 +136,34 @@ impl Chat {
         Ok(id)
     }
 
+    /// Sends many messages as `account` in one commit, in order (an import, or a bridge
+    /// catching up): one write instead of one per message. All are sent, or none.
+    pub fn send_many(
+        &self,
+        room: &RoomId,
+        account: &str,
+        bodies: &[MessageBody],
+    ) -> Result<Vec<MessageId>, ChatError> {
+        for body in bodies {
+            body.check().map_err(|e| ChatError::Invalid(e.0))?;
+        }
+        self.known(room)?;
+        let mut ids = Vec::with_capacity(bodies.len());
+        let mut items = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let id = self.new_id(account)?;
+            items.push((id.message_key(), body.encode()));
+            ids.push(id);
+        }
+        let items: Vec<(&str, &[u8])> = items
+            .iter()
+            .map(|(key, body)| (key.as_str(), body.as_slice()))
+            .collect();
+        self.messages_collection(room)?
+            .write_messages(&items, &self.fields(account))?;
+        Ok(ids)
+    }
+
     /// Replaces the text of a message of `account` (only its author edits a message). Returns
     /// the key of the version written: of a message's versions, every server shows the one
     /// with the greatest key (its time, then its entry id).
@@ -212,6 +244,32 @@ impl Chat {
             &self.fields(account),
         )?;
         Ok(())
+    }
+
+    /// The rooms this store holds (any it founded or took from a peer), in order.
+    pub fn rooms(&self) -> Result<Vec<RoomId>, ChatError> {
+        let names = self.store.collection_names()?;
+        Ok(names
+            .iter()
+            .filter_map(|name| match RoomId::of_collection(name) {
+                Some((room, RoomPart::Authority)) => Some(room),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The servers that take part in `room` besides this one: the founder's and those its
+    /// settings name. Live delivery syncs the room with those of them that are paired.
+    pub fn sharing(&self, room: &RoomId) -> Result<Vec<PublicKey>, ChatError> {
+        let authority = self.authority(room)?;
+        let mut servers = vec![room.founder];
+        if let Some(settings) = authority.settings_at(None) {
+            servers.extend(settings.servers.iter().copied());
+        }
+        servers.sort_by_key(|s| *s.as_bytes());
+        servers.dedup();
+        servers.retain(|s| *s != self.server());
+        Ok(servers)
     }
 
     /// The room's authority as this server knows it now.

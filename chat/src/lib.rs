@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod authority;
+mod delivery;
 mod engine;
 mod error;
 mod format;
@@ -41,6 +42,7 @@ mod names;
 mod rules;
 
 pub use authority::{Authority, Denial};
+pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{

@@ -23,6 +23,9 @@ use crate::names::{ChatKey, EventId, ItemId, Person, RoomId, RoomPart};
 /// arrivals it has read.
 #[derive(Debug, Default)]
 struct Known {
+    /// False until read, and again once the authority collection took new entries (the
+    /// store's watcher says so): only then are its arrivals read again.
+    fresh: bool,
     next: u64,
     events: Vec<(EventId, Event)>,
     authority: Arc<Authority>,
@@ -54,6 +57,20 @@ impl RoomRules {
         self.with_known(store, room, |known| known.events.clone())
     }
 
+    /// The store took new entries into `collection`: if it is a room's authority, its
+    /// cached fold is read again when next needed.
+    pub(crate) fn collection_changed(&self, collection: &str) {
+        if let Some((room, RoomPart::Authority)) = RoomId::of_collection(collection) {
+            let mut rooms = self
+                .rooms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(known) = rooms.get_mut(&room) {
+                known.fresh = false;
+            }
+        }
+    }
+
     fn with_known<T>(
         &self,
         store: &Store,
@@ -66,6 +83,11 @@ impl RoomRules {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = rooms.entry(*room).or_default();
+        if known.fresh {
+            return Ok(read(known));
+        }
+        // Marked before reading: an arrival committed while we read marks it stale again.
+        known.fresh = true;
         let mut changed = false;
         loop {
             let page = collection.arrivals(known.next, 1024)?;

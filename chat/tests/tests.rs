@@ -4,5 +4,7 @@ mod common;
 mod feed;
 mod fuzz_seeds;
 mod hostile;
+mod live;
+mod live_common;
 mod model;
 mod moderation;

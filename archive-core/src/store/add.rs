@@ -254,37 +254,68 @@ impl Store {
         data: &[u8],
         message: &MessageFields,
     ) -> Result<Option<SignedEntry>, AddError> {
+        Ok(self
+            .add_many_bytes(collection, &[(key, data)], message)?
+            .into_iter()
+            .next())
+    }
+
+    /// Stores each `(key, data)` as [`Store::add_bytes`] does, all in one commit: the entries
+    /// written (none for a key that already held exactly its content). Keys must differ.
+    pub(super) fn add_many_bytes(
+        &self,
+        collection: &str,
+        items: &[(&str, &[u8])],
+        message: &MessageFields,
+    ) -> Result<Vec<SignedEntry>, AddError> {
         validate_collection(collection).map_err(EntryError::from)?;
-        validate_key(key).map_err(EntryError::from)?;
+        for (key, _) in items {
+            validate_key(key).map_err(EntryError::from)?;
+        }
         if let Some(person) = &message.person {
             crate::names::validate_person(person).map_err(EntryError::from)?;
         }
+        let mut keys: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        if let Some(twice) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(AddError::Entry(EntryError::FileFolderConflict {
+                collection: collection.to_owned(),
+                key: twice[0].to_owned(),
+                reason: "the batch writes it twice".into(),
+            }));
+        }
         let _guard = self.gc_shared();
         let known = |h: &Hash| self.has_blob_in_place(h);
-        let ingested = match ingest(data, &self.files, &known, &mut |_| {}) {
-            Ok(i) => i,
-            Err(IngestError::Read(e)) => unreachable!("reading a slice cannot fail: {e}"),
-            Err(IngestError::Store(e)) => return Err(e.into()),
-        };
-        let batch = Batch {
-            blobs: ingested.new_blobs,
-            files: vec![(
-                key.to_owned(),
+        let mut batch = Batch::default();
+        let mut new_blobs = std::collections::HashSet::new();
+        for (key, data) in items {
+            let ingested = match ingest(*data, &self.files, &known, &mut |_| {}) {
+                Ok(i) => i,
+                Err(IngestError::Read(e)) => unreachable!("reading a slice cannot fail: {e}"),
+                Err(IngestError::Store(e)) => return Err(e.into()),
+            };
+            // Two items of the same content bring its blob once.
+            for blob in ingested.new_blobs {
+                if new_blobs.insert(blob.hash) {
+                    batch.blobs.push(blob);
+                }
+            }
+            batch.files.push((
+                (*key).to_owned(),
                 ingested.file,
                 FileMeta::default(),
                 ingested.reach,
-            )],
-            paths: vec![PathBuf::from(key)],
-            quick: vec![None],
-            ..Batch::default()
-        };
+            ));
+            batch.paths.push(PathBuf::from(key));
+            batch.quick.push(None);
+        }
         let mut report = AddReport::default();
         let (entries, mut conflicts) =
             self.commit_batch(collection, batch, message, &mut report)?;
         if let Some((_, conflict)) = conflicts.pop() {
             return Err(AddError::Entry(conflict));
         }
-        Ok(entries.into_iter().next())
+        Ok(entries)
     }
 
     /// For each file, whether the quick check knows it unchanged (its key already holds it):

@@ -127,6 +127,18 @@ impl<'s> Collection<'s> {
         }
     }
 
+    /// Writes many files with the messenger's fields in one commit, as
+    /// [`Collection::write_message`] writes one (an import, a bridge catching up): the
+    /// entries written, none for a key that already held exactly its content. Keys must
+    /// differ; every entry must pass the collection's rules, or nothing is written.
+    pub fn write_messages(
+        &self,
+        items: &[(&str, &[u8])],
+        message: &MessageFields,
+    ) -> Result<Vec<SignedEntry>, AddError> {
+        self.store.add_many_bytes(&self.name, items, message)
+    }
+
     /// Entries in the order this store received them (or wrote them), starting at the
     /// insertion counter `from`, at most `limit` of them. [`Arrivals::next`] is where the next
     /// call starts: a resume token that stays valid across restarts (the counter only grows).

@@ -1,0 +1,111 @@
+//! Servers on real iroh endpoints on 127.0.0.1 (relays, port mapping and discovery off),
+//! each with its messenger and live delivery.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archive_core::Store;
+use archive_net::{bind_endpoint, EndpointAddr, EndpointId, Limits, NetConfig, Node, PeerPolicy};
+use chat::{Chat, Delivery, DeliveryConfig, RoomId};
+use iroh::protocol::Router;
+
+pub(crate) struct NetServer {
+    pub(crate) chat: Chat,
+    pub(crate) delivery: Delivery,
+    node: Node,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl NetServer {
+    pub(crate) async fn start(config: DeliveryConfig) -> NetServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
+        NetServer::on_store(dir, store, config).await
+    }
+
+    pub(crate) async fn on_store(
+        dir: tempfile::TempDir,
+        store: Arc<Store>,
+        config: DeliveryConfig,
+    ) -> NetServer {
+        let net = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let trust = archive_net::Trust::default();
+        let endpoint = bind_endpoint(store.secret_key(), &net, &trust)
+            .await
+            .unwrap();
+        let chat = Chat::new(store.clone());
+        let node = Node::new(store, trust, Limits::default());
+        let router = node.router(endpoint.clone()).spawn();
+        let delivery = Delivery::start(chat.clone(), node.clone(), endpoint, config);
+        NetServer {
+            chat,
+            delivery,
+            node,
+            router,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn id(&self) -> EndpointId {
+        self.router.endpoint().id()
+    }
+
+    pub(crate) fn addr(&self) -> EndpointAddr {
+        self.router.endpoint().addr()
+    }
+
+    /// Pairs the two servers both ways (each may read and write every collection of the
+    /// other) and starts delivering between them.
+    pub(crate) fn pair(&self, other: &NetServer) {
+        for (here, there) in [(self, other), (other, self)] {
+            here.trust().set(
+                there.id(),
+                PeerPolicy {
+                    name: format!("{}", there.id().fmt_short()),
+                    read: archive_net::Access::All,
+                    write: archive_net::Access::All,
+                },
+            );
+            here.delivery.add_peer(there.addr());
+        }
+    }
+
+    fn trust(&self) -> &archive_net::Trust {
+        self.node.trust()
+    }
+
+    /// The room's messages as (id, text), in the room's order.
+    pub(crate) fn shown(&self, room: &RoomId) -> Vec<(chat::MessageId, String)> {
+        match self.chat.messages(room) {
+            Ok(messages) => messages.into_iter().map(|m| (m.id, m.text)).collect(),
+            Err(chat::ChatError::NoSuchRoom(_)) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Waits until `done` holds, checking every 5 ms (less often as the wait grows), for at most
+/// `limit`; panics with `what`
+/// (and the servers' delivery statistics) if it never does. Returns how long it took.
+pub(crate) async fn wait_for(
+    what: &str,
+    limit: Duration,
+    servers: &[&NetServer],
+    mut done: impl FnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            let stats: Vec<_> = servers.iter().map(|s| s.delivery.stats()).collect();
+            panic!("{what}: not within {limit:?}; delivery: {stats:#?}");
+        }
+        let pause =
+            (started.elapsed() / 20).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        tokio::time::sleep(pause).await;
+    }
+    started.elapsed()
+}
