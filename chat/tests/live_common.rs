@@ -18,19 +18,17 @@ pub(crate) struct NetServer {
 }
 
 impl NetServer {
+    /// A server on 127.0.0.1.
     pub(crate) async fn start(config: DeliveryConfig) -> NetServer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
-        NetServer::on_store(dir, store, config).await
+        NetServer::start_on("127.0.0.1:0".parse().unwrap(), config).await
     }
 
-    pub(crate) async fn on_store(
-        dir: tempfile::TempDir,
-        store: Arc<Store>,
-        config: DeliveryConfig,
-    ) -> NetServer {
+    /// A server bound to `bind`.
+    pub(crate) async fn start_on(bind: std::net::SocketAddr, config: DeliveryConfig) -> NetServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
         let net = NetConfig {
-            bind: Some("127.0.0.1:0".parse().unwrap()),
+            bind: Some(bind),
             ..NetConfig::default()
         };
         let trust = archive_net::Trust::default();

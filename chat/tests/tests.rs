@@ -8,3 +8,4 @@ mod live;
 mod live_common;
 mod model;
 mod moderation;
+mod partition;

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests and benchmarks of the workspace. A dev-dependency only (and a
 //! dependency of the unpublished `benches` crate): never in a library's dependency graph.
 
+pub mod netns;
+
 /// Deterministic pseudo-random bytes (xorshift64), so failures reproduce.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; len];
