@@ -42,7 +42,7 @@ mod names;
 mod rules;
 
 pub use authority::{Authority, Denial};
-pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
+pub use delivery::{Delivery, DeliveryConfig, DeliveryStats, RECENT_REFUSALS};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{

@@ -5,6 +5,7 @@ use archive_core::{MessageFields, Refusal, Store};
 use chat::{Access, Event, ItemId, MessageBody, Person, RoomSettings};
 
 use crate::common::{exchange, rogue_store, sync_room, Server};
+use crate::live_common::{wait_for, NetServer, RogueServer};
 
 /// Writes a message entry the way a server that ignores the rules would: any key, any person,
 /// any content, signed by `store`'s own key.
@@ -207,4 +208,121 @@ fn hostile_messages_refused() {
     };
     let err = b.chat.send(&room, "bo", &long).unwrap_err();
     assert!(err.to_string().contains("more than the limit"), "{err}");
+}
+
+/// The same hostile entries, offered over real endpoints on 127.0.0.1 by a rogue server that
+/// takes part in the room: A and B (each paired with it, and with each other) refuse them
+/// with the same reasons, recorded in their delivery statistics, and show only ana's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_refused_over_the_network() {
+    let config = chat::DeliveryConfig {
+        interval: std::time::Duration::from_secs(1),
+        ..chat::DeliveryConfig::default()
+    };
+    let a = NetServer::start(config).await;
+    let b = NetServer::start(config).await;
+    let h = RogueServer::start().await;
+    let (_x_dir, x) = rogue_store();
+    a.pair(&b);
+    a.pair_rogue(&h);
+    b.pair_rogue(&h);
+    let settings = RoomSettings {
+        name: "commons".into(),
+        topic: String::new(),
+        access: Access::Open,
+        servers: vec![b.chat.server(), h.store.author()],
+    };
+    let room = a.chat.create_room("ana", settings).unwrap();
+    let hello_body = MessageBody {
+        text: "hello".into(),
+        reply_to: None,
+    };
+    let hello = a.chat.send(&room, "ana", &hello_body).unwrap();
+    a.chat
+        .post_event(
+            &room,
+            "ana",
+            &Event::Ban {
+                person: Person::new(h.store.author(), "mallory"),
+                reason: "spam".into(),
+            },
+        )
+        .unwrap();
+    let (messages, authority) = (room.messages_collection(), room.authority_collection());
+    let held = |collection: &str| {
+        h.store
+            .collection(collection)
+            .unwrap()
+            .arrivals(0, 100)
+            .unwrap()
+            .entries
+            .len()
+    };
+    wait_for(
+        "the room on H",
+        std::time::Duration::from_secs(10),
+        &[&a],
+        || held(&authority) == 2 && held(&messages) == 1,
+    )
+    .await;
+
+    let person = |account: &str| Person::new(h.store.author(), account);
+    let forged = ItemId {
+        time: h.store.next_time(),
+        author: Person::new(a.chat.server(), "ana"),
+    };
+    write_raw(
+        &h.store,
+        &messages,
+        &forged,
+        "ana",
+        &body("send your password"),
+    );
+    let oversized = ItemId {
+        time: h.store.next_time(),
+        author: person("olga"),
+    };
+    let long = "x".repeat(chat::MAX_TEXT_LEN + 1);
+    write_raw(&h.store, &messages, &oversized, "olga", &body(&long));
+    let banned = ItemId {
+        time: h.store.next_time(),
+        author: person("mallory"),
+    };
+    write_raw(&h.store, &messages, &banned, "mallory", &body("I am back"));
+    let outsider = ItemId {
+        time: x.next_time(),
+        author: Person::new(x.author(), "xena"),
+    };
+    write_raw(&x, &messages, &outsider, "xena", &body("let me in"));
+    exchange(&x, &h.store, &messages);
+
+    let expect = [
+        format!(
+            "cannot write a message of ana@{}",
+            &a.chat.server().to_hex()[..8]
+        ),
+        "the text is 8193 bytes, more than the limit of 8192".to_owned(),
+        format!(
+            "mallory@{} has been banned since",
+            &h.store.author().to_hex()[..8]
+        ),
+        "does not take part in this room".to_owned(),
+    ];
+    for server in [&a, &b] {
+        wait_for(
+            "every hostile entry refused",
+            std::time::Duration::from_secs(20),
+            &[server],
+            || {
+                let said = server.delivery.stats().recent_refusals;
+                expect
+                    .iter()
+                    .all(|want| said.iter().any(|r| r.contains(want.as_str())))
+            },
+        )
+        .await;
+        let shown = server.chat.messages(&room).unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!((&shown[0].id, shown[0].text.as_str()), (&hello, "hello"));
+    }
 }

@@ -86,6 +86,52 @@ impl NetServer {
     }
 }
 
+/// A server that ignores the messenger's rules (a plain archive node): what a hostile or
+/// modified server runs. It takes whatever it is offered and offers whatever it holds.
+pub(crate) struct RogueServer {
+    pub(crate) store: Arc<Store>,
+    node: Node,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl RogueServer {
+    pub(crate) async fn start() -> RogueServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
+        let net = NetConfig {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            ..NetConfig::default()
+        };
+        let trust = archive_net::Trust::default();
+        let endpoint = bind_endpoint(store.secret_key(), &net, &trust)
+            .await
+            .unwrap();
+        let node = Node::new(store.clone(), trust, Limits::default());
+        let router = node.router(endpoint).spawn();
+        RogueServer {
+            store,
+            node,
+            router,
+            _dir: dir,
+        }
+    }
+}
+
+impl NetServer {
+    /// Pairs with a rogue server both ways; this server delivers to it.
+    pub(crate) fn pair_rogue(&self, rogue: &RogueServer) {
+        let all = |name: &str| PeerPolicy {
+            name: name.into(),
+            read: archive_net::Access::All,
+            write: archive_net::Access::All,
+        };
+        self.trust().set(rogue.router.endpoint().id(), all("rogue"));
+        rogue.node.trust().set(self.id(), all("honest"));
+        self.delivery.add_peer(rogue.router.endpoint().addr());
+    }
+}
+
 /// Waits until `done` holds, checking every 5 ms (less often as the wait grows), for at most
 /// `limit`; panics with `what`
 /// (and the servers' delivery statistics) if it never does. Returns how long it took.

@@ -4,6 +4,7 @@
 use chat::{Access, Event, MessageBody, Role, RoomSettings};
 
 use crate::common::{sync_room, Server};
+use crate::live_common::{wait_for, NetServer};
 
 fn text(t: &str) -> MessageBody {
     MessageBody {
@@ -125,5 +126,100 @@ fn ban_and_delete_federate() {
         s.store().gc().unwrap();
         assert!(!s.store().blobs().contains(&spam_hash).unwrap());
         assert!(!s.store().blobs().contains(&fine_hash).unwrap());
+    }
+}
+
+/// The same over real endpoints on 127.0.0.1 with live delivery (A–B–C, C paired only with
+/// B): a moderator on B, a ban and a deletion on A, each in effect on every server within
+/// moments, and the deleted text gone from every server's blobs after `gc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ban_and_delete_federate_over_the_network() {
+    let config = chat::DeliveryConfig {
+        interval: std::time::Duration::from_secs(600),
+        ..chat::DeliveryConfig::default()
+    };
+    let a = NetServer::start(config).await;
+    let b = NetServer::start(config).await;
+    let c = NetServer::start(config).await;
+    a.pair(&b);
+    b.pair(&c);
+    let all = [&a, &b, &c];
+    let settings = RoomSettings {
+        name: "commons".into(),
+        topic: String::new(),
+        access: Access::Open,
+        servers: vec![b.chat.server(), c.chat.server()],
+    };
+    let room = a.chat.create_room("ana", settings).unwrap();
+    let bo_moderates = Event::SetRole {
+        person: b.chat.person("bo"),
+        role: Role::Moderator,
+    };
+    a.chat.post_event(&room, "ana", &bo_moderates).unwrap();
+    let limit = std::time::Duration::from_secs(10);
+    let moderator_on_c = || {
+        c.chat.rooms().unwrap().contains(&room)
+            && c.chat
+                .authority(&room)
+                .unwrap()
+                .role_at(&b.chat.person("bo"), &now(&c))
+                == Role::Moderator
+    };
+    wait_for("bo is a moderator on C", limit, &all, moderator_on_c).await;
+    let spam = c
+        .chat
+        .send(&room, "carl", &text("buy cheap watches"))
+        .unwrap();
+    let fine = c
+        .chat
+        .send(&room, "cy", &text("the well pump is fixed"))
+        .unwrap();
+    wait_for("both on A", limit, &all, || a.shown(&room).len() == 2).await;
+
+    let ban = Event::Ban {
+        person: c.chat.person("carl"),
+        reason: "spam".into(),
+    };
+    a.chat.post_event(&room, "ana", &ban).unwrap();
+    a.chat.delete(&room, "ana", &spam).unwrap();
+    let only_fine = |s: &NetServer| {
+        s.shown(&room)
+            .iter()
+            .map(|(id, _)| id.clone())
+            .eq([fine.clone()])
+    };
+    wait_for("the deletion everywhere", limit, &all, || {
+        all.iter().all(|s| only_fine(s))
+    })
+    .await;
+    wait_for("the ban on C", limit, &all, || {
+        c.chat
+            .authority(&room)
+            .unwrap()
+            .ban_at(&c.chat.person("carl"), &now(&c))
+            .is_some()
+    })
+    .await;
+    let err = c.chat.send(&room, "carl", &text("still here")).unwrap_err();
+    assert!(err.to_string().contains("banned since"), "{err}");
+
+    // The moderator on B deletes cy's message: gone from A and C too.
+    b.chat.delete(&room, "bo", &fine).unwrap();
+    wait_for("the moderator's deletion everywhere", limit, &all, || {
+        all.iter().all(|s| s.shown(&room).is_empty())
+    })
+    .await;
+    let spam_hash = archive_core::Hash::of(&text("buy cheap watches").encode());
+    for s in all {
+        s.chat.store().gc().unwrap();
+        assert!(!s.chat.store().blobs().contains(&spam_hash).unwrap());
+    }
+}
+
+/// An id for "now" on `s`: what the authority says of a message written at this moment.
+fn now(s: &NetServer) -> chat::ItemId {
+    chat::ItemId {
+        time: s.chat.store().next_time(),
+        author: s.chat.person("observer"),
     }
 }

@@ -73,7 +73,16 @@ pub struct DeliveryStats {
     pub reconcile_bytes: u64,
     /// The last failure, with the peer it was with.
     pub last_failure: Option<String>,
+    /// Entries peers offered that this server refused (a forged, oversized or banned
+    /// person's message, ...): counted each time one is offered.
+    pub refused: u64,
+    /// The latest refusals (at most [`RECENT_REFUSALS`]), each with the room, the peer
+    /// and the reason, for the operator to read.
+    pub recent_refusals: Vec<String>,
 }
+
+/// Refusals [`DeliveryStats::recent_refusals`] keeps.
+pub const RECENT_REFUSALS: usize = 32;
 
 /// Live delivery of one server's rooms to its paired peers; runs until dropped.
 ///
@@ -110,6 +119,8 @@ struct Totals {
     bytes_sent: AtomicU64,
     reconcile_bytes: AtomicU64,
     last_failure: Mutex<Option<String>>,
+    refused: AtomicU64,
+    recent_refusals: Mutex<std::collections::VecDeque<String>>,
 }
 
 #[derive(Debug)]
@@ -182,6 +193,8 @@ impl Delivery {
             bytes_sent: get(&t.bytes_sent),
             reconcile_bytes: get(&t.reconcile_bytes),
             last_failure: lock(&t.last_failure).clone(),
+            refused: get(&t.refused),
+            recent_refusals: lock(&t.recent_refusals).iter().cloned().collect(),
         }
     }
 }
@@ -361,6 +374,22 @@ async fn sync_room(shared: &Shared, addr: EndpointAddr, room: &RoomId) -> Result
         t.bytes_sent.fetch_add(report.bytes_sent, Ordering::Relaxed);
         t.reconcile_bytes
             .fetch_add(report.reconcile_bytes, Ordering::Relaxed);
+        if !report.refused.is_empty() {
+            t.refused
+                .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
+            let mut recent = lock(&t.recent_refusals);
+            for refused in &report.refused {
+                if recent.len() == RECENT_REFUSALS {
+                    recent.pop_front();
+                }
+                recent.push_back(format!(
+                    "room {room}, from {}: entry {}: {}",
+                    conn.remote_id().fmt_short(),
+                    refused.id,
+                    refused.reason
+                ));
+            }
+        }
     }
     Ok(())
 }
