@@ -124,6 +124,55 @@ pub struct Node {
     pub(crate) ledger: Arc<crate::space::Ledger>,
     /// Blob bytes in flight over every pull.
     pub(crate) fetch_memory: crate::pull::FetchMemory,
+    /// One pull per collection at a time.
+    pub(crate) pulls: Arc<CollectionLocks>,
+}
+
+/// A lock per collection name, made on first use and dropped when no one holds or waits
+/// for it.
+#[derive(Debug, Default)]
+pub(crate) struct CollectionLocks(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+/// Held while a collection's lock is: lets it go, and forgets it if no one else wants it.
+pub(crate) struct CollectionGuard<'a> {
+    locks: &'a CollectionLocks,
+    name: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl CollectionLocks {
+    pub(crate) async fn lock(&self, collection: &str) -> CollectionGuard<'_> {
+        let lock = self.map().entry(collection.to_owned()).or_default().clone();
+        CollectionGuard {
+            locks: self,
+            name: collection.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for CollectionGuard<'_> {
+    fn drop(&mut self) {
+        self.guard = None;
+        let mut map = self.locks.map();
+        if map
+            .get(&self.name)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            map.remove(&self.name);
+        }
+    }
 }
 
 /// The one way this crate reaches its store: every store call runs here, on a blocking
@@ -238,6 +287,7 @@ impl Node {
             sessions: Arc::new(crate::admission::permits(limits.sessions)),
             ledger: Arc::default(),
             fetch_memory: crate::pull::FetchMemory::new(limits.fetch_memory),
+            pulls: Arc::default(),
             limits,
         }
     }

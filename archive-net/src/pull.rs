@@ -81,6 +81,9 @@ pub struct PullReport {
     pub bytes_received: u64,
     /// Entries on the deny list, not asked for.
     pub denied_skipped: u64,
+    /// Entries not asked for because the store took them meanwhile (from another sync of
+    /// the same collection).
+    pub held_skipped: u64,
     /// Entries received but not inserted, and why.
     pub refused: Vec<Refused>,
     /// Keys the new entries made both a file and a folder (reported; export keeps the first).
@@ -117,6 +120,7 @@ impl PullReport {
         self.blobs += other.blobs;
         self.bytes_received += other.bytes_received;
         self.denied_skipped += other.denied_skipped;
+        self.held_skipped += other.held_skipped;
         self.refused.extend(other.refused);
         self.conflicts.extend(other.conflicts);
     }
@@ -134,6 +138,10 @@ pub(crate) async fn pull<C: PeerStreams>(
     node.trust
         .check_write(&remote, collection)
         .map_err(NetError::NotAllowed)?;
+    // One pull per collection at a time: two that learned the same keys (our sync pulling
+    // while the peer's sync offers) would both fetch them. The second waits, then skips
+    // what the first took (see `next_keys`).
+    let _one_at_a_time = node.pulls.lock(collection).await;
     let read = node
         .trust
         .policy(&remote)
@@ -197,8 +205,8 @@ pub(crate) async fn pull<C: PeerStreams>(
     Ok(report)
 }
 
-/// The next keys to ask for, up to `n` of them, leaving out those on the deny list; `None`
-/// when the queue is empty.
+/// The next keys to ask for, up to `n` of them, leaving out those on the deny list and those
+/// the store holds by now; `None` when the queue is empty.
 async fn next_keys(
     p: &Pull<'_>,
     queue: &Arc<std::sync::Mutex<KeyQueue>>,
@@ -207,20 +215,22 @@ async fn next_keys(
 ) -> Result<Option<Vec<SyncKey>>, NetError> {
     loop {
         let queue = queue.clone();
-        let (keys, denied) = p
+        let (keys, denied, held) = p
             .node
             .reads
             .run(p.share(), move |store| {
                 let mut keys = lock(&queue).take(n)?;
                 let denied = store.transfer().drop_denied(&mut keys)?;
-                Ok((keys, denied))
+                let held = store.transfer().drop_held(&mut keys)?;
+                Ok((keys, denied, held))
             })
             .await?;
         report.denied_skipped += denied;
+        report.held_skipped += held;
         if !keys.is_empty() {
             return Ok(Some(keys));
         }
-        if denied == 0 {
+        if denied == 0 && held == 0 {
             return Ok(None);
         }
     }

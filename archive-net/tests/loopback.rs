@@ -713,3 +713,28 @@ async fn a_peer_of_protocol_version_1_is_refused_with_both_versions_named() {
     );
     router.shutdown().await.unwrap();
 }
+
+/// Two syncs of one collection at once (ours pulling while another pulls the same keys, as
+/// when both servers start a sync with each other): the second waits for the first and
+/// fetches nothing the first took, so every entry crosses once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_collection_fetch_each_entry_once() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let collection = a.node.store().collection("default").unwrap();
+    for i in 0..3_000u64 {
+        collection
+            .add_bytes(&format!("notes/{i}.txt"), &data(i, 200))
+            .unwrap();
+    }
+    let (first, second) = tokio::join!(b.sync_with(&a, true, false), b.sync_with(&a, true, false));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(
+        first.entries_received + second.entries_received,
+        3_000,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(a.listing(), b.listing());
+}

@@ -126,6 +126,27 @@ impl Store {
         })
     }
 
+    /// Removes from `keys` the entries the store already holds; returns how many.
+    pub(super) fn drop_held(&self, keys: &mut Vec<SyncKey>) -> Result<u64, StorageError> {
+        guarded(|| {
+            let tx = self.db.begin_read()?;
+            let entries = tx.open_table(ENTRIES)?;
+            let before = keys.len();
+            let mut failed = None;
+            keys.retain(|k| match entries.get(k.to_bytes()) {
+                Ok(row) => row.is_none(),
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            Ok((before - keys.len()) as u64)
+        })
+    }
+
     /// Puts entries on the deny list (removing those the store has, as a purge does): for
     /// entries that proved invalid, so no sync fetches them again.
     pub(super) fn deny_entries(

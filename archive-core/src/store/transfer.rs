@@ -1094,6 +1094,12 @@ impl Transfer<'_> {
         self.store.drop_denied(keys)
     }
 
+    /// Removes from `keys` the entries the store already holds (taken since the keys were
+    /// learned, by another sync); returns how many were removed.
+    pub fn drop_held(&self, keys: &mut Vec<SyncKey>) -> Result<u64, StorageError> {
+        self.store.drop_held(keys)
+    }
+
     /// Puts entries on the deny list (removing those the store has, as a purge does): for
     /// entries that proved invalid, so no sync fetches them again.
     pub fn deny_entries(&self, keys: &[SyncKey], reason: DenyReason) -> Result<u64, StorageError> {
