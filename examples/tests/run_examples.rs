@@ -63,6 +63,44 @@ fn reconcile_two_stores_finds_the_difference() {
 }
 
 #[test]
+fn terminal_chat_delivers_both_ways() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_terminal_chat"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = "a: the bread is ready\nb: on my way\nc: nobody\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for want in [
+        "[on b] ana@",
+        ": the bread is ready",
+        "[on a] bo@",
+        ": on my way",
+    ] {
+        assert!(stdout.contains(want), "no `{want}` in {stdout}");
+    }
+    assert!(
+        stdout.contains("both servers show the same 2 messages"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("start the line with `a:` or `b:`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_wrong_argument_is_refused_with_the_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_list_huge"))
         .args(["--entries", "many"])

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
+use archive_benches::reset_peak_rss;
 use archive_core::{Certificate, Entry, EntryValue, NoProgress, SignedEntry, Store, Timestamp};
 use archive_net::{connect, Access, Counters, EndpointId, PeerPolicy, SyncOptions, Ticket};
 use clap::{Parser, ValueEnum};
@@ -259,11 +260,6 @@ fn build_store(dir: &Path, n: u64, content: &str) {
             .collect();
         store.transfer().insert_entries(&entries).expect("insert");
     }
-}
-
-/// Starts the peak (VmHWM) over from the current resident memory.
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak resident memory");
 }
 
 /// Resident memory now (VmRSS).
