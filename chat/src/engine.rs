@@ -113,7 +113,7 @@ impl Chat {
         collection.write_message(
             &id.event_key(),
             Some(&event.encode()),
-            &self.fields(account),
+            &self.fields(account)?,
         )?;
         Ok(id)
     }
@@ -131,7 +131,7 @@ impl Chat {
         self.messages_collection(room)?.write_message(
             &id.message_key(),
             Some(&body.encode()),
-            &self.fields(account),
+            &self.fields(account)?,
         )?;
         Ok(id)
     }
@@ -160,7 +160,7 @@ impl Chat {
             .map(|(key, body)| (key.as_str(), body.as_slice()))
             .collect();
         self.messages_collection(room)?
-            .write_messages(&items, &self.fields(account))?;
+            .write_messages(&items, &self.fields(account)?)?;
         Ok(ids)
     }
 
@@ -190,7 +190,7 @@ impl Chat {
         body.check().map_err(|e| ChatError::Invalid(e.0))?;
         let fields = MessageFields {
             edit_of: Some(current.entry_key()),
-            ..self.fields(account)
+            ..self.fields(account)?
         };
         written(collection.write_message(&message.message_key(), Some(&body.encode()), &fields)?)
     }
@@ -209,7 +209,7 @@ impl Chat {
         let written_now = self.messages_collection(room)?.write_message(
             &message.message_key(),
             None,
-            &self.fields(account),
+            &self.fields(account)?,
         )?;
         written(written_now)
     }
@@ -241,7 +241,7 @@ impl Chat {
         self.messages_collection(room)?.write_message(
             &key.to_key(),
             content,
-            &self.fields(account),
+            &self.fields(account)?,
         )?;
         Ok(())
     }
@@ -429,11 +429,13 @@ impl Chat {
         })
     }
 
-    fn fields(&self, account: &str) -> MessageFields {
-        MessageFields {
+    /// The fields of an entry written for `account`, which must be an account here.
+    fn fields(&self, account: &str) -> Result<MessageFields, ChatError> {
+        self.existing(account)?;
+        Ok(MessageFields {
             person: Some(account.to_owned()),
             ..MessageFields::default()
-        }
+        })
     }
 }
 

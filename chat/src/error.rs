@@ -15,6 +15,9 @@ pub enum ChatError {
     /// No such message in the room.
     #[error("no message {0} in this room")]
     NoSuchMessage(String),
+    /// No such account on this server (every write is an account's).
+    #[error("no account {0} on this server")]
+    NoSuchAccount(String),
     /// The room is not known on this server.
     #[error("room {0} is not known on this server")]
     NoSuchRoom(String),

@@ -115,6 +115,90 @@ pub enum Event {
 }
 
 /// The first byte of every encoded body: the format's version.
+/// A person's role on their own server (not in a room: see [`Role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ServerRole {
+    /// Writes and reads.
+    Member,
+    /// Also sees the report queue.
+    Moderator,
+    /// Also creates and removes accounts, names the community.
+    Admin,
+}
+
+/// An account as its server publishes it in its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The name shown (the account name, its stable id, never changes).
+    pub display_name: String,
+    /// Its role on its server.
+    pub role: ServerRole,
+    /// When the account was made (its server's clock): how new it is, for slow mode.
+    pub joined: archive_core::Timestamp,
+}
+
+/// A community as its server names it: what follows the `@` in `name@community`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunityProfile {
+    /// Its name.
+    pub name: String,
+}
+
+/// Longest display name or community name, in bytes.
+pub const MAX_DISPLAY_NAME_LEN: usize = 64;
+/// Largest encoded profile.
+pub const MAX_PROFILE_BODY: u64 = 1024;
+
+impl Profile {
+    /// The encoded profile.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a profile.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let profile: Profile = decode(bytes, MAX_PROFILE_BODY)?;
+        profile.check()?;
+        Ok(profile)
+    }
+
+    /// Whether the profile keeps this crate's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        check_name("a display name", &self.display_name)
+    }
+}
+
+impl CommunityProfile {
+    /// The encoded profile.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a community's profile.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let profile: CommunityProfile = decode(bytes, MAX_PROFILE_BODY)?;
+        profile.check()?;
+        Ok(profile)
+    }
+
+    /// Whether the profile keeps this crate's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        check_name("a community's name", &self.name)
+    }
+}
+
+/// A name shown to people: 1 to [`MAX_DISPLAY_NAME_LEN`] bytes, no control characters, not
+/// only spaces.
+fn check_name(what: &str, name: &str) -> Result<(), FormatError> {
+    check_text(what, name, MAX_DISPLAY_NAME_LEN)?;
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(FormatError(format!(
+            "{what} must have a visible character and no control characters"
+        )));
+    }
+    Ok(())
+}
+
 const FORMAT_V1: u8 = 1;
 
 /// Why bytes are not a valid body.
@@ -242,6 +326,26 @@ mod tests {
         expected.extend([1, b'a']);
         assert_eq!(ban.encode(), expected);
         assert_eq!(Event::decode(&ban.encode()), Ok(ban));
+    }
+
+    #[test]
+    fn profiles_are_pinned_and_checked() {
+        let profile = Profile {
+            display_name: "Ana".into(),
+            role: ServerRole::Admin,
+            joined: archive_core::Timestamp::from_raw(5),
+        };
+        // Version 1, name length 3, "Ana", Admin (2), time 5 (varint).
+        assert_eq!(profile.encode(), [1, 3, b'A', b'n', b'a', 2, 5]);
+        assert_eq!(Profile::decode(&profile.encode()), Ok(profile));
+        let community = CommunityProfile {
+            name: "Riverside".into(),
+        };
+        assert_eq!(CommunityProfile::decode(&community.encode()), Ok(community));
+        for bad in ["", "   ", "a\u{7}b", &"x".repeat(MAX_DISPLAY_NAME_LEN + 1)] {
+            let p = CommunityProfile { name: bad.into() };
+            assert!(CommunityProfile::decode(&p.encode()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

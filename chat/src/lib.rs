@@ -16,6 +16,9 @@
 //! let dir = tempfile::tempdir()?;
 //! let store = Arc::new(archive_core::Store::init(dir.path().join("archive"))?);
 //! let chat = Chat::new(store);
+//! // The server's first account is its admin; the admin makes the others.
+//! chat.create_account(None, "ana", "Ana")?;
+//! chat.create_account(Some("ana"), "bo", "Bo")?;
 //! let settings = RoomSettings {
 //!     name: "garden".into(),
 //!     topic: "who waters what".into(),
@@ -39,6 +42,7 @@ mod engine;
 mod error;
 mod format;
 mod names;
+mod people;
 mod rules;
 
 pub use authority::{Authority, Denial};
@@ -46,7 +50,12 @@ pub use delivery::{Delivery, DeliveryConfig, DeliveryStats, RECENT_REFUSALS};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{
-    Access, Event, FormatError, MessageBody, Role, RoomSettings, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
+    Access, CommunityProfile, Event, FormatError, MessageBody, Profile, Role, RoomSettings,
+    ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_PROFILE_BODY,
     MAX_REACTION_LEN, MAX_REASON_LEN, MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
 };
-pub use names::{ChatKey, EventId, ItemId, MessageId, Person, RoomId, RoomPart, COLLECTION_PREFIX};
+pub use names::{
+    directory_collection, directory_of, ChatKey, DirectoryKey, EventId, ItemId, MessageId, Person,
+    RoomId, RoomPart, COLLECTION_PREFIX,
+};
+pub use people::Account;

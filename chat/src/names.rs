@@ -21,6 +21,49 @@ pub struct RoomId {
 /// Every chat collection's name starts with this.
 pub const COLLECTION_PREFIX: &str = "chat/";
 
+/// The collection where `server` publishes its community's name and its people (accounts,
+/// display names, roles), written only by that server and synced with every paired server.
+pub fn directory_collection(server: &PublicKey) -> String {
+    format!("{COLLECTION_PREFIX}{server}/people")
+}
+
+/// The server whose directory `collection` is, if it is one.
+pub fn directory_of(collection: &str) -> Option<PublicKey> {
+    let rest = collection.strip_prefix(COLLECTION_PREFIX)?;
+    let (server, part) = rest.split_once('/')?;
+    let server: PublicKey = server.parse().ok()?;
+    (part == "people" && directory_collection(&server) == collection).then_some(server)
+}
+
+/// A key of a directory: the community's profile, or one person's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryKey {
+    /// `community`: the community's name.
+    Community,
+    /// `p/<account>`: an account's profile.
+    Person(String),
+}
+
+impl DirectoryKey {
+    /// The key in the directory collection.
+    pub fn to_key(&self) -> String {
+        match self {
+            DirectoryKey::Community => "community".into(),
+            DirectoryKey::Person(account) => format!("p/{account}"),
+        }
+    }
+
+    /// Parses a directory key (only the spelling `to_key` writes).
+    pub fn parse(key: &str) -> Option<DirectoryKey> {
+        if key == "community" {
+            return Some(DirectoryKey::Community);
+        }
+        let account = key.strip_prefix("p/")?;
+        archive_core::validate_person(account).ok()?;
+        Some(DirectoryKey::Person(account.to_owned()))
+    }
+}
+
 impl RoomId {
     /// The collection of the room's authority events (settings, roles, bans): small, synced
     /// before the messages, since whether a message may be kept depends on them.

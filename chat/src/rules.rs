@@ -174,6 +174,9 @@ fn for_now(denial: crate::authority::Denial) -> RuleBreach {
 impl EntryRules for RoomRules {
     fn check(&self, store: &Store, entry: &SignedEntry) -> Result<(), RuleBreach> {
         let e = entry.entry();
+        if let Some(server) = crate::names::directory_of(&e.collection) {
+            return crate::people::check_directory_entry(store, &server, entry);
+        }
         let (room, part) = RoomId::of_collection(&e.collection)
             .ok_or_else(|| RuleBreach::lasting("not a room's collection"))?;
         let key = ChatKey::parse(&e.key)

@@ -16,10 +16,9 @@ impl Server {
     pub(crate) fn new() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::init(dir.path().join("archive")).unwrap());
-        Server {
-            _dir: dir,
-            chat: Chat::new(store),
-        }
+        let chat = Chat::new(store);
+        with_people(&chat);
+        Server { _dir: dir, chat }
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -71,4 +70,13 @@ pub(crate) fn sync_room(from: &Store, to: &Store, room: &RoomId) -> Received {
     let authority = exchange(from, to, &room.authority_collection());
     assert!(authority.refused.is_empty(), "{:?}", authority.refused);
     exchange(from, to, &room.messages_collection())
+}
+
+/// The accounts the tests write as, on every server (ana, the first, is its admin).
+pub(crate) fn with_people(chat: &Chat) {
+    chat.create_account(None, "ana", "Ana").unwrap();
+    for name in ["bo", "bob", "cy", "carl", "dee"] {
+        chat.create_account(Some("ana"), name, &name.to_uppercase())
+            .unwrap();
+    }
 }

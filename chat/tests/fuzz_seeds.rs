@@ -1,7 +1,9 @@
 //! The `chat_decode` fuzz target's seed inputs (`fuzz/seeds/chat_decode/`), made here from the
 //! public API so they are valid inputs of the current formats: a message body with a reply,
-//! each kind of authority event, each kind of key, a room's collection names. The target's
-//! first byte picks the decoder (0 body, 1 event, 2 key, 3 collection name).
+//! each kind of authority event, each kind of key, a room's collection names, a profile, a
+//! community's name, directory keys and a directory's name. The target's first byte picks
+//! the decoder (0 body, 1 event, 2 key, 3 collection name, 4 profile, 5 community, 6
+//! directory key or name).
 //!
 //! The test fails when a committed seed is not what the current code makes (a format
 //! changed): `ARCHIVE_WRITE_FUZZ_SEEDS=1 cargo test -p chat --test tests fuzz_seeds` writes
@@ -11,7 +13,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use archive_core::{SecretKey, Timestamp};
-use chat::{Access, ChatKey, Event, ItemId, MessageBody, Person, Role, RoomId, RoomSettings};
+use chat::{
+    directory_collection, directory_of, Access, ChatKey, CommunityProfile, DirectoryKey, Event,
+    ItemId, MessageBody, Person, Profile, Role, RoomId, RoomSettings, ServerRole,
+};
 
 fn seeds() -> BTreeMap<String, Vec<u8>> {
     let server = SecretKey::from_bytes([7; 32]).public();
@@ -88,6 +93,26 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
         "collection".into(),
         with(3, room.messages_collection().into_bytes()),
     );
+    let profile = Profile {
+        display_name: "Ana from the bakery".into(),
+        role: ServerRole::Moderator,
+        joined: Timestamp::from_raw(0x0001_9000_0000_0001),
+    };
+    out.insert("profile".into(), with(4, profile.encode()));
+    let community = CommunityProfile {
+        name: "Riverside".into(),
+    };
+    out.insert("community".into(), with(5, community.encode()));
+    for (name, text) in [
+        (
+            "directory-person",
+            DirectoryKey::Person("ana".into()).to_key(),
+        ),
+        ("directory-community", DirectoryKey::Community.to_key()),
+        ("directory-collection", directory_collection(&server)),
+    ] {
+        out.insert(name.into(), with(6, text.into_bytes()));
+    }
     out
 }
 
@@ -101,7 +126,13 @@ fn fuzz_seeds() {
             0 => MessageBody::decode(rest).is_ok(),
             1 => Event::decode(rest).is_ok(),
             2 => ChatKey::parse(std::str::from_utf8(rest).unwrap()).is_some(),
-            _ => RoomId::of_collection(std::str::from_utf8(rest).unwrap()).is_some(),
+            3 => RoomId::of_collection(std::str::from_utf8(rest).unwrap()).is_some(),
+            4 => Profile::decode(rest).is_ok(),
+            5 => CommunityProfile::decode(rest).is_ok(),
+            _ => {
+                let text = std::str::from_utf8(rest).unwrap();
+                DirectoryKey::parse(text).is_some() || directory_of(text).is_some()
+            }
         };
         assert!(ok, "{name}");
     }

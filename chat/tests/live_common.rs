@@ -36,6 +36,7 @@ impl NetServer {
             .await
             .unwrap();
         let chat = Chat::new(store.clone());
+        crate::common::with_people(&chat);
         let node = Node::new(store, trust, Limits::default());
         let router = node.router(endpoint.clone()).spawn();
         let delivery = Delivery::start(chat.clone(), node.clone(), endpoint, config);

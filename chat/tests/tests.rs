@@ -9,3 +9,4 @@ mod live_common;
 mod model;
 mod moderation;
 mod partition;
+mod people;

@@ -83,10 +83,9 @@ fn terminal_chat_delivers_both_ways() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     for want in [
-        "[on b] ana@",
-        ": the bread is ready",
-        "[on a] bo@",
-        ": on my way",
+        "[on b] ana@riverside: the bread is ready",
+        "[on a] ana: the bread is ready",
+        "[on a] bo@hilltop: on my way",
     ] {
         assert!(stdout.contains(want), "no `{want}` in {stdout}");
     }

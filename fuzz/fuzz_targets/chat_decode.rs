@@ -1,16 +1,21 @@
 //! The messenger's decoders of untrusted bytes (issue 14): message bodies, authority events,
-//! chat keys and room collection names, as a peer's entries carry them. The first byte picks
+//! chat keys and room collection names, profiles, community names, directory keys and
+//! directory collection names, as a peer's entries carry them. The first byte picks
 //! the decoder. Whatever decodes keeps its limits and survives a round trip.
 #![no_main]
 
-use chat::{ChatKey, Event, MessageBody, RoomId, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_TEXT_LEN};
+use chat::{
+    directory_collection, directory_of, ChatKey, CommunityProfile, DirectoryKey, Event,
+    MessageBody, Profile, RoomId, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
+    MAX_PROFILE_BODY, MAX_TEXT_LEN,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    match which % 4 {
+    match which % 7 {
         0 => {
             if let Ok(body) = MessageBody::decode(rest) {
                 assert!(rest.len() as u64 <= MAX_MESSAGE_BODY);
@@ -34,13 +39,39 @@ fuzz_target!(|data: &[u8]| {
                 archive_core::validate_key(key).unwrap();
             }
         }
-        _ => {
+        3 => {
             let Ok(name) = std::str::from_utf8(rest) else {
                 return;
             };
             if let Some((room, part)) = RoomId::of_collection(name) {
                 assert_eq!(room.collection(part), name);
                 archive_core::validate_collection(name).unwrap();
+            }
+        }
+        4 => {
+            if let Ok(profile) = Profile::decode(rest) {
+                assert!(rest.len() as u64 <= MAX_PROFILE_BODY);
+                assert!(profile.display_name.len() <= MAX_DISPLAY_NAME_LEN);
+                assert_eq!(Profile::decode(&profile.encode()), Ok(profile));
+            }
+        }
+        5 => {
+            if let Ok(community) = CommunityProfile::decode(rest) {
+                assert!(community.name.len() <= MAX_DISPLAY_NAME_LEN);
+                assert_eq!(CommunityProfile::decode(&community.encode()), Ok(community));
+            }
+        }
+        _ => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
+            if let Some(key) = DirectoryKey::parse(text) {
+                assert_eq!(key.to_key(), text);
+                archive_core::validate_key(text).unwrap();
+            }
+            if let Some(server) = directory_of(text) {
+                assert_eq!(directory_collection(&server), text);
+                archive_core::validate_collection(text).unwrap();
             }
         }
     }

@@ -97,6 +97,7 @@ impl ChatServer {
     async fn start(dir: &Path) -> ChatServer {
         let server = Server::start_with(dir, Some((ECHO_ALPN, Echo))).await;
         let chat = Chat::new(server.node.store().clone());
+        with_people(&chat);
         let delivery = Delivery::start(
             chat.clone(),
             server.node.clone(),
@@ -138,6 +139,18 @@ impl ChatServer {
             }
         });
         seen
+    }
+}
+
+/// The accounts the benchmark writes as (made once per store; ana is its admin).
+fn with_people(chat: &Chat) {
+    if chat.account("ana").unwrap().is_none() {
+        chat.create_account(None, "ana", "Ana").unwrap();
+    }
+    for name in ["bo", "cy", "dee"] {
+        if chat.account(name).unwrap().is_none() {
+            chat.create_account(Some("ana"), name, name).unwrap();
+        }
     }
 }
 
@@ -349,6 +362,7 @@ async fn catch_up(json: bool) {
 fn build(dir: &Path, rooms: usize, per_room: usize) {
     let store = Arc::new(Store::init(dir).expect("store"));
     let chat = Chat::new(store);
+    with_people(&chat);
     for r in 0..rooms {
         let settings = RoomSettings {
             name: format!("room {r}"),

@@ -10,6 +10,9 @@
 //! with B. Since every delivery is a reconciliation, a burst or a broken connection can delay
 //! messages but never lose them; the periodic round (and the round on reconnection) catches up
 //! whatever a failed sync left.
+//!
+//! Each server's directory (its community's name and its people) travels the same way, to
+//! every peer: a change to it is delivered at once, and every round includes it.
 
 mod schedule;
 
@@ -25,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::Chat;
 use crate::error::ChatError;
-use crate::names::{RoomId, RoomPart, COLLECTION_PREFIX};
+use crate::names::{directory_collection, directory_of, RoomId, RoomPart, COLLECTION_PREFIX};
 use schedule::{Outcome, Schedule};
 
 /// How live delivery paces itself.
@@ -103,7 +106,7 @@ struct Shared {
     endpoint: Endpoint,
     config: DeliveryConfig,
     /// Rooms with new entries since the driver last looked.
-    changed: Mutex<BTreeSet<RoomId>>,
+    changed: Mutex<BTreeSet<Topic>>,
     wake: Notify,
     connections: Mutex<HashMap<EndpointId, Connection>>,
     stats: Totals,
@@ -155,8 +158,8 @@ impl Delivery {
                 if !collection.starts_with(COLLECTION_PREFIX) {
                     return;
                 }
-                if let Some((room, _)) = RoomId::of_collection(collection) {
-                    lock(&shared.changed).insert(room);
+                if let Some(topic) = Topic::of_collection(collection) {
+                    lock(&shared.changed).insert(topic);
                     shared.wake.notify_one();
                 }
             }));
@@ -215,43 +218,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The driver: feeds the schedule with changes, rounds and finished jobs, and runs the jobs
 /// it starts.
 async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut schedule: Schedule<EndpointId, RoomId> =
+    let mut schedule: Schedule<EndpointId, Topic> =
         Schedule::new(shared.config.interval, shared.config.per_peer);
     let mut addrs: HashMap<EndpointId, EndpointAddr> = HashMap::new();
-    let mut jobs: JoinSet<(EndpointId, RoomId, Outcome)> = JoinSet::new();
+    let mut jobs: JoinSet<(EndpointId, Topic, Outcome)> = JoinSet::new();
     loop {
         let now = Instant::now();
         // Rooms that changed: due with every known peer that shares them.
         let changed = std::mem::take(&mut *lock(&shared.changed));
         if !changed.is_empty() {
             let peers: Vec<EndpointId> = schedule.peers().copied().collect();
-            for (room, sharing) in sharing_of(&shared, changed.into_iter().collect()).await {
+            for (topic, sharing) in sharing_of(&shared, changed.into_iter().collect(), &peers).await
+            {
                 for peer in sharing.iter().filter(|p| peers.contains(*p)) {
-                    schedule.mark(peer, &room);
+                    schedule.mark(peer, &topic);
                 }
             }
         }
-        // Peers whose round has come: every room they share.
+        // Peers whose round has come: every room they share, every directory.
         let rounds = schedule.rounds_due(now);
         if !rounds.is_empty() {
-            let rooms = match all_rooms(&shared).await {
-                Ok(rooms) => rooms,
+            let topics = match all_topics(&shared).await {
+                Ok(topics) => topics,
                 Err(e) => {
                     note_failure(&shared, format!("cannot list the rooms: {e}"));
                     Vec::new()
                 }
             };
-            for (room, sharing) in sharing_of(&shared, rooms).await {
+            for (topic, sharing) in sharing_of(&shared, topics, &rounds).await {
                 for peer in rounds.iter().filter(|p| sharing.contains(*p)) {
-                    schedule.mark(peer, &room);
+                    schedule.mark(peer, &topic);
                 }
             }
         }
-        for (peer, room) in schedule.start(now) {
+        for (peer, topic) in schedule.start(now) {
             let Some(addr) = addrs.get(&peer).cloned() else {
                 continue;
             };
-            jobs.spawn(run_job(shared.clone(), addr, room));
+            jobs.spawn(run_job(shared.clone(), addr, topic));
         }
         let wake_at = schedule.next_wake().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -270,8 +274,8 @@ async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comman
                 None => return,
             },
             Some(done) = jobs.join_next(), if !jobs.is_empty() => {
-                if let Ok((peer, room, outcome)) = done {
-                    schedule.finished(&peer, &room, outcome, Instant::now());
+                if let Ok((peer, topic, outcome)) = done {
+                    schedule.finished(&peer, &topic, outcome, Instant::now());
                 }
             }
             () = shared.wake.notified() => {}
@@ -287,37 +291,97 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Every room of the store (read on the blocking pool).
-async fn all_rooms(shared: &Arc<Shared>) -> Result<Vec<RoomId>, ChatError> {
-    let chat = shared.chat.clone();
-    tokio::task::spawn_blocking(move || chat.rooms())
-        .await
-        .unwrap_or_else(|e| Err(ChatError::Invalid(format!("listing rooms failed: {e}"))))
+/// What delivery syncs: a room (its authority, then its messages), or a server's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Topic {
+    Room(RoomId),
+    Directory(archive_core::PublicKey),
 }
 
-/// The servers taking part in each room (read on the blocking pool); a room whose
-/// authority cannot be read is left out (and noted).
-async fn sharing_of(shared: &Arc<Shared>, rooms: Vec<RoomId>) -> Vec<(RoomId, Vec<EndpointId>)> {
+impl Topic {
+    fn of_collection(collection: &str) -> Option<Topic> {
+        if !collection.starts_with(COLLECTION_PREFIX) {
+            return None;
+        }
+        if let Some((room, _)) = RoomId::of_collection(collection) {
+            return Some(Topic::Room(room));
+        }
+        directory_of(collection).map(Topic::Directory)
+    }
+
+    fn collections(&self) -> Vec<String> {
+        match self {
+            Topic::Room(room) => [RoomPart::Authority, RoomPart::Messages]
+                .iter()
+                .map(|part| room.collection(*part))
+                .collect(),
+            Topic::Directory(server) => vec![directory_collection(server)],
+        }
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topic::Room(room) => write!(f, "room {room}"),
+            Topic::Directory(server) => write!(f, "the directory of {}", &server.to_hex()[..8]),
+        }
+    }
+}
+
+/// Every room and directory of the store (read on the blocking pool).
+async fn all_topics(shared: &Arc<Shared>) -> Result<Vec<Topic>, ChatError> {
+    let store = shared.chat.store().clone();
+    tokio::task::spawn_blocking(move || {
+        let names = store.collection_names()?;
+        let topics: BTreeSet<Topic> = names
+            .iter()
+            .filter_map(|n| Topic::of_collection(n))
+            .collect();
+        Ok(topics.into_iter().collect())
+    })
+    .await
+    .unwrap_or_else(|e| Err(ChatError::Invalid(format!("listing rooms failed: {e}"))))
+}
+
+/// The peers each topic goes to (read on the blocking pool): a room's, the servers taking
+/// part in it; a directory's, every peer of `peers` but the directory's own server. A room
+/// whose authority cannot be read is left out (and noted).
+async fn sharing_of(
+    shared: &Arc<Shared>,
+    topics: Vec<Topic>,
+    peers: &[EndpointId],
+) -> Vec<(Topic, Vec<EndpointId>)> {
     let chat = shared.chat.clone();
     let read = tokio::task::spawn_blocking(move || {
-        rooms
+        topics
             .into_iter()
-            .map(|room| (room, chat.sharing(&room)))
+            .map(|topic| match topic {
+                Topic::Room(room) => (topic, chat.sharing(&room).map(Some)),
+                Topic::Directory(_) => (topic, Ok(None)),
+            })
             .collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
     let mut out = Vec::with_capacity(read.len());
-    for (room, sharing) in read {
+    for (topic, sharing) in read {
         match sharing {
-            Ok(servers) => out.push((
-                room,
+            Ok(Some(servers)) => out.push((
+                topic,
                 servers
                     .iter()
                     .filter_map(|s| EndpointId::from_bytes(s.as_bytes()).ok())
                     .collect(),
             )),
-            Err(e) => note_failure(shared, format!("room {room}: {e}")),
+            Ok(None) => {
+                let Topic::Directory(server) = topic else {
+                    continue;
+                };
+                let everyone = peers.iter().filter(|p| p.as_bytes() != server.as_bytes());
+                out.push((topic, everyone.copied().collect()));
+            }
+            Err(e) => note_failure(shared, format!("{topic}: {e}")),
         }
     }
     out
@@ -327,35 +391,36 @@ fn note_failure(shared: &Shared, what: String) {
     *lock(&shared.stats.last_failure) = Some(what);
 }
 
-/// One job: the room's authority, then its messages, synced both ways with the peer.
+/// One job: the topic's collections (a room's authority first) synced both ways with the
+/// peer.
 async fn run_job(
     shared: Arc<Shared>,
     addr: EndpointAddr,
-    room: RoomId,
-) -> (EndpointId, RoomId, Outcome) {
+    topic: Topic,
+) -> (EndpointId, Topic, Outcome) {
     let peer = addr.id;
-    let outcome = match sync_room(&shared, addr, &room).await {
+    let outcome = match sync_topic(&shared, addr, &topic).await {
         Ok(()) => {
             shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
             Outcome::Synced
         }
         Err(e) => {
             shared.stats.failures.fetch_add(1, Ordering::Relaxed);
-            note_failure(&shared, format!("room {room} with {peer}: {e}"));
+            note_failure(&shared, format!("{topic} with {peer}: {e}"));
             if let Some(conn) = lock(&shared.connections).remove(&peer) {
                 conn.close(0u32.into(), b"sync failed");
             }
             Outcome::Failed
         }
     };
-    (peer, room, outcome)
+    (peer, topic, outcome)
 }
 
-async fn sync_room(shared: &Shared, addr: EndpointAddr, room: &RoomId) -> Result<(), NetError> {
+async fn sync_topic(shared: &Shared, addr: EndpointAddr, topic: &Topic) -> Result<(), NetError> {
     let conn = connection(shared, addr).await?;
-    for part in [RoomPart::Authority, RoomPart::Messages] {
+    for collection in topic.collections() {
         let options = SyncOptions {
-            collection: room.collection(part),
+            collection,
             pull: true,
             push: true,
         };
@@ -383,7 +448,7 @@ async fn sync_room(shared: &Shared, addr: EndpointAddr, room: &RoomId) -> Result
                     recent.pop_front();
                 }
                 recent.push_back(format!(
-                    "room {room}, from {}: entry {}: {}",
+                    "{topic}, from {}: entry {}: {}",
                     conn.remote_id().fmt_short(),
                     refused.id,
                     refused.reason

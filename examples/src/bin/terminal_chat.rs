@@ -74,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
     let a = start("a", dir.path()).await?;
     let b = start("b", dir.path()).await?;
     pair(&a, &b);
+    // Each server's first account is its admin: ana on A, bo on B.
+    a.chat.create_account(None, "ana", "Ana")?;
+    b.chat.create_account(None, "bo", "Bo")?;
+    a.chat.set_community_name("ana", "riverside")?;
+    b.chat.set_community_name("bo", "hilltop")?;
     let settings = RoomSettings {
         name: "bakery".into(),
         topic: "who bakes what".into(),
@@ -81,18 +86,23 @@ async fn main() -> anyhow::Result<()> {
         servers: vec![b.chat.server()],
     };
     let room = a.chat.create_room("ana", settings)?;
-    while !b.chat.rooms()?.contains(&room) {
-        tokio::time::sleep(Duration::from_millis(10)).await; // A delivers the room to B
+    // Wait for delivery: the room to B, each community's name to the other.
+    while !b.chat.rooms()?.contains(&room)
+        || a.chat.community_name(&b.chat.server())?.is_none()
+        || b.chat.community_name(&a.chat.server())?.is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Each server prints what its room's subscription brings, as it comes.
     for server in [&a, &b] {
-        let name = server.name;
+        let (name, chat) = (server.name, server.chat.clone());
         let mut feed = Box::pin(server.chat.subscribe(&room, ResumeToken::default()));
         tokio::spawn(async move {
             while let Some(Ok(page)) = feed.next().await {
                 for event in page.events {
                     if let RoomEvent::Message { id, now: Some(m) } = event {
-                        println!("[on {name}] {}: {}", id.author, m.text);
+                        let who = chat.handle(&id.author).unwrap_or_default();
+                        println!("[on {name}] {who}: {}", m.text);
                     }
                 }
             }
