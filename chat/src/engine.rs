@@ -12,6 +12,7 @@ use crate::format::{Event, MessageBody, RoomSettings, MAX_REACTION_LEN};
 use crate::names::{
     ChatKey, EventId, ItemId, MessageId, Person, RoomId, RoomPart, COLLECTION_PREFIX,
 };
+use crate::pace::{PacePolicy, Pacer};
 use crate::rules::RoomRules;
 
 /// A message as a room shows it: its latest version, with the reactions it has.
@@ -41,6 +42,8 @@ pub struct Chat {
     rules: Arc<RoomRules>,
     /// Woken after every commit that brought a chat collection new entries.
     changed: Arc<tokio::sync::Notify>,
+    /// How fast this server's people may write.
+    pace: Arc<std::sync::Mutex<Pacer>>,
 }
 
 impl Chat {
@@ -61,7 +64,37 @@ impl Chat {
             store,
             rules,
             changed,
+            pace: Arc::default(),
         }
+    }
+
+    /// Sets how fast this server's people may write (see [`PacePolicy`]; the default until
+    /// called).
+    pub fn set_pace(&self, policy: PacePolicy) {
+        self.pacer().set_policy(policy);
+    }
+
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.pace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts `n` writes of `account` against the pace, or says how long it must wait.
+    fn paced(&self, account: &str, n: usize) -> Result<(), ChatError> {
+        let profile = self.existing(account)?.profile;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let age =
+            std::time::Duration::from_millis(now_ms.saturating_sub(profile.joined.unix_millis()));
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.pacer()
+            .admit(account, profile.role, age, n, std::time::Instant::now())
+            .map_err(|wait| ChatError::TooFast {
+                account: account.to_owned(),
+                wait,
+            })
     }
 
     /// The store.
@@ -127,6 +160,7 @@ impl Chat {
     ) -> Result<MessageId, ChatError> {
         body.check().map_err(|e| ChatError::Invalid(e.0))?;
         self.known(room)?;
+        self.paced(account, 1)?;
         let id = self.new_id(account)?;
         self.messages_collection(room)?.write_message(
             &id.message_key(),
@@ -148,6 +182,7 @@ impl Chat {
             body.check().map_err(|e| ChatError::Invalid(e.0))?;
         }
         self.known(room)?;
+        self.paced(account, bodies.len())?;
         let mut ids = Vec::with_capacity(bodies.len());
         let mut items = Vec::with_capacity(bodies.len());
         for body in bodies {
@@ -181,6 +216,7 @@ impl Chat {
                 message.author
             )));
         }
+        self.paced(account, 1)?;
         let collection = self.messages_collection(room)?;
         let current = collection
             .get(&message.message_key())?
@@ -232,6 +268,7 @@ impl Chat {
             )));
         }
         self.known(room)?;
+        self.paced(account, 1)?;
         let key = ChatKey::Reaction {
             message: message.clone(),
             by: self.person(account),

@@ -18,6 +18,14 @@ pub enum ChatError {
     /// No such account on this server (every write is an account's).
     #[error("no account {0} on this server")]
     NoSuchAccount(String),
+    /// The person writes faster than this server allows (see `PacePolicy`).
+    #[error("slow down: {account} may write again in {} s", wait.as_secs().max(1))]
+    TooFast {
+        /// Who.
+        account: String,
+        /// How long until they may.
+        wait: std::time::Duration,
+    },
     /// The room is not known on this server.
     #[error("room {0} is not known on this server")]
     NoSuchRoom(String),

@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod format;
 mod names;
+mod pace;
 mod people;
 mod rules;
 
@@ -58,4 +59,5 @@ pub use names::{
     directory_collection, directory_of, ChatKey, DirectoryKey, EventId, ItemId, MessageId, Person,
     RoomId, RoomPart, COLLECTION_PREFIX,
 };
+pub use pace::PacePolicy;
 pub use people::Account;

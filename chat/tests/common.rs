@@ -72,8 +72,14 @@ pub(crate) fn sync_room(from: &Store, to: &Store, room: &RoomId) -> Received {
     exchange(from, to, &room.messages_collection())
 }
 
-/// The accounts the tests write as, on every server (ana, the first, is its admin).
+/// The accounts the tests write as, on every server (ana, the first, is its admin), and no
+/// pace to keep (tests of the pace set their own).
 pub(crate) fn with_people(chat: &Chat) {
+    chat.set_pace(chat::PacePolicy {
+        per_minute: u32::MAX,
+        new_account_for: std::time::Duration::ZERO,
+        new_account_every: std::time::Duration::ZERO,
+    });
     chat.create_account(None, "ana", "Ana").unwrap();
     for name in ["bo", "bob", "cy", "carl", "dee"] {
         chat.create_account(Some("ana"), name, &name.to_uppercase())

@@ -189,3 +189,60 @@ async fn people_of_a_paired_community_appear_as_name_at_community() {
     let stranger = chat::Person::new(archive_core::PublicKey::from_bytes([7; 32]), "zed");
     assert_eq!(b.chat.handle(&stranger).unwrap(), stranger.to_string());
 }
+
+#[test]
+fn people_keep_the_pace_and_new_accounts_go_slowly() {
+    let (_dir, chat) = fresh();
+    chat.create_account(None, "ana", "Ana").unwrap();
+    chat.create_account(Some("ana"), "bo", "Bo").unwrap();
+    let settings = chat::RoomSettings {
+        name: "square".into(),
+        topic: String::new(),
+        access: chat::Access::Open,
+        servers: vec![],
+    };
+    let room = chat.create_room("ana", settings).unwrap();
+    let body = MessageBody {
+        text: "hello".into(),
+        reply_to: None,
+    };
+    // Slow mode: bo's account is new (the default policy: a day), one write per 10 s.
+    let first = chat.send(&room, "bo", &body).unwrap();
+    let err = chat.send(&room, "bo", &body).unwrap_err();
+    assert!(
+        matches!(err, ChatError::TooFast { ref account, wait } if account == "bo" && wait <= Duration::from_secs(10)),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("slow down: bo may write again in"),
+        "{err}"
+    );
+    let err = chat.react(&room, "bo", &first, "👍", true).unwrap_err();
+    assert!(matches!(err, ChatError::TooFast { .. }), "{err}");
+    // The rate limit: three a minute, whatever the account's age.
+    chat.set_pace(chat::PacePolicy {
+        per_minute: 3,
+        new_account_for: Duration::ZERO,
+        new_account_every: Duration::ZERO,
+    });
+    chat.send(&room, "bo", &body).unwrap();
+    chat.edit(&room, "bo", &first, "hello again").unwrap();
+    let err = chat.send(&room, "bo", &body).unwrap_err();
+    assert!(matches!(err, ChatError::TooFast { .. }), "{err}");
+    let err = chat
+        .send_many(&room, "bo", &[body.clone(), body.clone()])
+        .unwrap_err();
+    assert!(matches!(err, ChatError::TooFast { .. }), "{err}");
+    // The admin is not paced; what was refused was not written.
+    for _ in 0..10 {
+        chat.send(&room, "ana", &body).unwrap();
+    }
+    let by_bo = chat
+        .messages(&room)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.id.author.account == "bo")
+        .count();
+    assert_eq!(by_bo, 2);
+}
