@@ -33,7 +33,7 @@ pub use server::{
     CLOSE_TOO_MANY,
 };
 pub use ticket::{Ticket, TicketError, MAX_TICKET_ADDRS};
-pub use trust::{Access, PeerPolicy, Trust};
+pub use trust::{Access, PeerPolicy, Trust, LOCAL_PREFIX};
 pub use wire::{ALPN, ALPN_V1, PROTOCOL_VERSION};
 
 pub use iroh::endpoint::Connection;

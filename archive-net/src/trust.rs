@@ -18,9 +18,16 @@ pub enum Access {
     Only(BTreeSet<String>),
 }
 
+/// Collections whose name starts with this are this server's alone (a person's read markers,
+/// say): no peer reconciles, reads or writes them, whatever its access says.
+pub const LOCAL_PREFIX: &str = "local/";
+
 impl Access {
-    /// True when `collection` is covered.
+    /// True when `collection` is covered (never for one under [`LOCAL_PREFIX`]).
     pub fn allows(&self, collection: &str) -> bool {
+        if collection.starts_with(LOCAL_PREFIX) {
+            return false;
+        }
         match self {
             Access::All => true,
             Access::Only(set) => set.contains(collection),

@@ -738,3 +738,48 @@ async fn concurrent_pulls_of_one_collection_fetch_each_entry_once() {
     );
     assert_eq!(a.listing(), b.listing());
 }
+
+/// A collection under `local/` is the server's alone: a peer with access to everything can
+/// neither pull it nor have it pushed to it, and pushes into it are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_collections_never_leave_the_server() {
+    let a = Server::start().await;
+    let b = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    for s in [&a, &b] {
+        s.node
+            .store()
+            .collection("local/reads")
+            .unwrap()
+            .add_bytes("ana", b"private")
+            .unwrap();
+    }
+    for (pull, push) in [(true, false), (false, true), (true, true)] {
+        let conn = connect(b.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let options = SyncOptions {
+            collection: "local/reads".into(),
+            pull,
+            push,
+        };
+        let err = b
+            .node
+            .sync(&conn, &options, Arc::new(Counters::default()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetError::NotAllowed(_)), "{err}");
+    }
+    for s in [&a, &b] {
+        let history: Vec<_> = s
+            .node
+            .store()
+            .collection("local/reads")
+            .unwrap()
+            .history("ana")
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(history.len(), 1, "each keeps only its own");
+    }
+}

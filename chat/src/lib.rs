@@ -44,6 +44,7 @@ mod format;
 mod names;
 mod pace;
 mod people;
+mod reads;
 mod rules;
 
 pub use authority::{Authority, Denial};
@@ -61,3 +62,4 @@ pub use names::{
 };
 pub use pace::PacePolicy;
 pub use people::Account;
+pub use reads::READS_COLLECTION;

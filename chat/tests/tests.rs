@@ -10,3 +10,4 @@ mod model;
 mod moderation;
 mod partition;
 mod people;
+mod reads;
