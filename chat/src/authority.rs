@@ -148,6 +148,11 @@ impl Authority {
         self.genesis.is_some()
     }
 
+    /// Everyone who was ever given a role in the room, in no particular order.
+    pub fn people(&self) -> impl Iterator<Item = &Person> {
+        self.roles.keys()
+    }
+
     /// The founder, once the room is known.
     pub fn founder(&self) -> Option<&Person> {
         self.genesis.as_ref().map(|(_, p)| p)

@@ -134,6 +134,15 @@ impl Chat {
         event: &Event,
     ) -> Result<EventId, ChatError> {
         event.check().map_err(|e| ChatError::Invalid(e.0))?;
+        if let (Event::SetRole { person, role }, Some((founder, other))) =
+            (event, self.direct_partner(room)?)
+        {
+            if *role != crate::format::Role::None && person != &founder && person != &other {
+                return Err(ChatError::NotAllowed(
+                    "a direct room stays between its two people".into(),
+                ));
+            }
+        }
         let id = self.new_id(account)?;
         // The fold would ignore an event its signer may not make; refuse it here instead.
         let mut events = self.rules.events(&self.store, room)?;

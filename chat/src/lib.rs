@@ -38,6 +38,7 @@
 
 mod authority;
 mod delivery;
+mod direct;
 mod engine;
 mod error;
 mod format;

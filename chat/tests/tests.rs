@@ -1,6 +1,7 @@
 //! The messenger's scenario tests.
 
 mod common;
+mod direct;
 mod feed;
 mod fuzz_seeds;
 mod hostile;
