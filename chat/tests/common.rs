@@ -24,6 +24,12 @@ impl Server {
     pub(crate) fn store(&self) -> &Store {
         self.chat.store()
     }
+
+    /// The texts the room shows, in its order.
+    pub(crate) fn shown_texts(&self, room: &RoomId) -> Vec<String> {
+        let messages = self.chat.messages(room).unwrap();
+        messages.into_iter().map(|m| m.text).collect()
+    }
 }
 
 /// A store without the messenger's rules: what a hostile (or modified) server writes.

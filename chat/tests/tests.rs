@@ -1,5 +1,6 @@
 //! The messenger's scenario tests.
 
+mod clocks;
 mod common;
 mod direct;
 mod feed;
