@@ -58,6 +58,8 @@ impl Chat {
             if collection.starts_with(COLLECTION_PREFIX) {
                 stale.collection_changed(collection);
                 wake.notify_waiters();
+            } else if collection == crate::blocklist::FOLLOWS_COLLECTION {
+                stale.collection_changed(collection);
             }
         }));
         Chat {
@@ -81,7 +83,7 @@ impl Chat {
     }
 
     /// Counts `n` writes of `account` against the pace, or says how long it must wait.
-    fn paced(&self, account: &str, n: usize) -> Result<(), ChatError> {
+    pub(crate) fn paced(&self, account: &str, n: usize) -> Result<(), ChatError> {
         let profile = self.existing(account)?.profile;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -318,6 +320,11 @@ impl Chat {
         Ok(servers)
     }
 
+    /// Who is blocked here (this server's blocklist and those it follows).
+    pub(crate) fn blocked_people(&self) -> Result<Arc<crate::blocklist::Blocked>, ChatError> {
+        self.rules.blocked(&self.store)
+    }
+
     /// The room's authority as this server knows it now.
     pub fn authority(&self, room: &RoomId) -> Result<Arc<Authority>, ChatError> {
         self.rules.authority(&self.store, room)
@@ -367,6 +374,9 @@ impl Chat {
         reactions: BTreeMap<String, Vec<Person>>,
     ) -> Option<Message> {
         authority.may_post(&id).ok()?;
+        if self.blocked_people().ok()?.contains_key(&id.author) {
+            return None;
+        }
         let body = self.read_body(&item.file).ok()?;
         Some(Message {
             edited: item.message.edit_of.is_some(),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{MessageId, Person};
+use crate::names::{ItemId, MessageId, Person, RoomId};
 
 /// The longest text of a message, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 8 * 1024;
@@ -197,6 +197,77 @@ fn check_name(what: &str, name: &str) -> Result<(), FormatError> {
         )));
     }
     Ok(())
+}
+
+/// A person's report of a message to their server's moderators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The room.
+    pub room: RoomId,
+    /// The message reported.
+    pub message: ItemId,
+    /// Why, in the reporter's words.
+    pub reason: String,
+    /// How a moderator dealt with it, once one has.
+    pub resolved: Option<Resolution>,
+}
+
+/// How a report was dealt with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The moderator's account.
+    pub by: String,
+    /// What they did or decided.
+    pub note: String,
+}
+
+/// Why a community blocks a person (an entry of its published blocklist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// Shown to the communities that follow the list.
+    pub reason: String,
+}
+
+/// Largest encoded report or block.
+pub const MAX_REPORT_BODY: u64 = 2048;
+
+impl Report {
+    /// The encoded report.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a report.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let report: Report = decode(bytes, MAX_REPORT_BODY)?;
+        report.check()?;
+        Ok(report)
+    }
+
+    /// Whether the report keeps this crate's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        check_person(&self.message.author)?;
+        check_text("the reason", &self.reason, MAX_REASON_LEN)?;
+        if let Some(r) = &self.resolved {
+            archive_core::validate_person(&r.by).map_err(|e| FormatError(e.to_string()))?;
+            check_text("the note", &r.note, MAX_REASON_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    /// The encoded block.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a block.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let block: Block = decode(bytes, MAX_REPORT_BODY)?;
+        check_text("the reason", &block.reason, MAX_REASON_LEN)?;
+        Ok(block)
+    }
 }
 
 const FORMAT_V1: u8 = 1;

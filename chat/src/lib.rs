@@ -37,6 +37,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod authority;
+mod blocklist;
 mod delivery;
 mod direct;
 mod engine;
@@ -46,16 +47,19 @@ mod names;
 mod pace;
 mod people;
 mod reads;
+mod reports;
 mod rules;
 
 pub use authority::{Authority, Denial};
+pub use blocklist::{blocklist_collection, blocklist_of, FOLLOWS_COLLECTION};
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats, RECENT_REFUSALS};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{
-    Access, CommunityProfile, Event, FormatError, MessageBody, Profile, Role, RoomSettings,
-    ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_PROFILE_BODY,
-    MAX_REACTION_LEN, MAX_REASON_LEN, MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
+    Access, Block, CommunityProfile, Event, FormatError, MessageBody, Profile, Report, Resolution,
+    Role, RoomSettings, ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
+    MAX_PROFILE_BODY, MAX_REACTION_LEN, MAX_REASON_LEN, MAX_REPORT_BODY, MAX_ROOM_NAME_LEN,
+    MAX_ROOM_SERVERS, MAX_TEXT_LEN,
 };
 pub use names::{
     directory_collection, directory_of, ChatKey, DirectoryKey, EventId, ItemId, MessageId, Person,
@@ -64,3 +68,4 @@ pub use names::{
 pub use pace::PacePolicy;
 pub use people::Account;
 pub use reads::READS_COLLECTION;
+pub use reports::{QueuedReport, REPORTS_COLLECTION};

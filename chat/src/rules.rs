@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use archive_core::{EntryRules, EntryValue, RuleBreach, SignedEntry, Store};
 
 use crate::authority::Authority;
+use crate::blocklist::{blocklist_of, read_blocked, Blocked, FOLLOWS_COLLECTION};
 use crate::error::ChatError;
 use crate::format::{Event, MessageBody, MAX_EVENT_BODY, MAX_MESSAGE_BODY};
 use crate::names::{ChatKey, EventId, ItemId, Person, RoomId, RoomPart};
@@ -35,6 +36,8 @@ struct Known {
 #[derive(Debug, Default)]
 pub(crate) struct RoomRules {
     rooms: Mutex<HashMap<RoomId, Known>>,
+    /// Who is blocked here, read again after a blocklist or the follows changed.
+    blocked: Mutex<Option<Arc<Blocked>>>,
 }
 
 impl RoomRules {
@@ -60,6 +63,13 @@ impl RoomRules {
     /// The store took new entries into `collection`: if it is a room's authority, its
     /// cached fold is read again when next needed.
     pub(crate) fn collection_changed(&self, collection: &str) {
+        if blocklist_of(collection).is_some() || collection == FOLLOWS_COLLECTION {
+            *self
+                .blocked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            return;
+        }
         if let Some((room, RoomPart::Authority)) = RoomId::of_collection(collection) {
             let mut rooms = self
                 .rooms
@@ -68,6 +78,34 @@ impl RoomRules {
             if let Some(known) = rooms.get_mut(&room) {
                 known.fresh = false;
             }
+        }
+    }
+
+    /// Who is blocked on this server (its own list and those it follows).
+    pub(crate) fn blocked(&self, store: &Store) -> Result<Arc<Blocked>, ChatError> {
+        let mut cached = self
+            .blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(blocked) = &*cached {
+            return Ok(blocked.clone());
+        }
+        let blocked = Arc::new(read_blocked(store, &store.author())?);
+        *cached = Some(blocked.clone());
+        Ok(blocked)
+    }
+
+    /// A for-now breach if `person` is blocked here.
+    fn not_blocked(&self, store: &Store, person: &Person) -> Result<(), RuleBreach> {
+        let blocked = self
+            .blocked(store)
+            .map_err(|err| RuleBreach::for_now(err.to_string()))?;
+        match blocked.get(person) {
+            Some((list, reason)) => Err(RuleBreach::for_now(format!(
+                "{person} is on the blocklist of {}: {reason}",
+                &list.to_hex()[..8]
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -177,6 +215,9 @@ impl EntryRules for RoomRules {
         if let Some(server) = crate::names::directory_of(&e.collection) {
             return crate::people::check_directory_entry(store, &server, entry);
         }
+        if let Some(server) = blocklist_of(&e.collection) {
+            return crate::blocklist::check_blocklist_entry(store, &server, entry);
+        }
         let (room, part) = RoomId::of_collection(&e.collection)
             .ok_or_else(|| RuleBreach::lasting("not a room's collection"))?;
         let key = ChatKey::parse(&e.key)
@@ -212,6 +253,7 @@ impl EntryRules for RoomRules {
                 }
                 written_by(entry, &id.author, "a message")?;
                 size_at_most(entry, MAX_MESSAGE_BODY, "a message")?;
+                self.not_blocked(store, &id.author)?;
                 if let Some(bytes) = content_if_here(store, entry) {
                     MessageBody::decode(&bytes).map_err(|err| RuleBreach::lasting(err.0))?;
                 }
@@ -222,6 +264,7 @@ impl EntryRules for RoomRules {
             (RoomPart::Messages, ChatKey::Reaction { by, .. }) => {
                 written_by(entry, &by, "a reaction")?;
                 size_at_most(entry, 0, "a reaction")?;
+                self.not_blocked(store, &by)?;
                 let authority = self
                     .authority(store, &room)
                     .map_err(|err| RuleBreach::for_now(err.to_string()))?;

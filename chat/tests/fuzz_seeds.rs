@@ -1,9 +1,10 @@
 //! The `chat_decode` fuzz target's seed inputs (`fuzz/seeds/chat_decode/`), made here from the
 //! public API so they are valid inputs of the current formats: a message body with a reply,
 //! each kind of authority event, each kind of key, a room's collection names, a profile, a
-//! community's name, directory keys and a directory's name. The target's first byte picks
-//! the decoder (0 body, 1 event, 2 key, 3 collection name, 4 profile, 5 community, 6
-//! directory key or name).
+//! community's name, directory keys and a directory's name, a report, a block, a blocklist's
+//! name. The target's first byte picks the decoder (0 body, 1 event, 2 key, 3 collection
+//! name, 4 profile, 5 community, 6 directory key or name or blocklist name, 7 report, 8
+//! block).
 //!
 //! The test fails when a committed seed is not what the current code makes (a format
 //! changed): `ARCHIVE_WRITE_FUZZ_SEEDS=1 cargo test -p chat --test tests fuzz_seeds` writes
@@ -25,6 +26,7 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
         time: Timestamp::from_raw(0x0001_9000_0000_0001),
         author: ana.clone(),
     };
+    let id_again = id.clone();
     let room = RoomId {
         founder: server,
         nonce: [1, 2, 3, 4, 5, 6, 7, 8],
@@ -113,6 +115,24 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
     ] {
         out.insert(name.into(), with(6, text.into_bytes()));
     }
+    out.insert(
+        "blocklist-collection".into(),
+        with(6, chat::blocklist_collection(&server).into_bytes()),
+    );
+    let report = chat::Report {
+        room,
+        message: id_again,
+        reason: "spam".into(),
+        resolved: Some(chat::Resolution {
+            by: "bo".into(),
+            note: "banned".into(),
+        }),
+    };
+    out.insert("report".into(), with(7, report.encode()));
+    let block = chat::Block {
+        reason: "sells fake watches".into(),
+    };
+    out.insert("block".into(), with(8, block.encode()));
     out
 }
 
@@ -129,9 +149,13 @@ fn fuzz_seeds() {
             3 => RoomId::of_collection(std::str::from_utf8(rest).unwrap()).is_some(),
             4 => Profile::decode(rest).is_ok(),
             5 => CommunityProfile::decode(rest).is_ok(),
+            7 => chat::Report::decode(rest).is_ok(),
+            8 => chat::Block::decode(rest).is_ok(),
             _ => {
                 let text = std::str::from_utf8(rest).unwrap();
-                DirectoryKey::parse(text).is_some() || directory_of(text).is_some()
+                DirectoryKey::parse(text).is_some()
+                    || directory_of(text).is_some()
+                    || chat::blocklist_of(text).is_some()
             }
         };
         assert!(ok, "{name}");

@@ -223,3 +223,53 @@ fn now(s: &NetServer) -> chat::ItemId {
         author: s.chat.person("observer"),
     }
 }
+
+#[test]
+fn reports_reach_this_servers_moderators() {
+    let a = Server::new();
+    let chat = &a.chat;
+    let settings = RoomSettings {
+        name: "square".into(),
+        topic: String::new(),
+        access: Access::Open,
+        servers: vec![],
+    };
+    let room = chat.create_room("ana", settings).unwrap();
+    let spam = chat.send(&room, "carl", &text("buy watches")).unwrap();
+    let key = chat.report("cy", &room, &spam, "spam").unwrap();
+    // Only moderators and admins see the queue.
+    let err = chat.reports("bo", false).unwrap_err();
+    assert!(err.to_string().contains("not a moderator"), "{err}");
+    chat.set_server_role("ana", "bo", chat::ServerRole::Moderator)
+        .unwrap();
+    let open = chat.reports("bo", false).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].key.as_str(), open[0].by.as_str()),
+        (key.as_str(), "cy")
+    );
+    assert_eq!(open[0].report.message, spam);
+    assert_eq!(open[0].report.reason, "spam");
+    // A report names a message of the room, with a reason within its limit.
+    let missing = chat::ItemId {
+        time: chat.store().next_time(),
+        author: chat.person("carl"),
+    };
+    assert!(matches!(
+        chat.report("cy", &room, &missing, "?").unwrap_err(),
+        chat::ChatError::NoSuchMessage(_)
+    ));
+    let long = "x".repeat(chat::MAX_REASON_LEN + 1);
+    assert!(chat.report("cy", &room, &spam, &long).is_err());
+
+    chat.resolve_report("bo", &key, "carl banned").unwrap();
+    assert!(chat.reports("bo", false).unwrap().is_empty());
+    let all = chat.reports("ana", true).unwrap();
+    let resolution = all[0].report.resolved.as_ref().unwrap();
+    assert_eq!(
+        (resolution.by.as_str(), resolution.note.as_str()),
+        ("bo", "carl banned")
+    );
+    // The queue is the server's own: never delivered to a peer.
+    assert!(chat::REPORTS_COLLECTION.starts_with(archive_net::LOCAL_PREFIX));
+}

@@ -1,13 +1,15 @@
 //! The messenger's decoders of untrusted bytes (issue 14): message bodies, authority events,
 //! chat keys and room collection names, profiles, community names, directory keys and
-//! directory collection names, as a peer's entries carry them. The first byte picks
+//! directory collection names, reports and blocks, blocklist names, as a peer's entries or a
+//! server's own files carry them. The first byte picks
 //! the decoder. Whatever decodes keeps its limits and survives a round trip.
 #![no_main]
 
 use chat::{
-    directory_collection, directory_of, ChatKey, CommunityProfile, DirectoryKey, Event,
-    MessageBody, Profile, RoomId, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
-    MAX_PROFILE_BODY, MAX_TEXT_LEN,
+    blocklist_collection, blocklist_of, directory_collection, directory_of, Block, ChatKey,
+    CommunityProfile, DirectoryKey, Event, MessageBody, Profile, Report, RoomId,
+    MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_PROFILE_BODY, MAX_REASON_LEN,
+    MAX_REPORT_BODY, MAX_TEXT_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -15,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    match which % 7 {
+    match which % 9 {
         0 => {
             if let Ok(body) = MessageBody::decode(rest) {
                 assert!(rest.len() as u64 <= MAX_MESSAGE_BODY);
@@ -61,10 +63,27 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(CommunityProfile::decode(&community.encode()), Ok(community));
             }
         }
+        7 => {
+            if let Ok(report) = Report::decode(rest) {
+                assert!(rest.len() as u64 <= MAX_REPORT_BODY);
+                assert!(report.reason.len() <= MAX_REASON_LEN);
+                assert_eq!(Report::decode(&report.encode()), Ok(report));
+            }
+        }
+        8 => {
+            if let Ok(block) = Block::decode(rest) {
+                assert!(block.reason.len() <= MAX_REASON_LEN);
+                assert_eq!(Block::decode(&block.encode()), Ok(block));
+            }
+        }
         _ => {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
             };
+            if let Some(server) = blocklist_of(text) {
+                assert_eq!(blocklist_collection(&server), text);
+                archive_core::validate_collection(text).unwrap();
+            }
             if let Some(key) = DirectoryKey::parse(text) {
                 assert_eq!(key.to_key(), text);
                 archive_core::validate_key(text).unwrap();

@@ -26,6 +26,7 @@ use archive_net::{NetError, SyncOptions};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
+use crate::blocklist::{blocklist_collection, blocklist_of};
 use crate::engine::Chat;
 use crate::error::ChatError;
 use crate::names::{directory_collection, directory_of, RoomId, RoomPart, COLLECTION_PREFIX};
@@ -296,6 +297,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 enum Topic {
     Room(RoomId),
     Directory(archive_core::PublicKey),
+    Blocklist(archive_core::PublicKey),
 }
 
 impl Topic {
@@ -305,6 +307,9 @@ impl Topic {
         }
         if let Some((room, _)) = RoomId::of_collection(collection) {
             return Some(Topic::Room(room));
+        }
+        if let Some(server) = blocklist_of(collection) {
+            return Some(Topic::Blocklist(server));
         }
         directory_of(collection).map(Topic::Directory)
     }
@@ -316,6 +321,7 @@ impl Topic {
                 .map(|part| room.collection(*part))
                 .collect(),
             Topic::Directory(server) => vec![directory_collection(server)],
+            Topic::Blocklist(server) => vec![blocklist_collection(server)],
         }
     }
 }
@@ -325,6 +331,7 @@ impl std::fmt::Display for Topic {
         match self {
             Topic::Room(room) => write!(f, "room {room}"),
             Topic::Directory(server) => write!(f, "the directory of {}", &server.to_hex()[..8]),
+            Topic::Blocklist(server) => write!(f, "the blocklist of {}", &server.to_hex()[..8]),
         }
     }
 }
@@ -358,7 +365,7 @@ async fn sharing_of(
             .into_iter()
             .map(|topic| match topic {
                 Topic::Room(room) => (topic, chat.sharing(&room).map(Some)),
-                Topic::Directory(_) => (topic, Ok(None)),
+                Topic::Directory(_) | Topic::Blocklist(_) => (topic, Ok(None)),
             })
             .collect::<Vec<_>>()
     })
@@ -375,7 +382,7 @@ async fn sharing_of(
                     .collect(),
             )),
             Ok(None) => {
-                let Topic::Directory(server) = topic else {
+                let (Topic::Directory(server) | Topic::Blocklist(server)) = topic else {
                     continue;
                 };
                 let everyone = peers.iter().filter(|p| p.as_bytes() != server.as_bytes());
