@@ -153,6 +153,33 @@ impl Authority {
         self.roles.keys()
     }
 
+    /// Whether the room shows `person` the message `id` (see [`crate::History`]): always,
+    /// unless the room is invite-only with `SinceInvited` history, where a person sees what
+    /// was written while they had a role (and owners and moderators see everything).
+    pub fn may_read(&self, person: &Person, id: &ItemId) -> bool {
+        let Some(settings) = self.settings_at(None) else {
+            return false;
+        };
+        if settings.access != Access::InviteOnly
+            || settings.history == crate::format::History::Whole
+        {
+            return true;
+        }
+        if self.is_founder(person) {
+            return true;
+        }
+        let Some(changes) = self.roles.get(person) else {
+            return false;
+        };
+        if changes.last().is_some_and(|(_, r)| *r >= Role::Moderator) {
+            return true;
+        }
+        changes
+            .iter()
+            .find(|(_, r)| *r >= Role::Member)
+            .is_some_and(|(given, _)| given < id)
+    }
+
     /// The founder, once the room is known.
     pub fn founder(&self) -> Option<&Person> {
         self.genesis.as_ref().map(|(_, p)| p)

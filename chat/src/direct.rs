@@ -41,6 +41,7 @@ impl Chat {
             topic: String::new(),
             access: Access::InviteOnly,
             servers,
+            history: Default::default(),
         };
         self.post_event(&room, account, &Event::Settings(settings))?;
         let member = Event::SetRole {

@@ -351,6 +351,16 @@ impl Chat {
         Ok(out)
     }
 
+    /// The messages of `room` that the room shows `account` (see [`crate::History`]): what
+    /// a person's screen lists.
+    pub fn messages_for(&self, account: &str, room: &RoomId) -> Result<Vec<Message>, ChatError> {
+        let person = self.person(&self.existing(account)?.name);
+        let authority = self.authority(room)?;
+        let mut all = self.messages(room)?;
+        all.retain(|m| authority.may_read(&person, &m.id));
+        Ok(all)
+    }
+
     /// One message as the room shows it now; `None` if it is not shown (deleted, never
     /// here, or its author was not allowed to post it).
     pub fn message(&self, room: &RoomId, id: &MessageId) -> Result<Option<Message>, ChatError> {

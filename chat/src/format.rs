@@ -53,6 +53,21 @@ pub struct RoomSettings {
     /// The servers besides the founder's that take part (their people may write, and they
     /// sync the room). Empty: the room stays on the founder's server.
     pub servers: Vec<archive_core::PublicKey>,
+    /// What a person invited later is shown of what came before.
+    pub history: History,
+}
+
+/// What an invite-only room shows a person of what was written before they were invited.
+/// (Every server taking part holds the whole room either way: this is what people are
+/// shown, not what servers keep.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum History {
+    /// Everything: a newcomer sees the room's whole history.
+    #[default]
+    Whole,
+    /// Only what was written once they had a role in the room (owners and moderators see
+    /// everything). In an open room everyone sees everything.
+    SinceInvited,
 }
 
 /// A person's role in a room, from least to most.

@@ -11,7 +11,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use chat::{Access, Chat, MessageBody, RoomSettings};
+//! use chat::{Access, Chat, History, MessageBody, RoomSettings};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let store = Arc::new(archive_core::Store::init(dir.path().join("archive"))?);
@@ -24,6 +24,7 @@
 //!     topic: "who waters what".into(),
 //!     access: Access::Open,
 //!     servers: vec![],
+//!     history: History::Whole,
 //! };
 //! let room = chat.create_room("ana", settings)?;
 //! let body = MessageBody { text: "tomatoes need water".into(), reply_to: None };
@@ -56,10 +57,10 @@ pub use delivery::{Delivery, DeliveryConfig, DeliveryStats, RECENT_REFUSALS};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{
-    Access, Block, CommunityProfile, Event, FormatError, MessageBody, Profile, Report, Resolution,
-    Role, RoomSettings, ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY,
-    MAX_PROFILE_BODY, MAX_REACTION_LEN, MAX_REASON_LEN, MAX_REPORT_BODY, MAX_ROOM_NAME_LEN,
-    MAX_ROOM_SERVERS, MAX_TEXT_LEN,
+    Access, Block, CommunityProfile, Event, FormatError, History, MessageBody, Profile, Report,
+    Resolution, Role, RoomSettings, ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY,
+    MAX_MESSAGE_BODY, MAX_PROFILE_BODY, MAX_REACTION_LEN, MAX_REASON_LEN, MAX_REPORT_BODY,
+    MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
 };
 pub use names::{
     directory_collection, directory_of, ChatKey, DirectoryKey, EventId, ItemId, MessageId, Person,

@@ -73,7 +73,7 @@ impl Chat {
                 messages.list_page(ViewPoint::Current, "m", after.as_deref(), 1024)?;
             for item in &page.items {
                 if let Some(ChatKey::Message(id)) = ChatKey::parse(&item.key) {
-                    if id.author != me && shown(&authority, &id) {
+                    if id.author != me && shown(&authority, &id) && authority.may_read(&me, &id) {
                         count += 1;
                     }
                 }

@@ -34,6 +34,7 @@ async fn a_followed_blocklist_hides_and_refuses_until_lifted() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     wait_for("the room on B", limit, &both, || {

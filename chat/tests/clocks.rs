@@ -49,6 +49,7 @@ fn wrong_clocks_move_their_messages_the_same_way_everywhere() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![slow.chat.server(), fast.chat.server()],
+        history: Default::default(),
     };
     let room = right.chat.create_room("ana", settings).unwrap();
     let all = [&right, &slow, &fast];
@@ -100,6 +101,7 @@ fn a_server_years_ahead_is_refused() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![right.chat.server()],
+        history: Default::default(),
     };
     let room = wild.chat.create_room("ana", settings).unwrap();
     wild.chat

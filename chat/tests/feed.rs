@@ -42,6 +42,7 @@ async fn feed_brings_every_change_once_in_order_and_resumes() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let mut feed = Box::pin(a.chat.subscribe(&room, ResumeToken::default()));

@@ -50,6 +50,7 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
                 topic: "everything".into(),
                 access: Access::InviteOnly,
                 servers: vec![server],
+                history: Default::default(),
             }),
         ),
         (

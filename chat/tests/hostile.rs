@@ -46,6 +46,7 @@ fn hostile_messages_refused() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server(), h.author()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let hello = a
@@ -231,6 +232,7 @@ async fn hostile_messages_refused_over_the_network() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server(), h.store.author()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let hello_body = MessageBody {

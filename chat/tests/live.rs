@@ -35,6 +35,7 @@ async fn three_servers_live_delivery() {
         topic: "what is for sale".into(),
         access: Access::Open,
         servers: vec![b.chat.server(), c.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let all = [&a, &b, &c];
@@ -87,6 +88,7 @@ async fn burst_of_10000_arrives_complete() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let chat = a.chat.clone();
@@ -125,6 +127,7 @@ async fn newcomer_gets_full_history() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings.clone()).unwrap();
     // 100,000 messages by four people, written in batches of 5,000.

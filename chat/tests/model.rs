@@ -74,6 +74,7 @@ proptest! {
             topic: String::new(),
             access: Access::Open,
             servers: servers[1..].iter().map(|s| s.chat.server()).collect(),
+            history: Default::default(),
         };
         let room = servers[0].chat.create_room(ACCOUNTS[0], settings).unwrap();
         for to in 1..3 {

@@ -21,6 +21,7 @@ fn ban_and_delete_federate() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server(), c.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     // A's ana makes B's bo a moderator; C's carl and cy write.
@@ -149,6 +150,7 @@ async fn ban_and_delete_federate_over_the_network() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server(), c.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).unwrap();
     let bo_moderates = Event::SetRole {
@@ -233,6 +235,7 @@ fn reports_reach_this_servers_moderators() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![],
+        history: Default::default(),
     };
     let room = chat.create_room("ana", settings).unwrap();
     let spam = chat.send(&room, "carl", &text("buy watches")).unwrap();

@@ -83,6 +83,7 @@ fn partition_heals_and_converges() {
         topic: String::new(),
         access: Access::Open,
         servers: vec![sb.chat.server()],
+        history: Default::default(),
     };
     let room = sa.chat.create_room("ana", settings).unwrap();
     let first = sa.chat.send(&room, "ana", &text("bridge is open")).unwrap();

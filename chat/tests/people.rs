@@ -84,6 +84,7 @@ fn only_accounts_write_and_removed_names_are_never_reused() {
         topic: String::new(),
         access: chat::Access::Open,
         servers: vec![],
+        history: Default::default(),
     };
     let room = chat.create_room("ana", settings).unwrap();
     let body = MessageBody {
@@ -200,6 +201,7 @@ fn people_keep_the_pace_and_new_accounts_go_slowly() {
         topic: String::new(),
         access: chat::Access::Open,
         servers: vec![],
+        history: Default::default(),
     };
     let room = chat.create_room("ana", settings).unwrap();
     let body = MessageBody {

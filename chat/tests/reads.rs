@@ -20,6 +20,7 @@ fn settings(servers: Vec<archive_core::PublicKey>) -> RoomSettings {
         topic: String::new(),
         access: Access::Open,
         servers,
+        history: Default::default(),
     }
 }
 

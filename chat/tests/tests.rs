@@ -6,6 +6,7 @@ mod common;
 mod direct;
 mod feed;
 mod fuzz_seeds;
+mod history;
 mod hostile;
 mod live;
 mod live_common;

@@ -173,6 +173,7 @@ async fn shared_room(a: &ChatServer, b: &ChatServer) -> RoomId {
         topic: String::new(),
         access: Access::Open,
         servers: vec![b.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings).expect("room");
     wait(Duration::from_secs(10), || {
@@ -375,6 +376,7 @@ fn build(dir: &Path, rooms: usize, per_room: usize) {
             topic: String::new(),
             access: Access::Open,
             servers: vec![],
+            history: Default::default(),
         };
         let room = chat.create_room("ana", settings).unwrap();
         let mut i = 0;

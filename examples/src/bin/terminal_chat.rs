@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         topic: "who bakes what".into(),
         access: chat::Access::Open,
         servers: vec![b.chat.server()],
+        history: Default::default(),
     };
     let room = a.chat.create_room("ana", settings)?;
     // Wait for delivery: the room to B, each community's name to the other.

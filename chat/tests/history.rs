@@ -1,0 +1,69 @@
+//! What a person invited later is shown of an invite-only room's past: everything by default
+//! (`History::Whole`), or only what came after their invitation (`History::SinceInvited`).
+
+use chat::{Access, Event, History, MessageBody, Role, RoomSettings};
+
+use crate::common::Server;
+
+fn text(t: &str) -> MessageBody {
+    MessageBody {
+        text: t.into(),
+        reply_to: None,
+    }
+}
+
+fn shown_to(s: &Server, account: &str, room: &chat::RoomId) -> Vec<String> {
+    let messages = s.chat.messages_for(account, room).unwrap();
+    messages.into_iter().map(|m| m.text).collect()
+}
+
+#[test]
+fn a_room_chooses_what_newcomers_see_of_its_past() {
+    let a = Server::new();
+    for (history, bo_sees) in [
+        (History::Whole, vec!["before", "after"]),
+        (History::SinceInvited, vec!["after"]),
+    ] {
+        let settings = RoomSettings {
+            name: "council".into(),
+            topic: String::new(),
+            access: Access::InviteOnly,
+            servers: vec![],
+            history,
+        };
+        let room = a.chat.create_room("ana", settings).unwrap();
+        a.chat.send(&room, "ana", &text("before")).unwrap();
+        let invite = |who: &str, role| Event::SetRole {
+            person: a.chat.person(who),
+            role,
+        };
+        a.chat
+            .post_event(&room, "ana", &invite("bo", Role::Member))
+            .unwrap();
+        a.chat.send(&room, "ana", &text("after")).unwrap();
+        assert_eq!(shown_to(&a, "bo", &room), bo_sees, "{history:?}");
+        assert_eq!(a.chat.unread("bo", &room).unwrap(), bo_sees.len() as u64);
+        // The owner sees everything; so does a moderator, whenever made one.
+        assert_eq!(shown_to(&a, "ana", &room), ["before", "after"]);
+        a.chat
+            .post_event(&room, "ana", &invite("cy", Role::Moderator))
+            .unwrap();
+        assert_eq!(shown_to(&a, "cy", &room), ["before", "after"]);
+        // Someone never invited sees nothing of a SinceInvited room.
+        let dee_sees = if history == History::Whole { 2 } else { 0 };
+        assert_eq!(shown_to(&a, "dee", &room).len(), dee_sees);
+        // The room itself (what servers hold and sync) is whole either way.
+        assert_eq!(a.chat.messages(&room).unwrap().len(), 2);
+    }
+    // In an open room everyone sees everything.
+    let settings = RoomSettings {
+        name: "square".into(),
+        topic: String::new(),
+        access: Access::Open,
+        servers: vec![],
+        history: History::SinceInvited,
+    };
+    let open = a.chat.create_room("ana", settings).unwrap();
+    a.chat.send(&open, "ana", &text("hello")).unwrap();
+    assert_eq!(shown_to(&a, "dee", &open), ["hello"]);
+}
