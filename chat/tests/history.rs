@@ -67,3 +67,38 @@ fn a_room_chooses_what_newcomers_see_of_its_past() {
     a.chat.send(&open, "ana", &text("hello")).unwrap();
     assert_eq!(shown_to(&a, "dee", &open), ["hello"]);
 }
+
+/// A kick takes a person's role away: in an invite-only room they write nothing more (what
+/// they wrote stays); in an open room only a ban stops someone.
+#[test]
+fn a_kicked_member_writes_no_more() {
+    let a = Server::new();
+    let settings = RoomSettings {
+        name: "council".into(),
+        topic: String::new(),
+        access: Access::InviteOnly,
+        servers: vec![],
+        history: History::Whole,
+    };
+    let room = a.chat.create_room("ana", settings).unwrap();
+    let role = |role| Event::SetRole {
+        person: a.chat.person("bo"),
+        role,
+    };
+    let err = a.chat.send(&room, "bo", &text("let me in")).unwrap_err();
+    assert!(matches!(err, chat::ChatError::NotAllowed(_)), "{err}");
+    a.chat
+        .post_event(&room, "ana", &role(Role::Member))
+        .unwrap();
+    a.chat.send(&room, "bo", &text("thanks")).unwrap();
+    // A member cannot kick; the owner can.
+    let kick_ana = Event::SetRole {
+        person: a.chat.person("ana"),
+        role: Role::None,
+    };
+    assert!(a.chat.post_event(&room, "bo", &kick_ana).is_err());
+    a.chat.post_event(&room, "ana", &role(Role::None)).unwrap();
+    let err = a.chat.send(&room, "bo", &text("still here?")).unwrap_err();
+    assert!(matches!(err, chat::ChatError::NotAllowed(_)), "{err}");
+    assert_eq!(shown_to(&a, "ana", &room), ["thanks"]);
+}
