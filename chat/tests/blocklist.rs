@@ -4,38 +4,17 @@
 use std::time::Duration;
 
 use archive_core::MessageFields;
-use chat::{
-    blocklist_collection, Access, Block, ChatError, DeliveryConfig, MessageBody, RoomSettings,
-};
+use chat::{blocklist_collection, Block, ChatError};
 
-use crate::common::{exchange, rogue_store};
-use crate::live_common::{wait_for, NetServer};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
+use crate::common::{exchange, open_room, rogue_store, text};
+use crate::live_common::{paired_pair, wait_for, NetServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_blocklist_hides_and_refuses_until_lifted() {
-    let config = DeliveryConfig {
-        interval: Duration::from_secs(600),
-        ..DeliveryConfig::default()
-    };
-    let a = NetServer::start(config).await;
-    let b = NetServer::start(config).await;
-    a.pair(&b);
+    let (a, b) = paired_pair().await;
     let both = [&a, &b];
     let limit = Duration::from_secs(10);
-    let settings = RoomSettings {
-        name: "market".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("market", vec![b.chat.server()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     wait_for("the room on B", limit, &both, || {
         b.chat.rooms().unwrap().contains(&room)

@@ -7,9 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chat::{Access, MessageBody, RoomSettings};
-
-use crate::common::{sync_room, Server};
+use crate::common::{open_room, sync_room, text, Server};
 
 const HOUR: u64 = 3_600_000;
 
@@ -32,25 +30,12 @@ fn six_years_ahead() -> u64 {
     now_ms() + 6 * 366 * 24 * HOUR
 }
 
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
-
 #[test]
 fn wrong_clocks_move_their_messages_the_same_way_everywhere() {
     let (right, slow, fast) = (Server::new(), Server::new(), Server::new());
     slow.store().set_wall_clock(hour_behind);
     fast.store().set_wall_clock(hour_ahead);
-    let settings = RoomSettings {
-        name: "three clocks".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![slow.chat.server(), fast.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("three clocks", vec![slow.chat.server(), fast.chat.server()]);
     let room = right.chat.create_room("ana", settings).unwrap();
     let all = [&right, &slow, &fast];
     let everywhere = || {
@@ -96,13 +81,7 @@ fn wrong_clocks_move_their_messages_the_same_way_everywhere() {
 fn a_server_years_ahead_is_refused() {
     let (right, wild) = (Server::new(), Server::new());
     wild.store().set_wall_clock(six_years_ahead);
-    let settings = RoomSettings {
-        name: "calendar".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![right.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("calendar", vec![right.chat.server()]);
     let room = wild.chat.create_room("ana", settings).unwrap();
     wild.chat
         .send(&room, "ana", &text("from the future"))

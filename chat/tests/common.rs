@@ -92,3 +92,23 @@ pub(crate) fn with_people(chat: &Chat) {
             .unwrap();
     }
 }
+
+/// A message body of plain text.
+pub(crate) fn text(t: &str) -> chat::MessageBody {
+    chat::MessageBody {
+        text: t.into(),
+        reply_to: None,
+    }
+}
+
+/// The settings of an open room (anyone may write) shared with `servers`, its whole history
+/// shown to newcomers.
+pub(crate) fn open_room(name: &str, servers: Vec<archive_core::PublicKey>) -> chat::RoomSettings {
+    chat::RoomSettings {
+        name: name.into(),
+        topic: String::new(),
+        access: chat::Access::Open,
+        servers,
+        history: chat::History::Whole,
+    }
+}

@@ -2,26 +2,14 @@
 
 use std::time::Duration;
 
-use chat::{ChatError, DeliveryConfig, Event, MessageBody, Role};
+use chat::{ChatError, Event, Role};
 
-use crate::live_common::{wait_for, NetServer};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
+use crate::common::text;
+use crate::live_common::{paired_pair, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_room_is_two_people_on_two_servers() {
-    let config = DeliveryConfig {
-        interval: Duration::from_secs(600),
-        ..DeliveryConfig::default()
-    };
-    let a = NetServer::start(config).await;
-    let b = NetServer::start(config).await;
-    a.pair(&b);
+    let (a, b) = paired_pair().await;
     let (ana, bo) = (a.chat.person("ana"), b.chat.person("bo"));
     let room = a.chat.direct("ana", &bo).unwrap();
     assert_eq!(

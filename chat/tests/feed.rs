@@ -3,17 +3,10 @@
 
 use std::time::Duration;
 
-use chat::{Access, EventPage, MessageBody, ResumeToken, RoomEvent, RoomSettings};
+use chat::{EventPage, ResumeToken, RoomEvent};
 use n0_future::StreamExt;
 
-use crate::common::{exchange, sync_room, Server};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
+use crate::common::{exchange, open_room, sync_room, text, Server};
 
 /// Reads pages from a subscription until `n` events came; fails after 10 s without one.
 async fn next_events(
@@ -37,13 +30,7 @@ async fn next_events(
 async fn feed_brings_every_change_once_in_order_and_resumes() {
     let a = Server::new();
     let b = Server::new();
-    let settings = RoomSettings {
-        name: "feed".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("feed", vec![b.chat.server()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     let mut feed = Box::pin(a.chat.subscribe(&room, ResumeToken::default()));
     assert_eq!(next_events(&mut feed, 1).await, [RoomEvent::Authority]);

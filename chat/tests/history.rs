@@ -1,16 +1,9 @@
 //! What a person invited later is shown of an invite-only room's past: everything by default
 //! (`History::Whole`), or only what came after their invitation (`History::SinceInvited`).
 
-use chat::{Access, Event, History, MessageBody, Role, RoomSettings};
+use chat::{Access, Event, History, Role, RoomSettings};
 
-use crate::common::Server;
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
+use crate::common::{text, Server};
 
 fn shown_to(s: &Server, account: &str, room: &chat::RoomId) -> Vec<String> {
     let messages = s.chat.messages_for(account, room).unwrap();

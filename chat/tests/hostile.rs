@@ -2,9 +2,9 @@
 //! every rule-keeping server's answer.
 
 use archive_core::{MessageFields, Refusal, Store};
-use chat::{Access, Event, ItemId, MessageBody, Person, RoomSettings};
+use chat::{Event, ItemId, MessageBody, Person};
 
-use crate::common::{exchange, rogue_store, sync_room, Server};
+use crate::common::{exchange, open_room, rogue_store, sync_room, Server};
 use crate::live_common::{wait_for, NetServer, RogueServer};
 
 /// Writes a message entry the way a server that ignores the rules would: any key, any person,
@@ -41,13 +41,7 @@ fn hostile_messages_refused() {
     // H takes part in the room but ignores the rules; X does not take part at all.
     let (_h_dir, h) = rogue_store();
     let (_x_dir, x) = rogue_store();
-    let settings = RoomSettings {
-        name: "commons".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server(), h.author()],
-        history: Default::default(),
-    };
+    let settings = open_room("commons", vec![b.chat.server(), h.author()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     let hello = a
         .chat
@@ -227,13 +221,7 @@ async fn hostile_messages_refused_over_the_network() {
     a.pair(&b);
     a.pair_rogue(&h);
     b.pair_rogue(&h);
-    let settings = RoomSettings {
-        name: "commons".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server(), h.store.author()],
-        history: Default::default(),
-    };
+    let settings = open_room("commons", vec![b.chat.server(), h.store.author()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     let hello_body = MessageBody {
         text: "hello".into(),

@@ -4,24 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chat::{Access, DeliveryConfig, MessageBody, RoomSettings};
+use chat::{Access, RoomSettings};
 
-use crate::live_common::{wait_for, NetServer};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
-
-/// An interval far longer than the tests wait: what arrives, arrives live.
-fn live_only() -> DeliveryConfig {
-    DeliveryConfig {
-        interval: Duration::from_secs(600),
-        ..DeliveryConfig::default()
-    }
-}
+use crate::common::{open_room, text};
+use crate::live_common::{live_only, wait_for, NetServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_live_delivery() {
@@ -83,13 +69,7 @@ async fn burst_of_10000_arrives_complete() {
     let a = NetServer::start(live_only()).await;
     let b = NetServer::start(live_only()).await;
     a.pair(&b);
-    let settings = RoomSettings {
-        name: "burst".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("burst", vec![b.chat.server()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     let chat = a.chat.clone();
     let started = std::time::Instant::now();
@@ -122,13 +102,7 @@ async fn burst_of_10000_arrives_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomer_gets_full_history() {
     let a = NetServer::start(live_only()).await;
-    let mut settings = RoomSettings {
-        name: "the whole story".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![],
-        history: Default::default(),
-    };
+    let mut settings = open_room("the whole story", vec![]);
     let room = a.chat.create_room("ana", settings.clone()).unwrap();
     // 100,000 messages by four people, written in batches of 5,000.
     let chat = a.chat.clone();

@@ -154,3 +154,20 @@ pub(crate) async fn wait_for(
     }
     started.elapsed()
 }
+
+/// Delivery with a round interval far longer than the tests wait: what arrives, arrives
+/// live.
+pub(crate) fn live_only() -> DeliveryConfig {
+    DeliveryConfig {
+        interval: Duration::from_secs(600),
+        ..DeliveryConfig::default()
+    }
+}
+
+/// Two servers on 127.0.0.1, paired, delivering live.
+pub(crate) async fn paired_pair() -> (NetServer, NetServer) {
+    let a = NetServer::start(live_only()).await;
+    let b = NetServer::start(live_only()).await;
+    a.pair(&b);
+    (a, b)
+}

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use archive_core::sync::SyncKey;
-use chat::{Access, MessageBody, MessageId, Person, RoomSettings};
+use chat::{MessageBody, MessageId, Person};
 use proptest::prelude::*;
 
-use crate::common::{sync_room, Server};
+use crate::common::{open_room, sync_room, Server};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -69,13 +69,7 @@ proptest! {
     #[test]
     fn converges_like_sequential_model(ops in prop::collection::vec(op(), 1..40)) {
         let servers: Vec<Server> = (0..3).map(|_| Server::new()).collect();
-        let settings = RoomSettings {
-            name: "model".into(),
-            topic: String::new(),
-            access: Access::Open,
-            servers: servers[1..].iter().map(|s| s.chat.server()).collect(),
-            history: Default::default(),
-        };
+        let settings = open_room("model", servers[1..].iter().map(|s| s.chat.server()).collect());
         let room = servers[0].chat.create_room(ACCOUNTS[0], settings).unwrap();
         for to in 1..3 {
             sync_room(servers[0].store(), servers[to].store(), &room);

@@ -1,28 +1,15 @@
 //! `ban_and_delete_federate`: a ban and a deletion made on A take effect on B and C, where C
 //! syncs only with B; a deleted message's text is gone from every server after `gc`.
 
-use chat::{Access, Event, MessageBody, Role, RoomSettings};
+use chat::{Event, Role};
 
-use crate::common::{sync_room, Server};
+use crate::common::{open_room, sync_room, text, Server};
 use crate::live_common::{wait_for, NetServer};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
 
 #[test]
 fn ban_and_delete_federate() {
     let (a, b, c) = (Server::new(), Server::new(), Server::new());
-    let settings = RoomSettings {
-        name: "commons".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server(), c.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("commons", vec![b.chat.server(), c.chat.server()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     // A's ana makes B's bo a moderator; C's carl and cy write.
     a.chat
@@ -145,13 +132,7 @@ async fn ban_and_delete_federate_over_the_network() {
     a.pair(&b);
     b.pair(&c);
     let all = [&a, &b, &c];
-    let settings = RoomSettings {
-        name: "commons".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![b.chat.server(), c.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("commons", vec![b.chat.server(), c.chat.server()]);
     let room = a.chat.create_room("ana", settings).unwrap();
     let bo_moderates = Event::SetRole {
         person: b.chat.person("bo"),
@@ -230,13 +211,7 @@ fn now(s: &NetServer) -> chat::ItemId {
 fn reports_reach_this_servers_moderators() {
     let a = Server::new();
     let chat = &a.chat;
-    let settings = RoomSettings {
-        name: "square".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![],
-        history: Default::default(),
-    };
+    let settings = open_room("square", vec![]);
     let room = chat.create_room("ana", settings).unwrap();
     let spam = chat.send(&room, "carl", &text("buy watches")).unwrap();
     let key = chat.report("cy", &room, &spam, "spam").unwrap();

@@ -10,10 +10,11 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chat::{Access, DeliveryConfig, MessageBody, RoomSettings};
+use chat::DeliveryConfig;
 use test_support::netns::{self, Link};
 use tokio::runtime::Runtime;
 
+use crate::common::{open_room, text};
 use crate::live_common::{wait_for, NetServer};
 
 /// A server whose runtime's threads (and so its sockets) live in a namespace.
@@ -55,13 +56,6 @@ impl Drop for InNamespace {
     }
 }
 
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
-
 #[test]
 fn partition_heals_and_converges() {
     let Some(link) = Link::or_skip("chat", [10, 78, 0]) else {
@@ -78,13 +72,7 @@ fn partition_heals_and_converges() {
     let b = InNamespace::start(&link.names[1], (link.addr(1), 0).into(), config);
     let (sa, sb) = (a.server(), b.server());
     sa.pair(sb);
-    let settings = RoomSettings {
-        name: "two villages".into(),
-        topic: String::new(),
-        access: Access::Open,
-        servers: vec![sb.chat.server()],
-        history: Default::default(),
-    };
+    let settings = open_room("two villages", vec![sb.chat.server()]);
     let room = sa.chat.create_room("ana", settings).unwrap();
     let first = sa.chat.send(&room, "ana", &text("bridge is open")).unwrap();
     let both = [sa, sb];

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use archive_core::MessageFields;
-use chat::{directory_collection, ChatError, DeliveryConfig, MessageBody, Profile, ServerRole};
+use chat::{directory_collection, ChatError, MessageBody, Profile, ServerRole};
 
-use crate::common::{exchange, rogue_store};
-use crate::live_common::{wait_for, NetServer};
+use crate::common::{exchange, open_room, rogue_store};
+use crate::live_common::{paired_pair, wait_for};
 
 fn fresh() -> (tempfile::TempDir, chat::Chat) {
     let dir = tempfile::tempdir().unwrap();
@@ -79,13 +79,7 @@ fn only_accounts_write_and_removed_names_are_never_reused() {
     let (_dir, chat) = fresh();
     chat.create_account(None, "ana", "Ana").unwrap();
     chat.create_account(Some("ana"), "bo", "Bo").unwrap();
-    let settings = chat::RoomSettings {
-        name: "square".into(),
-        topic: String::new(),
-        access: chat::Access::Open,
-        servers: vec![],
-        history: Default::default(),
-    };
+    let settings = open_room("square", vec![]);
     let room = chat.create_room("ana", settings).unwrap();
     let body = MessageBody {
         text: "hello".into(),
@@ -157,13 +151,7 @@ fn a_directory_is_written_only_by_its_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_of_a_paired_community_appear_as_name_at_community() {
-    let config = DeliveryConfig {
-        interval: Duration::from_secs(600),
-        ..DeliveryConfig::default()
-    };
-    let a = NetServer::start(config).await;
-    let b = NetServer::start(config).await;
-    a.pair(&b);
+    let (a, b) = paired_pair().await;
     let ana = a.chat.person("ana");
     assert_eq!(a.chat.handle(&ana).unwrap(), "ana");
     a.chat.set_community_name("ana", "Riverside").unwrap();
@@ -196,13 +184,7 @@ fn people_keep_the_pace_and_new_accounts_go_slowly() {
     let (_dir, chat) = fresh();
     chat.create_account(None, "ana", "Ana").unwrap();
     chat.create_account(Some("ana"), "bo", "Bo").unwrap();
-    let settings = chat::RoomSettings {
-        name: "square".into(),
-        topic: String::new(),
-        access: chat::Access::Open,
-        servers: vec![],
-        history: Default::default(),
-    };
+    let settings = open_room("square", vec![]);
     let room = chat.create_room("ana", settings).unwrap();
     let body = MessageBody {
         text: "hello".into(),

@@ -2,17 +2,10 @@
 
 use std::time::Duration;
 
-use chat::{Access, ChatError, DeliveryConfig, MessageBody, RoomSettings, READS_COLLECTION};
+use chat::{Access, ChatError, DeliveryConfig, RoomSettings, READS_COLLECTION};
 
-use crate::common::Server;
+use crate::common::{text, Server};
 use crate::live_common::{wait_for, NetServer};
-
-fn text(t: &str) -> MessageBody {
-    MessageBody {
-        text: t.into(),
-        reply_to: None,
-    }
-}
 
 fn settings(servers: Vec<archive_core::PublicKey>) -> RoomSettings {
     RoomSettings {
