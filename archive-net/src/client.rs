@@ -146,6 +146,30 @@ impl Node {
         })
     }
 
+    /// Fetches exactly the entries `keys` of `collection` from the peer on `conn`, with
+    /// their content (verified, resumable chunk by chunk), without reconciling: what a
+    /// program that fetches one item when someone opens it uses (the messenger's
+    /// attachments). As in every pull, an entry is inserted only once its content is
+    /// complete; keys the store holds already, or that the peer does not have, are skipped.
+    pub async fn fetch_entries(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        keys: Vec<archive_core::sync::SyncKey>,
+    ) -> Result<crate::PullReport, NetError> {
+        let fetch = async {
+            let peer = conn.remote_id();
+            self.trust
+                .check_read(&peer, collection)
+                .map_err(NetError::NotAllowed)?;
+            let counters = Counters::default();
+            pull::pull(self, conn, collection, keys, &counters, None).await
+        };
+        crate::node::on_our_task(fetch)
+            .await
+            .map_err(|e| explain(conn, e))
+    }
+
     /// Syncs `collection` with the peer on `conn`: reconcile, then pull what we lack and
     /// offer what the peer lacks (as `options` say). `counters` show progress while it runs.
     pub async fn sync(

@@ -28,6 +28,8 @@ pub struct Message {
     pub edited: bool,
     /// Reactions, each with the people who gave it (sorted).
     pub reactions: BTreeMap<String, Vec<Person>>,
+    /// Its attachments' previews (see [`Chat::attachment`]).
+    pub attachments: Vec<crate::format::Attachment>,
 }
 
 /// The messenger on one server: rooms, messages and their authority, kept as entries of the
@@ -253,12 +255,136 @@ impl Chat {
         message: &MessageId,
     ) -> Result<SyncKey, ChatError> {
         self.known(room)?;
-        let written_now = self.messages_collection(room)?.write_message(
-            &message.message_key(),
-            None,
-            &self.fields(account)?,
-        )?;
+        let attachments = match self.message(room, message)? {
+            Some(shown) => shown.attachments.len(),
+            None => 0,
+        };
+        let fields = self.fields(account)?;
+        let written_now =
+            self.messages_collection(room)?
+                .write_message(&message.message_key(), None, &fields)?;
+        // Its attachments go with it here (other servers drop theirs at `Chat::gc`).
+        let files = self.store.collection(&room.files_collection())?;
+        for index in 0..attachments {
+            let key = ChatKey::Attachment {
+                message: message.clone(),
+                index: index as u8,
+            };
+            files.write_message(&key.to_key(), None, &fields)?;
+        }
         written(written_now)
+    }
+
+    /// Sends a message with files as `account`: each file becomes an entry of the room's
+    /// files (any size; other servers fetch it when someone opens it), the message carries
+    /// their previews. The files are written first, so a message never names a file its
+    /// server does not hold.
+    pub fn send_with_files(
+        &self,
+        room: &RoomId,
+        account: &str,
+        text: &str,
+        reply_to: Option<MessageId>,
+        files: &[(&str, &[u8])],
+    ) -> Result<MessageId, ChatError> {
+        let mut body = MessageBody {
+            text: text.to_owned(),
+            reply_to,
+            attachments: files
+                .iter()
+                .map(|(name, data)| crate::format::Attachment {
+                    name: (*name).to_owned(),
+                    size: data.len() as u64,
+                    hash: archive_core::Hash::of(b""),
+                    entry: SyncKey::default(),
+                })
+                .collect(),
+        };
+        body.check().map_err(|e| ChatError::Invalid(e.0))?;
+        self.known(room)?;
+        self.paced(account, 1)?;
+        let fields = self.fields(account)?;
+        let id = self.new_id(account)?;
+        let keys: Vec<String> = (0..files.len())
+            .map(|index| {
+                ChatKey::Attachment {
+                    message: id.clone(),
+                    index: index as u8,
+                }
+                .to_key()
+            })
+            .collect();
+        let items: Vec<(&str, &[u8])> = keys
+            .iter()
+            .zip(files)
+            .map(|(key, (_, data))| (key.as_str(), *data))
+            .collect();
+        let written = self
+            .store
+            .collection(&room.files_collection())?
+            .write_messages(&items, &fields)?;
+        for (attachment, key) in body.attachments.iter_mut().zip(&keys) {
+            let entry = written
+                .iter()
+                .find(|e| &e.entry().key == key)
+                .ok_or_else(|| ChatError::Invalid(format!("attachment {key} was not written")))?;
+            if let archive_core::EntryValue::File(file) = &entry.entry().value {
+                attachment.hash = file.hash;
+            }
+            attachment.entry = entry.sync_key();
+        }
+        self.messages_collection(room)?.write_message(
+            &id.message_key(),
+            Some(&body.encode()),
+            &fields,
+        )?;
+        Ok(id)
+    }
+
+    /// The content of attachment `index` of `message`, if this server holds it (an attachment
+    /// written elsewhere is here once fetched: `Delivery::fetch_attachment`).
+    pub fn attachment(
+        &self,
+        room: &RoomId,
+        message: &MessageId,
+        index: u8,
+    ) -> Result<Option<Vec<u8>>, ChatError> {
+        let key = ChatKey::Attachment {
+            message: message.clone(),
+            index,
+        };
+        let files = self.store.collection(&room.files_collection())?;
+        let Some(item) = files.get(&key.to_key())? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        self.store.blobs().write_to(&item.file, &mut bytes)?;
+        Ok(Some(bytes))
+    }
+
+    /// Drops the attachments of deleted messages that this server fetched (their deletion
+    /// reached it through the messages; the files are never synced as a whole), then
+    /// collects the store's garbage: after it, a deleted message's text and files are gone.
+    pub fn gc(&self) -> Result<archive_core::GcReport, ChatError> {
+        for room in self.rooms()? {
+            let files = self.store.collection(&room.files_collection())?;
+            let messages = self.messages_collection(&room)?;
+            let mut orphans = Vec::new();
+            for item in files.list(ViewPoint::Current, "f")? {
+                let item = item?;
+                if let Some(ChatKey::Attachment { message, .. }) = ChatKey::parse(&item.key) {
+                    if messages.get(&message.message_key())?.is_none() {
+                        orphans.push(item.entry_key());
+                    }
+                }
+            }
+            if !orphans.is_empty() {
+                self.store
+                    .transfer()
+                    .deny_entries(&orphans, archive_core::DenyReason::Purged)?;
+            }
+        }
+        Ok(self.store.gc()?)
     }
 
     /// Adds (`on`) or takes back a reaction of `account` to a message.
@@ -394,6 +520,7 @@ impl Chat {
             text: body.text,
             reply_to: body.reply_to,
             reactions,
+            attachments: body.attachments,
         })
     }
 

@@ -30,7 +30,28 @@ pub struct MessageBody {
     pub text: String,
     /// The message this one answers.
     pub reply_to: Option<MessageId>,
+    /// Files that come with it: what a room shows before anyone opens one (each is an entry
+    /// of the room's files, fetched when opened).
+    pub attachments: Vec<Attachment>,
 }
+
+/// An attachment as its message shows it: enough for a preview, and to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its file name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content's hash.
+    pub hash: archive_core::Hash,
+    /// The entry of the room's files that holds it (what a fetch asks a peer for).
+    pub entry: archive_core::sync::SyncKey,
+}
+
+/// Most attachments of one message.
+pub const MAX_ATTACHMENTS: usize = 16;
+/// Longest attachment name, in bytes.
+pub const MAX_ATTACHMENT_NAME_LEN: usize = 255;
 
 /// Who may post in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,7 +358,22 @@ impl MessageBody {
 
     /// Whether the body keeps this crate's limits.
     pub fn check(&self) -> Result<(), FormatError> {
-        check_text("the text", &self.text, MAX_TEXT_LEN)
+        check_text("the text", &self.text, MAX_TEXT_LEN)?;
+        if self.attachments.len() > MAX_ATTACHMENTS {
+            return Err(FormatError(format!(
+                "{} attachments, more than {MAX_ATTACHMENTS}",
+                self.attachments.len()
+            )));
+        }
+        for a in &self.attachments {
+            check_text("an attachment's name", &a.name, MAX_ATTACHMENT_NAME_LEN)?;
+            if a.name.is_empty() || a.name.chars().any(|c| c.is_control() || c == '/') {
+                return Err(FormatError(
+                    "an attachment's name is not empty and has no `/` or control characters".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -400,9 +436,10 @@ mod tests {
         let body = MessageBody {
             text: "hi".into(),
             reply_to: None,
+            attachments: Vec::new(),
         };
-        // Version 1, text length 2, "hi", no reply.
-        assert_eq!(body.encode(), [1, 2, b'h', b'i', 0]);
+        // Version 1, text length 2, "hi", no reply, no attachments.
+        assert_eq!(body.encode(), [1, 2, b'h', b'i', 0, 0]);
         assert_eq!(MessageBody::decode(&body.encode()), Ok(body));
         let ban = Event::Unban {
             person: Person::new(archive_core::PublicKey::from_bytes([9; 32]), "a"),
@@ -439,6 +476,7 @@ mod tests {
         let good = MessageBody {
             text: "x".into(),
             reply_to: None,
+            attachments: Vec::new(),
         }
         .encode();
         let mut trailing = good.clone();
@@ -448,6 +486,7 @@ mod tests {
         let long = MessageBody {
             text: "x".repeat(MAX_TEXT_LEN + 1),
             reply_to: None,
+            attachments: Vec::new(),
         }
         .encode();
         for (bad, says) in [

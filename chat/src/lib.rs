@@ -27,7 +27,7 @@
 //!     history: History::Whole,
 //! };
 //! let room = chat.create_room("ana", settings)?;
-//! let body = MessageBody { text: "tomatoes need water".into(), reply_to: None };
+//! let body = MessageBody { text: "tomatoes need water".into(), reply_to: None, attachments: vec![] };
 //! let first = chat.send(&room, "ana", &body)?;
 //! chat.react(&room, "bo", &first, "👍", true)?;
 //! let shown = chat.messages(&room)?;
@@ -57,10 +57,10 @@ pub use delivery::{Delivery, DeliveryConfig, DeliveryStats, RECENT_REFUSALS};
 pub use engine::{Chat, EventPage, Message, ResumeToken, RoomEvent};
 pub use error::ChatError;
 pub use format::{
-    Access, Block, CommunityProfile, Event, FormatError, History, MessageBody, Profile, Report,
-    Resolution, Role, RoomSettings, ServerRole, MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY,
-    MAX_MESSAGE_BODY, MAX_PROFILE_BODY, MAX_REACTION_LEN, MAX_REASON_LEN, MAX_REPORT_BODY,
-    MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
+    Access, Attachment, Block, CommunityProfile, Event, FormatError, History, MessageBody, Profile,
+    Report, Resolution, Role, RoomSettings, ServerRole, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME_LEN,
+    MAX_DISPLAY_NAME_LEN, MAX_EVENT_BODY, MAX_MESSAGE_BODY, MAX_PROFILE_BODY, MAX_REACTION_LEN,
+    MAX_REASON_LEN, MAX_REPORT_BODY, MAX_ROOM_NAME_LEN, MAX_ROOM_SERVERS, MAX_TEXT_LEN,
 };
 pub use names::{
     directory_collection, directory_of, ChatKey, DirectoryKey, EventId, ItemId, MessageId, Person,

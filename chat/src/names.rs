@@ -84,6 +84,16 @@ impl RoomId {
         )
     }
 
+    /// The collection of the room's attachments: fetched one by one when someone opens them,
+    /// never synced as a whole.
+    pub fn files_collection(&self) -> String {
+        format!(
+            "{COLLECTION_PREFIX}{}/{}/files",
+            self.founder,
+            hex(&self.nonce)
+        )
+    }
+
     /// The room and which of its collections `collection` is, if it is one.
     pub fn of_collection(collection: &str) -> Option<(RoomId, RoomPart)> {
         let rest = collection.strip_prefix(COLLECTION_PREFIX)?;
@@ -93,6 +103,7 @@ impl RoomId {
         let part = match parts.next()? {
             "authority" => RoomPart::Authority,
             "messages" => RoomPart::Messages,
+            "files" => RoomPart::Files,
             _ => return None,
         };
         let room = RoomId { founder, nonce };
@@ -104,6 +115,7 @@ impl RoomId {
         match part {
             RoomPart::Authority => self.authority_collection(),
             RoomPart::Messages => self.messages_collection(),
+            RoomPart::Files => self.files_collection(),
         }
     }
 }
@@ -115,6 +127,8 @@ pub enum RoomPart {
     Authority,
     /// Messages and reactions.
     Messages,
+    /// Attachments, fetched lazily.
+    Files,
 }
 
 /// `founder-nonce`, as a room is named in links and on the command line.
@@ -242,6 +256,13 @@ pub enum ChatKey {
     },
     /// `e/<id>`: an authority event (written once, never changed).
     Event(EventId),
+    /// `f/<message id>/<index>`: an attachment of a message (in the room's files).
+    Attachment {
+        /// The message it belongs to.
+        message: MessageId,
+        /// Its place among the message's attachments.
+        index: u8,
+    },
 }
 
 impl ChatKey {
@@ -251,6 +272,10 @@ impl ChatKey {
         let parsed = match parts.next()? {
             "m" => ChatKey::Message(ItemId::parse_suffix(&mut parts)?),
             "e" => ChatKey::Event(ItemId::parse_suffix(&mut parts)?),
+            "f" => ChatKey::Attachment {
+                message: ItemId::parse_suffix(&mut parts)?,
+                index: parts.next()?.parse().ok()?,
+            },
             "r" => {
                 let message = ItemId::parse_suffix(&mut parts)?;
                 let server: PublicKey = parts.next()?.parse().ok()?;
@@ -280,6 +305,9 @@ impl ChatKey {
         match self {
             ChatKey::Message(id) => id.message_key(),
             ChatKey::Event(id) => id.event_key(),
+            ChatKey::Attachment { message, index } => {
+                format!("f/{}/{index}", message.key_suffix())
+            }
             ChatKey::Reaction {
                 message,
                 by,

@@ -274,6 +274,32 @@ impl EntryRules for RoomRules {
                 };
                 authority.may_post(&at).map_err(for_now)
             }
+            (RoomPart::Files, ChatKey::Attachment { message, .. }) => {
+                // Written just before its message, by the message's author (any size: the
+                // peer's quotas bound it); deleted with it, by whoever may delete it.
+                not_before(&message, entry)?;
+                let authority = self
+                    .authority(store, &room)
+                    .map_err(|err| RuleBreach::for_now(err.to_string()))?;
+                let at = ItemId {
+                    time: e.time,
+                    author: signed_by,
+                };
+                if e.value == EntryValue::Tombstone {
+                    return authority.may_delete(&at, &message.author).map_err(for_now);
+                }
+                written_by(entry, &message.author, "an attachment")?;
+                self.not_blocked(store, &message.author)?;
+                authority.may_post(&message).map_err(for_now)
+            }
+            (RoomPart::Files, _) => Err(RuleBreach::lasting(format!(
+                "`{}` is not an attachment key",
+                e.key
+            ))),
+            (_, ChatKey::Attachment { .. }) => Err(RuleBreach::lasting(format!(
+                "`{}` is an attachment key outside the room's files",
+                e.key
+            ))),
             (RoomPart::Authority, _) => Err(RuleBreach::lasting(format!(
                 "`{}` is not an authority key",
                 e.key

@@ -98,6 +98,7 @@ pub(crate) fn text(t: &str) -> chat::MessageBody {
     chat::MessageBody {
         text: t.into(),
         reply_to: None,
+        attachments: Vec::new(),
     }
 }
 

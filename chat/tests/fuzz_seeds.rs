@@ -40,6 +40,15 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
     let body = MessageBody {
         text: "the well pump is fixed".into(),
         reply_to: Some(id.clone()),
+        attachments: vec![chat::Attachment {
+            name: "pump.jpg".into(),
+            size: 123_456,
+            hash: archive_core::Hash::of(b"pump"),
+            entry: archive_core::sync::SyncKey {
+                time: 0x0001_9000_0000_0001,
+                id: archive_core::EntryId::from_bytes([5; 32]),
+            },
+        }],
     };
     out.insert("body".into(), with(0, body.encode()));
     let events = [
@@ -80,6 +89,13 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
     let keys = [
         ("key-message", ChatKey::Message(id.clone())),
         ("key-event", ChatKey::Event(id.clone())),
+        (
+            "key-attachment",
+            ChatKey::Attachment {
+                message: id.clone(),
+                index: 3,
+            },
+        ),
         (
             "key-reaction",
             ChatKey::Reaction {

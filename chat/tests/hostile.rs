@@ -26,6 +26,7 @@ fn body(text: &str) -> Vec<u8> {
     MessageBody {
         text: text.into(),
         reply_to: None,
+        attachments: Vec::new(),
     }
     .encode()
 }
@@ -51,6 +52,7 @@ fn hostile_messages_refused() {
             &MessageBody {
                 text: "hello".into(),
                 reply_to: None,
+                attachments: Vec::new(),
             },
         )
         .unwrap();
@@ -189,6 +191,7 @@ fn hostile_messages_refused() {
             &MessageBody {
                 text: "hi".into(),
                 reply_to: None,
+                attachments: Vec::new(),
             },
         )
         .unwrap_err();
@@ -200,6 +203,7 @@ fn hostile_messages_refused() {
     let long = MessageBody {
         text: "x".repeat(chat::MAX_TEXT_LEN + 1),
         reply_to: None,
+        attachments: Vec::new(),
     };
     let err = b.chat.send(&room, "bo", &long).unwrap_err();
     assert!(err.to_string().contains("more than the limit"), "{err}");
@@ -226,6 +230,7 @@ async fn hostile_messages_refused_over_the_network() {
     let hello_body = MessageBody {
         text: "hello".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     let hello = a.chat.send(&room, "ana", &hello_body).unwrap();
     a.chat

@@ -81,7 +81,7 @@ proptest! {
                 Op::Send { server } => {
                     sent += 1;
                     let text = format!("message {sent}");
-                    let body = MessageBody { text: text.clone(), reply_to: None };
+                    let body = MessageBody { text: text.clone(), reply_to: None, attachments: vec![] };
                     let id = servers[server].chat.send(&room, ACCOUNTS[server], &body).unwrap();
                     model.messages.insert(id, (None, Some(text)));
                 }

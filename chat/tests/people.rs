@@ -84,6 +84,7 @@ fn only_accounts_write_and_removed_names_are_never_reused() {
     let body = MessageBody {
         text: "hello".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     let err = chat.send(&room, "ghost", &body).unwrap_err();
     assert!(
@@ -189,6 +190,7 @@ fn people_keep_the_pace_and_new_accounts_go_slowly() {
     let body = MessageBody {
         text: "hello".into(),
         reply_to: None,
+        attachments: Vec::new(),
     };
     // Slow mode: bo's account is new (the default policy: a day), one write per 10 s.
     let first = chat.send(&room, "bo", &body).unwrap();

@@ -1,5 +1,6 @@
 //! The messenger's scenario tests.
 
+mod attachments;
 mod blocklist;
 mod clocks;
 mod common;

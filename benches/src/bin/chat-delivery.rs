@@ -164,6 +164,7 @@ fn body(i: usize) -> MessageBody {
     MessageBody {
         text: format!("message {i}: the water pump at the north well works again"),
         reply_to: None,
+        attachments: Vec::new(),
     }
 }
 

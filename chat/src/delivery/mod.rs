@@ -110,6 +110,8 @@ struct Shared {
     changed: Mutex<BTreeSet<Topic>>,
     wake: Notify,
     connections: Mutex<HashMap<EndpointId, Connection>>,
+    /// The peers' addresses.
+    addrs: Mutex<HashMap<EndpointId, EndpointAddr>>,
     stats: Totals,
 }
 
@@ -146,6 +148,7 @@ impl Delivery {
             changed: Mutex::default(),
             wake: Notify::new(),
             connections: Mutex::default(),
+            addrs: Mutex::default(),
             stats: Totals::default(),
         });
         let watcher: Weak<Shared> = Arc::downgrade(&shared);
@@ -182,6 +185,73 @@ impl Delivery {
     /// Stops delivering to `peer` and closes its connection.
     pub fn remove_peer(&self, peer: EndpointId) {
         let _ = self.commands.send(Command::RemovePeer(peer));
+    }
+
+    /// Fetches attachment `index` of `message` from a peer that shares the room (the first
+    /// that has it), unless this server holds it already: the message's preview names the
+    /// entry, which is pulled with its content, verified and resumable; it is inserted only
+    /// once its content is complete, so [`Chat::attachment`] finds it whole or not at all.
+    pub async fn fetch_attachment(
+        &self,
+        room: &RoomId,
+        message: &crate::names::MessageId,
+        index: u8,
+    ) -> Result<(), ChatError> {
+        let shared = &self.shared;
+        let (chat, r, m) = (shared.chat.clone(), *room, message.clone());
+        let (shown, sharing) = tokio::task::spawn_blocking(move || {
+            Ok::<_, ChatError>((chat.message(&r, &m)?, chat.sharing(&r)?))
+        })
+        .await
+        .map_err(|e| ChatError::Invalid(format!("reading the message failed: {e}")))??;
+        let shown = shown.ok_or_else(|| ChatError::NoSuchMessage(message.message_key()))?;
+        let attachment = shown
+            .attachments
+            .get(usize::from(index))
+            .ok_or_else(|| ChatError::Invalid(format!("the message has no attachment {index}")))?;
+        let (chat, r, m) = (shared.chat.clone(), *room, message.clone());
+        let here = tokio::task::spawn_blocking(move || chat.attachment(&r, &m, index))
+            .await
+            .map_err(|e| ChatError::Invalid(format!("reading the attachment failed: {e}")))??;
+        if here.is_some() {
+            return Ok(());
+        }
+        let mut why = String::from("no peer that shares the room is known");
+        for server in sharing {
+            let Ok(peer) = EndpointId::from_bytes(server.as_bytes()) else {
+                continue;
+            };
+            let Some(addr) = lock(&shared.addrs).get(&peer).cloned() else {
+                continue;
+            };
+            let fetched = async {
+                let conn = connection(shared, addr).await?;
+                shared
+                    .node
+                    .fetch_entries(&conn, &room.files_collection(), vec![attachment.entry])
+                    .await
+            };
+            match fetched.await {
+                Ok(report) if report.entries_new > 0 => {
+                    shared
+                        .stats
+                        .bytes_received
+                        .fetch_add(report.bytes_received, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(report) => {
+                    why = match report.refused.first() {
+                        Some(r) => format!("{}: {}", peer.fmt_short(), r.reason),
+                        None => format!("{} does not have it", peer.fmt_short()),
+                    }
+                }
+                Err(e) => why = format!("{}: {e}", peer.fmt_short()),
+            }
+        }
+        Err(ChatError::Invalid(format!(
+            "attachment {index} of {} could not be fetched: {why}",
+            message.message_key()
+        )))
     }
 
     /// What delivery has done so far.
@@ -221,7 +291,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut schedule: Schedule<EndpointId, Topic> =
         Schedule::new(shared.config.interval, shared.config.per_peer);
-    let mut addrs: HashMap<EndpointId, EndpointAddr> = HashMap::new();
     let mut jobs: JoinSet<(EndpointId, Topic, Outcome)> = JoinSet::new();
     loop {
         let now = Instant::now();
@@ -253,7 +322,7 @@ async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comman
             }
         }
         for (peer, topic) in schedule.start(now) {
-            let Some(addr) = addrs.get(&peer).cloned() else {
+            let Some(addr) = lock(&shared.addrs).get(&peer).cloned() else {
                 continue;
             };
             jobs.spawn(run_job(shared.clone(), addr, topic));
@@ -263,11 +332,11 @@ async fn drive(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comman
             command = commands.recv() => match command {
                 Some(Command::AddPeer(addr)) => {
                     schedule.add_peer(addr.id, Instant::now());
-                    addrs.insert(addr.id, addr);
+                    lock(&shared.addrs).insert(addr.id, addr);
                 }
                 Some(Command::RemovePeer(peer)) => {
                     schedule.remove_peer(&peer);
-                    addrs.remove(&peer);
+                    lock(&shared.addrs).remove(&peer);
                     if let Some(conn) = lock(&shared.connections).remove(&peer) {
                         conn.close(0u32.into(), b"no longer a peer");
                     }

@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         let body = MessageBody {
             text: text.trim().into(),
             reply_to: None,
+            attachments: Vec::new(),
         };
         match server.chat.send(&room, account, &body) {
             Ok(_) => sent += 1,
