@@ -154,33 +154,7 @@ fn the_committed_fuzz_seeds_are_valid_inputs_of_the_current_formats() {
         Certificate::decode(certificate).unwrap().encoded(),
         &certificate[..]
     );
-    let write = std::env::var_os("ARCHIVE_WRITE_FUZZ_SEEDS").is_some();
     for (target, files) in &all {
-        let dir = seeds_dir().join(target);
-        if write {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            for (name, bytes) in files {
-                std::fs::write(dir.join(name), bytes).unwrap();
-            }
-        }
-        let committed: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| {
-                panic!("{}: {e} (write them: see this file's notes)", dir.display())
-            })
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        assert!(
-            committed == *files,
-            "the seeds in {} are not what this code makes: a format changed? (write them \
-             again: see this file's notes)",
-            dir.display()
-        );
+        test_support::check_fuzz_seeds(&seeds_dir().join(target), files);
     }
 }

@@ -84,8 +84,9 @@ impl Chat {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts `n` writes of `account` against the pace, or says how long it must wait.
-    pub(crate) fn paced(&self, account: &str, n: usize) -> Result<(), ChatError> {
+    /// Counts `n` writes of `account` against the pace, or says how long it must wait;
+    /// the fields its entries carry when it may write (one read of its account for both).
+    pub(crate) fn paced(&self, account: &str, n: usize) -> Result<MessageFields, ChatError> {
         let profile = self.existing(account)?.profile;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -98,7 +99,8 @@ impl Chat {
             .map_err(|wait| ChatError::TooFast {
                 account: account.to_owned(),
                 wait,
-            })
+            })?;
+        Ok(account_fields(account))
     }
 
     /// The store.
@@ -173,12 +175,12 @@ impl Chat {
     ) -> Result<MessageId, ChatError> {
         body.check().map_err(|e| ChatError::Invalid(e.0))?;
         self.known(room)?;
-        self.paced(account, 1)?;
+        let fields = self.paced(account, 1)?;
         let id = self.new_id(account)?;
         self.messages_collection(room)?.write_message(
             &id.message_key(),
             Some(&body.encode()),
-            &self.fields(account)?,
+            &fields,
         )?;
         Ok(id)
     }
@@ -195,7 +197,7 @@ impl Chat {
             body.check().map_err(|e| ChatError::Invalid(e.0))?;
         }
         self.known(room)?;
-        self.paced(account, bodies.len())?;
+        let fields = self.paced(account, bodies.len())?;
         let mut ids = Vec::with_capacity(bodies.len());
         let mut items = Vec::with_capacity(bodies.len());
         for body in bodies {
@@ -208,7 +210,7 @@ impl Chat {
             .map(|(key, body)| (key.as_str(), body.as_slice()))
             .collect();
         self.messages_collection(room)?
-            .write_messages(&items, &self.fields(account)?)?;
+            .write_messages(&items, &fields)?;
         Ok(ids)
     }
 
@@ -229,7 +231,7 @@ impl Chat {
                 message.author
             )));
         }
-        self.paced(account, 1)?;
+        let fields = self.paced(account, 1)?;
         let collection = self.messages_collection(room)?;
         let current = collection
             .get(&message.message_key())?
@@ -239,7 +241,7 @@ impl Chat {
         body.check().map_err(|e| ChatError::Invalid(e.0))?;
         let fields = MessageFields {
             edit_of: Some(current.entry_key()),
-            ..self.fields(account)?
+            ..fields
         };
         written(collection.write_message(&message.message_key(), Some(&body.encode()), &fields)?)
     }
@@ -302,8 +304,7 @@ impl Chat {
         };
         body.check().map_err(|e| ChatError::Invalid(e.0))?;
         self.known(room)?;
-        self.paced(account, 1)?;
-        let fields = self.fields(account)?;
+        let fields = self.paced(account, 1)?;
         let id = self.new_id(account)?;
         let keys: Vec<String> = (0..files.len())
             .map(|index| {
@@ -405,18 +406,15 @@ impl Chat {
             )));
         }
         self.known(room)?;
-        self.paced(account, 1)?;
+        let fields = self.paced(account, 1)?;
         let key = ChatKey::Reaction {
             message: message.clone(),
             by: self.person(account),
             reaction: reaction.to_owned(),
         };
         let content: Option<&[u8]> = if on { Some(b"") } else { None };
-        self.messages_collection(room)?.write_message(
-            &key.to_key(),
-            content,
-            &self.fields(account)?,
-        )?;
+        self.messages_collection(room)?
+            .write_message(&key.to_key(), content, &fields)?;
         Ok(())
     }
 
@@ -625,10 +623,15 @@ impl Chat {
     /// The fields of an entry written for `account`, which must be an account here.
     fn fields(&self, account: &str) -> Result<MessageFields, ChatError> {
         self.existing(account)?;
-        Ok(MessageFields {
-            person: Some(account.to_owned()),
-            ..MessageFields::default()
-        })
+        Ok(account_fields(account))
+    }
+}
+
+/// What an entry written for `account` carries.
+fn account_fields(account: &str) -> MessageFields {
+    MessageFields {
+        person: Some(account.to_owned()),
+        ..MessageFields::default()
     }
 }
 

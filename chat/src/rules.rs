@@ -95,6 +95,25 @@ impl RoomRules {
         Ok(blocked)
     }
 
+    /// The room's authority, and the point of the room's order `entry` is judged at: its
+    /// time, as written by `signer` (an edit or deletion is judged when it was made).
+    fn judged_at(
+        &self,
+        store: &Store,
+        room: &RoomId,
+        entry: &SignedEntry,
+        signer: Person,
+    ) -> Result<(Arc<Authority>, ItemId), RuleBreach> {
+        let authority = self
+            .authority(store, room)
+            .map_err(|err| RuleBreach::for_now(err.to_string()))?;
+        let at = ItemId {
+            time: entry.entry().time,
+            author: signer,
+        };
+        Ok((authority, at))
+    }
+
     /// A for-now breach if `person` is blocked here.
     fn not_blocked(&self, store: &Store, person: &Person) -> Result<(), RuleBreach> {
         let blocked = self
@@ -241,13 +260,7 @@ impl EntryRules for RoomRules {
             }
             (RoomPart::Messages, ChatKey::Message(id)) => {
                 not_before(&id, entry)?;
-                let authority = self
-                    .authority(store, &room)
-                    .map_err(|err| RuleBreach::for_now(err.to_string()))?;
-                let at = ItemId {
-                    time: e.time,
-                    author: signed_by,
-                };
+                let (authority, at) = self.judged_at(store, &room, entry, signed_by)?;
                 if e.value == EntryValue::Tombstone {
                     return authority.may_delete(&at, &id.author).map_err(for_now);
                 }
@@ -265,26 +278,14 @@ impl EntryRules for RoomRules {
                 written_by(entry, &by, "a reaction")?;
                 size_at_most(entry, 0, "a reaction")?;
                 self.not_blocked(store, &by)?;
-                let authority = self
-                    .authority(store, &room)
-                    .map_err(|err| RuleBreach::for_now(err.to_string()))?;
-                let at = ItemId {
-                    time: e.time,
-                    author: by,
-                };
+                let (authority, at) = self.judged_at(store, &room, entry, by)?;
                 authority.may_post(&at).map_err(for_now)
             }
             (RoomPart::Files, ChatKey::Attachment { message, .. }) => {
                 // Written just before its message, by the message's author (any size: the
                 // peer's quotas bound it); deleted with it, by whoever may delete it.
                 not_before(&message, entry)?;
-                let authority = self
-                    .authority(store, &room)
-                    .map_err(|err| RuleBreach::for_now(err.to_string()))?;
-                let at = ItemId {
-                    time: e.time,
-                    author: signed_by,
-                };
+                let (authority, at) = self.judged_at(store, &room, entry, signed_by)?;
                 if e.value == EntryValue::Tombstone {
                     return authority.may_delete(&at, &message.author).map_err(for_now);
                 }

@@ -178,27 +178,5 @@ fn fuzz_seeds() {
         assert!(ok, "{name}");
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/chat_decode");
-    if std::env::var_os("ARCHIVE_WRITE_FUZZ_SEEDS").is_some() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, bytes) in &seeds {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-    }
-    let committed: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (write them: see this file's notes)", dir.display()))
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    assert!(
-        committed == seeds,
-        "the seeds in {} are not what this code makes: a format changed? (write them again: \
-         see this file's notes)",
-        dir.display()
-    );
+    test_support::check_fuzz_seeds(&dir, &seeds);
 }

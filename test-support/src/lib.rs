@@ -45,6 +45,43 @@ pub fn proc_status_kb(pid: Option<u32>, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Checks that the fuzz seeds committed in `dir` are exactly `seeds` (name -> bytes), after
+/// writing them there first when `ARCHIVE_WRITE_FUZZ_SEEDS` is set: a format change shows up
+/// as a failing test until the seeds are written again.
+pub fn check_fuzz_seeds(
+    dir: &std::path::Path,
+    seeds: &std::collections::BTreeMap<String, Vec<u8>>,
+) {
+    if std::env::var_os("ARCHIVE_WRITE_FUZZ_SEEDS").is_some() {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, bytes) in seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let committed: std::collections::BTreeMap<String, Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (write them: ARCHIVE_WRITE_FUZZ_SEEDS=1 and the seeds test)",
+                dir.display()
+            )
+        })
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        committed == *seeds,
+        "the seeds in {} are not what this code makes: a format changed? (write them again \
+         with ARCHIVE_WRITE_FUZZ_SEEDS=1)",
+        dir.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
