@@ -153,19 +153,36 @@ impl Authority {
         self.roles.keys()
     }
 
-    /// Whether the room shows `person` the message `id` (see [`crate::History`]): always,
-    /// unless the room is invite-only with `SinceInvited` history, where a person sees what
-    /// was written while they had a role (and owners and moderators see everything).
+    /// Whether `person` may read the room at all: anyone an open room, only its members an
+    /// invite-only one (its founder, and whoever holds a role now; a kick ends it).
+    pub fn may_read_room(&self, person: &Person) -> bool {
+        let Some(settings) = self.settings_at(None) else {
+            return false;
+        };
+        settings.access != Access::InviteOnly
+            || self.is_founder(person)
+            || self
+                .roles
+                .get(person)
+                .and_then(|changes| changes.last())
+                .is_some_and(|(_, r)| *r >= Role::Member)
+    }
+
+    /// Whether the room shows `person` the message `id`: never if they may not read the room
+    /// ([`Authority::may_read_room`]); in an invite-only room with `SinceInvited` history
+    /// (see [`crate::History`]), only what was written after they were first given a role
+    /// (owners and moderators see everything); otherwise always.
     pub fn may_read(&self, person: &Person, id: &ItemId) -> bool {
+        if !self.may_read_room(person) {
+            return false;
+        }
         let Some(settings) = self.settings_at(None) else {
             return false;
         };
         if settings.access != Access::InviteOnly
             || settings.history == crate::format::History::Whole
+            || self.is_founder(person)
         {
-            return true;
-        }
-        if self.is_founder(person) {
             return true;
         }
         let Some(changes) = self.roles.get(person) else {
