@@ -4,6 +4,7 @@ use std::time::Instant;
 
 #[cfg(feature = "net")]
 pub mod net;
+pub mod text;
 pub mod tree;
 
 pub use test_support::{fill_pseudo_random, limit_malloc_arenas, proc_status_kb};

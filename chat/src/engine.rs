@@ -103,6 +103,11 @@ impl Chat {
         Ok(account_fields(account))
     }
 
+    /// Woken after every commit that brought a chat collection new entries.
+    pub(crate) fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -594,7 +599,7 @@ impl Chat {
         })
     }
 
-    fn read_body(&self, file: &archive_core::FileRef) -> Result<MessageBody, ChatError> {
+    pub(crate) fn read_body(&self, file: &archive_core::FileRef) -> Result<MessageBody, ChatError> {
         let mut bytes = Vec::new();
         self.store.blobs().write_to(file, &mut bytes)?;
         MessageBody::decode(&bytes).map_err(|e| ChatError::Invalid(e.0))

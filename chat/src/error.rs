@@ -32,6 +32,9 @@ pub enum ChatError {
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The search index failed (see `Search`).
+    #[error("search index: {0}")]
+    Index(String),
     /// Content the store holds could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),

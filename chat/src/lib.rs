@@ -50,6 +50,7 @@ mod people;
 mod reads;
 mod reports;
 mod rules;
+mod search;
 
 pub use authority::{Authority, Denial};
 pub use blocklist::{blocklist_collection, blocklist_of, FOLLOWS_COLLECTION};
@@ -70,3 +71,6 @@ pub use pace::PacePolicy;
 pub use people::Account;
 pub use reads::READS_COLLECTION;
 pub use reports::{QueuedReport, REPORTS_COLLECTION};
+pub use search::{
+    Search, SearchCursor, SearchHit, SearchPage, MAX_QUERY_LEN, MAX_QUERY_WORDS, MAX_SEARCH_PAGE,
+};

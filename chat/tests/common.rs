@@ -21,6 +21,15 @@ impl Server {
         Server { _dir: dir, chat }
     }
 
+    /// The search index beside the store (opened again: the same file each time).
+    pub(crate) fn search(&self) -> chat::Search {
+        chat::Search::open(&self.chat, &self.search_path()).unwrap()
+    }
+
+    pub(crate) fn search_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("search.sqlite")
+    }
+
     pub(crate) fn store(&self) -> &Store {
         self.chat.store()
     }

@@ -16,3 +16,4 @@ mod moderation;
 mod partition;
 mod people;
 mod reads;
+mod search;

@@ -16,8 +16,11 @@
 //!   entries plus their message bodies.
 //! - `memory`: a server with `--rooms` rooms of `--per-room` messages (built once by a child
 //!   process in `DIR/chat-R-M` and kept): in a fresh child process, its resident memory after
-//!   opening with the messenger and delivery running, and its peak after reading every room's
-//!   messages and the latest 50 events of each.
+//!   opening with the messenger and delivery running, its peak after 500 full-text searches
+//!   (with their p50 / p99) on the search index built beside the store
+//!   (`DIR/chat-R-M.search.sqlite`), and its peak after reading every room's messages and the
+//!   latest 50 events of each.
+//!   Messages are made-up chat (`archive_benches::text`): Zipf-distributed words.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use archive_benches::net::Server;
+use archive_benches::text::{splitmix, Chatter};
 use archive_core::Store;
 use chat::{Access, Chat, Delivery, DeliveryConfig, MessageBody, MessageId, RoomEvent, RoomId};
-use chat::{ResumeToken, RoomSettings};
+use chat::{ResumeToken, RoomSettings, Search};
 use clap::{Parser, ValueEnum};
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -160,9 +164,15 @@ fn with_people(chat: &Chat) {
     }
 }
 
+/// The made-up chat every part sends (see `archive_benches::text`).
+fn chatter() -> &'static Chatter {
+    static CHATTER: std::sync::OnceLock<Chatter> = std::sync::OnceLock::new();
+    CHATTER.get_or_init(Chatter::new)
+}
+
 fn body(i: usize) -> MessageBody {
     MessageBody {
-        text: format!("message {i}: the water pump at the north well works again"),
+        text: chatter().message(i as u64),
         reply_to: None,
         attachments: Vec::new(),
     }
@@ -389,6 +399,56 @@ fn build(dir: &Path, rooms: usize, per_room: usize) {
             i += n;
         }
     }
+    let started = Instant::now();
+    let search = Search::open(&chat, &search_path(dir)).unwrap();
+    search.catch_up().unwrap();
+    eprintln!(
+        "indexed {} messages for search in {:.1} s",
+        search.indexed_messages().unwrap(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The search index of the memory part's store, beside it.
+fn search_path(dir: &Path) -> PathBuf {
+    dir.with_extension("search.sqlite")
+}
+
+/// Searches as a person would, through the whole index (`Search::search`, 20 hits a page):
+/// a common word, a middling one, a rare one, two words, a three-letter prefix, 100 of each.
+/// Returns the p50 and p99 in milliseconds.
+fn search_latency(chat: &Chat, dir: &Path) -> (f64, f64) {
+    let search = Search::open(chat, &search_path(dir)).unwrap();
+    let words = chatter();
+    let mut state = 7u64;
+    let mut pick = |from: usize, to: usize| from + (splitmix(&mut state) as usize) % (to - from);
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let prefix = &words.word(pick(500, 5000))[..3];
+        let queries = [
+            words.word(pick(0, 10)).to_owned(),
+            words.word(pick(100, 1000)).to_owned(),
+            words.word(pick(5000, 30_000)).to_owned(),
+            format!(
+                "{} {}",
+                words.word(pick(20, 300)),
+                words.word(pick(20, 300))
+            ),
+            prefix.to_owned(),
+        ];
+        for q in queries {
+            let started = Instant::now();
+            search.search("bo", &q, None, 20).unwrap();
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            if ms > 10.0 {
+                eprintln!("SLOW {q:?} {ms:.1}");
+            }
+            times.push(ms);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    (at(0.5), at(0.99))
 }
 
 async fn measure(dir: &Path) {
@@ -398,6 +458,9 @@ async fn measure(dir: &Path) {
     let rooms = server.chat.rooms().unwrap();
     let open_secs = opened.elapsed().as_secs_f64();
     let rss_open = archive_benches::proc_status_kb(None, "VmRSS").unwrap();
+    // Searches first, so their peak is theirs alone.
+    let (search_p50, search_p99) = search_latency(&server.chat, dir);
+    let search_peak = archive_benches::proc_status_kb(None, "VmHWM").unwrap();
     let mut shown = 0;
     let mut events = 0;
     for room in &rooms {
@@ -413,6 +476,9 @@ async fn measure(dir: &Path) {
     println!(
         "{}",
         serde_json::json!({
+            "search_peak_mb": search_peak as f64 * 1024.0 / 1e6,
+            "search_p50_ms": search_p50,
+            "search_p99_ms": search_p99,
             "rooms": rooms.len(),
             "messages": shown,
             "events": events,
@@ -457,20 +523,27 @@ fn memory(args: &Args) {
     let line = String::from_utf8_lossy(&out.stdout);
     let m: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     let disk = archive_benches::dir_size(&dir);
+    let index = std::fs::metadata(search_path(&dir)).map_or(0, |m| m.len());
     if args.json {
         let mut m = m;
         m["part"] = "memory".into();
         m["disk_bytes"] = disk.into();
+        m["search_index_bytes"] = index.into();
         println!("{m}");
     } else {
         println!(
-            "a server with {} rooms and {} messages ({:.0} MB on disk): {:.1} MB resident \
-             after opening (in {:.2} s), peak {:.1} MB after reading every room",
+            "a server with {} rooms and {} messages ({:.0} MB on disk, search index {:.0} MB): \
+             {:.1} MB resident after opening (in {:.2} s), peak {:.1} MB after 500 searches \
+             (p50 {:.2} ms, p99 {:.2} ms), {:.1} MB after reading every room too",
             m["rooms"],
             m["messages"],
             disk as f64 / 1e6,
+            index as f64 / 1e6,
             m["rss_open_mb"].as_f64().unwrap(),
             m["open_secs"].as_f64().unwrap(),
+            m["search_peak_mb"].as_f64().unwrap(),
+            m["search_p50_ms"].as_f64().unwrap(),
+            m["search_p99_ms"].as_f64().unwrap(),
             m["peak_mb"].as_f64().unwrap(),
         );
     }
