@@ -23,6 +23,13 @@ fn found(search: &Search, account: &str, query: &str) -> Vec<String> {
     }
 }
 
+/// An open room of `s`'s own, made by ana.
+fn square(s: &Server) -> chat::RoomId {
+    s.chat
+        .create_room("ana", open_room("square", vec![]))
+        .unwrap()
+}
+
 fn council(history: History) -> RoomSettings {
     RoomSettings {
         name: "council".into(),
@@ -185,10 +192,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[test]
 fn deleted_and_edited_away_words_leave_the_index() {
     let a = Server::new();
-    let room = a
-        .chat
-        .create_room("ana", open_room("square", vec![]))
-        .unwrap();
+    let room = square(&a);
     // Words no other word begins like, so the index stores each whole.
     a.chat
         .send(&room, "ana", &text("yellowhammer sighted"))
@@ -239,10 +243,7 @@ fn deleted_and_edited_away_words_leave_the_index() {
 #[test]
 fn bad_queries_get_clear_errors() {
     let a = Server::new();
-    let room = a
-        .chat
-        .create_room("ana", open_room("square", vec![]))
-        .unwrap();
+    let room = square(&a);
     a.chat
         .send(&room, "ana", &text("NEAR the OR gate, AND a star*"))
         .unwrap();
@@ -295,10 +296,7 @@ fn bad_queries_get_clear_errors() {
 #[test]
 fn a_damaged_or_foreign_index_file_is_rebuilt() {
     let a = Server::new();
-    let room = a
-        .chat
-        .create_room("ana", open_room("square", vec![]))
-        .unwrap();
+    let room = square(&a);
     a.chat
         .send(&room, "ana", &text("seed potatoes arrived"))
         .unwrap();
@@ -330,10 +328,7 @@ fn a_damaged_or_foreign_index_file_is_rebuilt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_indexes_as_messages_arrive() {
     let a = Server::new();
-    let room = a
-        .chat
-        .create_room("ana", open_room("square", vec![]))
-        .unwrap();
+    let room = square(&a);
     let search = a.search();
     let running = tokio::spawn({
         let search = search.clone();
@@ -385,7 +380,7 @@ proptest! {
     #[test]
     fn search_agrees_with_a_scan_of_the_room(ops in prop::collection::vec(op(), 1..40)) {
         let a = Server::new();
-        let room = a.chat.create_room("ana", open_room("square", vec![])).unwrap();
+        let room = square(&a);
         let search = a.search();
         // The model: (id, text) of every message shown, in send order.
         let mut model: Vec<(chat::MessageId, String)> = Vec::new();
