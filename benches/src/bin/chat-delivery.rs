@@ -20,6 +20,10 @@
 //!   (with their p50 / p99) on the search index built beside the store
 //!   (`DIR/chat-R-M.search.sqlite`), and its peak after reading every room's messages and the
 //!   latest 50 events of each.
+//! - `gossip`: the alternative live delivery was chosen against: iroh-gossip between two bare
+//!   endpoints on the same loopback, one topic, defaults. 1,000 messages of 400 bytes (an
+//!   entry and its body) at 100 a second: time from `broadcast` to the other side's stream
+//!   (p50, p99), and how many arrived; then 10,000 broadcast back to back: how many arrived.
 //!   Messages are made-up chat (`archive_benches::text`): Zipf-distributed words.
 
 use std::collections::HashMap;
@@ -67,6 +71,7 @@ enum Part {
     Latency,
     CatchUp,
     Memory,
+    Gossip,
     All,
 }
 
@@ -573,5 +578,135 @@ fn main() {
     }
     if matches!(args.part, Part::CatchUp | Part::All) {
         runtime.block_on(catch_up(args.json));
+    }
+    if matches!(args.part, Part::Gossip | Part::All) {
+        runtime.block_on(gossip(args.json));
+    }
+}
+
+/// One bare endpoint on 127.0.0.1 with iroh-gossip, addresses looked up in `lookup`.
+async fn gossip_node(
+    lookup: &iroh::address_lookup::MemoryLookup,
+) -> (iroh::protocol::Router, iroh_gossip::net::Gossip) {
+    let endpoint = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .unwrap()
+        .address_lookup(lookup.clone())
+        .bind()
+        .await
+        .unwrap();
+    let gossip = iroh_gossip::net::Gossip::builder().spawn(endpoint.clone());
+    let router = iroh::protocol::Router::builder(endpoint)
+        .accept(iroh_gossip::ALPN, gossip.clone())
+        .spawn();
+    (router, gossip)
+}
+
+async fn gossip(json: bool) {
+    use iroh_gossip::api::Event;
+    let lookup = iroh::address_lookup::MemoryLookup::new();
+    let (router_a, gossip_a) = gossip_node(&lookup).await;
+    let (router_b, gossip_b) = gossip_node(&lookup).await;
+    lookup.add_endpoint_info(router_a.endpoint().addr());
+    lookup.add_endpoint_info(router_b.endpoint().addr());
+    let topic = iroh_gossip::TopicId::from_bytes([7; 32]);
+    let (sub_b, sub_a) = tokio::join!(
+        gossip_b.subscribe(topic, vec![router_a.endpoint().id()]),
+        gossip_a.subscribe_and_join(topic, vec![router_b.endpoint().id()]),
+    );
+    let mut sub_b = sub_b.unwrap();
+    let sub_a = sub_a.unwrap();
+    sub_b.joined().await.unwrap();
+    let (sender, _receiver_a) = sub_a.split();
+    // B's side: the arrival time of each message number, and how often it lagged.
+    let seen: Arc<Mutex<HashMap<u64, Instant>>> = Default::default();
+    let lagged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let receiving = tokio::spawn({
+        let seen = seen.clone();
+        let lagged = lagged.clone();
+        async move {
+            while let Some(event) = sub_b.next().await {
+                match event {
+                    Ok(Event::Received(m)) => {
+                        let n = u64::from_le_bytes(m.content[..8].try_into().unwrap());
+                        seen.lock().unwrap().insert(n, Instant::now());
+                    }
+                    Ok(Event::Lagged) => {
+                        lagged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+    let message = |n: u64| {
+        let mut m = vec![0u8; 400];
+        m[..8].copy_from_slice(&n.to_le_bytes());
+        bytes::Bytes::from(m)
+    };
+    let mut sent = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for n in 0..1000u64 {
+        tick.tick().await;
+        sender.broadcast(message(n)).await.unwrap();
+        sent.push((n, Instant::now()));
+    }
+    let quiet = |seen: &Arc<Mutex<HashMap<u64, Instant>>>, want: usize| {
+        let seen = seen.clone();
+        async move {
+            // Until all arrived, or nothing more for 3 s.
+            let mut last = (0, Instant::now());
+            loop {
+                let n = seen.lock().unwrap().len();
+                if n >= want || last.1.elapsed() > Duration::from_secs(3) {
+                    return n;
+                }
+                if n != last.0 {
+                    last = (n, Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let paced = quiet(&seen, 1000).await;
+    let mut lat: Vec<f64> = {
+        let seen = seen.lock().unwrap();
+        sent.iter()
+            .filter_map(|(n, at)| seen.get(n).map(|t| ms(t.saturating_duration_since(*at))))
+            .collect()
+    };
+    lat.sort_by(f64::total_cmp);
+    seen.lock().unwrap().clear();
+    for n in 1_000_000..1_010_000u64 {
+        sender.broadcast(message(n)).await.unwrap();
+    }
+    let burst = quiet(&seen, 10_000).await;
+    let lagged = lagged.load(std::sync::atomic::Ordering::Relaxed);
+    receiving.abort();
+    router_a.shutdown().await.unwrap();
+    router_b.shutdown().await.unwrap();
+    let report = serde_json::json!({
+        "part": "gossip",
+        "paced_sent": 1000,
+        "paced_arrived": paced,
+        "p50_ms": percentile(&lat, 0.5),
+        "p99_ms": percentile(&lat, 0.99),
+        "burst_sent": 10_000,
+        "burst_arrived": burst,
+        "lagged": lagged,
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!(
+            "iroh-gossip, 1,000 at 100 msg/s: {paced} arrived, p50 {:.2} ms, p99 {:.2} ms; \
+             10,000 back to back: {burst} arrived ({lagged} lagged events)",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+        );
     }
 }
