@@ -152,7 +152,9 @@ impl Search {
             .and_then(|mut q| q.query_row([room.to_string()], |r| r.get(0)).optional())
             .map_err(index_error)?;
         let collection = self.chat.store().collection(&room.messages_collection())?;
-        let arrived = collection.arrivals(from.unwrap_or(0) as u64, CATCH_UP_BATCH)?;
+        // A counter that is not one (a damaged file) starts the room over.
+        let from = u64::try_from(from.unwrap_or(0)).unwrap_or(0);
+        let arrived = collection.arrivals(from, CATCH_UP_BATCH)?;
         if arrived.entries.is_empty() {
             // Nothing new: no write (a search catches up first, every time).
             return Ok(0);

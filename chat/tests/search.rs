@@ -323,6 +323,17 @@ fn a_damaged_or_foreign_index_file_is_rebuilt() {
     let search = a.search();
     assert_eq!(found(&search, "bo", "potato"), ["seed potatoes arrived"]);
     assert_eq!(search.indexed_messages().unwrap(), 1);
+    drop(search);
+    // A room's arrivals counter that is not one, its rows gone: the room is read again.
+    let damage = rusqlite::Connection::open(a.search_path()).unwrap();
+    damage
+        .execute_batch("UPDATE rooms SET indexed = -5; DELETE FROM words; DELETE FROM messages;")
+        .unwrap();
+    drop(damage);
+    assert_eq!(
+        found(&a.search(), "bo", "potato"),
+        ["seed potatoes arrived"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
