@@ -59,6 +59,8 @@ impl NetServer {
 
     /// Pairs the two servers both ways (each may read and write every collection of the
     /// other) and starts delivering between them.
+    /// Pairs both ways first, then starts delivery both ways: a delivery started before the
+    /// other side trusts this one would be refused once (and counted as a failure).
     pub(crate) fn pair(&self, other: &NetServer) {
         for (here, there) in [(self, other), (other, self)] {
             here.trust().set(
@@ -69,6 +71,8 @@ impl NetServer {
                     write: archive_net::Access::All,
                 },
             );
+        }
+        for (here, there) in [(self, other), (other, self)] {
             here.delivery.add_peer(there.addr());
         }
     }
