@@ -60,3 +60,15 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// Runs `command` (a benchmark's child process) and returns the JSON object it printed;
+/// panics with its standard error if it failed.
+pub fn child_json(command: &mut std::process::Command) -> serde_json::Value {
+    let out = command.output().expect("start the child process");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the child printed one JSON object")
+}

@@ -23,6 +23,15 @@ fn found(search: &Search, account: &str, query: &str) -> Vec<String> {
     }
 }
 
+/// ana (the rooms' founder) gives `who` of the same server `role` in `room`.
+fn give_role(s: &Server, room: &chat::RoomId, who: &str, role: Role) {
+    let event = Event::SetRole {
+        person: s.chat.person(who),
+        role,
+    };
+    s.chat.post_event(room, "ana", &event).unwrap();
+}
+
 /// An open room of `s`'s own, made by ana.
 fn square(s: &Server) -> chat::RoomId {
     s.chat
@@ -49,16 +58,7 @@ fn search_finds_only_what_a_person_may_read() {
         .create_room("ana", open_room("square", vec![b.chat.server()]))
         .unwrap();
     let secret = a.chat.create_room("ana", council(History::Whole)).unwrap();
-    a.chat
-        .post_event(
-            &secret,
-            "ana",
-            &Event::SetRole {
-                person: a.chat.person("bo"),
-                role: Role::Member,
-            },
-        )
-        .unwrap();
+    give_role(&a, &secret, "bo", Role::Member);
     a.chat
         .send(&square, "ana", &text("The water pump works again"))
         .unwrap();
@@ -122,16 +122,7 @@ fn search_finds_only_what_a_person_may_read() {
     );
 
     // A kick ends reading: bo finds nothing of the council any more.
-    a.chat
-        .post_event(
-            &secret,
-            "ana",
-            &Event::SetRole {
-                person: a.chat.person("bo"),
-                role: Role::None,
-            },
-        )
-        .unwrap();
+    give_role(&a, &secret, "bo", Role::None);
     assert!(found(&search, "bo", "budget").is_empty());
     // A blocked person's messages are hidden from search as from the room.
     a.chat.block("ana", &b.chat.person("cy"), "spam").unwrap();
@@ -151,16 +142,7 @@ fn search_shows_what_a_since_invited_room_shows() {
     a.chat
         .send(&room, "ana", &text("harvest plans, draft"))
         .unwrap();
-    a.chat
-        .post_event(
-            &room,
-            "ana",
-            &Event::SetRole {
-                person: a.chat.person("bo"),
-                role: Role::Member,
-            },
-        )
-        .unwrap();
+    give_role(&a, &room, "bo", Role::Member);
     a.chat
         .send(&room, "ana", &text("harvest plans, final"))
         .unwrap();

@@ -515,18 +515,8 @@ fn memory(args: &Args) {
             started.elapsed().as_secs_f64()
         );
     }
-    let out = std::process::Command::new(&exe)
-        .arg("--measure")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let m: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let m =
+        archive_benches::child_json(std::process::Command::new(&exe).arg("--measure").arg(&dir));
     let disk = archive_benches::dir_size(&dir);
     let index = std::fs::metadata(search_path(&dir)).map_or(0, |m| m.len());
     if args.json {

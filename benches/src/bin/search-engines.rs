@@ -428,21 +428,15 @@ fn query(engine: Engine, args: &Args) {
 }
 
 fn child(engine: Engine, step: &str, dir: &Path, args: &Args) -> serde_json::Value {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg(step)
-        .arg(engine.to_possible_value().unwrap().get_name())
-        .arg("--dir")
-        .arg(dir)
-        .args(["--messages", &args.messages.to_string()])
-        .args(["--rooms", &args.rooms.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    archive_benches::child_json(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .arg(step)
+            .arg(engine.to_possible_value().unwrap().get_name())
+            .arg("--dir")
+            .arg(dir)
+            .args(["--messages", &args.messages.to_string()])
+            .args(["--rooms", &args.rooms.to_string()]),
+    )
 }
 
 fn main() {
