@@ -566,6 +566,18 @@ impl Chat {
         Ok(page)
     }
 
+    /// Where the room's changes stand now: [`Chat::events`] from here returns only what
+    /// changes after this call (a page shown now subscribes from here).
+    pub fn resume_now(&self, room: &RoomId) -> Result<ResumeToken, ChatError> {
+        Ok(ResumeToken {
+            authority: self
+                .store
+                .collection(&room.authority_collection())?
+                .arrivals_end()?,
+            messages: self.messages_collection(room)?.arrivals_end()?,
+        })
+    }
+
     /// The room's changes from `from` on, as they happen: a stream of pages (see
     /// [`Chat::events`]) that waits for the next change when it has caught up. Written here
     /// or received from a peer, every change comes once, in the order this server learnt it.

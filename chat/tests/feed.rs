@@ -94,6 +94,12 @@ async fn feed_brings_every_change_once_in_order_and_resumes() {
         .unwrap()
         .events
         .is_empty());
+    // Where the room stands now is where the full read ended: a page shown now subscribes
+    // from there and gets only later changes.
+    assert_eq!(a.chat.resume_now(&room).unwrap(), all.resume);
+    let later = a.chat.send(&room, "ana", &text("later")).unwrap();
+    let after_now = a.chat.events(&room, all.resume, 10).unwrap();
+    assert!(matches!(&after_now.events[..], [RoomEvent::Message { id, .. }] if *id == later));
     assert!("12".parse::<ResumeToken>().is_err());
     assert!("1.x".parse::<ResumeToken>().is_err());
 }

@@ -163,6 +163,21 @@ impl<'s> Collection<'s> {
         })
     }
 
+    /// Where [`Collection::arrivals`] would start to return only what arrives from now on:
+    /// one past the last insertion counter (0 for a collection that has received nothing).
+    pub fn arrivals_end(&self) -> Result<u64, StorageError> {
+        crate::store::guarded(|| {
+            let tx = self.store.db.begin_read()?;
+            let log = tx.open_table(SYNC_LOG)?;
+            let name = self.name.as_str();
+            let last = log.range((name, 0)..=(name, u64::MAX))?.next_back();
+            Ok(match last {
+                Some(row) => row?.0.value().1 + 1,
+                None => 0,
+            })
+        })
+    }
+
     /// Adds a file or folder (recursively). A file's key is `as_key` or its name; a folder's
     /// files go under `as_key` (empty: at the root) or the folder's name. Symbolic links and
     /// special files are skipped and reported; a file that cannot be read is reported in
