@@ -150,16 +150,25 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PeerCommand,
     },
-    /// Run the server in the foreground: serve paired peers, and the other commands on this
-    /// data folder through a local control socket
+    /// Run the community server in the foreground: the web UI (chat) for people on the local
+    /// network, paired peers, and the other commands on this data folder through a local
+    /// control socket. Creates the store on first start.
     Serve {
-        /// Listen address [default: 0.0.0.0:7740, or `bind` in net.json]
+        /// Listen address for peers [default: 0.0.0.0:7740, or `bind` in net.json]
         #[arg(long, value_name = "IP:PORT")]
         bind: Option<std::net::SocketAddr>,
+        /// Address of the web UI [default: 0.0.0.0:8080, or `http` in net.json]
+        #[arg(long, value_name = "IP:PORT")]
+        http: Option<std::net::SocketAddr>,
         /// Members of this group may also run commands through the server's control socket
         /// (besides its own user and root)
         #[arg(long, value_name = "GROUP")]
         admin_group: Option<String>,
+    },
+    /// The people who sign in to the web UI: add, list, set a password, remove
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Sync a collection with a paired peer: both ways unless --pull or --push
     Sync {
@@ -173,6 +182,34 @@ pub(crate) enum Command {
         /// Only give the peer what it lacks
         #[arg(long)]
         push: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a person; the password is read from stdin (one line). The server's first person
+    /// is its admin; everyone else usually joins with an invite from the admin page
+    Add {
+        /// The account name (letters, digits, `-`, `_`, `.`): how they sign in, for good
+        name: String,
+        /// Make them an admin of this server
+        #[arg(long)]
+        admin: bool,
+        /// The name others see [default: NAME]
+        #[arg(long, value_name = "TEXT")]
+        display_name: Option<String>,
+    },
+    /// List the people of this server
+    Ls,
+    /// Set a person's password (read from stdin); their sessions end
+    Passwd {
+        /// The account name
+        name: String,
+    },
+    /// Remove a person: they can no longer sign in (what they wrote stays)
+    Rm {
+        /// The account name
+        name: String,
     },
 }
 

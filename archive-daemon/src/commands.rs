@@ -112,6 +112,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
             pull,
             push,
         } => net_commands::sync(ctx, &peer, &collection.collection, pull, push, json),
+        Command::User { command } => crate::user_commands::user(ctx, command, json),
         Command::Serve { .. } => bail!(
             "a server is already running for {} (stop it first)",
             ctx.dir.display()

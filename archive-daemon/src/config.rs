@@ -32,8 +32,10 @@ pub(crate) struct NetSettings {
     pub(crate) relay: Option<String>,
     /// Find and be found by servers on the local network (mDNS).
     pub(crate) mdns: bool,
-    /// Where `archive serve` listens.
+    /// Where `archive serve` listens for peers.
     pub(crate) bind: std::net::SocketAddr,
+    /// Where `archive serve` serves the web UI (plain HTTP, for the local network).
+    pub(crate) http: std::net::SocketAddr,
     /// Where `sync` and `diff --peer` bind when no server runs [default: any, random port].
     pub(crate) client_bind: Option<std::net::SocketAddr>,
     /// Most bytes this store may hold (blobs plus entries); a sync that would pass it stops.
@@ -52,6 +54,8 @@ pub(crate) struct NetSettings {
 
 /// The port servers listen on unless told otherwise.
 pub(crate) const DEFAULT_PORT: u16 = 7740;
+/// The port of the web UI unless told otherwise (80 needs root; a Pi's package can forward).
+pub(crate) const DEFAULT_HTTP_PORT: u16 = 8080;
 
 impl Default for NetSettings {
     fn default() -> Self {
@@ -60,6 +64,7 @@ impl Default for NetSettings {
             relay: None,
             mdns: true,
             bind: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            http: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)),
             client_bind: None,
             quota_bytes: None,
             peer_quota_bytes: None,

@@ -8,6 +8,7 @@ use anyhow::Result;
 use archive_core::Store;
 use archive_net::{Endpoint, Node};
 
+use crate::accounts::Accounts;
 use crate::config::NetSettings;
 use crate::peers::Peers;
 
@@ -57,6 +58,14 @@ impl Drop for NetCtx {
     }
 }
 
+/// What the running server lends the commands it runs for clients.
+pub(crate) struct Served {
+    pub(crate) dir: PathBuf,
+    pub(crate) chat: chat::Chat,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) peers_lock: Arc<Mutex<()>>,
+}
+
 /// The data folder, its store, and (when needed) a network endpoint.
 pub(crate) struct Ctx {
     pub(crate) dir: PathBuf,
@@ -64,6 +73,12 @@ pub(crate) struct Ctx {
     net: OnceLock<NetCtx>,
     /// Serialises changes to `peers.json`.
     pub(crate) peers_lock: Arc<Mutex<()>>,
+    /// The messenger on the store (one per process: it adds the room rules to the store).
+    chat: OnceLock<chat::Chat>,
+    /// The sign-in file (one per process: redb opens a file once).
+    accounts: OnceLock<Arc<Accounts>>,
+    /// What the client read from stdin for this command (a password).
+    pub(crate) input: Option<String>,
 }
 
 impl Ctx {
@@ -74,22 +89,43 @@ impl Ctx {
             store: OnceLock::new(),
             net: OnceLock::new(),
             peers_lock: Arc::default(),
+            chat: OnceLock::new(),
+            accounts: OnceLock::new(),
+            input: None,
         }
     }
 
     /// A command the running server executes for a client.
-    pub(crate) fn served(
-        dir: PathBuf,
-        store: Arc<Store>,
-        net: NetCtx,
-        peers_lock: Arc<Mutex<()>>,
-    ) -> Ctx {
+    pub(crate) fn served(served: &Served, net: NetCtx, input: Option<String>) -> Ctx {
         Ctx {
-            dir,
-            store: OnceLock::from(store),
+            dir: served.dir.clone(),
+            store: OnceLock::from(served.chat.store().clone()),
             net: OnceLock::from(net),
-            peers_lock,
+            peers_lock: served.peers_lock.clone(),
+            chat: OnceLock::from(served.chat.clone()),
+            accounts: OnceLock::from(served.accounts.clone()),
+            input,
         }
+    }
+
+    /// The messenger on this store.
+    pub(crate) fn chat(&self) -> Result<&chat::Chat> {
+        if let Some(c) = self.chat.get() {
+            return Ok(c);
+        }
+        let chat = chat::Chat::new(self.store_arc()?.clone());
+        Ok(self.chat.get_or_init(|| chat))
+    }
+
+    /// The sign-in file.
+    pub(crate) fn accounts(&self) -> Result<&Accounts> {
+        if let Some(a) = self.accounts.get() {
+            return Ok(a);
+        }
+        // The store first: it checks the folder is this user's and private.
+        self.store()?;
+        let accounts = Arc::new(Accounts::open(&self.dir)?);
+        Ok(self.accounts.get_or_init(|| accounts))
     }
 
     pub(crate) fn store(&self) -> Result<&Store> {

@@ -31,12 +31,20 @@ const MAX_FRAME: usize = 64 * 1024 * 1024;
 pub(crate) struct Request {
     args: Vec<Vec<u8>>,
     cwd: Vec<u8>,
+    /// What the client read from its stdin for the command (a password), if anything.
+    #[serde(default)]
+    input: Option<String>,
 }
 
 impl Request {
     /// The arguments, as the client's command line had them.
     pub(crate) fn args(&self) -> impl Iterator<Item = OsString> + '_ {
         self.args.iter().map(|a| OsString::from_vec(a.clone()))
+    }
+
+    /// What the client read from its stdin for the command.
+    pub(crate) fn input(&self) -> Option<String> {
+        self.input.clone()
     }
 
     /// The client's current folder.
@@ -47,7 +55,11 @@ impl Request {
 
 /// Runs the command in the server if one runs for `dir`; `None` when none does (or when this
 /// user cannot even look into the data folder: opening the store then says why).
-pub(crate) fn forward(dir: &Path, args: Vec<OsString>) -> Result<Option<u8>> {
+pub(crate) fn forward(
+    dir: &Path,
+    args: Vec<OsString>,
+    input: Option<String>,
+) -> Result<Option<u8>> {
     let path = dir.join(SOCKET);
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
@@ -87,6 +99,7 @@ pub(crate) fn forward(dir: &Path, args: Vec<OsString>) -> Result<Option<u8>> {
             .context("cannot read the current folder")?
             .into_os_string()
             .into_vec(),
+        input,
     };
     let mut line = serde_json::to_vec(&request)?;
     line.push(b'\n');
@@ -246,10 +259,15 @@ mod tests {
         let request = Request {
             args: vec![arg.clone().into_vec()],
             cwd: b"/tmp/\xfe".to_vec(),
+            input: Some("a password".into()),
         };
         let line = serde_json::to_vec(&request).unwrap();
         let back: Request = serde_json::from_slice(&line).unwrap();
         assert_eq!(back.args().collect::<Vec<_>>(), vec![arg]);
         assert_eq!(back.cwd().as_os_str().as_bytes(), b"/tmp/\xfe");
+        assert_eq!(back.input().as_deref(), Some("a password"));
+        // A request of an older client has no input.
+        let old: Request = serde_json::from_slice(br#"{"args":[],"cwd":[]}"#).unwrap();
+        assert_eq!(old.input(), None);
     }
 }

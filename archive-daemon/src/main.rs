@@ -1,5 +1,6 @@
 //! `archive`: the command-line front end and server of the community archive.
 
+mod accounts;
 mod cli;
 mod commands;
 mod config;
@@ -11,6 +12,8 @@ mod output;
 mod peers;
 mod progress;
 mod serve;
+mod user_commands;
+mod web;
 
 use std::process::ExitCode;
 
@@ -63,21 +66,29 @@ fn quiet_storage_panics() {
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     let dir = config::data_dir(cli.data_dir)?;
-    if let cli::Command::Serve { bind, admin_group } = cli.command {
-        if control::forward(&dir, vec!["serve".into()])?.is_some() {
+    if let cli::Command::Serve {
+        bind,
+        http,
+        admin_group,
+    } = cli.command
+    {
+        if control::forward(&dir, vec!["serve".into()], None)?.is_some() {
             return Ok(1);
         }
-        return serve::serve(&dir, bind, admin_group.as_deref());
+        return serve::serve(&dir, bind, http, admin_group.as_deref());
     }
+    // A password is read here, before the command may be forwarded to a running server.
+    let input = user_commands::password_input(&cli.command)?;
     // Commands that need the store to themselves are never forwarded.
     if !matches!(cli.command, cli::Command::Init | cli::Command::Doctor) {
         // As given, byte for byte: names that are not UTF-8 are valid paths.
         let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        if let Some(code) = control::forward(&dir, args)? {
+        if let Some(code) = control::forward(&dir, args, input.clone())? {
             return Ok(code);
         }
     }
-    let ctx = context::Ctx::local(dir);
+    let mut ctx = context::Ctx::local(dir);
+    ctx.input = input;
     commands::execute(&ctx, cli.command, cli.json)
 }
 

@@ -12,23 +12,32 @@ use archive_core::Store;
 use archive_net::{Node, Ticket};
 use clap::Parser;
 
+use crate::accounts::Accounts;
 use crate::cli::Cli;
 use crate::config::NetSettings;
-use crate::context::{Ctx, NetCtx};
+use crate::context::{Ctx, NetCtx, Served};
 use crate::control::{self, SocketSink, SOCKET};
 use crate::output::with_sink;
 use crate::peers::Peers;
+use crate::web;
 
 pub(crate) fn serve(
     dir: &Path,
     bind: Option<std::net::SocketAddr>,
+    http: Option<std::net::SocketAddr>,
     admin_group: Option<&str>,
 ) -> Result<u8> {
     init_logging();
     let admins = control::Admins::new(admin_group)?;
+    let created = match Store::init(dir) {
+        Ok(_) => true,
+        Err(archive_core::OpenError::AlreadyInitialized { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
     let store = Arc::new(Store::open(dir)?);
     let settings = NetSettings::load(dir)?;
-    let trust = Peers::load(dir)?.trust()?;
+    let peers = Peers::load(dir)?;
+    let trust = peers.trust()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,6 +57,52 @@ pub(crate) fn serve(
         node.router(endpoint.clone()).spawn()
     };
 
+    // The messenger: its rooms, live delivery to paired servers, search.
+    let chat = chat::Chat::new(store.clone());
+    // People join only with an admin's invite here: someone vouched for each newcomer, so
+    // no slow mode for new accounts; the per-minute limit stays (ARCHITECTURE.md).
+    chat.set_pace(chat::PacePolicy {
+        new_account_for: std::time::Duration::ZERO,
+        ..chat::PacePolicy::default()
+    });
+    let accounts = Arc::new(Accounts::open(dir)?);
+    let search = chat::Search::open(&chat, &dir.join(SEARCH_FILE))?;
+    let delivery = {
+        let _guard = runtime.enter();
+        chat::Delivery::start(
+            chat.clone(),
+            node.clone(),
+            endpoint.clone(),
+            chat::DeliveryConfig::default(),
+        )
+    };
+    for peer in &peers.peers {
+        if let Ok(addr) = peer.endpoint_addr() {
+            delivery.add_peer(addr);
+        }
+    }
+    {
+        let search = search.clone();
+        runtime.spawn(async move {
+            if let Err(e) = search.follow().await {
+                tracing::error!("search index stopped following the rooms: {e}");
+            }
+        });
+    }
+    runtime.spawn(collect_garbage(chat.clone(), search.clone()));
+
+    let http = http.unwrap_or(settings.http);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(http))
+        .with_context(|| format!("cannot serve the web UI on {http} (--http IP:PORT)"))?;
+    let http = listener.local_addr().unwrap_or(http);
+    let app = Arc::new(web::App::new(chat.clone(), search, accounts.clone()));
+    runtime.spawn(async move {
+        if let Err(e) = web::serve(listener, app).await {
+            tracing::error!("the web UI stopped: {e}");
+        }
+    });
+
     let socket_path = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket_path);
     let listener = UnixListener::bind(&socket_path)
@@ -55,25 +110,19 @@ pub(crate) fn serve(
     // Whoever can connect runs commands as this server: its owner only.
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", socket_path.display()))?;
-    let peers_lock = Arc::new(Mutex::new(()));
+    let served = Arc::new(Served {
+        dir: dir.to_owned(),
+        chat: chat.clone(),
+        accounts,
+        peers_lock: Arc::new(Mutex::new(())),
+    });
     {
-        let (dir, store, endpoint, node, handle, peers_lock) = (
-            dir.to_owned(),
-            store.clone(),
-            endpoint.clone(),
-            node.clone(),
-            runtime.handle().clone(),
-            peers_lock.clone(),
-        );
+        let (endpoint, node, handle) = (endpoint.clone(), node.clone(), runtime.handle().clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let ctx = Ctx::served(
-                    dir.clone(),
-                    store.clone(),
-                    NetCtx::served(handle.clone(), endpoint.clone(), node.clone()),
-                    peers_lock.clone(),
-                );
-                std::thread::spawn(move || run_forwarded(ctx, stream, admins));
+                let net = NetCtx::served(handle.clone(), endpoint.clone(), node.clone());
+                let served = served.clone();
+                std::thread::spawn(move || run_forwarded(&served, net, stream, admins));
             }
         });
     }
@@ -82,9 +131,21 @@ pub(crate) fn serve(
         id: endpoint.id(),
         addrs: endpoint.addr().ip_addrs().copied().collect(),
     };
+    if created {
+        println!("created a new store in {}", dir.display());
+    }
     println!("serving {} on {bind}", dir.display());
     println!("id:     {}", endpoint.id());
     println!("ticket: {ticket}");
+    println!();
+    for url in web_addresses(http) {
+        println!("web:    {url}");
+    }
+    if chat.accounts().map(|a| a.is_empty()).unwrap_or(false) {
+        println!();
+        println!("No one can sign in yet. Create the first admin (in another terminal):");
+        println!("  archive user add NAME --admin");
+    }
     println!("(stop with Ctrl-C)");
 
     runtime.block_on(async {
@@ -94,6 +155,7 @@ pub(crate) fn serve(
             _ = term.recv() => {}
         }
         eprintln!("archive: stopping");
+        drop(delivery);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), router.shutdown()).await;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -101,8 +163,64 @@ pub(crate) fn serve(
     Ok(0)
 }
 
+/// The messenger's search index, beside the store.
+const SEARCH_FILE: &str = "chat-search.sqlite";
+/// How often deleted messages' text and files are collected, and the index rewritten.
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Every [`GC_INTERVAL`]: the store's garbage (deleted messages' text and files), then the
+/// search index, so deleted words leave the disk.
+async fn collect_garbage(chat: chat::Chat, search: chat::Search) {
+    loop {
+        tokio::time::sleep(GC_INTERVAL).await;
+        let (chat, search) = (chat.clone(), search.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            chat.gc()?;
+            search.gc()
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => tracing::info!("collected deleted messages"),
+            Ok(Err(e)) => tracing::error!("collecting deleted messages failed: {e}"),
+            Err(e) => tracing::error!("collecting deleted messages failed: {e}"),
+        }
+    }
+}
+
+/// Where people reach the web UI: this machine's own name, then each address of its
+/// network interfaces (when it listens on all of them).
+fn web_addresses(http: std::net::SocketAddr) -> Vec<String> {
+    let port = http.port();
+    if !http.ip().is_unspecified() {
+        return vec![format!("http://{}/", http)];
+    }
+    let mut urls = vec![format!("http://localhost:{port}/  (on this machine)")];
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for ifaddr in addrs {
+            let Some(ip) = ifaddr
+                .address
+                .and_then(|a| a.as_sockaddr_in().map(|s| s.ip()))
+            else {
+                continue;
+            };
+            if !ip.is_loopback() {
+                urls.push(format!(
+                    "http://{ip}:{port}/  (on the network of {})",
+                    ifaddr.interface_name
+                ));
+            }
+        }
+    }
+    urls
+}
+
 /// Runs one client's command inside the server.
-fn run_forwarded(ctx: Ctx, stream: std::os::unix::net::UnixStream, admins: control::Admins) {
+fn run_forwarded(
+    served: &Served,
+    net: NetCtx,
+    stream: std::os::unix::net::UnixStream,
+    admins: control::Admins,
+) {
     let Ok(out) = stream.try_clone() else { return };
     let sink = SocketSink(out);
     let request = match control::read_request(&stream, &admins) {
@@ -113,6 +231,7 @@ fn run_forwarded(ctx: Ctx, stream: std::os::unix::net::UnixStream, admins: contr
             return;
         }
     };
+    let ctx = Ctx::served(served, net, request.input());
     let code = with_sink(Box::new(SocketSink(stream)), || {
         let args = std::iter::once("archive".into()).chain(request.args());
         let mut cli = match Cli::try_parse_from(args) {

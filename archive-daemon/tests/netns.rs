@@ -178,6 +178,11 @@ fn serve_in(ns: &str, a: &Archive, bind: &str) -> Serving {
     c.args(["netns", "exec", ns, BIN, "--data-dir"])
         .arg(a.data_dir())
         .args(["serve", "--bind", bind])
+        .arg("--http")
+        .arg(format!(
+            "{}:0",
+            bind.rsplit_once(':').map_or(bind, |(ip, _)| ip)
+        ))
         .env_remove("ARCHIVE_DIR")
         .env("RUST_BACKTRACE", "1");
     Serving::spawn(c)

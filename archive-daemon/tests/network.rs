@@ -20,6 +20,8 @@ fn server_store() -> Archive {
 pub(crate) struct Serving {
     child: Child,
     ticket: String,
+    /// The web UI's address (`http://127.0.0.1:PORT/`).
+    web: Option<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -32,7 +34,7 @@ impl Drop for Serving {
 
 impl Serving {
     fn start(a: &Archive) -> Serving {
-        Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0"]))
+        Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"]))
     }
 
     /// Runs `serve_command` (an `archive serve`) and waits until it serves.
@@ -54,10 +56,14 @@ impl Serving {
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut ticket = None;
+        let mut web = None;
         let mut line = String::new();
         while out.read_line(&mut line).unwrap() > 0 {
             if let Some(t) = line.strip_prefix("ticket: ") {
                 ticket = Some(t.trim().to_owned());
+            }
+            if let Some(w) = line.strip_prefix("web:") {
+                web.get_or_insert_with(|| w.split_whitespace().next().unwrap_or("").to_owned());
             }
             if line.starts_with("(stop") {
                 break;
@@ -69,6 +75,7 @@ impl Serving {
         Serving {
             child,
             ticket,
+            web,
             stderr,
         }
     }
@@ -81,6 +88,13 @@ impl Serving {
     /// The ticket it printed (id and addresses).
     pub(crate) fn ticket(&self) -> &str {
         &self.ticket
+    }
+
+    /// The web UI's address, as printed (`http://IP:PORT/`).
+    pub(crate) fn web(&self) -> &str {
+        self.web
+            .as_deref()
+            .expect("the server printed its web address")
     }
 
     pub(crate) fn log(&self) -> String {

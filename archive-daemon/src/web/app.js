@@ -1,0 +1,66 @@
+// The community server's one script: live updates of a room over server-sent events
+// (resumed after a dropped connection with Last-Event-ID), sending without a reload, and
+// local times. Every page works without it.
+(function () {
+  "use strict";
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    });
+  }
+  localTimes(document);
+  var room = document.querySelector("[data-room]");
+  if (!room || !window.EventSource || !window.fetch) return;
+  var id = room.dataset.room, csrf = room.dataset.csrf;
+  var list = document.getElementById("messages");
+  var live = document.getElementById("live");
+  var api = "/api/rooms/" + id;
+  function post(path, body) {
+    return fetch(api + path, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body)
+    });
+  }
+  function show(d) {
+    var old = document.getElementById("m-" + d.id);
+    if (!d.html) { if (old) old.remove(); return; }
+    var t = document.createElement("template");
+    t.innerHTML = d.html;
+    var li = t.content.firstElementChild;
+    li.querySelectorAll("input[name=csrf]").forEach(function (i) { i.value = csrf; });
+    localTimes(li);
+    if (old) { old.replaceWith(li); return; }
+    // Ids begin with the time: the room's order is their order.
+    var next = null;
+    for (var c = list.lastElementChild; c && c.dataset.id > d.id; c = c.previousElementSibling) next = c;
+    list.insertBefore(li, next);
+    var empty = document.getElementById("empty");
+    if (empty) empty.remove();
+    if (!next) {
+      li.scrollIntoView({ block: "end" });
+      if (document.visibilityState === "visible") post("/read", { message: d.id });
+    }
+  }
+  var feed = new EventSource(api + "/events?from=" + encodeURIComponent(room.dataset.resume));
+  feed.addEventListener("message", function (e) { show(JSON.parse(e.data)); });
+  feed.addEventListener("reload", function () { location.reload(); });
+  feed.onopen = function () { live.hidden = true; };
+  feed.onerror = function () { live.hidden = false; };
+  var form = document.getElementById("composer");
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = form.elements.text, reply = form.elements.reply_to;
+    var button = form.querySelector("button");
+    button.disabled = true;
+    post("/messages", { text: text.value, reply_to: reply.value || null }).then(function (r) {
+      if (r.ok) { text.value = ""; reply.value = ""; return; }
+      return r.json().then(function (j) { alert(j.error); });
+    }).catch(function () { form.submit(); }).finally(function () { button.disabled = false; text.focus(); });
+  });
+  form.elements.text.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  if (list.lastElementChild) list.lastElementChild.scrollIntoView({ block: "end" });
+})();

@@ -1,0 +1,184 @@
+//! The community's web UI and its JSON API, served by `archive serve` over plain HTTP on
+//! the local network (ARCHITECTURE.md, "The web UI").
+//!
+//! Layers, outermost first: [`guard`] (per-address rate limit, session lookup, CSRF check on
+//! every change), then the routes: [`pages`] render HTML for browsers, [`api`] answers JSON
+//! for scripts and apps, and both call [`service`], which is where the work is done (on
+//! `chat` and the sign-in file). [`live`] streams a room's changes (server-sent events).
+
+mod api;
+mod guard;
+mod limits;
+mod live;
+mod pages;
+mod service;
+pub(crate) mod strings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+
+use crate::accounts::{Accounts, AccountsError};
+use strings::Text;
+
+/// Bytes of a request body the UI accepts (forms and JSON); uploads have their own limit.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+/// Password hashes computed at once: each takes 19 MiB for about a tenth of a second, so a
+/// flood of sign-ins waits instead of growing the server's memory.
+pub(crate) const CONCURRENT_HASHES: usize = 2;
+
+/// What every request handler shares.
+pub(crate) struct App {
+    pub(crate) chat: chat::Chat,
+    pub(crate) search: chat::Search,
+    pub(crate) accounts: Arc<Accounts>,
+    /// Permits to hash a password ([`CONCURRENT_HASHES`]).
+    pub(crate) hashing: tokio::sync::Semaphore,
+    pub(crate) limits: limits::Limits,
+    /// Live feeds open now.
+    pub(crate) streams: live::Streams,
+    pub(crate) text: &'static Text,
+}
+
+impl App {
+    pub(crate) fn new(chat: chat::Chat, search: chat::Search, accounts: Arc<Accounts>) -> App {
+        App {
+            chat,
+            search,
+            accounts,
+            hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
+            limits: limits::Limits::default(),
+            streams: live::Streams::default(),
+            text: &strings::EN,
+        }
+    }
+}
+
+/// Serves the UI on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    let router = router(app);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        // Pages.
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/join", get(pages::join_page).post(pages::join))
+        .route("/logout", post(pages::logout))
+        .route("/logout-everywhere", post(pages::logout_everywhere))
+        .route("/rooms", get(pages::rooms).post(pages::create_room))
+        .route("/rooms/{room}", get(pages::room))
+        .route("/rooms/{room}/send", post(pages::send))
+        .route("/rooms/{room}/m/{message}/edit", post(pages::edit))
+        .route("/rooms/{room}/m/{message}/delete", post(pages::delete))
+        .route("/people/{account}/direct", post(pages::direct))
+        .route("/search", get(pages::search))
+        .route("/admin", get(pages::admin))
+        .route("/admin/invites", post(pages::create_invite))
+        .route("/admin/invites/{id}/cancel", post(pages::cancel_invite))
+        .route("/admin/people/{account}/remove", post(pages::remove_person))
+        .route(
+            "/admin/people/{account}/password",
+            post(pages::reset_password),
+        )
+        .route("/app.js", get(pages::script))
+        // The JSON API: the same operations.
+        .route("/api/session", get(api::session))
+        .route("/api/login", post(api::login))
+        .route("/api/join", post(api::join))
+        .route("/api/logout", post(api::logout))
+        .route("/api/logout-everywhere", post(api::logout_everywhere))
+        .route("/api/rooms", get(api::rooms).post(api::create_room))
+        .route("/api/rooms/{room}", get(api::room))
+        .route("/api/rooms/{room}/messages", post(api::send))
+        .route(
+            "/api/rooms/{room}/messages/{message}",
+            put(api::edit).delete(api::delete),
+        )
+        .route("/api/rooms/{room}/read", post(api::mark_read))
+        .route("/api/rooms/{room}/events", get(live::events))
+        .route("/api/people", get(api::people))
+        .route("/api/people/{account}/direct", post(api::direct))
+        .route("/api/search", get(api::search))
+        .route("/api/invites", get(api::invites).post(api::create_invite))
+        .route("/api/invites/{id}", delete(api::cancel_invite))
+        .route("/api/people/{account}", delete(api::remove_person))
+        .route("/api/people/{account}/password", put(api::reset_password))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn not_found(axum::extract::State(app): axum::extract::State<Arc<App>>) -> WebError {
+    WebError::new(StatusCode::NOT_FOUND, app.text.err_not_found)
+}
+
+/// A refused or failed request: its status and a sentence for the person. The API sends it
+/// as `{"error": "..."}`; pages show it on an error page ([`pages::PageError`]).
+#[derive(Debug)]
+pub(crate) struct WebError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl WebError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> WebError {
+        WebError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> WebError {
+        WebError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A failure of the server itself: logged in full, shown as a plain sentence.
+    pub(crate) fn internal(text: &Text, error: impl std::fmt::Display) -> WebError {
+        tracing::error!("web: {error}");
+        WebError::new(StatusCode::INTERNAL_SERVER_ERROR, text.err_server)
+    }
+
+    pub(crate) fn from_chat(text: &Text, e: chat::ChatError) -> WebError {
+        use chat::ChatError as E;
+        let status = match &e {
+            E::NotAllowed(_) => StatusCode::FORBIDDEN,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::NoSuchMessage(_) | E::NoSuchAccount(_) | E::NoSuchRoom(_) => StatusCode::NOT_FOUND,
+            E::TooFast { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => return WebError::internal(text, e),
+        };
+        WebError::new(status, e.to_string())
+    }
+
+    pub(crate) fn from_accounts(text: &Text, e: AccountsError) -> WebError {
+        let status = match &e {
+            AccountsError::BadPassword(_) | AccountsError::BadInvite => StatusCode::BAD_REQUEST,
+            AccountsError::WrongPassword => StatusCode::UNAUTHORIZED,
+            AccountsError::TooManyInvites => StatusCode::CONFLICT,
+            AccountsError::Storage { .. } => return WebError::internal(text, e),
+        };
+        WebError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,743 @@
+//! The web UI over HTTP, against a real `archive serve`: accounts, sessions, CSRF, the chat
+//! API and its live feed, and what a hostile browser or script sends (every refusal a clear
+//! 4xx, nothing stored, other people served meanwhile).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+
+use serde_json::json;
+
+use crate::harness::Archive;
+use crate::http_client::{next_event, server_addr, Client};
+use crate::network::Serving;
+
+/// Loopback only, no mDNS: tests must not talk to the host's network.
+const NET_JSON: &str = r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 10}"#;
+
+/// A community server running on 127.0.0.1 with an admin, `ana`.
+pub(crate) struct Community {
+    pub(crate) archive: Archive,
+    /// Held for its lifetime: dropping it stops the server.
+    _server: Serving,
+    pub(crate) addr: SocketAddr,
+}
+
+pub(crate) const ANA_PASSWORD: &str = "ana's long password";
+
+impl Community {
+    pub(crate) fn start() -> Community {
+        let archive = Archive::initialised();
+        std::fs::write(archive.data_dir().join("net.json"), NET_JSON).unwrap();
+        let server = Serving::spawn(archive.command(&[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ]));
+        let addr = server_addr(server.web());
+        let community = Community {
+            archive,
+            _server: server,
+            addr,
+        };
+        // Through the running server: the password travels over its control socket.
+        let out = community.user_add("ana", ANA_PASSWORD, true);
+        assert!(out.contains("added ana (admin)"), "{out}");
+        community
+    }
+
+    /// `archive user add NAME [--admin]` with the password on stdin; its stdout.
+    pub(crate) fn user_add(&self, name: &str, password: &str, admin: bool) -> String {
+        let mut args = vec!["user", "add", name];
+        if admin {
+            args.push("--admin");
+        }
+        let mut child = self
+            .archive
+            .command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    pub(crate) fn client_at(&self, last_octet: u8) -> Client {
+        Client::from_addr(self.addr, IpAddr::from([127, 0, 0, last_octet]))
+    }
+
+    /// Ana signed in, an invite made by her, and `name` joined with it: both clients.
+    pub(crate) fn with_member(&self, name: &str) -> (Client, String, Client, String) {
+        let mut ana = self.client();
+        let ana_csrf = ana.sign_in("ana", ANA_PASSWORD);
+        let r = ana.api("POST", "/api/invites", &ana_csrf, &json!({}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let code = r.json()["code"].as_str().unwrap().to_owned();
+        let mut other = self.client();
+        let pre = other.pre_token();
+        let password = format!("{name}'s password");
+        let r = other.form(
+            "/join",
+            &[
+                ("csrf", &pre),
+                ("code", &code),
+                ("name", name),
+                ("display_name", &name.to_uppercase()),
+                ("password", &password),
+            ],
+        );
+        assert_eq!(r.status, 303, "join: {}", r.text());
+        let other_csrf = other.session_csrf();
+        (ana, ana_csrf, other, other_csrf)
+    }
+}
+
+fn first_room(c: &mut Client) -> String {
+    let rooms = c.get("/api/rooms").json();
+    rooms["rooms"][0]["id"].as_str().unwrap().to_owned()
+}
+
+fn message_texts(c: &mut Client, room: &str) -> Vec<String> {
+    let r = c.get(&format!("/api/rooms/{room}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn people_join_by_invite_chat_and_the_feed_resumes() {
+    let community = Community::start();
+    // The first page a newcomer opens sends them to sign in.
+    let mut anon = community.client();
+    let r = anon.get("/");
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    let r = anon.get("/login");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<form"), "{}", r.text());
+
+    let (mut ana, ana_csrf, mut bo, bo_csrf) = community.with_member("bo");
+    // The invite was single use.
+    let rooms = ana.api(
+        "POST",
+        "/api/rooms",
+        &ana_csrf,
+        &json!({"name": "garden", "topic": "who waters what"}),
+    );
+    assert_eq!(rooms.status, 201, "{}", rooms.text());
+    let room = rooms.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(first_room(&mut bo), room);
+
+    // Bo's feed, from now.
+    let view = bo.get(&format!("/api/rooms/{room}")).json();
+    let resume = view["resume"].as_str().unwrap().to_owned();
+    let (status, mut feed) = bo.events(&format!("/api/rooms/{room}/events?from={resume}"), &[]);
+    assert_eq!(status, 200);
+
+    let sent = ana.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &ana_csrf,
+        &json!({"text": "tomatoes <b>need</b> water"}),
+    );
+    assert_eq!(sent.status, 201, "{}", sent.text());
+    let first_id = sent.json()["id"].as_str().unwrap().to_owned();
+    let (event, id, data) = next_event(&mut feed);
+    assert_eq!(event, "message");
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(data["id"], first_id.as_str());
+    assert_eq!(data["message"]["author"], "ana");
+    // The page's fragment escapes what people write.
+    let html = data["html"].as_str().unwrap();
+    assert!(
+        html.contains("tomatoes &lt;b&gt;need&lt;/b&gt; water"),
+        "{html}"
+    );
+    let after_first = id.expect("the batch's last event carries the resume token");
+
+    // Bo replies (a form, as without JavaScript), then edits his reply.
+    let r = bo.form(
+        &format!("/rooms/{room}/send"),
+        &[
+            ("csrf", &bo_csrf),
+            ("text", "I will"),
+            ("reply_to", &first_id),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let (_, _, data) = next_event(&mut feed);
+    let reply: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(reply["message"]["reply_to"], first_id.as_str());
+    let reply_id = reply["id"].as_str().unwrap().to_owned();
+    let r = bo.api(
+        "PUT",
+        &format!("/api/rooms/{room}/messages/{reply_id}"),
+        &bo_csrf,
+        &json!({"text": "I will, tonight"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let (_, _, data) = next_event(&mut feed);
+    let edited: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(edited["message"]["edited"], true);
+    drop(feed);
+
+    // A dropped connection resumes from Last-Event-ID: what came after it, nothing before.
+    let (status, mut feed) = bo.events(
+        &format!("/api/rooms/{room}/events"),
+        &[("Last-Event-ID", &after_first)],
+    );
+    assert_eq!(status, 200);
+    let (_, _, data) = next_event(&mut feed);
+    let again: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        again["id"],
+        reply_id.as_str(),
+        "the reply came first after the token"
+    );
+
+    // Unread counts: Ana has not seen Bo's reply; reading the room marks it.
+    let rooms = ana.get("/api/rooms").json();
+    assert_eq!(rooms["rooms"][0]["unread"], 1);
+    let page = ana.get(&format!("/rooms/{room}"));
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("I will, tonight"));
+    assert_eq!(ana.get("/api/rooms").json()["rooms"][0]["unread"], 0);
+
+    // Search finds it, for a reader of the room.
+    let found = bo.get("/api/search?q=tomato").json();
+    assert_eq!(found["hits"][0]["message"]["id"], first_id.as_str());
+
+    // Bo may not edit or delete Ana's message.
+    let r = bo.api(
+        "PUT",
+        &format!("/api/rooms/{room}/messages/{first_id}"),
+        &bo_csrf,
+        &json!({"text": "forged"}),
+    );
+    assert!(matches!(r.status, 400 | 403), "{} {}", r.status, r.text());
+    assert_eq!(
+        message_texts(&mut ana, &room),
+        ["tomatoes <b>need</b> water", "I will, tonight"]
+    );
+
+    // A direct room: only its two people read it.
+    let r = ana.api("POST", "/api/people/bo/direct", &ana_csrf, &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let direct = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        bo.get("/api/rooms").json()["direct"][0]["id"],
+        direct.as_str()
+    );
+    let cy = community.user_add("cy", "cy's password!", false);
+    assert!(cy.contains("added cy (member)"), "{cy}");
+    let mut cy = community.client();
+    cy.sign_in("cy", "cy's password!");
+    assert_eq!(cy.get(&format!("/api/rooms/{direct}")).status, 404);
+    assert!(cy.get("/api/rooms").json()["direct"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn sessions_rotate_end_everywhere_and_end_with_the_person() {
+    let community = Community::start();
+    let (mut ana, ana_csrf, mut bo, bo_csrf) = community.with_member("bo");
+    let old = bo.cookies["archive_session"].clone();
+    // Signing in again rotates the session: the old cookie no longer works.
+    bo.sign_in("bo", "bo's password");
+    assert_ne!(bo.cookies["archive_session"], old);
+    let mut stale = community.client();
+    stale.cookies.insert("archive_session".into(), old);
+    assert_eq!(stale.get("/api/rooms").status, 401);
+
+    // Two devices; "sign out everywhere" ends both.
+    let mut phone = community.client();
+    phone.sign_in("bo", "bo's password");
+    let csrf = bo.session_csrf();
+    let r = bo.api("POST", "/api/logout-everywhere", &csrf, &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ended"], 2);
+    assert_eq!(phone.get("/api/rooms").status, 401);
+    assert_eq!(bo.get("/api/rooms").status, 401);
+    let _ = bo_csrf;
+
+    // An admin resets a password: the old one stops working.
+    let mut bo = community.client();
+    bo.sign_in("bo", "bo's password");
+    let r = ana.api(
+        "PUT",
+        "/api/people/bo/password",
+        &ana_csrf,
+        &json!({"password": "a brand new one"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(bo.get("/api/rooms").status, 401, "a reset ends sessions");
+    let pre = bo.pre_token();
+    let r = bo.form(
+        "/login",
+        &[
+            ("csrf", &pre),
+            ("name", "bo"),
+            ("password", "bo's password"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    bo.sign_in("bo", "a brand new one");
+
+    // Removing a person ends their sessions and their sign-in.
+    let r = ana.api("DELETE", "/api/people/bo", &ana_csrf, &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(bo.get("/api/rooms").status, 401);
+    let pre = bo.pre_token();
+    let r = bo.form(
+        "/login",
+        &[
+            ("csrf", &pre),
+            ("name", "bo"),
+            ("password", "a brand new one"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    // Only an admin runs the admin routes.
+    let mut cy_client = community.client();
+    community.user_add("cy", "cy's password!", false);
+    let cy_csrf = cy_client.sign_in("cy", "cy's password!");
+    let r = cy_client.api("POST", "/api/invites", &cy_csrf, &json!({}));
+    assert_eq!(r.status, 403);
+    assert_eq!(cy_client.get("/admin").status, 403);
+    let listed = community.archive.ok(&["user", "ls"]);
+    assert!(listed.contains("cy") && !listed.contains("bo "), "{listed}");
+}
+
+/// Every route of the UI and the API: (method, path).
+fn every_route(room: &str, message: &str) -> Vec<(&'static str, String)> {
+    let r = room;
+    let m = message;
+    vec![
+        ("GET", "/rooms".into()),
+        ("POST", "/rooms".into()),
+        ("GET", format!("/rooms/{r}")),
+        ("POST", format!("/rooms/{r}/send")),
+        ("POST", format!("/rooms/{r}/m/{m}/edit")),
+        ("POST", format!("/rooms/{r}/m/{m}/delete")),
+        ("POST", "/people/ana/direct".into()),
+        ("GET", "/search?q=water".into()),
+        ("GET", "/admin".into()),
+        ("POST", "/admin/invites".into()),
+        ("POST", "/admin/invites/abcd/cancel".into()),
+        ("POST", "/admin/people/ana/remove".into()),
+        ("POST", "/admin/people/ana/password".into()),
+        ("POST", "/logout".into()),
+        ("POST", "/logout-everywhere".into()),
+        ("POST", "/api/logout".into()),
+        ("POST", "/api/logout-everywhere".into()),
+        ("GET", "/api/rooms".into()),
+        ("POST", "/api/rooms".into()),
+        ("GET", format!("/api/rooms/{r}")),
+        ("POST", format!("/api/rooms/{r}/messages")),
+        ("PUT", format!("/api/rooms/{r}/messages/{m}")),
+        ("DELETE", format!("/api/rooms/{r}/messages/{m}")),
+        ("POST", format!("/api/rooms/{r}/read")),
+        ("GET", format!("/api/rooms/{r}/events")),
+        ("GET", "/api/people".into()),
+        ("POST", "/api/people/ana/direct".into()),
+        ("GET", "/api/search?q=water".into()),
+        ("GET", "/api/invites".into()),
+        ("POST", "/api/invites".into()),
+        ("DELETE", "/api/invites/abcd".into()),
+        ("DELETE", "/api/people/ana".into()),
+        ("PUT", "/api/people/ana/password".into()),
+    ]
+}
+
+#[test]
+fn nothing_but_sign_in_and_join_without_a_session_and_no_change_without_its_token() {
+    let community = Community::start();
+    let (mut ana, ana_csrf, _bo, bo_csrf) = community.with_member("bo");
+    let room = ana
+        .api("POST", "/api/rooms", &ana_csrf, &json!({"name": "garden"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = ana.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &ana_csrf,
+        &json!({"text": "water"}),
+    );
+    let message = sent.json()["id"].as_str().unwrap().to_owned();
+    let json_body = br#"{"text":"x","name":"x","password":"xxxxxxxxxx","message":"x"}"#;
+    let form_body = b"text=x&name=x&password=xxxxxxxxxx";
+
+    // Each route from its own address: the test's own burst stays under the rate limit.
+    for (i, (method, path)) in every_route(&room, &message).into_iter().enumerate() {
+        let mut ana = ana.at(10 + i as u8);
+        // No session: pages send the browser to sign in; the API says 401; a change is
+        // refused before anything (no token).
+        let mut anon = community.client_at(10 + i as u8);
+        let r = anon.send(
+            method,
+            path.as_bytes(),
+            &[("Content-Type", "application/json")],
+            json_body,
+        );
+        let expected: &[u16] = match (method, path.starts_with("/api/")) {
+            ("GET", false) => &[303],
+            ("GET", true) => &[401],
+            _ => &[403],
+        };
+        assert!(
+            expected.contains(&r.status),
+            "{method} {path} without a session: {}",
+            r.status
+        );
+        if r.status == 303 {
+            assert_eq!(r.header("location"), Some("/login"), "{method} {path}");
+        }
+        if method == "GET" {
+            continue;
+        }
+        // Signed in, but no token, a wrong one, or another session's: 403.
+        let wrong = "0".repeat(ana_csrf.len());
+        for token in [None, Some(wrong.as_str()), Some(bo_csrf.as_str())] {
+            let mut headers = vec![("Content-Type", "application/json")];
+            if let Some(t) = token {
+                headers.push(("X-CSRF-Token", t));
+            }
+            let r = ana.send(method, path.as_bytes(), &headers, json_body);
+            assert_eq!(
+                r.status,
+                403,
+                "{method} {path} with token {token:?}: {}",
+                r.text()
+            );
+            // A form without the field, or with a wrong one.
+            let mut body = form_body.to_vec();
+            if let Some(t) = token {
+                body.extend_from_slice(format!("&csrf={t}").as_bytes());
+            }
+            let r = ana.send(
+                method,
+                path.as_bytes(),
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                &body,
+            );
+            assert_eq!(r.status, 403, "{method} {path} form with token {token:?}");
+        }
+    }
+    // Nothing changed: the one message, both people, Ana still signed in and an admin.
+    assert_eq!(message_texts(&mut ana, &room), ["water"]);
+    let people = ana.get("/api/people").json();
+    assert_eq!(people.as_array().unwrap().len(), 2, "{people}");
+    assert!(ana
+        .get("/api/invites")
+        .json()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The sign-in form itself needs its pre-session token.
+    let mut anon = community.client();
+    let r = anon.form("/login", &[("name", "ana"), ("password", ANA_PASSWORD)]);
+    assert_eq!(r.status, 403);
+    assert!(!anon.cookies.contains_key("archive_session"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    let community = Community::start();
+    let (mut ana, csrf, _bo, _) = community.with_member("bo");
+    let room = ana
+        .api("POST", "/api/rooms", &csrf, &json!({"name": "garden"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let send_path = format!("/api/rooms/{room}/messages");
+    let json_h = [
+        ("Content-Type", "application/json"),
+        ("X-CSRF-Token", csrf.as_str()),
+    ];
+    let form_h = [("Content-Type", "application/x-www-form-urlencoded")];
+
+    // (method, path, headers, body, the statuses that are right)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, Vec<u8>, &'a [u16]);
+    let cases: Vec<Case<'_>> = vec![
+        // Invalid UTF-8 in a JSON body, a form body and a path.
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            b"{\"text\":\"\xff\xfe\"}".to_vec(),
+            &[400],
+        ),
+        (
+            "POST",
+            format!("/rooms/{room}/send").into_bytes(),
+            form_h.to_vec(),
+            format!("csrf={csrf}&text=%FF%FE").into_bytes(),
+            &[400, 422],
+        ),
+        (
+            "GET",
+            b"/api/rooms/\xff\xfe".to_vec(),
+            vec![],
+            vec![],
+            &[400, 404],
+        ),
+        (
+            "GET",
+            b"/api/rooms/%FF%FE".to_vec(),
+            vec![],
+            vec![],
+            &[400, 404],
+        ),
+        // Path traversal and made-up ids.
+        (
+            "GET",
+            b"/api/rooms/..%2F..%2Fetc%2Fpasswd".to_vec(),
+            vec![],
+            vec![],
+            &[404],
+        ),
+        (
+            "GET",
+            b"/rooms/../../etc/passwd".to_vec(),
+            vec![],
+            vec![],
+            &[404],
+        ),
+        ("GET", b"/api/rooms/nope".to_vec(), vec![], vec![], &[404]),
+        (
+            "PUT",
+            format!("/api/rooms/{room}/messages/..%2Fx").into_bytes(),
+            json_h.to_vec(),
+            br#"{"text":"x"}"#.to_vec(),
+            &[404],
+        ),
+        // Bodies: too large, not JSON, wrong shape, empty text, over the message limit.
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            vec![b'a'; 70_000],
+            &[413],
+        ),
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            b"not json".to_vec(),
+            &[400],
+        ),
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            br#"{"txet":"x"}"#.to_vec(),
+            &[422],
+        ),
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            br#"{"text":"   "}"#.to_vec(),
+            &[400],
+        ),
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            serde_json::to_vec(&json!({"text": "x".repeat(9000)})).unwrap(),
+            &[400],
+        ),
+        (
+            "POST",
+            send_path.clone().into_bytes(),
+            json_h.to_vec(),
+            br#"{"text":"hi","reply_to":"not-a-message"}"#.to_vec(),
+            &[404],
+        ),
+        // Queries and feed tokens.
+        (
+            "GET",
+            format!("/api/search?q={}", "w".repeat(300)).into_bytes(),
+            vec![],
+            vec![],
+            &[400],
+        ),
+        (
+            "GET",
+            b"/api/search?q=water&after=-x".to_vec(),
+            vec![],
+            vec![],
+            &[400],
+        ),
+        (
+            "GET",
+            format!("/api/rooms/{room}/events?from=1.x").into_bytes(),
+            vec![],
+            vec![],
+            &[400],
+        ),
+        // A room with no name; a password too short for an admin reset.
+        (
+            "POST",
+            b"/api/rooms".to_vec(),
+            json_h.to_vec(),
+            br#"{"name":""}"#.to_vec(),
+            &[400],
+        ),
+        (
+            "PUT",
+            b"/api/people/bo/password".to_vec(),
+            json_h.to_vec(),
+            br#"{"password":"short"}"#.to_vec(),
+            &[400],
+        ),
+    ];
+    for (method, path, headers, body, expected) in cases {
+        let r = ana.send(method, &path, &headers, &body);
+        let shown = String::from_utf8_lossy(&path);
+        assert!(
+            expected.contains(&r.status),
+            "{method} {shown}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    // Joining: a bad name, a short password, a used or made-up code: refused, and a bad
+    // attempt does not use up the invite.
+    let code = ana.api("POST", "/api/invites", &csrf, &json!({})).json()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut newcomer = community.client_at(9);
+    let pre = newcomer.pre_token();
+    for (name, password, code) in [
+        ("../../etc", "long enough pw", code.as_str()),
+        ("dee", "short", code.as_str()),
+        ("dee", "long enough pw", "made-up-code"),
+        ("ana", "long enough pw", code.as_str()),
+    ] {
+        let r = newcomer.form(
+            "/join",
+            &[
+                ("csrf", &pre),
+                ("code", code),
+                ("name", name),
+                ("password", password),
+            ],
+        );
+        assert!(
+            matches!(r.status, 400 | 403 | 404),
+            "join {name}/{code}: {}",
+            r.status
+        );
+        assert!(!newcomer.cookies.contains_key("archive_session"));
+    }
+    let r = newcomer.form(
+        "/join",
+        &[
+            ("csrf", &pre),
+            ("code", &code),
+            ("name", "dee"),
+            ("password", "long enough pw"),
+        ],
+    );
+    assert_eq!(r.status, 303, "the invite still works: {}", r.text());
+    // Nothing of the refused requests was stored.
+    assert!(message_texts(&mut ana, &room).is_empty());
+    let names: Vec<String> = ana
+        .get("/api/people")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["ana", "bo", "dee"]);
+    assert_eq!(
+        ana.get("/api/rooms").json()["rooms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_flood_from_one_address_is_refused_while_others_are_served() {
+    let community = Community::start();
+    community.user_add("bo", "bo's password", false);
+    // A password-guessing flood on Ana from one address: the address is stopped after a
+    // few tries (10 a minute), and so are tries at Ana's account from anywhere (5 a minute).
+    let mut guesser = community.client_at(2);
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let pre = guesser.pre_token();
+        let guess = format!("guess number {i}");
+        let r = guesser.form(
+            "/login",
+            &[("csrf", &pre), ("name", "ana"), ("password", &guess)],
+        );
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses.iter().all(|s| matches!(s, 401 | 429)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    // Ana's right password is refused for now too (her account is being guessed at)...
+    let mut ana = community.client_at(3);
+    let pre = ana.pre_token();
+    let r = ana.form(
+        "/login",
+        &[("csrf", &pre), ("name", "ana"), ("password", ANA_PASSWORD)],
+    );
+    assert_eq!(r.status, 429);
+    // ...while Bo, from another address, signs in and is served.
+    let mut bo = community.client_at(4);
+    let bo_csrf = bo.sign_in("bo", "bo's password");
+    assert_eq!(bo.get("/api/rooms").status, 200);
+
+    // A request flood from one address: refused with 429 past its burst; others served.
+    let mut flooder = community.client_at(5);
+    let mut refused = 0;
+    for _ in 0..400 {
+        if flooder.get("/login").status == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 100, "only {refused} of 400 refused");
+    let r = bo.api(
+        "POST",
+        "/api/rooms",
+        &bo_csrf,
+        &json!({"name": "still here"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(bo.get("/api/rooms").status, 200);
+}
