@@ -479,7 +479,13 @@ fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     let form_h = [("Content-Type", "application/x-www-form-urlencoded")];
 
     // (method, path, headers, body, the statuses that are right)
-    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, Vec<u8>, &'a [u16]);
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        &'a [u16],
+    );
     let cases: Vec<Case<'_>> = vec![
         // Invalid UTF-8 in a JSON body, a form body and a path.
         (

@@ -6,7 +6,10 @@
   function localTimes(root) {
     root.querySelectorAll("time[datetime]").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
-      if (!isNaN(d)) t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      if (isNaN(d)) return;
+      t.textContent = t.classList.contains("date")
+        ? d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" })
+        : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     });
   }
   localTimes(document);

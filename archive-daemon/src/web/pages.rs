@@ -708,7 +708,7 @@ fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup
                 @for i in &view.invites {
                     li {
                         code { (i.id) } " · " (t.invite_expires) " "
-                        time datetime=(ms_time(i.invite.expires_ms)) { (ms_time(i.invite.expires_ms)[..10]) }
+                        time.date datetime=(ms_time(i.invite.expires_ms)) { (ms_time(i.invite.expires_ms)[..10]) }
                         form.inline method="post" action={ "/admin/invites/" (i.id) "/cancel" } {
                             input type="hidden" name="csrf" value=(csrf);
                             button { (t.cancel) }
@@ -722,7 +722,7 @@ fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup
                     li {
                         b { (p.display_name) } " " small { "(" (p.name) ", " (p.role) ")" }
                         details {
-                            summary { "…" }
+                            summary { (t.manage) }
                             form.stack method="post" action={ "/admin/people/" (p.name) "/password" } {
                                 input type="hidden" name="csrf" value=(csrf);
                                 label { (t.new_password) input type="password" name="password" required minlength=(crate::accounts::MIN_PASSWORD_LEN) autocomplete="new-password"; }
@@ -769,16 +769,36 @@ pub(crate) async fn admin(State(app): State<Arc<App>>, Admin(admin): Admin) -> P
 
 /// Shows the new code on the page the form posted to: it is never stored, so it cannot be
 /// shown again after a redirect.
-pub(crate) async fn create_invite(State(app): State<Arc<App>>, Admin(admin): Admin) -> PageResult {
+pub(crate) async fn create_invite(
+    State(app): State<Arc<App>>,
+    Admin(admin): Admin,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
     let by = admin.account.clone();
     let code = run(&app, move |app| app.create_invite(&by))
         .await
         .or_page(&app)?;
     let t = app.text;
+    // The link as the admin's own browser reached this server (shown only to them).
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("");
+    let link = format!("http://{host}/join?code={code}");
+    // In groups of four, to read aloud; dashes and spaces do not count when typed.
+    let grouped: Vec<String> = code
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     let notice = html! {
         p { (t.invite_made) }
-        p.code { code id="invite-code" { (code) } }
-        p { a href={ "/join?code=" (code) } { "/join?code=" (code) } }
+        p.code { code id="invite-code" { (grouped.join("-")) } }
+        @if !host.is_empty() { p { a href=(link) { (link) } } }
     };
     admin_with(&app, admin, Some(notice)).await
 }

@@ -1,0 +1,314 @@
+//! The web UI in a real browser: Debian's chromium, headless, 360 pixels wide (a small
+//! phone), driven through chromedriver, against a real `archive serve`. Each step writes a
+//! screenshot to `target/tmp/screenshots/` (to be looked at).
+//!
+//! Without chromedriver the tests say so and pass, except under CI (`CI` set), where
+//! `.ci/run` installs it and its absence fails them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::web_http::{Community, ANA_PASSWORD};
+
+/// Widest page the UI must fit: a small phone.
+const PHONE_WIDTH: u32 = 360;
+/// Heaviest a page may be (HTML, inline style and the script together).
+const MAX_PAGE_BYTES: usize = 100 * 1024;
+
+/// A running chromedriver; stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+    profiles: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver, or `None` (outside CI) when it is not installed.
+    fn start() -> Option<Driver> {
+        let found = Command::new("chromedriver")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "chromedriver is missing (apt-get install chromium chromium-driver)"
+            );
+            eprintln!(
+                "skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profiles: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// A new browser (its own profile: its own cookies), phone-sized.
+    async fn browser(&self, name: &str) -> Client {
+        let profile = self.profiles.path().join(name);
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    format!("--window-size={PHONE_WIDTH},780"),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+                // Headless windows are at least 500 px wide: the phone's screen is emulated.
+                "mobileEmulation": {
+                    "deviceMetrics": { "width": PHONE_WIDTH, "height": 780, "pixelRatio": 1.0 },
+                },
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Saves what the browser shows as `NAME.png`, and checks the page fits a phone: nothing
+/// wider than the screen, and the page's weight under the limit.
+async fn look(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+    let wide = c
+        .execute("return document.documentElement.scrollWidth;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        wide.as_u64().unwrap() <= u64::from(PHONE_WIDTH),
+        "{name}: the page is {wide} px wide on a {PHONE_WIDTH} px screen"
+    );
+    let bytes = c.source().await.unwrap().len() + include_str!("../src/web/app.js").len();
+    assert!(bytes < MAX_PAGE_BYTES, "{name}: {bytes} bytes");
+}
+
+async fn fill(c: &Client, css: &str, text: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the page's path is `path`.
+async fn wait_path(c: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still at {url}, not {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for an element whose text contains `text`.
+async fn wait_text(c: &Client, css: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for e in c.find_all(Locator::Css(css)).await.unwrap() {
+            if e.text().await.unwrap_or_default().contains(text) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {css} with {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+    c.goto(&format!("{base}login")).await.unwrap();
+    fill(c, "input[name=name]", name).await;
+    fill(c, "input[name=password]", password).await;
+    click(c, "form button.primary").await;
+    wait_path(c, "/rooms").await;
+}
+
+/// An invite code, made on the admin page.
+async fn invite(admin: &Client, base: &str) -> String {
+    admin.goto(&format!("{base}admin")).await.unwrap();
+    click(admin, "form[action='/admin/invites'] button").await;
+    let code = admin
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#invite-code"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(code.len() >= 16, "{code}");
+    // The link shown beside it is the whole address, as this browser reached the server.
+    let link = admin
+        .find(Locator::Css(".notice a"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(link, format!("{base}join?code={}", code.replace('-', "")));
+    code
+}
+
+async fn join(c: &Client, base: &str, code: &str, name: &str, shown: &str) {
+    c.goto(&format!("{base}join?code={code}")).await.unwrap();
+    fill(c, "input[name=name]", name).await;
+    fill(c, "input[name=display_name]", shown).await;
+    fill(c, "input[name=password]", &format!("{name}'s password")).await;
+    click(c, "form button.primary").await;
+    wait_path(c, "/rooms").await;
+}
+
+#[test]
+fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let community = Community::start();
+    let base = format!("http://{}/", community.addr);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin = driver.browser("ana").await;
+        admin.goto(&base).await.unwrap();
+        wait_path(&admin, "/login").await;
+        look(&admin, "01-sign-in").await;
+        sign_in(&admin, &base, "ana", ANA_PASSWORD).await;
+        look(&admin, "02-rooms-empty").await;
+        let code_bo = invite(&admin, &base).await;
+        look(&admin, "03-admin-invite").await;
+        let code_cy = invite(&admin, &base).await;
+
+        // Two people join, each in their own browser.
+        let bo = driver.browser("bo").await;
+        bo.goto(&format!("{base}join?code={code_bo}"))
+            .await
+            .unwrap();
+        look(&bo, "04-join").await;
+        join(&bo, &base, &code_bo, "bo", "Bo Builder").await;
+        let cy = driver.browser("cy").await;
+        join(&cy, &base, &code_cy, "cy", "Cy Gardener").await;
+        // An invite works once.
+        let late = driver.browser("late").await;
+        late.goto(&format!("{base}join?code={code_bo}"))
+            .await
+            .unwrap();
+        fill(&late, "input[name=name]", "eve").await;
+        fill(&late, "input[name=password]", "eve's password").await;
+        click(&late, "form button.primary").await;
+        wait_text(&late, "p.error", "not valid").await;
+        look(&late, "05-join-used-code").await;
+        late.close().await.unwrap();
+
+        // Bo starts a room.
+        click(&bo, "main details:nth-of-type(1) summary").await;
+        fill(&bo, "input[name=name]", "Garden").await;
+        fill(&bo, "input[name=topic]", "Who waters what, and when").await;
+        click(&bo, "form[action='/rooms'] button").await;
+        wait_text(&bo, "h1", "Garden").await;
+
+        // Cy opens it from the room list.
+        cy.goto(&format!("{base}rooms")).await.unwrap();
+        wait_text(&cy, "ul.rooms a", "Garden").await;
+        look(&cy, "06-rooms").await;
+        cy.find(Locator::LinkText("Garden"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&cy, "h1", "Garden").await;
+        // A mark that a reload would wipe.
+        cy.execute("window.notReloaded = true;", vec![])
+            .await
+            .unwrap();
+
+        // Bo writes; Cy's page shows it without a reload.
+        fill(&bo, "#composer textarea", "Tomatoes need water tonight ☔").await;
+        click(&bo, "#composer button").await;
+        wait_text(&cy, "#messages li", "Tomatoes need water tonight").await;
+        let kept = cy
+            .execute("return window.notReloaded === true;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(kept, json!(true), "the message came without a reload");
+        wait_text(&cy, "#messages li b", "Bo Builder").await;
+
+        // Cy answers with Enter; Bo sees it live too.
+        fill(&cy, "#composer textarea", "I will do it\n").await;
+        wait_text(&bo, "#messages li", "I will do it").await;
+        look(&bo, "07-room-bo").await;
+        look(&cy, "08-room-cy").await;
+
+        // Search finds Bo's message for Cy.
+        cy.goto(&format!("{base}search?q=tomatoes")).await.unwrap();
+        wait_text(&cy, "ol.hits li", "Tomatoes need water").await;
+        look(&cy, "09-search").await;
+
+        // Signing out leads back to the sign-in page, and the rooms are closed to the browser.
+        click(&cy, "nav details summary").await;
+        click(&cy, "form[action='/logout'] button").await;
+        wait_path(&cy, "/login").await;
+        cy.goto(&format!("{base}rooms")).await.unwrap();
+        wait_path(&cy, "/login").await;
+
+        admin.goto(&format!("{base}admin")).await.unwrap();
+        look(&admin, "10-admin").await;
+        for c in [admin, bo, cy] {
+            c.close().await.unwrap();
+        }
+    });
+}
