@@ -290,6 +290,18 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         // Cy answers with Enter; Bo sees it live too.
         fill(&cy, "#composer textarea", "I will do it\n").await;
         wait_text(&bo, "#messages li", "I will do it").await;
+        // Cy reacts to Bo's message from its own page; Bo sees the reaction arrive live.
+        cy.find(Locator::Css("#messages li:first-child a[title]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&cy, "h2", "React").await;
+        look(&cy, "08-message").await;
+        click(&cy, "form.reactions button[value='👍']").await;
+        wait_text(&cy, "h1", "Garden").await;
+        wait_text(&bo, "#messages li form.reactions button", "👍 1").await;
         look(&bo, "07-room-bo").await;
         look(&cy, "08-room-cy").await;
 

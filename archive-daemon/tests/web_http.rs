@@ -196,6 +196,39 @@ fn people_join_by_invite_chat_and_the_feed_resumes() {
     let (_, _, data) = next_event(&mut feed);
     let edited: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(edited["message"]["edited"], true);
+
+    // A reaction button gives the reaction; the same button takes it back.
+    let react = format!("/rooms/{room}/m/{first_id}/react");
+    let r = bo.form(&react, &[("csrf", &bo_csrf), ("reaction", "👍")]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let (_, _, data) = next_event(&mut feed);
+    let reacted: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(reacted["id"], first_id.as_str());
+    assert_eq!(reacted["message"]["reactions"]["👍"], 1);
+    assert_eq!(reacted["message"]["my_reactions"][0], "👍");
+    bo.form(&react, &[("csrf", &bo_csrf), ("reaction", "👍")]);
+    let (_, _, data) = next_event(&mut feed);
+    let taken: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert!(
+        taken["message"]["reactions"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{taken}"
+    );
+    // Through the API, and a reaction that is not one is refused.
+    let reactions = format!("/api/rooms/{room}/messages/{first_id}/reactions");
+    let r = bo.api("POST", &reactions, &bo_csrf, &json!({"reaction": "🌱"}));
+    assert_eq!(r.status, 204, "{}", r.text());
+    let (_, _, data) = next_event(&mut feed);
+    assert!(data.contains("🌱"), "{data}");
+    let r = bo.api(
+        "POST",
+        &reactions,
+        &bo_csrf,
+        &json!({"reaction": "x".repeat(40)}),
+    );
+    assert_eq!(r.status, 400);
     drop(feed);
 
     // A dropped connection resumes from Last-Event-ID: what came after it, nothing before.
@@ -213,6 +246,7 @@ fn people_join_by_invite_chat_and_the_feed_resumes() {
     );
 
     // Unread counts: Ana has not seen Bo's reply; reading the room marks it.
+    // (Reactions are not messages: one unread.)
     let rooms = ana.get("/api/rooms").json();
     assert_eq!(rooms["rooms"][0]["unread"], 1);
     let page = ana.get(&format!("/rooms/{room}"));
@@ -254,6 +288,56 @@ fn people_join_by_invite_chat_and_the_feed_resumes() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn a_long_room_shows_its_latest_messages_and_pages_back() {
+    let community = Community::start();
+    let mut ana = community.client();
+    let csrf = ana.sign_in("ana", ANA_PASSWORD);
+    let room = ana
+        .api("POST", "/api/rooms", &csrf, &json!({"name": "long"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 0..60 {
+        let r = ana.api(
+            "POST",
+            &format!("/api/rooms/{room}/messages"),
+            &csrf,
+            &json!({"text": format!("message {n}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let latest = ana.get(&format!("/api/rooms/{room}")).json();
+    let texts: Vec<&str> = latest["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 50);
+    assert_eq!((texts[0], texts[49]), ("message 10", "message 59"));
+    let earlier = latest["earlier"].as_str().unwrap().to_owned();
+    let before = ana
+        .get(&format!("/api/rooms/{room}?before={earlier}"))
+        .json();
+    let texts: Vec<&str> = before["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..10).map(|n| format!("message {n}")).collect::<Vec<_>>()
+    );
+    assert!(before["earlier"].is_null());
+    // The page links to the earlier ones, and stays under 100 KB with its 50 messages.
+    let page = ana.get(&format!("/rooms/{room}"));
+    assert!(page.text().contains(&format!("?before={earlier}")));
+    assert!(page.body.len() < 100 * 1024, "{} bytes", page.body.len());
 }
 
 #[test]

@@ -187,12 +187,24 @@ pub(crate) async fn create_room(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
+/// `?before=`: the messages before this one.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Before {
+    pub(crate) before: Option<String>,
+}
+
 pub(crate) async fn room(
     State(app): State<Arc<App>>,
     member: Member,
     Path(room): Path<String>,
+    Query(q): Query<Before>,
 ) -> ApiResult {
-    json(run(&app, move |app| app.room(&member.account, &room)).await?)
+    json(
+        run(&app, move |app| {
+            app.room(&member.account, &room, q.before.as_deref())
+        })
+        .await?,
+    )
 }
 
 pub(crate) async fn send(
@@ -231,6 +243,31 @@ pub(crate) async fn delete(
 ) -> ApiResult {
     run(&app, move |app| {
         app.delete(&member.account, &room, &message)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A reaction given or taken back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reaction {
+    pub(crate) reaction: String,
+    #[serde(default = "yes")]
+    pub(crate) on: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) async fn react(
+    State(app): State<Arc<App>>,
+    member: Member,
+    Path((room, message)): Path<(String, String)>,
+    Json(r): Json<Reaction>,
+) -> ApiResult {
+    run(&app, move |app| {
+        app.react(&member.account, &room, &message, &r.reaction, r.on)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

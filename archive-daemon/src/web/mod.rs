@@ -79,8 +79,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/rooms", get(pages::rooms).post(pages::create_room))
         .route("/rooms/{room}", get(pages::room))
         .route("/rooms/{room}/send", post(pages::send))
+        .route("/rooms/{room}/m/{message}", get(pages::message_page))
         .route("/rooms/{room}/m/{message}/edit", post(pages::edit))
         .route("/rooms/{room}/m/{message}/delete", post(pages::delete))
+        .route("/rooms/{room}/m/{message}/react", post(pages::react))
         .route("/people/{account}/direct", post(pages::direct))
         .route("/search", get(pages::search))
         .route("/admin", get(pages::admin))
@@ -104,6 +106,10 @@ fn router(app: Arc<App>) -> Router {
         .route(
             "/api/rooms/{room}/messages/{message}",
             put(api::edit).delete(api::delete),
+        )
+        .route(
+            "/api/rooms/{room}/messages/{message}/reactions",
+            post(api::react),
         )
         .route("/api/rooms/{room}/read", post(api::mark_read))
         .route("/api/rooms/{room}/events", get(live::events))

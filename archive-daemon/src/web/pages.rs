@@ -436,10 +436,12 @@ pub(crate) async fn create_room(
     Ok(redirect(&format!("/rooms/{id}")))
 }
 
-/// `?reply=` opens the composer as a reply.
+/// `?reply=` opens the composer as a reply; `?before=` pages back.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReplyQuery {
     reply: Option<String>,
+    /// Show the messages before this one.
+    before: Option<String>,
 }
 
 /// One message, as the room's list shows it. Also sent live ([`super::live`]), where the
@@ -459,31 +461,80 @@ pub(crate) fn message_html(t: &Text, room: &str, m: &MessageView, csrf: &str) ->
             }
             @if let Some(r) = &m.reply_to { a.replyref href={ "#m-" (r) } { "↪ " (t.replying_to) } }
             p.text { (m.text) }
-            @if !m.reactions.is_empty() {
-                p.reactions { @for (r, n) in &m.reactions { span { (r) " " (n) } " " } }
-            }
             @if !m.attachments.is_empty() {
                 ul.files { @for a in &m.attachments { li { "📎 " (a.name) " (" (size(a.size)) ")" } } }
             }
             div.actions {
                 a href={ "/rooms/" (room) "?reply=" (m.id) "#composer" } { (t.reply) }
-                @if m.mine {
-                    details {
-                        summary { (t.edit) }
-                        form.stack method="post" action={ "/rooms/" (room) "/m/" (m.id) "/edit" } {
-                            input type="hidden" name="csrf" value=(csrf);
-                            textarea name="text" required maxlength=(chat::MAX_TEXT_LEN) { (m.text) }
-                            button { (t.save) }
-                        }
-                        form method="post" action={ "/rooms/" (room) "/m/" (m.id) "/delete" } {
-                            input type="hidden" name="csrf" value=(csrf);
-                            button.danger { (t.delete) }
-                        }
-                    }
+                @if !m.reactions.is_empty() { (reactions_form(t, room, m, csrf, false)) }
+                // Reacting with a new reaction, editing, deleting: on the message's own page,
+                // which keeps the room's page light.
+                a href={ "/rooms/" (room) "/m/" (m.id) } title=(t.more) { "⋯" }
+            }
+        }
+    }
+}
+
+/// A message's reactions as buttons that give or take back each (`all`: the quick ones
+/// too). One form per message.
+fn reactions_form(t: &Text, room: &str, m: &MessageView, csrf: &str, all: bool) -> Markup {
+    html! {
+        form.reactions method="post" action={ "/rooms/" (room) "/m/" (m.id) "/react" } {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (r, n) in &m.reactions {
+                button.on[m.my_reactions.contains(r)] name="reaction" value=(r) title=(t.react) { (r) " " (n) }
+            }
+            @if all {
+                @for q in QUICK_REACTIONS.iter().filter(|q| !m.reactions.contains_key(**q)) {
+                    button name="reaction" value=(q) title=(t.react) { (q) }
                 }
             }
         }
     }
+}
+
+/// One message's page: react, reply, and (one's own) edit or delete.
+pub(crate) async fn message_page(
+    State(app): State<Arc<App>>,
+    member: Member,
+    Path((room, message)): Path<(String, String)>,
+) -> PageResult {
+    let admin = header_of(&app, &member).await?;
+    let account = member.account.clone();
+    let (summary, m) = run(&app, move |app| app.one_message(&account, &room, &message))
+        .await
+        .or_page(&app)?;
+    let t = app.text;
+    let header = Header {
+        account: &member.account,
+        csrf: &member.csrf,
+        admin,
+    };
+    let room = &summary.id;
+    let csrf = &member.csrf;
+    Ok(page(layout(
+        t,
+        &summary.name,
+        Some(&header),
+        html! {
+            p { a href={ "/rooms/" (room) "#m-" (m.id) } { "← " (summary.with.as_deref().unwrap_or(&summary.name)) } }
+            ol id="messages" { (message_html(t, room, &m, csrf)) }
+            h2 { (t.react) }
+            (reactions_form(t, room, &m, csrf, true))
+            @if m.mine {
+                h2 { (t.edit) }
+                form.stack method="post" action={ "/rooms/" (room) "/m/" (m.id) "/edit" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    textarea name="text" required maxlength=(chat::MAX_TEXT_LEN) { (m.text) }
+                    button.primary { (t.save) }
+                }
+                form method="post" action={ "/rooms/" (room) "/m/" (m.id) "/delete" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button.danger { (t.delete) }
+                }
+            }
+        },
+    )))
 }
 
 pub(crate) async fn room(
@@ -495,8 +546,9 @@ pub(crate) async fn room(
     let admin = header_of(&app, &member).await?;
     let account = member.account.clone();
     let id = room.clone();
+    let before = q.before.clone();
     let view: RoomView = run(&app, move |app| {
-        let view = app.room(&account, &id)?;
+        let view = app.room(&account, &id, before.as_deref())?;
         // What a person's page showed, they have read.
         if let Some(last) = view.messages.last() {
             app.mark_read(&account, &id, &last.id)?;
@@ -529,6 +581,9 @@ pub(crate) async fn room(
                 h1 { (title) }
                 @if !view.room.topic.is_empty() { p.hint { (view.room.topic) } }
                 p.hint id="live" hidden { (t.live_offline) }
+                @if let Some(earlier) = &view.earlier {
+                    p { a href={ "/rooms/" (view.room.id) "?before=" (earlier) } { (t.earlier) } }
+                }
                 @if view.messages.is_empty() { p.hint id="empty" { (t.no_messages) } }
                 ol id="messages" { @for m in &view.messages { (message_html(t, &view.room.id, m, &member.csrf)) } }
                 form.stack id="composer" method="post" action={ "/rooms/" (view.room.id) "/send" } {
@@ -610,6 +665,31 @@ pub(crate) async fn delete(
         .await
         .or_page(&app)?;
     Ok(redirect(&format!("/rooms/{room}")))
+}
+
+/// The reactions offered with one tap.
+const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "🎉", "🙏", "😮"];
+
+/// The reaction form: a button's reaction, given or (if already given) taken back.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReactForm {
+    #[serde(default)]
+    reaction: String,
+}
+
+pub(crate) async fn react(
+    State(app): State<Arc<App>>,
+    member: Member,
+    Path((room, message)): Path<(String, String)>,
+    Form(form): Form<ReactForm>,
+) -> PageResult {
+    let (id, m) = (room.clone(), message.clone());
+    run(&app, move |app| {
+        app.toggle_reaction(&member.account, &id, &m, &form.reaction)
+    })
+    .await
+    .or_page(&app)?;
+    Ok(redirect(&format!("/rooms/{room}#m-{message}")))
 }
 
 pub(crate) async fn direct(

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::{App, WebError};
 use crate::accounts::InviteInfo;
 
-/// Messages a room's page and `GET /api/rooms/{room}` show: the latest ones.
-pub(crate) const ROOM_PAGE_MESSAGES: usize = 200;
+/// Messages a room's page and `GET /api/rooms/{room}` show at once: the latest ones (or the
+/// latest before `?before=`). Fifty keep a page under 100 KB with every message's forms.
+pub(crate) const ROOM_PAGE_MESSAGES: usize = 50;
 
 /// Runs `f` on a blocking thread.
 pub(crate) async fn run<T: Send + 'static>(
@@ -63,6 +64,8 @@ pub(crate) struct MessageView {
     pub(crate) edited: bool,
     /// Reaction -> how many gave it.
     pub(crate) reactions: BTreeMap<String, usize>,
+    /// The reactions the asking person gave.
+    pub(crate) my_reactions: Vec<String>,
     pub(crate) attachments: Vec<AttachmentView>,
 }
 
@@ -77,8 +80,10 @@ pub(crate) struct AttachmentView {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RoomView {
     pub(crate) room: RoomSummary,
-    /// The latest [`ROOM_PAGE_MESSAGES`] messages, oldest first.
+    /// The latest [`ROOM_PAGE_MESSAGES`] messages (before `before`, if given), oldest first.
     pub(crate) messages: Vec<MessageView>,
+    /// When earlier messages exist: the `before=` that shows them.
+    pub(crate) earlier: Option<String>,
     /// Where the room's live feed starts (`GET /api/rooms/{room}/events?from=`).
     pub(crate) resume: String,
 }
@@ -258,35 +263,76 @@ impl App {
         self.readable(account, &room_id(self, room)?).map(|_| ())
     }
 
-    pub(crate) fn room(&self, account: &str, room: &str) -> Result<RoomView, WebError> {
+    pub(crate) fn room(
+        &self,
+        account: &str,
+        room: &str,
+        before: Option<&str>,
+    ) -> Result<RoomView, WebError> {
         let room = room_id(self, room)?;
+        let before = before
+            .filter(|b| !b.is_empty())
+            .map(|b| parse_message_ref(self, b))
+            .transpose()?;
         let authority = self.readable(account, &room)?;
         // Before reading: a change in between then comes again on the feed (the page
         // replaces a message by id), never not at all.
         let resume = self.chat.resume_now(&room).map_err(|e| self.chat_err(e))?;
-        let direct = self
-            .chat
-            .direct_rooms(account)
-            .map_err(|e| self.chat_err(e))?
-            .into_iter()
-            .find(|(r, _)| *r == room)
-            .map(|(_, p)| p);
+        let direct = self.direct_partner(account, &room)?;
         let summary = self.summary(account, &room, &authority, direct.as_ref())?;
         let all = self
             .chat
             .messages_for(account, &room)
             .map_err(|e| self.chat_err(e))?;
-        let skip = all.len().saturating_sub(ROOM_PAGE_MESSAGES);
+        let end = match &before {
+            Some(b) => all.partition_point(|m| m.id < *b),
+            None => all.len(),
+        };
+        let start = end.saturating_sub(ROOM_PAGE_MESSAGES);
         let mut names = Names::default();
-        let messages = all[skip..]
+        let messages = all[start..end]
             .iter()
             .map(|m| self.message_view(account, m, &mut names))
             .collect::<Result<_, _>>()?;
         Ok(RoomView {
             room: summary,
             messages,
+            earlier: (start > 0).then(|| message_ref(&all[start].id)),
             resume: resume.to_string(),
         })
+    }
+
+    /// For a direct room of `account`'s: the other person.
+    fn direct_partner(&self, account: &str, room: &RoomId) -> Result<Option<Person>, WebError> {
+        Ok(self
+            .chat
+            .direct_rooms(account)
+            .map_err(|e| self.chat_err(e))?
+            .into_iter()
+            .find(|(r, _)| r == room)
+            .map(|(_, p)| p))
+    }
+
+    /// One message of a room `account` may read, and the room.
+    pub(crate) fn one_message(
+        &self,
+        account: &str,
+        room_text: &str,
+        message: &str,
+    ) -> Result<(RoomSummary, MessageView), WebError> {
+        let room = room_id(self, room_text)?;
+        let authority = self.readable(account, &room)?;
+        let id = parse_message_ref(self, message)?;
+        let shown = self
+            .chat
+            .message(&room, &id)
+            .map_err(|e| self.chat_err(e))?
+            .filter(|_| authority.may_read(&self.chat.person(account), &id))
+            .ok_or_else(|| WebError::new(StatusCode::NOT_FOUND, self.text.err_not_found))?;
+        let direct = self.direct_partner(account, &room)?;
+        let summary = self.summary(account, &room, &authority, direct.as_ref())?;
+        let view = self.message_view(account, &shown, &mut Names::default())?;
+        Ok((summary, view))
     }
 
     pub(crate) fn message_view(
@@ -310,6 +356,14 @@ impl App {
                 .iter()
                 .map(|(r, people)| (r.clone(), people.len()))
                 .collect(),
+            my_reactions: {
+                let me = self.chat.person(account);
+                m.reactions
+                    .iter()
+                    .filter(|(_, people)| people.contains(&me))
+                    .map(|(r, _)| r.clone())
+                    .collect()
+            },
             attachments: m
                 .attachments
                 .iter()
@@ -397,6 +451,57 @@ impl App {
             .delete(&room, account, &id)
             .map_err(|e| self.chat_err(e))?;
         Ok(())
+    }
+
+    /// Gives (`on`) or takes back a reaction.
+    pub(crate) fn react(
+        &self,
+        account: &str,
+        room: &str,
+        message: &str,
+        reaction: &str,
+        on: bool,
+    ) -> Result<(), WebError> {
+        let room = room_id(self, room)?;
+        self.readable(account, &room)?;
+        let id = parse_message_ref(self, message)?;
+        if self
+            .chat
+            .message(&room, &id)
+            .map_err(|e| self.chat_err(e))?
+            .is_none()
+        {
+            return Err(WebError::new(
+                StatusCode::NOT_FOUND,
+                self.text.err_not_found,
+            ));
+        }
+        self.chat
+            .react(&room, account, &id, reaction, on)
+            .map_err(|e| self.chat_err(e))
+    }
+
+    /// Gives a reaction, or takes it back if `account` gave it already.
+    pub(crate) fn toggle_reaction(
+        &self,
+        account: &str,
+        room_text: &str,
+        message: &str,
+        reaction: &str,
+    ) -> Result<(), WebError> {
+        let room = room_id(self, room_text)?;
+        self.readable(account, &room)?;
+        let id = parse_message_ref(self, message)?;
+        let me = self.chat.person(account);
+        let given = self
+            .chat
+            .message(&room, &id)
+            .map_err(|e| self.chat_err(e))?
+            .ok_or_else(|| WebError::new(StatusCode::NOT_FOUND, self.text.err_not_found))?
+            .reactions
+            .get(reaction)
+            .is_some_and(|people| people.contains(&me));
+        self.react(account, room_text, message, reaction, !given)
     }
 
     pub(crate) fn mark_read(

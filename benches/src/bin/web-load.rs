@@ -1,0 +1,469 @@
+//! The community server's web UI under load: `CLIENTS` browsers hold a room's live feed
+//! (server-sent events) while `RATE` messages a second are sent to the room through the
+//! JSON API. Reports the delivery latency (send call started -> event read by each client;
+//! it includes the durable write), the daemon's memory (VmRSS of the real `archive serve`
+//! process) and, afterwards, each page's weight and time to first byte.
+//!
+//! ```text
+//! cargo build --release -p archive-daemon
+//! cargo run --release -p archive-benches --features web --bin web-load -- \
+//!     [--clients 200] [--rate 50] [--seconds 30] [--archive target/release/archive]
+//! ```
+//! Each client connects from its own loopback address (127.0.0.2, .3, ...), as phones on a
+//! Wi-Fi do, so the server's per-address limits apply as they would. Clients are threads of
+//! this process sharing the machine's two cores with the server: they read each event only
+//! as far as the send time in its text.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "The web UI's live feed under load: latency, memory, page weight")]
+struct Args {
+    /// Browsers holding the room's live feed.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// Messages sent to the room per second.
+    #[arg(long, default_value_t = 50)]
+    rate: u32,
+    /// How long messages are sent.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// The `archive` binary (build it with `cargo build --release -p archive-daemon`).
+    #[arg(long, default_value = "target/release/archive")]
+    archive: PathBuf,
+}
+
+const PASSWORD: &str = "a long enough password";
+
+/// A response: status, headers (lower-case names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// A client from one loopback address with its cookies.
+struct Client {
+    server: SocketAddr,
+    source: IpAddr,
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+impl Client {
+    fn new(server: SocketAddr, last: u8) -> Client {
+        Client {
+            server,
+            source: IpAddr::from([127, 0, 0, last]),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::new(self.source, 0).into())
+            .unwrap();
+        socket.connect(&self.server.into()).unwrap();
+        socket.set_tcp_nodelay(true).unwrap();
+        socket.into()
+    }
+
+    fn head(&self, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+        let cookies: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut r = format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nCookie: {}\r\nX-CSRF-Token: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            cookies.join("; "),
+            self.csrf,
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// One request; the reply and the time to its first byte.
+    fn call(&mut self, method: &str, path: &str, body: &[u8]) -> (Reply, Duration) {
+        let mut stream = self.connect();
+        let started = Instant::now();
+        stream.write_all(&self.head(method, path, body)).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let ttfb = started.elapsed();
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let mut body = Vec::new();
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+        {
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            reader.read_to_end(&mut body).unwrap();
+        }
+        for (k, v) in &headers {
+            if k == "set-cookie" {
+                if let Some((name, value)) = v.split(';').next().and_then(|p| p.split_once('=')) {
+                    self.cookies.retain(|(n, _)| n != name);
+                    self.cookies.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        (
+            Reply {
+                status,
+                headers,
+                body,
+            },
+            ttfb,
+        )
+    }
+
+    fn json(&mut self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (reply, _) = self.call(method, path, &serde_json::to_vec(&body).unwrap());
+        assert!(
+            reply.status < 300,
+            "{method} {path}: {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+        serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn sign_in(&mut self, name: &str) {
+        let session = self.json("GET", "/api/session", serde_json::Value::Null);
+        self.csrf = session["csrf"].as_str().unwrap().to_owned();
+        let signed = self.json(
+            "POST",
+            "/api/login",
+            serde_json::json!({"name": name, "password": PASSWORD}),
+        );
+        self.csrf = signed["csrf"].as_str().unwrap().to_owned();
+    }
+}
+
+fn user_add(archive: &PathBuf, dir: &std::path::Path, name: &str, admin: bool) {
+    let mut c = Command::new(archive);
+    c.arg("--data-dir").arg(dir).args(["user", "add", name]);
+    if admin {
+        c.arg("--admin");
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(child.wait().unwrap().success(), "user add {name}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let args = Args::parse();
+    assert!(
+        args.clients <= 240,
+        "at most 240 clients (one loopback address each)"
+    );
+    assert!(
+        args.archive.exists(),
+        "{} is missing: cargo build --release -p archive-daemon",
+        args.archive.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let status = Command::new(&args.archive)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("init")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(dir.join("net.json"), r#"{"mdns": false}"#).unwrap();
+    let mut child = Command::new(&args.archive)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut web = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(w) = line.strip_prefix("web:") {
+            web = Some(
+                w.trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            );
+        }
+        if line.starts_with("(stop") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let server = Server(child);
+    let pid = server.0.id();
+    let addr: SocketAddr = web.expect("the server's web address").parse().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_started = rss_kib(pid);
+
+    user_add(&args.archive, &dir, "ana", true);
+    user_add(&args.archive, &dir, "reader", false);
+    let mut ana = Client::new(addr, 1);
+    ana.sign_in("ana");
+    // The messages come from ten addresses (people on the Wi-Fi), each within the server's
+    // per-address request rate; as an admin, Ana is not paced by the messenger.
+    let mut senders: Vec<Client> = (0..10)
+        .map(|i| {
+            let mut c = Client::new(addr, 230 + i);
+            c.sign_in("ana");
+            c
+        })
+        .collect();
+    let room = ana.json(
+        "POST",
+        "/api/rooms",
+        serde_json::json!({"name": "load", "topic": "the feed under load"}),
+    );
+    let room = room["id"].as_str().unwrap().to_owned();
+
+    // The readers sign in (one address each) and open the room's feed.
+    let start = Instant::now();
+    let received = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let events = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let ready = Arc::new(AtomicU64::new(0));
+    for i in 0..args.clients {
+        let mut client = Client::new(addr, 2 + i as u8);
+        client.sign_in("reader");
+        let mut stream = client.connect();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let head = client.head("GET", &format!("/api/rooms/{room}/events"), b"");
+        stream.write_all(&head).unwrap();
+        let (received, events, done, ready) = (
+            received.clone(),
+            events.clone(),
+            done.clone(),
+            ready.clone(),
+        );
+        readers.push(std::thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(line.contains(" 200 "), "feed: {line}");
+            ready.fetch_add(1, Ordering::Relaxed);
+            let mut mine = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) if done.load(Ordering::Relaxed) => break,
+                    Err(_) => continue,
+                }
+                if !line.starts_with("data:") {
+                    continue;
+                }
+                let Some(at) = line.find("\"text\":\"load t=") else {
+                    continue;
+                };
+                let digits: String = line[at + 15..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(sent_us) = digits.parse::<u64>() {
+                    let now_us = start.elapsed().as_micros() as u64;
+                    mine.push(now_us.saturating_sub(sent_us) as f64 / 1000.0);
+                    events.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            received.lock().unwrap().extend(mine);
+        }));
+    }
+    while ready.load(Ordering::Relaxed) < args.clients as u64 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rss_connected = rss_kib(pid);
+
+    // Memory, sampled while messages flow.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // The sender: RATE messages a second, each carrying its send time.
+    let total = args.rate as u64 * args.seconds;
+    let every = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+    let mut send_ms = Vec::new();
+    let sending = Instant::now();
+    for n in 0..total {
+        let due = sending + every * n as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = start.elapsed().as_micros();
+        let began = Instant::now();
+        senders[n as usize % 10].json(
+            "POST",
+            &format!("/api/rooms/{room}/messages"),
+            serde_json::json!({"text": format!("load t={t} message {n} of the load test, a line of ordinary length")}),
+        );
+        send_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+    }
+    let sent_in = sending.elapsed().as_secs_f64();
+    // Until every client has every event, or 10 s.
+    let expected = total * args.clients as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rss_end = rss_kib(pid);
+    done.store(true, Ordering::Relaxed);
+    sampling.join().unwrap();
+
+    // Pages: weight and time to first byte (median of 20), as Ana, after the load.
+    let mut pages = Vec::new();
+    for (name, path) in [
+        ("sign-in", "/login".to_owned()),
+        ("rooms", "/rooms".to_owned()),
+        ("room (its 50 latest messages)", format!("/rooms/{room}")),
+        ("search", "/search?q=ordinary".to_owned()),
+        ("admin", "/admin".to_owned()),
+        ("script", "/app.js".to_owned()),
+    ] {
+        let mut ttfbs = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..20 {
+            let mut c = Client::new(addr, 250);
+            c.cookies = if name == "sign-in" {
+                Vec::new()
+            } else {
+                ana.cookies.clone()
+            };
+            let (reply, ttfb) = c.call("GET", &path, b"");
+            assert_eq!(reply.status, 200, "{path}");
+            bytes = reply.body.len();
+            ttfbs.push(ttfb.as_secs_f64() * 1000.0);
+            let _ = reply.headers;
+        }
+        ttfbs.sort_by(f64::total_cmp);
+        pages.push((name, bytes, percentile(&ttfbs, 0.5)));
+    }
+    drop(server);
+    for r in readers {
+        let _ = r.join();
+    }
+
+    let mut latencies = received.lock().unwrap().clone();
+    latencies.sort_by(f64::total_cmp);
+    send_ms.sort_by(f64::total_cmp);
+    println!(
+        "web-load: {} clients on the live feed, {} messages/s for {} s",
+        args.clients, args.rate, args.seconds
+    );
+    println!(
+        "sent {total} messages in {sent_in:.1} s (send call p50 {:.1} ms, p99 {:.1} ms)",
+        percentile(&send_ms, 0.5),
+        percentile(&send_ms, 0.99)
+    );
+    println!(
+        "delivered {} of {expected} events: latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal p99 < 300 ms)",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "daemon RSS: {:.1} MB started, {:.1} MB with {} feeds open, peak {:.1} MB, {:.1} MB at the end (goal < 80 MB)",
+        rss_started as f64 / 1024.0,
+        rss_connected as f64 / 1024.0,
+        args.clients,
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        rss_end as f64 / 1024.0
+    );
+    println!("{:<28} {:>9} {:>10}", "page", "bytes", "TTFB p50");
+    for (name, bytes, ttfb) in pages {
+        println!("{name:<28} {bytes:>9} {ttfb:>8.2} ms");
+    }
+}
