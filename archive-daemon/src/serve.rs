@@ -67,7 +67,7 @@ pub(crate) fn serve(
     });
     let accounts = Arc::new(Accounts::open(dir)?);
     let search = chat::Search::open(&chat, &dir.join(SEARCH_FILE))?;
-    let delivery = {
+    let delivery = Arc::new({
         let _guard = runtime.enter();
         chat::Delivery::start(
             chat.clone(),
@@ -75,7 +75,7 @@ pub(crate) fn serve(
             endpoint.clone(),
             chat::DeliveryConfig::default(),
         )
-    };
+    });
     for peer in &peers.peers {
         if let Ok(addr) = peer.endpoint_addr() {
             delivery.add_peer(addr);
@@ -96,7 +96,12 @@ pub(crate) fn serve(
         .block_on(tokio::net::TcpListener::bind(http))
         .with_context(|| format!("cannot serve the web UI on {http} (--http IP:PORT)"))?;
     let http = listener.local_addr().unwrap_or(http);
-    let app = Arc::new(web::App::new(chat.clone(), search, accounts.clone()));
+    let app = Arc::new(web::App::new(
+        chat.clone(),
+        Some(delivery.clone()),
+        search,
+        accounts.clone(),
+    ));
     runtime.spawn(async move {
         if let Err(e) = web::serve(listener, app).await {
             tracing::error!("the web UI stopped: {e}");

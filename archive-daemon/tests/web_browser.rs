@@ -15,6 +15,15 @@ use serde_json::json;
 
 use crate::web_http::{Community, ANA_PASSWORD};
 
+/// A 48 x 32 green PNG.
+const GREEN_PNG: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 48, 0, 0, 0, 32, 8, 2,
+    0, 0, 0, 219, 182, 108, 75, 0, 0, 0, 49, 73, 68, 65, 84, 120, 218, 237, 206, 65, 13, 0, 0, 8,
+    4, 160, 139, 99, 18, 51, 25, 223, 22, 206, 7, 27, 1, 72, 77, 191, 18, 33, 33, 33, 33, 33, 33,
+    33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 161, 75, 11, 123, 4, 100, 76, 89, 4, 136, 96, 0, 0, 0,
+    0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
 /// Widest page the UI must fit: a small phone.
 const PHONE_WIDTH: u32 = 360;
 /// Heaviest a page may be (HTML, inline style and the script together).
@@ -304,6 +313,25 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         wait_text(&bo, "#messages li form.reactions button", "👍 1").await;
         look(&bo, "07-room-bo").await;
         look(&cy, "08-room-cy").await;
+
+        // Bo sends a photo with the file input (a plain form post); Cy sees it appear.
+        let photo = driver.profiles.path().join("green.png");
+        std::fs::write(&photo, GREEN_PNG).unwrap();
+        fill(&bo, "#composer textarea", "the new bed").await;
+        let input = bo.find(Locator::Css("#composer input[type=file]")).await.unwrap();
+        input.send_keys(&photo.display().to_string()).await.unwrap();
+        click(&bo, "#composer button").await;
+        wait_text(&cy, "#messages li", "the new bed").await;
+        let shown = cy
+            .execute(
+                "const img = document.querySelector('#messages li:last-child img');\
+                 return img ? new Promise(r => img.complete ? r(img.naturalWidth) : img.onload = () => r(img.naturalWidth)) : 0;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, json!(48), "the photo loads in the other browser");
+        look(&cy, "08b-room-photo").await;
 
         // Search finds Bo's message for Cy.
         cy.goto(&format!("{base}search?q=tomatoes")).await.unwrap();

@@ -831,3 +831,149 @@ fn a_flood_from_one_address_is_refused_while_others_are_served() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(bo.get("/api/rooms").status, 200);
 }
+
+/// A multipart body: text fields, then files as (field name, file name, bytes).
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----archive-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (field, file, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn files_sent_with_a_message_come_back_whole_and_never_run_as_pages() {
+    let community = Community::start();
+    let (mut ana, csrf, mut bo, _bo_csrf) = community.with_member("bo");
+    let room = ana
+        .api("POST", "/api/rooms", &csrf, &json!({"name": "photos"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let photo: Vec<u8> = (0..3_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
+    let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    let (content_type, body) = multipart(
+        &[("text", "the garden today")],
+        &[
+            ("file", "garden.JPG", &photo),
+            ("file", "../../evil.html", &page),
+        ],
+    );
+    let send = format!("/rooms/{room}/send?csrf={csrf}");
+    let r = ana.send(
+        "POST",
+        send.as_bytes(),
+        &[("Content-Type", &content_type)],
+        &body,
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+
+    let view = bo.get(&format!("/api/rooms/{room}")).json();
+    let message = &view["messages"][0];
+    assert_eq!(message["text"], "the garden today");
+    let names: Vec<&str> = message["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["garden.JPG", "evil.html"], "names lose their path");
+    let id = message["id"].as_str().unwrap();
+    // The photo, byte for byte, as an image; the page only as a download that cannot run.
+    let got = bo.get(&format!("/rooms/{room}/m/{id}/files/0"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, photo);
+    assert_eq!(got.header("content-type"), Some("image/jpeg"));
+    let got = bo.get(&format!("/api/rooms/{room}/messages/{id}/files/1"));
+    assert_eq!(got.body, page);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert!(got
+        .header("content-disposition")
+        .unwrap()
+        .starts_with("attachment"));
+    assert!(got
+        .header("content-security-policy")
+        .unwrap()
+        .contains("sandbox"));
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(bo.get(&format!("/rooms/{room}/m/{id}/files/2")).status, 404);
+    let html = bo.get(&format!("/rooms/{room}")).text();
+    assert!(
+        html.contains(&format!("<img src=\"/rooms/{room}/m/{id}/files/0\"")),
+        "{html}"
+    );
+
+    // Refused, with nothing stored: no token in the address, a wrong one, files over the
+    // limit, too many files; and someone who may not read the room cannot fetch its files.
+    let big = vec![7u8; 8 * 1024 * 1024 + 1];
+    let (ct_big, body_big) = multipart(&[("text", "too big")], &[("file", "big.bin", &big)]);
+    let many: Vec<(&str, &str, &[u8])> = (0..17).map(|_| ("file", "x.txt", &b"x"[..])).collect();
+    let (ct_many, body_many) = multipart(&[("text", "too many")], &many);
+    for (path, ct, body, expected) in [
+        (format!("/rooms/{room}/send"), &content_type, &body, 403),
+        (
+            format!("/rooms/{room}/send?csrf=wrong"),
+            &content_type,
+            &body,
+            403,
+        ),
+        (send.clone(), &ct_big, &body_big, 413),
+        (send.clone(), &ct_many, &body_many, 400),
+    ] {
+        let r = ana.send("POST", path.as_bytes(), &[("Content-Type", ct)], body);
+        assert_eq!(r.status, expected, "{path}: {}", r.text());
+    }
+    assert_eq!(
+        ana.get(&format!("/api/rooms/{room}")).json()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let direct = ana
+        .api("POST", "/api/people/bo/direct", &csrf, &json!({}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ct, body) = multipart(&[("text", "for bo")], &[("file", "secret.png", b"png")]);
+    let r = ana.send(
+        "POST",
+        format!("/rooms/{direct}/send?csrf={csrf}").as_bytes(),
+        &[("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 303);
+    let secret = ana.get(&format!("/api/rooms/{direct}")).json()["messages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    community.user_add("cy", "cy's password!", false);
+    let mut cy = community.client();
+    cy.sign_in("cy", "cy's password!");
+    assert_eq!(
+        cy.get(&format!("/rooms/{direct}/m/{secret}/files/0"))
+            .status,
+        404
+    );
+    assert_eq!(
+        bo.get(&format!("/rooms/{direct}/m/{secret}/files/0")).body,
+        b"png"
+    );
+}

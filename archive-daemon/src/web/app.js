@@ -53,6 +53,8 @@
   feed.onerror = function () { live.hidden = false; };
   var form = document.getElementById("composer");
   form.addEventListener("submit", function (e) {
+    // With files the form goes as it is (multipart); the page then reloads.
+    if (form.elements.file && form.elements.file.files.length) return;
     e.preventDefault();
     var text = form.elements.text, reply = form.elements.reply_to;
     var button = form.querySelector("button");

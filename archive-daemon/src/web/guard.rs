@@ -86,6 +86,14 @@ pub(crate) async fn guard(
             .map(str::to_owned);
         let (sent, body) = match sent {
             Some(token) => (Some(token), body),
+            // A form with files: its body is not read here; its token is in the address.
+            None if is_multipart(&parts.headers) => (
+                parts
+                    .uri
+                    .query()
+                    .and_then(|q| form_field(q.as_bytes(), "csrf")),
+                body,
+            ),
             None if is_form(&parts.headers) => {
                 // Forms are small (the body limit holds them); read the token out of it.
                 let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -219,6 +227,13 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {

@@ -7,6 +7,7 @@
 //! `chat` and the sign-in file). [`live`] streams a room's changes (server-sent events).
 
 mod api;
+mod attachments;
 mod guard;
 mod limits;
 mod live;
@@ -17,10 +18,11 @@ pub(crate) mod strings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::accounts::{Accounts, AccountsError};
 use strings::Text;
@@ -34,6 +36,12 @@ pub(crate) const CONCURRENT_HASHES: usize = 2;
 /// What every request handler shares.
 pub(crate) struct App {
     pub(crate) chat: chat::Chat,
+    /// Live delivery (fetches attachments held by other servers); none in a server without
+    /// a network.
+    pub(crate) delivery: Option<Arc<chat::Delivery>>,
+    /// Permits to receive a message's files (each held in memory, up to
+    /// [`attachments::MAX_MESSAGE_FILES`]).
+    pub(crate) uploads: tokio::sync::Semaphore,
     pub(crate) search: chat::Search,
     pub(crate) accounts: Arc<Accounts>,
     /// Permits to hash a password ([`CONCURRENT_HASHES`]).
@@ -45,9 +53,16 @@ pub(crate) struct App {
 }
 
 impl App {
-    pub(crate) fn new(chat: chat::Chat, search: chat::Search, accounts: Arc<Accounts>) -> App {
+    pub(crate) fn new(
+        chat: chat::Chat,
+        delivery: Option<Arc<chat::Delivery>>,
+        search: chat::Search,
+        accounts: Arc<Accounts>,
+    ) -> App {
         App {
             chat,
+            delivery,
+            uploads: tokio::sync::Semaphore::new(attachments::CONCURRENT_UPLOADS),
             search,
             accounts,
             hashing: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
@@ -78,7 +93,20 @@ fn router(app: Arc<App>) -> Router {
         .route("/logout-everywhere", post(pages::logout_everywhere))
         .route("/rooms", get(pages::rooms).post(pages::create_room))
         .route("/rooms/{room}", get(pages::room))
-        .route("/rooms/{room}/send", post(pages::send))
+        .route(
+            "/rooms/{room}/send",
+            post(pages::send).layer(axum::extract::DefaultBodyLimit::max(
+                attachments::MAX_MESSAGE_FILES + MAX_BODY,
+            )),
+        )
+        .route(
+            "/rooms/{room}/m/{message}/files/{index}",
+            get(attachments::download),
+        )
+        .route(
+            "/api/rooms/{room}/messages/{message}/files/{index}",
+            get(attachments::download),
+        )
         .route("/rooms/{room}/m/{message}", get(pages::message_page))
         .route("/rooms/{room}/m/{message}/edit", post(pages::edit))
         .route("/rooms/{room}/m/{message}/delete", post(pages::delete))
@@ -126,6 +154,28 @@ fn router(app: Arc<App>) -> Router {
             guard::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // Headers on every answer: no type sniffing, no framing, no referrer to other sites,
+        // and a content policy that allows only this server's own script (and the inline
+        // style), so nothing that slipped into a page could run (a file's stricter one wins).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ))
         .with_state(app)
 }
 

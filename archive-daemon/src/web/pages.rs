@@ -462,7 +462,26 @@ pub(crate) fn message_html(t: &Text, room: &str, m: &MessageView, csrf: &str) ->
             @if let Some(r) = &m.reply_to { a.replyref href={ "#m-" (r) } { "↪ " (t.replying_to) } }
             p.text { (m.text) }
             @if !m.attachments.is_empty() {
-                ul.files { @for a in &m.attachments { li { "📎 " (a.name) " (" (size(a.size)) ")" } } }
+                ul.files {
+                    @for (i, a) in m.attachments.iter().enumerate() {
+                        @let href = format!("/rooms/{room}/m/{}/files/{i}", m.id);
+                        li {
+                            @match super::attachments::Kind::of(&a.name) {
+                                super::attachments::Kind::Image => {
+                                    a href=(href) { img src=(href) alt=(a.name) loading="lazy"; }
+                                }
+                                super::attachments::Kind::Video => {
+                                    video src=(href) controls preload="none" {}
+                                }
+                                super::attachments::Kind::Audio => {
+                                    audio src=(href) controls preload="none" {}
+                                }
+                                super::attachments::Kind::Other => {}
+                            }
+                            a href=(href) download=(a.name) { "📎 " (a.name) } " (" (size(a.size)) ")"
+                        }
+                    }
+                }
             }
             div.actions {
                 a href={ "/rooms/" (room) "?reply=" (m.id) "#composer" } { (t.reply) }
@@ -586,7 +605,8 @@ pub(crate) async fn room(
                 }
                 @if view.messages.is_empty() { p.hint id="empty" { (t.no_messages) } }
                 ol id="messages" { @for m in &view.messages { (message_html(t, &view.room.id, m, &member.csrf)) } }
-                form.stack id="composer" method="post" action={ "/rooms/" (view.room.id) "/send" } {
+                form.stack id="composer" method="post" enctype="multipart/form-data"
+                    action={ "/rooms/" (view.room.id) "/send?csrf=" (member.csrf) } {
                     input type="hidden" name="csrf" value=(member.csrf);
                     @if let Some(r) = reply {
                         p.hint { (t.replying_to) " " b { (r.author_name) } ": " (excerpt(&r.text)) }
@@ -594,7 +614,8 @@ pub(crate) async fn room(
                     } @else {
                         input type="hidden" name="reply_to" value="";
                     }
-                    label { span.sr { (t.message_to_room) } textarea name="text" required maxlength=(chat::MAX_TEXT_LEN) placeholder=(t.message_to_room) {} }
+                    label { span.sr { (t.message_to_room) } textarea name="text" maxlength=(chat::MAX_TEXT_LEN) placeholder=(t.message_to_room) {} }
+                    label.files { (t.attach) " " input type="file" name="file" multiple; }
                     button.primary { (t.send) }
                 }
             }
@@ -619,16 +640,33 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// The composer: a plain form, or (with files) a multipart one.
 pub(crate) async fn send(
     State(app): State<Arc<App>>,
     member: Member,
     Path(room): Path<String>,
-    Form(new): Form<NewMessage>,
+    request: axum::extract::Request,
 ) -> PageResult {
+    let multipart = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
     let id = room.clone();
-    run(&app, move |app| app.send(&member.account, &id, &new))
-        .await
-        .or_page(&app)?;
+    if multipart {
+        super::attachments::send_with_files(&app, member, id, request)
+            .await
+            .or_page(&app)?;
+    } else {
+        use axum::extract::FromRequest;
+        let Form(new) = Form::<NewMessage>::from_request(request, &app)
+            .await
+            .map_err(|e| WebError::bad_request(e.body_text()))
+            .or_page(&app)?;
+        run(&app, move |app| app.send(&member.account, &id, &new))
+            .await
+            .or_page(&app)?;
+    }
     Ok(redirect(&format!("/rooms/{room}#composer")))
 }
 

@@ -427,6 +427,64 @@ impl App {
         Ok(message_ref(&id))
     }
 
+    /// Sends a message with files (the text may then be empty).
+    pub(crate) fn send_with_files(
+        &self,
+        account: &str,
+        room: &str,
+        text: &str,
+        reply_to: Option<&str>,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<String, WebError> {
+        if files.is_empty() {
+            let new = NewMessage {
+                text: text.to_owned(),
+                reply_to: reply_to.map(str::to_owned),
+            };
+            return self.send(account, room, &new);
+        }
+        let room = room_id(self, room)?;
+        self.readable(account, &room)?;
+        let reply_to = match reply_to.filter(|r| !r.is_empty()) {
+            Some(r) => Some(parse_message_ref(self, r)?),
+            None => None,
+        };
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let id = self
+            .chat
+            .send_with_files(&room, account, text.trim(), reply_to, &files)
+            .map_err(|e| self.chat_err(e))?;
+        let _ = self.chat.mark_read(account, &room, &id);
+        Ok(message_ref(&id))
+    }
+
+    /// Attachment `index` of a message `account` may read: its name, and its bytes when this
+    /// server holds them.
+    pub(crate) fn attachment(
+        &self,
+        account: &str,
+        room_text: &str,
+        message: &str,
+        index: u8,
+    ) -> Result<(String, Option<Vec<u8>>), WebError> {
+        let (_, view) = self.one_message(account, room_text, message)?;
+        let name = view
+            .attachments
+            .get(usize::from(index))
+            .map(|a| a.name.clone())
+            .ok_or_else(|| WebError::new(StatusCode::NOT_FOUND, self.text.err_not_found))?;
+        let room = room_id(self, room_text)?;
+        let id = parse_message_ref(self, message)?;
+        let bytes = self
+            .chat
+            .attachment(&room, &id, index)
+            .map_err(|e| self.chat_err(e))?;
+        Ok((name, bytes))
+    }
+
     pub(crate) fn edit(
         &self,
         account: &str,
