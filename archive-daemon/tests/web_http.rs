@@ -411,45 +411,97 @@ fn sessions_rotate_end_everywhere_and_end_with_the_person() {
     assert!(listed.contains("cy") && !listed.contains("bo "), "{listed}");
 }
 
-/// Every route of the UI and the API: (method, path).
-fn every_route(room: &str, message: &str) -> Vec<(&'static str, String)> {
-    let r = room;
-    let m = message;
-    vec![
-        ("GET", "/rooms".into()),
-        ("POST", "/rooms".into()),
-        ("GET", format!("/rooms/{r}")),
-        ("POST", format!("/rooms/{r}/send")),
-        ("POST", format!("/rooms/{r}/m/{m}/edit")),
-        ("POST", format!("/rooms/{r}/m/{m}/delete")),
-        ("POST", "/people/ana/direct".into()),
-        ("GET", "/search?q=water".into()),
-        ("GET", "/admin".into()),
-        ("POST", "/admin/invites".into()),
-        ("POST", "/admin/invites/abcd/cancel".into()),
-        ("POST", "/admin/people/ana/remove".into()),
-        ("POST", "/admin/people/ana/password".into()),
-        ("POST", "/logout".into()),
-        ("POST", "/logout-everywhere".into()),
-        ("POST", "/api/logout".into()),
-        ("POST", "/api/logout-everywhere".into()),
-        ("GET", "/api/rooms".into()),
-        ("POST", "/api/rooms".into()),
-        ("GET", format!("/api/rooms/{r}")),
-        ("POST", format!("/api/rooms/{r}/messages")),
-        ("PUT", format!("/api/rooms/{r}/messages/{m}")),
-        ("DELETE", format!("/api/rooms/{r}/messages/{m}")),
-        ("POST", format!("/api/rooms/{r}/read")),
-        ("GET", format!("/api/rooms/{r}/events")),
-        ("GET", "/api/people".into()),
-        ("POST", "/api/people/ana/direct".into()),
-        ("GET", "/api/search?q=water".into()),
-        ("GET", "/api/invites".into()),
-        ("POST", "/api/invites".into()),
-        ("DELETE", "/api/invites/abcd".into()),
-        ("DELETE", "/api/people/ana".into()),
-        ("PUT", "/api/people/ana/password".into()),
-    ]
+/// Every route of the UI and the API that needs a session: (method, pattern as in
+/// `src/web/mod.rs`, with `?` and a query where the route needs one).
+const EVERY_ROUTE: &[(&str, &str)] = &[
+    ("GET", "/rooms"),
+    ("POST", "/rooms"),
+    ("GET", "/rooms/{room}"),
+    ("POST", "/rooms/{room}/send"),
+    ("POST", "/rooms/{room}/m/{message}/edit"),
+    ("POST", "/rooms/{room}/m/{message}/delete"),
+    ("POST", "/people/{account}/direct"),
+    ("GET", "/rooms/{room}/m/{message}"),
+    ("POST", "/rooms/{room}/m/{message}/react"),
+    ("POST", "/rooms/{room}/m/{message}/report"),
+    ("GET", "/rooms/{room}/m/{message}/files/{index}"),
+    ("POST", "/admin/reports/resolve"),
+    ("POST", "/admin/people/{account}/role"),
+    ("GET", "/search?q=water"),
+    ("GET", "/admin"),
+    ("POST", "/admin/invites"),
+    ("POST", "/admin/invites/{id}/cancel"),
+    ("POST", "/admin/people/{account}/remove"),
+    ("POST", "/admin/people/{account}/password"),
+    ("POST", "/logout"),
+    ("POST", "/logout-everywhere"),
+    ("POST", "/api/logout"),
+    ("POST", "/api/logout-everywhere"),
+    ("GET", "/api/rooms"),
+    ("POST", "/api/rooms"),
+    ("GET", "/api/rooms/{room}"),
+    ("POST", "/api/rooms/{room}/messages"),
+    ("PUT", "/api/rooms/{room}/messages/{message}"),
+    ("DELETE", "/api/rooms/{room}/messages/{message}"),
+    ("POST", "/api/rooms/{room}/read"),
+    ("POST", "/api/rooms/{room}/messages/{message}/reactions"),
+    ("POST", "/api/rooms/{room}/messages/{message}/report"),
+    ("GET", "/api/rooms/{room}/messages/{message}/files/{index}"),
+    ("GET", "/api/reports"),
+    ("POST", "/api/reports/resolve"),
+    ("PUT", "/api/people/{account}/role"),
+    ("GET", "/api/rooms/{room}/events"),
+    ("GET", "/api/people"),
+    ("POST", "/api/people/{account}/direct"),
+    ("GET", "/api/search?q=water"),
+    ("GET", "/api/invites"),
+    ("POST", "/api/invites"),
+    ("DELETE", "/api/invites/{id}"),
+    ("DELETE", "/api/people/{account}"),
+    ("PUT", "/api/people/{account}/password"),
+];
+
+/// Routes open without a session.
+const OPEN_ROUTES: &[&str] = &[
+    "/",
+    "/login",
+    "/join",
+    "/app.js",
+    "/api/session",
+    "/api/login",
+    "/api/join",
+];
+
+/// A route's pattern with this test's ids in it.
+fn concrete(pattern: &str, room: &str, message: &str) -> String {
+    pattern
+        .replace("{room}", room)
+        .replace("{message}", message)
+        .replace("{account}", "ana")
+        .replace("{id}", "abcd")
+        .replace("{index}", "0")
+}
+
+#[test]
+fn the_list_of_routes_is_every_route_the_server_has() {
+    // The router's source, pattern by pattern: a new route must be listed above, so the
+    // tests below try it without a session and without its token.
+    let source = include_str!("../src/web/mod.rs");
+    let mut served: Vec<&str> = source
+        .split(".route(")
+        .skip(1)
+        .filter_map(|r| r.split('"').nth(1))
+        .collect();
+    served.sort_unstable();
+    served.dedup();
+    let mut listed: Vec<&str> = EVERY_ROUTE
+        .iter()
+        .map(|(_, p)| p.split('?').next().unwrap())
+        .chain(OPEN_ROUTES.iter().copied())
+        .collect();
+    listed.sort_unstable();
+    listed.dedup();
+    assert_eq!(served, listed);
 }
 
 #[test]
@@ -473,7 +525,8 @@ fn nothing_but_sign_in_and_join_without_a_session_and_no_change_without_its_toke
     let form_body = b"text=x&name=x&password=xxxxxxxxxx";
 
     // Each route from its own address: the test's own burst stays under the rate limit.
-    for (i, (method, path)) in every_route(&room, &message).into_iter().enumerate() {
+    for (i, (method, pattern)) in EVERY_ROUTE.iter().copied().enumerate() {
+        let path = concrete(pattern, &room, &message);
         let mut ana = ana.at(10 + i as u8);
         // No session: pages send the browser to sign in; the API says 401; a change is
         // refused before anything (no token).
@@ -976,4 +1029,112 @@ fn files_sent_with_a_message_come_back_whole_and_never_run_as_pages() {
         bo.get(&format!("/rooms/{direct}/m/{secret}/files/0")).body,
         b"png"
     );
+}
+
+#[test]
+fn reports_reach_the_admin_and_roles_change_only_by_an_admin() {
+    let community = Community::start();
+    let (mut ana, ana_csrf, mut bo, bo_csrf) = community.with_member("bo");
+    let room = ana
+        .api("POST", "/api/rooms", &ana_csrf, &json!({"name": "square"}))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = bo.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &bo_csrf,
+        &json!({"text": "buy my pills"}),
+    );
+    let message = sent.json()["id"].as_str().unwrap().to_owned();
+    community.user_add("cy", "cy's password!", false);
+    let mut cy = community.client();
+    let cy_csrf = cy.sign_in("cy", "cy's password!");
+    // Cy reports it from the message's page (a form).
+    let page = cy.get(&format!("/rooms/{room}/m/{message}"));
+    assert!(page.text().contains("/report\""), "{}", page.text());
+    let r = cy.form(
+        &format!("/rooms/{room}/m/{message}/report"),
+        &[("csrf", &cy_csrf), ("reason", "spam")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    // A reason over the limit, or a message that is not there: refused, nothing queued.
+    let long = "x".repeat(501);
+    let r = cy.form(
+        &format!("/rooms/{room}/m/{message}/report"),
+        &[("csrf", &cy_csrf), ("reason", &long)],
+    );
+    assert_eq!(r.status, 400);
+    let bogus = message.replacen("0", "1", 1);
+    let r = cy.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages/{bogus}/report"),
+        &cy_csrf,
+        &json!({"reason": "x"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Only an admin sees the queue.
+    assert_eq!(cy.get("/api/reports").status, 403);
+    let queue = ana.get("/api/reports").json();
+    assert_eq!(queue.as_array().unwrap().len(), 1, "{queue}");
+    assert_eq!(queue[0]["by"], "cy");
+    assert_eq!(queue[0]["reason"], "spam");
+    assert_eq!(queue[0]["text"], "buy my pills");
+    assert!(ana.get("/admin").text().contains("buy my pills"));
+    let key = queue[0]["key"].as_str().unwrap();
+    let r = ana.form(
+        "/admin/reports/resolve",
+        &[("csrf", &ana_csrf), ("key", key), ("note", "deleted it")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(ana
+        .get("/api/reports")
+        .json()
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Roles: an admin makes Bo a moderator; a made-up role is refused; Bo (not an admin)
+    // cannot give himself more.
+    let r = ana.form(
+        "/admin/people/bo/role",
+        &[("csrf", &ana_csrf), ("role", "moderator")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let role_of = |c: &mut crate::http_client::Client, name: &str| {
+        c.get("/api/people")
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["role"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(role_of(&mut ana, "bo"), "moderator");
+    let r = ana.api(
+        "PUT",
+        "/api/people/bo/role",
+        &ana_csrf,
+        &json!({"role": "king"}),
+    );
+    assert_eq!(r.status, 400);
+    let r = bo.api(
+        "PUT",
+        "/api/people/bo/role",
+        &bo_csrf,
+        &json!({"role": "admin"}),
+    );
+    assert_eq!(r.status, 403);
+    // The last admin stays one.
+    let r = ana.api(
+        "PUT",
+        "/api/people/ana/role",
+        &ana_csrf,
+        &json!({"role": "member"}),
+    );
+    assert!(matches!(r.status, 400 | 403), "{} {}", r.status, r.text());
+    assert_eq!(role_of(&mut ana, "ana"), "admin");
+    assert_eq!(role_of(&mut ana, "bo"), "moderator");
 }

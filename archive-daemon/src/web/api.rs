@@ -326,6 +326,74 @@ pub(crate) async fn search(
     )
 }
 
+/// A report.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportRequest {
+    #[serde(default)]
+    pub(crate) reason: String,
+}
+
+pub(crate) async fn report(
+    State(app): State<Arc<App>>,
+    member: Member,
+    Path((room, message)): Path<(String, String)>,
+    Json(r): Json<ReportRequest>,
+) -> ApiResult {
+    let key = run(&app, move |app| {
+        app.report(&member.account, &room, &message, &r.reason)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "key": key }))).into_response())
+}
+
+/// A resolution of a report.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Resolve {
+    pub(crate) key: String,
+    #[serde(default)]
+    pub(crate) note: String,
+}
+
+pub(crate) async fn reports(State(app): State<Arc<App>>, Admin(admin): Admin) -> ApiResult {
+    json(
+        run(&app, move |app| {
+            app.admin_view(&admin.account).map(|v| v.reports)
+        })
+        .await?,
+    )
+}
+
+pub(crate) async fn resolve_report(
+    State(app): State<Arc<App>>,
+    Admin(admin): Admin,
+    Json(r): Json<Resolve>,
+) -> ApiResult {
+    run(&app, move |app| {
+        app.resolve_report(&admin.account, &r.key, &r.note)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A role.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RoleRequest {
+    pub(crate) role: String,
+}
+
+pub(crate) async fn set_role(
+    State(app): State<Arc<App>>,
+    Admin(admin): Admin,
+    Path(account): Path<String>,
+    Json(r): Json<RoleRequest>,
+) -> ApiResult {
+    run(&app, move |app| {
+        app.set_role(&admin.account, &account, &r.role)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 pub(crate) async fn invites(State(app): State<Arc<App>>, Admin(_admin): Admin) -> ApiResult {
     json(
         run(&app, |app| {

@@ -111,7 +111,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/rooms/{room}/m/{message}/edit", post(pages::edit))
         .route("/rooms/{room}/m/{message}/delete", post(pages::delete))
         .route("/rooms/{room}/m/{message}/react", post(pages::react))
+        .route("/rooms/{room}/m/{message}/report", post(pages::report))
         .route("/people/{account}/direct", post(pages::direct))
+        .route("/admin/reports/resolve", post(pages::resolve_report))
+        .route("/admin/people/{account}/role", post(pages::set_role))
         .route("/search", get(pages::search))
         .route("/admin", get(pages::admin))
         .route("/admin/invites", post(pages::create_invite))
@@ -139,6 +142,13 @@ fn router(app: Arc<App>) -> Router {
             "/api/rooms/{room}/messages/{message}/reactions",
             post(api::react),
         )
+        .route(
+            "/api/rooms/{room}/messages/{message}/report",
+            post(api::report),
+        )
+        .route("/api/reports", get(api::reports))
+        .route("/api/reports/resolve", post(api::resolve_report))
+        .route("/api/people/{account}/role", put(api::set_role))
         .route("/api/rooms/{room}/read", post(api::mark_read))
         .route("/api/rooms/{room}/events", get(live::events))
         .route("/api/people", get(api::people))

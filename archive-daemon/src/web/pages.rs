@@ -540,6 +540,12 @@ pub(crate) async fn message_page(
             ol id="messages" { (message_html(t, room, &m, csrf)) }
             h2 { (t.react) }
             (reactions_form(t, room, &m, csrf, true))
+            h2 { (t.report) }
+            form.row method="post" action={ "/rooms/" (room) "/m/" (m.id) "/report" } {
+                input type="hidden" name="csrf" value=(csrf);
+                input name="reason" placeholder=(t.report_reason) required maxlength="500";
+                button { (t.report) }
+            }
             @if m.mine {
                 h2 { (t.edit) }
                 form.stack method="post" action={ "/rooms/" (room) "/m/" (m.id) "/edit" } {
@@ -705,6 +711,71 @@ pub(crate) async fn delete(
     Ok(redirect(&format!("/rooms/{room}")))
 }
 
+/// The report form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportForm {
+    #[serde(default)]
+    reason: String,
+}
+
+pub(crate) async fn report(
+    State(app): State<Arc<App>>,
+    member: Member,
+    Path((room, message)): Path<(String, String)>,
+    Form(form): Form<ReportForm>,
+) -> PageResult {
+    let (r, m) = (room.clone(), message.clone());
+    run(&app, move |app| {
+        app.report(&member.account, &r, &m, &form.reason)
+    })
+    .await
+    .or_page(&app)?;
+    Ok(redirect(&format!("/rooms/{room}#m-{message}")))
+}
+
+/// The resolve form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResolveForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub(crate) async fn resolve_report(
+    State(app): State<Arc<App>>,
+    Admin(admin): Admin,
+    Form(form): Form<ResolveForm>,
+) -> PageResult {
+    run(&app, move |app| {
+        app.resolve_report(&admin.account, &form.key, &form.note)
+    })
+    .await
+    .or_page(&app)?;
+    Ok(redirect("/admin"))
+}
+
+/// The role form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RoleForm {
+    #[serde(default)]
+    role: String,
+}
+
+pub(crate) async fn set_role(
+    State(app): State<Arc<App>>,
+    Admin(admin): Admin,
+    Path(account): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> PageResult {
+    run(&app, move |app| {
+        app.set_role(&admin.account, &account, &form.role)
+    })
+    .await
+    .or_page(&app)?;
+    Ok(redirect("/admin"))
+}
+
 /// The reactions offered with one tap.
 const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "🎉", "🙏", "😮"];
 
@@ -841,6 +912,17 @@ fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup
                         b { (p.display_name) } " " small { "(" (p.name) ", " (p.role) ")" }
                         details {
                             summary { (t.manage) }
+                            @if p.name != member.account {
+                                form.row method="post" action={ "/admin/people/" (p.name) "/role" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    select name="role" aria-label=(t.role) {
+                                        @for (value, label) in [("member", t.role_member), ("moderator", t.role_moderator), ("admin", t.role_admin)] {
+                                            option value=(value) selected[p.role == value] { (label) }
+                                        }
+                                    }
+                                    button { (t.set_role) }
+                                }
+                            }
                             form.stack method="post" action={ "/admin/people/" (p.name) "/password" } {
                                 input type="hidden" name="csrf" value=(csrf);
                                 label { (t.new_password) input type="password" name="password" required minlength=(crate::accounts::MIN_PASSWORD_LEN) autocomplete="new-password"; }
@@ -858,7 +940,30 @@ fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup
             }
             h2 { (t.moderation_queue) }
             @if view.reports.is_empty() { p.hint { (t.no_reports) } }
-            ul { @for r in &view.reports { li { b { (r.by) } ": " (r.reason) } } }
+            ul.people {
+                @for r in &view.reports {
+                    li {
+                        b { (r.by) } ": " (r.reason)
+                        @if let Some(text) = &r.text {
+                            br; a href={ "/rooms/" (r.room) "/m/" (r.message) } { "“" (excerpt(text)) "”" }
+                        }
+                        form.row method="post" action="/admin/reports/resolve" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="key" value=(r.key);
+                            input name="note" placeholder=(t.resolution) maxlength="500";
+                            button { (t.resolve) }
+                        }
+                    }
+                }
+            }
+            @if let Some(h) = &view.health {
+                h2 { (t.health) }
+                p { (h.room_syncs) " " (t.room_syncs) " · " (h.failed_syncs) " " (t.failed_syncs) " · " (h.refused_entries) " " (t.refused_entries) }
+                @if let Some(f) = &h.last_failure { p.hint { (t.last_failure) ": " (f) } }
+                @if !h.recent_refusals.is_empty() {
+                    details { summary { (t.recent_refusals) } ul { @for r in &h.recent_refusals { li { small { (r) } } } } }
+                }
+            }
             h2 { (t.storage) }
             p {
                 (view.storage.entries) " entries · " (view.storage.files) " files · "

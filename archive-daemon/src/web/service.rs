@@ -120,6 +120,8 @@ pub(crate) struct AdminView {
     pub(crate) invites: Vec<InviteInfo>,
     pub(crate) reports: Vec<ReportView>,
     pub(crate) storage: StorageView,
+    /// None when the server runs without live delivery.
+    pub(crate) health: Option<HealthView>,
 }
 
 /// A report waiting for a moderator.
@@ -129,6 +131,19 @@ pub(crate) struct ReportView {
     pub(crate) by: String,
     pub(crate) room: String,
     pub(crate) reason: String,
+    /// The message reported (its id in links), and its text if it is still shown.
+    pub(crate) message: String,
+    pub(crate) text: Option<String>,
+}
+
+/// How live delivery to paired servers goes.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HealthView {
+    pub(crate) room_syncs: u64,
+    pub(crate) failed_syncs: u64,
+    pub(crate) last_failure: Option<String>,
+    pub(crate) refused_entries: u64,
+    pub(crate) recent_refusals: Vec<String>,
 }
 
 /// The store's totals.
@@ -671,12 +686,29 @@ impl App {
             .map_err(|e| self.chat_err(e))?
             .into_iter()
             .map(|r| ReportView {
+                text: self
+                    .chat
+                    .message(&r.report.room, &r.report.message)
+                    .ok()
+                    .flatten()
+                    .map(|m| m.text),
+                message: message_ref(&r.report.message),
                 key: r.key,
                 by: r.by,
                 room: r.report.room.to_string(),
                 reason: r.report.reason,
             })
             .collect();
+        let health = self.delivery.as_ref().map(|d| {
+            let s = d.stats();
+            HealthView {
+                room_syncs: s.syncs,
+                failed_syncs: s.failures,
+                last_failure: s.last_failure,
+                refused_entries: s.refused,
+                recent_refusals: s.recent_refusals,
+            }
+        });
         Ok(AdminView {
             people: self.people()?,
             invites: self
@@ -684,6 +716,7 @@ impl App {
                 .invites()
                 .map_err(|e| WebError::from_accounts(self.text, e))?,
             reports,
+            health,
             storage: StorageView {
                 entries: stats.entries,
                 files: stats.files,
@@ -692,6 +725,46 @@ impl App {
                 indexed_messages: self.search.indexed_messages().unwrap_or(0),
             },
         })
+    }
+
+    /// Reports a message of a room `account` reads to this server's moderators.
+    pub(crate) fn report(
+        &self,
+        account: &str,
+        room: &str,
+        message: &str,
+        reason: &str,
+    ) -> Result<String, WebError> {
+        let (_, _) = self.one_message(account, room, message)?;
+        let room = room_id(self, room)?;
+        let id = parse_message_ref(self, message)?;
+        self.chat
+            .report(account, &room, &id, reason.trim())
+            .map_err(|e| self.chat_err(e))
+    }
+
+    /// Closes a report with what the moderator did.
+    pub(crate) fn resolve_report(&self, by: &str, key: &str, note: &str) -> Result<(), WebError> {
+        self.chat
+            .resolve_report(by, key, note.trim())
+            .map_err(|e| self.chat_err(e))
+    }
+
+    /// Sets a person's role on this server (`member`, `moderator` or `admin`).
+    pub(crate) fn set_role(&self, admin: &str, account: &str, role: &str) -> Result<(), WebError> {
+        let role = match role {
+            "member" => chat::ServerRole::Member,
+            "moderator" => chat::ServerRole::Moderator,
+            "admin" => chat::ServerRole::Admin,
+            other => {
+                return Err(WebError::bad_request(format!(
+                    "`{other}` is not a role: member, moderator or admin"
+                )))
+            }
+        };
+        self.chat
+            .set_server_role(admin, account, role)
+            .map_err(|e| self.chat_err(e))
     }
 
     pub(crate) fn create_invite(&self, admin: &str) -> Result<String, WebError> {
