@@ -160,6 +160,10 @@ pub(crate) enum Command {
         /// Address of the web UI [default: 0.0.0.0:8080, or `http` in net.json]
         #[arg(long, value_name = "IP:PORT")]
         http: Option<std::net::SocketAddr>,
+        /// Neither announce this server nor look for others on the local network (mDNS),
+        /// whatever net.json says
+        #[arg(long)]
+        no_mdns: bool,
         /// Members of this group may also run commands through the server's control socket
         /// (besides its own user and root)
         #[arg(long, value_name = "GROUP")]

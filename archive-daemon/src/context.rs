@@ -64,6 +64,8 @@ pub(crate) struct Served {
     pub(crate) chat: chat::Chat,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) peers_lock: Arc<Mutex<()>>,
+    /// The messenger's live delivery: told of peers paired and unpaired while it runs.
+    pub(crate) delivery: Arc<chat::Delivery>,
 }
 
 /// The data folder, its store, and (when needed) a network endpoint.
@@ -79,6 +81,8 @@ pub(crate) struct Ctx {
     accounts: OnceLock<Arc<Accounts>>,
     /// What the client read from stdin for this command (a password).
     pub(crate) input: Option<String>,
+    /// The running server's live delivery, when a server runs this command.
+    delivery: Option<Arc<chat::Delivery>>,
 }
 
 impl Ctx {
@@ -92,6 +96,7 @@ impl Ctx {
             chat: OnceLock::new(),
             accounts: OnceLock::new(),
             input: None,
+            delivery: None,
         }
     }
 
@@ -105,7 +110,13 @@ impl Ctx {
             chat: OnceLock::from(served.chat.clone()),
             accounts: OnceLock::from(served.accounts.clone()),
             input,
+            delivery: Some(served.delivery.clone()),
         }
+    }
+
+    /// The running server's live delivery (none when this process runs the command alone).
+    pub(crate) fn delivery(&self) -> Option<&chat::Delivery> {
+        self.delivery.as_deref()
     }
 
     /// The messenger on this store.

@@ -69,13 +69,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     if let cli::Command::Serve {
         bind,
         http,
+        no_mdns,
         admin_group,
     } = cli.command
     {
         if control::forward(&dir, vec!["serve".into()], None)?.is_some() {
             return Ok(1);
         }
-        return serve::serve(&dir, bind, http, admin_group.as_deref());
+        let listen = serve::Listen {
+            bind,
+            http,
+            no_mdns,
+        };
+        return serve::serve(&dir, listen, admin_group.as_deref());
     }
     // A password is read here, before the command may be forwarded to a running server.
     let input = user_commands::password_input(&cli.command)?;

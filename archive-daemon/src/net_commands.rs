@@ -106,6 +106,10 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             if ctx.is_served() {
                 peers.fill(ctx.net()?.node.trust())?;
             }
+            // The messenger delivers to it from now on, not only after a restart.
+            if let Some(delivery) = ctx.delivery() {
+                delivery.add_peer(peer.endpoint_addr()?);
+            }
             if json {
                 print_json(&peer)?;
             } else {
@@ -167,11 +171,14 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             }
         }
         PeerCommand::Rm { name } => {
-            peers.find(&name)?;
+            let id = peers.find(&name)?.endpoint_id()?;
             peers.peers.retain(|p| p.name != name);
             peers.save(&ctx.dir)?;
             if ctx.is_served() {
                 peers.fill(ctx.net()?.node.trust())?;
+            }
+            if let Some(delivery) = ctx.delivery() {
+                delivery.remove_peer(id);
             }
             if json {
                 print_json(&json!({ "removed": name }))?;

@@ -21,12 +21,14 @@ use crate::output::with_sink;
 use crate::peers::Peers;
 use crate::web;
 
-pub(crate) fn serve(
-    dir: &Path,
-    bind: Option<std::net::SocketAddr>,
-    http: Option<std::net::SocketAddr>,
-    admin_group: Option<&str>,
-) -> Result<u8> {
+/// Where and how `serve` listens, from its flags (each overrides net.json).
+pub(crate) struct Listen {
+    pub(crate) bind: Option<std::net::SocketAddr>,
+    pub(crate) http: Option<std::net::SocketAddr>,
+    pub(crate) no_mdns: bool,
+}
+
+pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Result<u8> {
     init_logging();
     let admins = control::Admins::new(admin_group)?;
     let created = match Store::init(dir) {
@@ -35,7 +37,11 @@ pub(crate) fn serve(
         Err(e) => return Err(e.into()),
     };
     let store = Arc::new(Store::open(dir)?);
-    let settings = NetSettings::load(dir)?;
+    let mut settings = NetSettings::load(dir)?;
+    if listen.no_mdns {
+        settings.mdns = false;
+    }
+    let (bind, http) = (listen.bind, listen.http);
     let peers = Peers::load(dir)?;
     let trust = peers.trust()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -97,6 +103,7 @@ pub(crate) fn serve(
         .with_context(|| format!("cannot serve the web UI on {http} (--http IP:PORT)"))?;
     let http = listener.local_addr().unwrap_or(http);
     let app = Arc::new(web::App::new(
+        dir.to_owned(),
         chat.clone(),
         Some(delivery.clone()),
         search,
@@ -120,6 +127,7 @@ pub(crate) fn serve(
         chat: chat.clone(),
         accounts,
         peers_lock: Arc::new(Mutex::new(())),
+        delivery: delivery.clone(),
     });
     {
         let (endpoint, node, handle) = (endpoint.clone(), node.clone(), runtime.handle().clone());

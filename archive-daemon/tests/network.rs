@@ -22,6 +22,8 @@ pub(crate) struct Serving {
     ticket: String,
     /// The web UI's address (`http://127.0.0.1:PORT/`).
     web: Option<String>,
+    /// What it printed before serving.
+    printed: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -57,11 +59,13 @@ impl Serving {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut ticket = None;
         let mut web = None;
+        let mut printed = String::new();
         let mut line = String::new();
         while out.read_line(&mut line).unwrap() > 0 {
             if let Some(t) = line.strip_prefix("ticket: ") {
                 ticket = Some(t.trim().to_owned());
             }
+            printed.push_str(&line);
             if let Some(w) = line.strip_prefix("web:") {
                 web.get_or_insert_with(|| w.split_whitespace().next().unwrap_or("").to_owned());
             }
@@ -76,6 +80,7 @@ impl Serving {
             child,
             ticket,
             web,
+            printed,
             stderr,
         }
     }
@@ -88,6 +93,11 @@ impl Serving {
     /// The ticket it printed (id and addresses).
     pub(crate) fn ticket(&self) -> &str {
         &self.ticket
+    }
+
+    /// Everything it printed on stdout up to "(stop with Ctrl-C)".
+    pub(crate) fn printed(&self) -> &str {
+        &self.printed
     }
 
     /// The web UI's address, as printed (`http://IP:PORT/`).

@@ -19,14 +19,24 @@ const NET_JSON: &str = r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout
 pub(crate) struct Community {
     pub(crate) archive: Archive,
     /// Held for its lifetime: dropping it stops the server.
-    _server: Serving,
+    server: Serving,
     pub(crate) addr: SocketAddr,
 }
 
 pub(crate) const ANA_PASSWORD: &str = "ana's long password";
 
+/// The password the tests give `name`.
+pub(crate) fn password_of(name: &str) -> String {
+    format!("{name}'s long password")
+}
+
 impl Community {
     pub(crate) fn start() -> Community {
+        Community::start_with("ana")
+    }
+
+    /// A community server whose first admin is `admin` (password: [`password_of`]).
+    pub(crate) fn start_with(admin: &str) -> Community {
         let archive = Archive::initialised();
         std::fs::write(archive.data_dir().join("net.json"), NET_JSON).unwrap();
         let server = Serving::spawn(archive.command(&[
@@ -39,13 +49,18 @@ impl Community {
         let addr = server_addr(server.web());
         let community = Community {
             archive,
-            _server: server,
+            server,
             addr,
         };
         // Through the running server: the password travels over its control socket.
-        let out = community.user_add("ana", ANA_PASSWORD, true);
-        assert!(out.contains("added ana (admin)"), "{out}");
+        let out = community.user_add(admin, &password_of(admin), true);
+        assert!(out.contains(&format!("added {admin} (admin)")), "{out}");
         community
+    }
+
+    /// The ticket other servers pair with.
+    pub(crate) fn ticket(&self) -> &str {
+        self.server.ticket()
     }
 
     /// `archive user add NAME [--admin]` with the password on stdin; its stdout.
@@ -1137,4 +1152,123 @@ fn reports_reach_the_admin_and_roles_change_only_by_an_admin() {
     assert!(matches!(r.status, 400 | 403), "{} {}", r.status, r.text());
     assert_eq!(role_of(&mut ana, "ana"), "admin");
     assert_eq!(role_of(&mut ana, "bo"), "moderator");
+}
+
+#[test]
+fn the_first_start_creates_the_store_and_says_how_to_make_the_first_admin() {
+    // The README's first command on a fresh machine: no `init`, no folder yet.
+    let archive = Archive::new();
+    assert!(!archive.data_dir().exists());
+    let server = Serving::spawn(archive.command(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--no-mdns",
+    ]));
+    let printed = server.printed();
+    assert!(printed.contains("created a new store in"), "{printed}");
+    assert!(printed.contains("No one can sign in yet"), "{printed}");
+    assert!(
+        printed.contains("archive user add NAME --admin"),
+        "{printed}"
+    );
+    // The address it printed serves the sign-in page.
+    let addr = server_addr(server.web());
+    let mut browser = Client::new(addr);
+    let r = browser.get("/");
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert_eq!(browser.get("/login").status, 200);
+    // The step it printed works, and the admin signs in.
+    let community = Community {
+        archive,
+        server,
+        addr,
+    };
+    community.user_add("ana", ANA_PASSWORD, true);
+    let mut ana = community.client();
+    ana.sign_in("ana", ANA_PASSWORD);
+    assert_eq!(ana.get("/admin").status, 200);
+}
+
+#[test]
+fn two_community_servers_paired_while_running_share_a_room_live() {
+    let a = Community::start_with("ana");
+    let b = Community::start_with("bo");
+    // Paired while both run: the servers take the new peer into live delivery at once.
+    a.archive.ok(&["peer", "add", b.ticket(), "--name", "b"]);
+    b.archive.ok(&["peer", "add", a.ticket(), "--name", "a"]);
+    let mut ana = a.client();
+    let ana_csrf = ana.sign_in("ana", &password_of("ana"));
+    // The new-room form offers the paired server.
+    assert!(ana
+        .get("/rooms")
+        .text()
+        .contains("name=\"share_with\" value=\"b\""));
+    let r = ana.api(
+        "POST",
+        "/api/rooms",
+        &ana_csrf,
+        &json!({"name": "between us", "share_with": ["b"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let room = r.json()["id"].as_str().unwrap().to_owned();
+    let r = ana.api(
+        "POST",
+        "/api/rooms",
+        &ana_csrf,
+        &json!({"name": "x", "share_with": ["nobody"]}),
+    );
+    assert_eq!(r.status, 400, "an unknown server is refused: {}", r.text());
+
+    // The room reaches B; Bo, on B, reads it and follows it live.
+    let mut bo = b.client();
+    let bo_csrf = bo.sign_in("bo", &password_of("bo"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while bo.get(&format!("/api/rooms/{room}")).status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room never reached B"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let resume = bo.get(&format!("/api/rooms/{room}")).json()["resume"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, mut feed) = bo.events(&format!("/api/rooms/{room}/events?from={resume}"), &[]);
+    assert_eq!(status, 200);
+    let r = ana.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &ana_csrf,
+        &json!({"text": "hello from A"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (_, _, data) = next_event(&mut feed);
+    let got: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(got["message"]["text"], "hello from A");
+    assert!(
+        got["message"]["author"]
+            .as_str()
+            .unwrap()
+            .starts_with("ana@"),
+        "{got}"
+    );
+    // Bo answers from B; Ana reads it on A.
+    let r = bo.api(
+        "POST",
+        &format!("/api/rooms/{room}/messages"),
+        &bo_csrf,
+        &json!({"text": "hello from B"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    while !message_texts(&mut ana, &room).contains(&"hello from B".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer never reached A"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -50,10 +50,13 @@ pub(crate) struct App {
     /// Live feeds open now.
     pub(crate) streams: live::Streams,
     pub(crate) text: &'static Text,
+    /// The data folder (`peers.json`: the servers a room may be shared with).
+    pub(crate) dir: std::path::PathBuf,
 }
 
 impl App {
     pub(crate) fn new(
+        dir: std::path::PathBuf,
         chat: chat::Chat,
         delivery: Option<Arc<chat::Delivery>>,
         search: chat::Search,
@@ -69,6 +72,7 @@ impl App {
             limits: limits::Limits::default(),
             streams: live::Streams::default(),
             text: &strings::EN,
+            dir,
         }
     }
 }

@@ -359,10 +359,11 @@ fn room_item(t: &Text, r: &service::RoomSummary) -> Markup {
 pub(crate) async fn rooms(State(app): State<Arc<App>>, member: Member) -> PageResult {
     let admin = header_of(&app, &member).await?;
     let account = member.account.clone();
-    let (list, people): (RoomList, _) =
-        run(&app, move |app| Ok((app.rooms(&account)?, app.people()?)))
-            .await
-            .or_page(&app)?;
+    let (list, people, paired): (RoomList, _, _) = run(&app, move |app| {
+        Ok((app.rooms(&account)?, app.people()?, app.paired()?))
+    })
+    .await
+    .or_page(&app)?;
     let t = app.text;
     let header = Header {
         account: &member.account,
@@ -388,6 +389,14 @@ pub(crate) async fn rooms(State(app): State<Arc<App>>, member: Member) -> PageRe
                     label { (t.room_name) input name="name" required maxlength=(chat::MAX_ROOM_NAME_LEN); }
                     label { (t.room_topic) input name="topic"; }
                     label.check { input type="checkbox" name="invite_only" value="true"; " " (t.invite_only) }
+                    @if !paired.is_empty() {
+                        fieldset {
+                            legend { (t.share_with) }
+                            @for p in &paired {
+                                label.check { input type="checkbox" name="share_with" value=(p); " " (p) }
+                            }
+                        }
+                    }
                     button.primary { (t.create) }
                 }
             }
@@ -409,26 +418,28 @@ pub(crate) async fn rooms(State(app): State<Arc<App>>, member: Member) -> PageRe
     )))
 }
 
-/// The new-room form (a checkbox is absent when not ticked).
-#[derive(Debug, Deserialize)]
-pub(crate) struct NewRoomForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    topic: String,
-    #[serde(default)]
-    invite_only: Option<String>,
-}
-
+/// The new-room form: `name`, `topic`, `invite_only` (present when ticked) and one
+/// `share_with` per ticked server, read as pairs (a field may repeat).
 pub(crate) async fn create_room(
     State(app): State<Arc<App>>,
     member: Member,
-    Form(form): Form<NewRoomForm>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> PageResult {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let new = NewRoom {
-        name: form.name,
-        topic: form.topic,
-        invite_only: form.invite_only.is_some(),
+        name: field("name").unwrap_or_default(),
+        topic: field("topic").unwrap_or_default(),
+        invite_only: field("invite_only").is_some(),
+        share_with: fields
+            .iter()
+            .filter(|(k, _)| k == "share_with")
+            .map(|(_, v)| v.clone())
+            .collect(),
     };
     let id = run(&app, move |app| app.create_room(&member.account, &new))
         .await

@@ -164,6 +164,10 @@ pub(crate) struct NewRoom {
     pub(crate) topic: String,
     #[serde(default)]
     pub(crate) invite_only: bool,
+    /// Paired servers (by their name in `archive peer ls`) whose people take part: the room
+    /// is delivered to them. Empty: the room stays on this server.
+    #[serde(default)]
+    pub(crate) share_with: Vec<String>,
 }
 
 /// A message to send.
@@ -390,6 +394,31 @@ impl App {
         })
     }
 
+    /// The paired servers a room may be shared with, by name.
+    pub(crate) fn paired(&self) -> Result<Vec<String>, WebError> {
+        let peers =
+            crate::peers::Peers::load(&self.dir).map_err(|e| WebError::internal(self.text, e))?;
+        Ok(peers.peers.into_iter().map(|p| p.name).collect())
+    }
+
+    /// The keys of the paired servers named `names`.
+    fn servers_named(&self, names: &[String]) -> Result<Vec<archive_core::PublicKey>, WebError> {
+        let peers =
+            crate::peers::Peers::load(&self.dir).map_err(|e| WebError::internal(self.text, e))?;
+        names
+            .iter()
+            .map(|name| {
+                let peer = peers
+                    .find(name)
+                    .map_err(|e| WebError::bad_request(e.to_string()))?;
+                let id = peer
+                    .endpoint_id()
+                    .map_err(|e| WebError::internal(self.text, e))?;
+                Ok(archive_core::PublicKey::from_bytes(*id.as_bytes()))
+            })
+            .collect()
+    }
+
     pub(crate) fn create_room(&self, account: &str, new: &NewRoom) -> Result<String, WebError> {
         let settings = RoomSettings {
             name: new.name.trim().to_owned(),
@@ -399,7 +428,7 @@ impl App {
             } else {
                 Access::Open
             },
-            servers: vec![],
+            servers: self.servers_named(&new.share_with)?,
             history: History::Whole,
         };
         if settings.name.is_empty() {
