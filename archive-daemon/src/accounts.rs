@@ -77,7 +77,7 @@ pub(crate) struct Session {
 }
 
 /// An invite that is still open.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Invite {
     /// The admin who made it.
     pub(crate) by: String,
@@ -86,7 +86,7 @@ pub(crate) struct Invite {
 }
 
 /// An open invite as an admin sees it: never its code (only its hash is kept).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct InviteInfo {
     /// The first characters of the code's hash: enough to tell invites apart and cancel one.
     pub(crate) id: String,

@@ -485,6 +485,7 @@ const OPEN_ROUTES: &[&str] = &[
     "/api/session",
     "/api/login",
     "/api/join",
+    "/api/openapi.json",
 ];
 
 /// A route's pattern with this test's ids in it.
@@ -1270,5 +1271,58 @@ fn two_community_servers_paired_while_running_share_a_room_live() {
             "the answer never reached A"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_api_description_covers_every_api_route_and_method() {
+    let community = Community::start();
+    // Open without a session: it is documentation, with no data in it.
+    let r = community.client().get("/api/openapi.json");
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    // Every /api/ route of the router, with each of its methods, is described.
+    let source = include_str!("../src/web/mod.rs");
+    let mut checked = 0;
+    for route in source.split(".route(").skip(1) {
+        let path = route.split('"').nth(1).unwrap();
+        if !path.starts_with("/api/") || path == "/api/openapi.json" {
+            continue;
+        }
+        for method in ["get", "post", "put", "delete"] {
+            let called =
+                route.contains(&format!("{method}(")) || route.contains(&format!(".{method}("));
+            if !called {
+                continue;
+            }
+            let operation = paths
+                .get(path)
+                .and_then(|p| p.get(method))
+                .unwrap_or_else(|| panic!("{method} {path} is not in the API's description"));
+            // OpenAPI requires a description of every response.
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                assert!(
+                    response["description"].is_string(),
+                    "{method} {path} {status}: no description"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 25,
+        "only {checked} routes found: the source was not read right"
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "RoomView",
+        "MessageView",
+        "NewMessage",
+        "ErrorBody",
+        "InviteInfo",
+    ] {
+        assert!(schemas.contains_key(name), "no schema {name}");
     }
 }

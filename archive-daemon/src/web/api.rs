@@ -14,12 +14,21 @@ use serde_json::json;
 
 use super::guard::{new_pre_token, set_cookie, Admin, Member, Visitor, PRE_COOKIE, SESSION_COOKIE};
 use super::service::{self, run, JoinRequest, NewMessage, NewRoom};
-use super::{App, WebError};
+// The views named only in the API's description (`#[utoipa::path]`).
+use super::service::{PersonView, ReportView, RoomList, RoomView, SearchView};
+use super::{App, ErrorBody, WebError};
+use crate::accounts::InviteInfo;
 
 type ApiResult = Result<Response, WebError>;
 
 /// Who is signed in, and the token changes must carry. Before signing in, it sets the
 /// pre-session cookie whose token `POST /api/login` and `/api/join` must carry.
+#[utoipa::path(
+    get,
+    path = "/api/session",
+    summary = "Who is signed in, and the CSRF token changes must carry (sets the pre-session cookie before sign-in)",
+    responses((status = 200, description = "`{account, display_name, admin, csrf}`; `account` null before sign-in"))
+)]
 pub(crate) async fn session(State(app): State<Arc<App>>, visitor: Visitor) -> ApiResult {
     match &visitor.signed {
         Some((_, s)) => {
@@ -47,13 +56,20 @@ pub(crate) async fn session(State(app): State<Arc<App>>, visitor: Visitor) -> Ap
 }
 
 /// A sign-in.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Login {
     pub(crate) name: String,
     pub(crate) password: String,
 }
 
 /// Signs in: a new session (any session cookie the browser had ends: rotation).
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    summary = "Signs in: a new session cookie (the old one ends)",
+    request_body = Login,
+    responses((status = 200, description = "`{csrf}`: the session's token"), (status = 401, description = "refused or failed: the reason", body = ErrorBody), (status = 429, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn login(
     State(app): State<Arc<App>>,
     visitor: Visitor,
@@ -90,6 +106,13 @@ pub(crate) async fn sign_in(
 }
 
 /// Joins with an invite code, then is signed in.
+#[utoipa::path(
+    post,
+    path = "/api/join",
+    summary = "Joins with an invite code, then is signed in",
+    request_body = JoinRequest,
+    responses((status = 201, description = "`{csrf}`"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn join(
     State(app): State<Arc<App>>,
     visitor: Visitor,
@@ -131,6 +154,12 @@ pub(crate) async fn start_after_join(
 }
 
 /// Ends this session.
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    summary = "Ends this session",
+    responses((status = 204, description = "done"))
+)]
 pub(crate) async fn logout(State(app): State<Arc<App>>, member: Member) -> ApiResult {
     end_session(&app, &member).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -151,6 +180,12 @@ pub(crate) async fn end_session(app: &Arc<App>, member: &Member) -> Result<(), W
 }
 
 /// Ends every session of the signed-in person, on every device.
+#[utoipa::path(
+    post,
+    path = "/api/logout-everywhere",
+    summary = "Ends every session of the signed-in person",
+    responses((status = 200, description = "`{ended}`: how many"))
+)]
 pub(crate) async fn logout_everywhere(State(app): State<Arc<App>>, member: Member) -> ApiResult {
     let ended = end_everywhere(&app, &member).await?;
     let mut response = Json(json!({ "ended": ended })).into_response();
@@ -174,10 +209,23 @@ fn json<T: Serialize>(value: T) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    summary = "The rooms the signed-in person may read, with unread counts",
+    responses((status = 200, description = "ok", body = RoomList))
+)]
 pub(crate) async fn rooms(State(app): State<Arc<App>>, member: Member) -> ApiResult {
     json(run(&app, move |app| app.rooms(&member.account)).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms",
+    summary = "Creates a room (shared with paired servers named in `share_with`)",
+    request_body = NewRoom,
+    responses((status = 201, description = "`{id}`"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn create_room(
     State(app): State<Arc<App>>,
     member: Member,
@@ -193,6 +241,13 @@ pub(crate) struct Before {
     pub(crate) before: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}",
+    summary = "A room's latest 50 messages (before `before`), and where its live feed starts",
+    params(("room" = String, Path, description = "the room's id"), ("before" = Option<String>, Query, description = "show the messages before this one")),
+    responses((status = 200, description = "ok", body = RoomView), (status = 404, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn room(
     State(app): State<Arc<App>>,
     member: Member,
@@ -207,6 +262,14 @@ pub(crate) async fn room(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/messages",
+    summary = "Sends a message",
+    request_body = NewMessage,
+    params(("room" = String, Path, description = "the room's id")),
+    responses((status = 201, description = "`{id}`"), (status = 400, description = "refused or failed: the reason", body = ErrorBody), (status = 429, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn send(
     State(app): State<Arc<App>>,
     member: Member,
@@ -218,11 +281,19 @@ pub(crate) async fn send(
 }
 
 /// An edit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Edit {
     pub(crate) text: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/rooms/{room}/messages/{message}",
+    summary = "Edits one's own message",
+    request_body = Edit,
+    params(("room" = String, Path, description = "the room's id"), ("message" = String, Path, description = "the message's id (time-server-account)")),
+    responses((status = 204, description = "done"), (status = 403, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn edit(
     State(app): State<Arc<App>>,
     member: Member,
@@ -236,6 +307,13 @@ pub(crate) async fn edit(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}/messages/{message}",
+    summary = "Deletes a message (one's own, or as a moderator of the room)",
+    params(("room" = String, Path, description = "the room's id"), ("message" = String, Path, description = "the message's id (time-server-account)")),
+    responses((status = 204, description = "done"), (status = 403, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn delete(
     State(app): State<Arc<App>>,
     member: Member,
@@ -249,7 +327,7 @@ pub(crate) async fn delete(
 }
 
 /// A reaction given or taken back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Reaction {
     pub(crate) reaction: String,
     #[serde(default = "yes")]
@@ -260,6 +338,14 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/messages/{message}/reactions",
+    summary = "Gives or takes back a reaction",
+    request_body = Reaction,
+    params(("room" = String, Path, description = "the room's id"), ("message" = String, Path, description = "the message's id (time-server-account)")),
+    responses((status = 204, description = "done"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn react(
     State(app): State<Arc<App>>,
     member: Member,
@@ -274,11 +360,19 @@ pub(crate) async fn react(
 }
 
 /// Read up to a message.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct ReadUpTo {
     pub(crate) message: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/read",
+    summary = "Marks the room read up to a message",
+    request_body = ReadUpTo,
+    params(("room" = String, Path, description = "the room's id")),
+    responses((status = 204, description = "done"))
+)]
 pub(crate) async fn mark_read(
     State(app): State<Arc<App>>,
     member: Member,
@@ -292,10 +386,23 @@ pub(crate) async fn mark_read(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/people",
+    summary = "The people of this server",
+    responses((status = 200, description = "ok", body = Vec<PersonView>))
+)]
 pub(crate) async fn people(State(app): State<Arc<App>>, _member: Member) -> ApiResult {
     json(run(&app, |app| app.people()).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/people/{account}/direct",
+    summary = "The direct room with a person (made if missing)",
+    params(("account" = String, Path, description = "an account of this server")),
+    responses((status = 200, description = "`{id}`"))
+)]
 pub(crate) async fn direct(
     State(app): State<Arc<App>>,
     member: Member,
@@ -313,6 +420,13 @@ pub(crate) struct SearchQuery {
     pub(crate) after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/search",
+    summary = "Finds messages in the rooms the person may read, newest first",
+    params(("q" = String, Query, description = "words"), ("after" = Option<String>, Query, description = "the `next` of the page before")),
+    responses((status = 200, description = "ok", body = SearchView), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn search(
     State(app): State<Arc<App>>,
     member: Member,
@@ -327,12 +441,20 @@ pub(crate) async fn search(
 }
 
 /// A report.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct ReportRequest {
     #[serde(default)]
     pub(crate) reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/messages/{message}/report",
+    summary = "Reports a message to this server's moderators",
+    request_body = ReportRequest,
+    params(("room" = String, Path, description = "the room's id"), ("message" = String, Path, description = "the message's id (time-server-account)")),
+    responses((status = 201, description = "`{key}`"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn report(
     State(app): State<Arc<App>>,
     member: Member,
@@ -347,13 +469,19 @@ pub(crate) async fn report(
 }
 
 /// A resolution of a report.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Resolve {
     pub(crate) key: String,
     #[serde(default)]
     pub(crate) note: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/reports",
+    summary = "The open reports (admins)",
+    responses((status = 200, description = "ok", body = Vec<ReportView>), (status = 403, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn reports(State(app): State<Arc<App>>, Admin(admin): Admin) -> ApiResult {
     json(
         run(&app, move |app| {
@@ -363,6 +491,13 @@ pub(crate) async fn reports(State(app): State<Arc<App>>, Admin(admin): Admin) ->
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/reports/resolve",
+    summary = "Closes a report with a note (admins)",
+    request_body = Resolve,
+    responses((status = 204, description = "done"))
+)]
 pub(crate) async fn resolve_report(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -376,11 +511,19 @@ pub(crate) async fn resolve_report(
 }
 
 /// A role.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct RoleRequest {
     pub(crate) role: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/people/{account}/role",
+    summary = "Sets a person's role: member, moderator or admin (admins)",
+    request_body = RoleRequest,
+    params(("account" = String, Path, description = "an account of this server")),
+    responses((status = 204, description = "done"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn set_role(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -394,6 +537,12 @@ pub(crate) async fn set_role(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/invites",
+    summary = "The open invites, never their codes (admins)",
+    responses((status = 200, description = "ok", body = Vec<InviteInfo>))
+)]
 pub(crate) async fn invites(State(app): State<Arc<App>>, Admin(_admin): Admin) -> ApiResult {
     json(
         run(&app, |app| {
@@ -405,11 +554,24 @@ pub(crate) async fn invites(State(app): State<Arc<App>>, Admin(_admin): Admin) -
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/invites",
+    summary = "Makes an invite: its code, shown once (admins)",
+    responses((status = 201, description = "`{code}`"))
+)]
 pub(crate) async fn create_invite(State(app): State<Arc<App>>, Admin(admin): Admin) -> ApiResult {
     let code = run(&app, move |app| app.create_invite(&admin.account)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "code": code }))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/invites/{id}",
+    summary = "Cancels an open invite (admins)",
+    params(("id" = String, Path, description = "the invite's id from the list")),
+    responses((status = 204, description = "done"), (status = 404, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn cancel_invite(
     State(app): State<Arc<App>>,
     Admin(_admin): Admin,
@@ -419,6 +581,13 @@ pub(crate) async fn cancel_invite(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/people/{account}",
+    summary = "Removes a person: they cannot sign in; what they wrote stays (admins)",
+    params(("account" = String, Path, description = "an account of this server")),
+    responses((status = 204, description = "done"))
+)]
 pub(crate) async fn remove_person(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -429,12 +598,20 @@ pub(crate) async fn remove_person(
 }
 
 /// A new password.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewPassword {
     pub(crate) password: String,
 }
 
 /// An admin sets someone's password; their sessions end.
+#[utoipa::path(
+    put,
+    path = "/api/people/{account}/password",
+    summary = "Sets a person's password; their sessions end (admins)",
+    request_body = NewPassword,
+    params(("account" = String, Path, description = "an account of this server")),
+    responses((status = 204, description = "done"), (status = 400, description = "refused or failed: the reason", body = ErrorBody))
+)]
 pub(crate) async fn reset_password(
     State(app): State<Arc<App>>,
     Admin(_admin): Admin,

@@ -173,6 +173,13 @@ pub(crate) async fn send_with_files(
 
 /// `GET .../m/{message}/files/{index}`: a message's file, fetched from a peer first when it
 /// was written on another server and is not here yet.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/messages/{message}/files/{index}",
+    summary = "A message's file (images, audio and video with their type; anything else as an attachment)",
+    params(("room" = String, Path, description = "the room's id"), ("message" = String, Path, description = "the message's id"), ("index" = u8, Path, description = "which file")),
+    responses((status = 200, description = "the file's bytes"), (status = 404, description = "refused or failed: the reason", body = super::ErrorBody))
+)]
 pub(crate) async fn download(
     State(app): State<Arc<App>>,
     member: Member,

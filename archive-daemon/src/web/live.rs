@@ -87,6 +87,13 @@ impl Drop for StreamSlot {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/events",
+    summary = "The room's changes as server-sent events: `message` ({id, message, html}) and `reload`; each batch's last event carries the resume token as its id",
+    params(("room" = String, Path, description = "the room's id"), ("from" = Option<String>, Query, description = "a resume token (`Last-Event-ID` wins)")),
+    responses((status = 200, description = "text/event-stream"), (status = 404, description = "refused or failed: the reason", body = super::ErrorBody))
+)]
 pub(crate) async fn events(
     State(app): State<Arc<App>>,
     member: Member,

@@ -130,6 +130,7 @@ fn router(app: Arc<App>) -> Router {
         )
         .route("/app.js", get(pages::script))
         // The JSON API: the same operations.
+        .route("/api/openapi.json", get(openapi))
         .route("/api/session", get(api::session))
         .route("/api/login", post(api::login))
         .route("/api/join", post(api::join))
@@ -246,9 +247,66 @@ impl WebError {
     }
 }
 
+/// What the API answers when it refuses or fails.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// Why, in a sentence for a person.
+    pub(crate) error: String,
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message });
+        let body = ErrorBody {
+            error: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
+}
+
+/// The API's description (OpenAPI 3.1), made from the handlers' annotations and the
+/// types they take and return; served at `/api/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Community server API",
+        description = "The JSON API behind the community server's pages. Sign in with \
+            POST /api/login (after GET /api/session, whose `csrf` it must carry in \
+            X-CSRF-Token); the session is a cookie; every change carries the session's \
+            `csrf` in X-CSRF-Token. Errors are `{\"error\": \"...\"}` with a 4xx or 5xx status."
+    ),
+    paths(
+        api::session,
+        api::login,
+        api::join,
+        api::logout,
+        api::logout_everywhere,
+        api::rooms,
+        api::create_room,
+        api::room,
+        api::send,
+        api::edit,
+        api::delete,
+        api::react,
+        api::mark_read,
+        api::people,
+        api::direct,
+        api::search,
+        api::report,
+        api::reports,
+        api::resolve_report,
+        api::set_role,
+        api::invites,
+        api::create_invite,
+        api::cancel_invite,
+        api::remove_person,
+        api::reset_password,
+        live::events,
+        attachments::download,
+    )
+)]
+pub(crate) struct ApiDoc;
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    axum::Json(ApiDoc::openapi())
 }

@@ -29,7 +29,7 @@ pub(crate) async fn run<T: Send + 'static>(
 }
 
 /// A room in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct RoomSummary {
     pub(crate) id: String,
     pub(crate) name: String,
@@ -41,14 +41,14 @@ pub(crate) struct RoomSummary {
 }
 
 /// The rooms a person may read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct RoomList {
     pub(crate) rooms: Vec<RoomSummary>,
     pub(crate) direct: Vec<RoomSummary>,
 }
 
 /// A message as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct MessageView {
     /// Its id in links (`time-server-account`).
     pub(crate) id: String,
@@ -70,14 +70,14 @@ pub(crate) struct MessageView {
 }
 
 /// An attachment's preview.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct AttachmentView {
     pub(crate) name: String,
     pub(crate) size: u64,
 }
 
 /// A room's page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct RoomView {
     pub(crate) room: RoomSummary,
     /// The latest [`ROOM_PAGE_MESSAGES`] messages (before `before`, if given), oldest first.
@@ -89,7 +89,7 @@ pub(crate) struct RoomView {
 }
 
 /// A person of this server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct PersonView {
     pub(crate) name: String,
     pub(crate) display_name: String,
@@ -97,7 +97,7 @@ pub(crate) struct PersonView {
 }
 
 /// A found message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct HitView {
     pub(crate) room: String,
     pub(crate) room_name: String,
@@ -105,7 +105,7 @@ pub(crate) struct HitView {
 }
 
 /// A page of search results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct SearchView {
     pub(crate) query: String,
     pub(crate) hits: Vec<HitView>,
@@ -125,7 +125,7 @@ pub(crate) struct AdminView {
 }
 
 /// A report waiting for a moderator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct ReportView {
     pub(crate) key: String,
     pub(crate) by: String,
@@ -157,7 +157,7 @@ pub(crate) struct StorageView {
 }
 
 /// A new room.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewRoom {
     pub(crate) name: String,
     #[serde(default)]
@@ -171,7 +171,7 @@ pub(crate) struct NewRoom {
 }
 
 /// A message to send.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewMessage {
     pub(crate) text: String,
     #[serde(default)]
@@ -913,7 +913,7 @@ pub(crate) async fn limited<T>(
 }
 
 /// A join by invite.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub(crate) struct JoinRequest {
     pub(crate) code: String,
     pub(crate) name: String,
