@@ -6,7 +6,6 @@ mod crash;
 mod harness;
 mod hostile_local;
 mod hostile_peer;
-mod http_client;
 mod netns;
 mod network;
 mod quick_start;

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use serde_json::json;
 
 use crate::harness::Archive;
-use crate::http_client::{next_event, server_addr, Client};
 use crate::network::Serving;
+use test_support::http::{next_event, server_addr, Client};
 
 /// Loopback only, no mDNS: tests must not talk to the host's network.
 const NET_JSON: &str = r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 10}"#;
@@ -119,6 +119,13 @@ impl Community {
         let other_csrf = other.session_csrf();
         (ana, ana_csrf, other, other_csrf)
     }
+}
+
+/// Makes a room through the API; its id.
+fn new_room(c: &mut Client, csrf: &str, name: &str) -> String {
+    let r = c.api("POST", "/api/rooms", csrf, &json!({ "name": name }));
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
 }
 
 fn first_room(c: &mut Client) -> String {
@@ -310,12 +317,7 @@ fn a_long_room_shows_its_latest_messages_and_pages_back() {
     let community = Community::start();
     let mut ana = community.client();
     let csrf = ana.sign_in("ana", ANA_PASSWORD);
-    let room = ana
-        .api("POST", "/api/rooms", &csrf, &json!({"name": "long"}))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = new_room(&mut ana, &csrf, "long");
     for n in 0..60 {
         let r = ana.api(
             "POST",
@@ -524,12 +526,7 @@ fn the_list_of_routes_is_every_route_the_server_has() {
 fn nothing_but_sign_in_and_join_without_a_session_and_no_change_without_its_token() {
     let community = Community::start();
     let (mut ana, ana_csrf, _bo, bo_csrf) = community.with_member("bo");
-    let room = ana
-        .api("POST", "/api/rooms", &ana_csrf, &json!({"name": "garden"}))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = new_room(&mut ana, &ana_csrf, "garden");
     let sent = ana.api(
         "POST",
         &format!("/api/rooms/{room}/messages"),
@@ -618,12 +615,7 @@ fn nothing_but_sign_in_and_join_without_a_session_and_no_change_without_its_toke
 fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     let community = Community::start();
     let (mut ana, csrf, _bo, _) = community.with_member("bo");
-    let room = ana
-        .api("POST", "/api/rooms", &csrf, &json!({"name": "garden"}))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = new_room(&mut ana, &csrf, "garden");
     let send_path = format!("/api/rooms/{room}/messages");
     let json_h = [
         ("Content-Type", "application/json"),
@@ -929,12 +921,7 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String,
 fn files_sent_with_a_message_come_back_whole_and_never_run_as_pages() {
     let community = Community::start();
     let (mut ana, csrf, mut bo, _bo_csrf) = community.with_member("bo");
-    let room = ana
-        .api("POST", "/api/rooms", &csrf, &json!({"name": "photos"}))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = new_room(&mut ana, &csrf, "photos");
     let photo: Vec<u8> = (0..3_000_000u64).map(|i| (i * 7919 % 251) as u8).collect();
     let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
     let (content_type, body) = multipart(
@@ -1051,12 +1038,7 @@ fn files_sent_with_a_message_come_back_whole_and_never_run_as_pages() {
 fn reports_reach_the_admin_and_roles_change_only_by_an_admin() {
     let community = Community::start();
     let (mut ana, ana_csrf, mut bo, bo_csrf) = community.with_member("bo");
-    let room = ana
-        .api("POST", "/api/rooms", &ana_csrf, &json!({"name": "square"}))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = new_room(&mut ana, &ana_csrf, "square");
     let sent = bo.api(
         "POST",
         &format!("/api/rooms/{room}/messages"),
@@ -1118,7 +1100,7 @@ fn reports_reach_the_admin_and_roles_change_only_by_an_admin() {
         &[("csrf", &ana_csrf), ("role", "moderator")],
     );
     assert_eq!(r.status, 303, "{}", r.text());
-    let role_of = |c: &mut crate::http_client::Client, name: &str| {
+    let role_of = |c: &mut test_support::http::Client, name: &str| {
         c.get("/api/people")
             .json()
             .as_array()

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests and benchmarks of the workspace. A dev-dependency only (and a
 //! dependency of the unpublished `benches` crate): never in a library's dependency graph.
 
+pub mod http;
 pub mod netns;
 
 /// Deterministic pseudo-random bytes (xorshift64), so failures reproduce.

@@ -14,8 +14,8 @@
 //! this process sharing the machine's two cores with the server: they read each event only
 //! as far as the send time in its text.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use test_support::http::Client;
 
 #[derive(Debug, Parser)]
 #[command(about = "The web UI's live feed under load: latency, memory, page weight")]
@@ -43,143 +44,27 @@ struct Args {
 
 const PASSWORD: &str = "a long enough password";
 
-/// A response: status, headers (lower-case names), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// A client from 127.0.0.`last`.
+fn client(server: SocketAddr, last: u8) -> Client {
+    Client::from_addr(server, IpAddr::from([127, 0, 0, last]))
 }
 
-/// A client from one loopback address with its cookies.
-struct Client {
-    server: SocketAddr,
-    source: IpAddr,
-    cookies: Vec<(String, String)>,
-    csrf: String,
-}
-
-impl Client {
-    fn new(server: SocketAddr, last: u8) -> Client {
-        Client {
-            server,
-            source: IpAddr::from([127, 0, 0, last]),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&SocketAddr::new(self.source, 0).into())
-            .unwrap();
-        socket.connect(&self.server.into()).unwrap();
-        socket.set_tcp_nodelay(true).unwrap();
-        socket.into()
-    }
-
-    fn head(&self, method: &str, path: &str, body: &[u8]) -> Vec<u8> {
-        let cookies: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let mut r = format!(
-            "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nCookie: {}\r\nX-CSRF-Token: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            cookies.join("; "),
-            self.csrf,
-            body.len()
-        )
-        .into_bytes();
-        r.extend_from_slice(body);
-        r
-    }
-
-    /// One request; the reply and the time to its first byte.
-    fn call(&mut self, method: &str, path: &str, body: &[u8]) -> (Reply, Duration) {
-        let mut stream = self.connect();
-        let started = Instant::now();
-        stream.write_all(&self.head(method, path, body)).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let ttfb = started.elapsed();
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let mut body = Vec::new();
-        if headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-        {
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                let mut chunk = vec![0; n + 2];
-                reader.read_exact(&mut chunk).unwrap();
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            reader.read_to_end(&mut body).unwrap();
-        }
-        for (k, v) in &headers {
-            if k == "set-cookie" {
-                if let Some((name, value)) = v.split(';').next().and_then(|p| p.split_once('=')) {
-                    self.cookies.retain(|(n, _)| n != name);
-                    self.cookies.push((name.to_owned(), value.to_owned()));
-                }
-            }
-        }
-        (
-            Reply {
-                status,
-                headers,
-                body,
-            },
-            ttfb,
-        )
-    }
-
-    fn json(&mut self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let (reply, _) = self.call(method, path, &serde_json::to_vec(&body).unwrap());
-        assert!(
-            reply.status < 300,
-            "{method} {path}: {} {}",
-            reply.status,
-            String::from_utf8_lossy(&reply.body)
-        );
-        serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn sign_in(&mut self, name: &str) {
-        let session = self.json("GET", "/api/session", serde_json::Value::Null);
-        self.csrf = session["csrf"].as_str().unwrap().to_owned();
-        let signed = self.json(
-            "POST",
-            "/api/login",
-            serde_json::json!({"name": name, "password": PASSWORD}),
-        );
-        self.csrf = signed["csrf"].as_str().unwrap().to_owned();
-    }
+/// A JSON call that must succeed; its answer.
+fn call(
+    c: &mut Client,
+    csrf: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let reply = c.api(method, path, csrf, &body);
+    assert!(
+        reply.status < 300,
+        "{method} {path}: {} {}",
+        reply.status,
+        reply.text()
+    );
+    serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null)
 }
 
 fn user_add(archive: &PathBuf, dir: &std::path::Path, name: &str, admin: bool) {
@@ -281,18 +166,20 @@ fn main() {
 
     user_add(&args.archive, &dir, "ana", true);
     user_add(&args.archive, &dir, "reader", false);
-    let mut ana = Client::new(addr, 1);
-    ana.sign_in("ana");
+    let mut ana = client(addr, 1);
+    let ana_csrf = ana.sign_in("ana", PASSWORD);
     // The messages come from ten addresses (people on the Wi-Fi), each within the server's
     // per-address request rate; as an admin, Ana is not paced by the messenger.
-    let mut senders: Vec<Client> = (0..10)
+    let mut senders: Vec<(Client, String)> = (0..10)
         .map(|i| {
-            let mut c = Client::new(addr, 230 + i);
-            c.sign_in("ana");
-            c
+            let mut c = client(addr, 230 + i);
+            let csrf = c.sign_in("ana", PASSWORD);
+            (c, csrf)
         })
         .collect();
-    let room = ana.json(
+    let room = call(
+        &mut ana,
+        &ana_csrf,
         "POST",
         "/api/rooms",
         serde_json::json!({"name": "load", "topic": "the feed under load"}),
@@ -307,14 +194,14 @@ fn main() {
     let mut readers = Vec::new();
     let ready = Arc::new(AtomicU64::new(0));
     for i in 0..args.clients {
-        let mut client = Client::new(addr, 2 + i as u8);
-        client.sign_in("reader");
-        let mut stream = client.connect();
-        stream
+        let mut reader_client = client(addr, 2 + i as u8);
+        reader_client.sign_in("reader", PASSWORD);
+        let (status, mut reader) = reader_client.events(&format!("/api/rooms/{room}/events"), &[]);
+        assert_eq!(status, 200, "the live feed");
+        reader
+            .get_ref()
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let head = client.head("GET", &format!("/api/rooms/{room}/events"), b"");
-        stream.write_all(&head).unwrap();
         let (received, events, done, ready) = (
             received.clone(),
             events.clone(),
@@ -322,10 +209,7 @@ fn main() {
             ready.clone(),
         );
         readers.push(std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
             let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert!(line.contains(" 200 "), "feed: {line}");
             ready.fetch_add(1, Ordering::Relaxed);
             let mut mine = Vec::new();
             loop {
@@ -384,7 +268,10 @@ fn main() {
         }
         let t = start.elapsed().as_micros();
         let began = Instant::now();
-        senders[n as usize % 10].json(
+        let (sender, csrf) = &mut senders[n as usize % 10];
+        call(
+            sender,
+            csrf,
             "POST",
             &format!("/api/rooms/{room}/messages"),
             serde_json::json!({"text": format!("load t={t} message {n} of the load test, a line of ordinary length")}),
@@ -415,17 +302,14 @@ fn main() {
         let mut ttfbs = Vec::new();
         let mut bytes = 0;
         for _ in 0..20 {
-            let mut c = Client::new(addr, 250);
-            c.cookies = if name == "sign-in" {
-                Vec::new()
-            } else {
-                ana.cookies.clone()
-            };
-            let (reply, ttfb) = c.call("GET", &path, b"");
+            let mut c = client(addr, 250);
+            if name != "sign-in" {
+                c.cookies = ana.cookies.clone();
+            }
+            let (reply, ttfb) = c.send_timed("GET", path.as_bytes(), &[], b"");
             assert_eq!(reply.status, 200, "{path}");
             bytes = reply.body.len();
             ttfbs.push(ttfb.as_secs_f64() * 1000.0);
-            let _ = reply.headers;
         }
         ttfbs.sort_by(f64::total_cmp);
         pages.push((name, bytes, percentile(&ttfbs, 0.5)));

@@ -1,47 +1,55 @@
-//! A small HTTP/1.1 client for the web UI's tests: raw bytes in (any method, path, header or
-//! body, valid or not), status, headers and body out, from a chosen loopback address (the
-//! server's rate limits count per address), keeping cookies like a browser.
+//! A small HTTP/1.1 client for the web UI's tests and its load benchmark: raw bytes in (any
+//! method, path, header or body, valid or not), status, headers and body out, from a chosen
+//! loopback address (the server's rate limits count per address), keeping cookies like a
+//! browser.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One client: its source address and its cookies.
-pub(crate) struct Client {
+pub struct Client {
     server: SocketAddr,
     source: IpAddr,
-    pub(crate) cookies: BTreeMap<String, String>,
+    /// Its cookies, as the server set them.
+    pub cookies: BTreeMap<String, String>,
 }
 
 /// A response.
 #[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (chunked encoding undone).
+    pub body: Vec<u8>,
 }
 
 impl Reply {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn text(&self) -> String {
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub(crate) fn json(&self) -> serde_json::Value {
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text()))
     }
 }
 
 /// The server's address from its printed web address (`http://IP:PORT/`).
-pub(crate) fn server_addr(web: &str) -> SocketAddr {
+pub fn server_addr(web: &str) -> SocketAddr {
     web.trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
@@ -50,12 +58,12 @@ pub(crate) fn server_addr(web: &str) -> SocketAddr {
 
 impl Client {
     /// A client at 127.0.0.1.
-    pub(crate) fn new(server: SocketAddr) -> Client {
+    pub fn new(server: SocketAddr) -> Client {
         Client::from_addr(server, [127, 0, 0, 1].into())
     }
 
     /// A client at another loopback address (127.0.0.0/8 is all loopback on Linux).
-    pub(crate) fn from_addr(server: SocketAddr, source: IpAddr) -> Client {
+    pub fn from_addr(server: SocketAddr, source: IpAddr) -> Client {
         Client {
             server,
             source,
@@ -64,7 +72,7 @@ impl Client {
     }
 
     /// The same client (same cookies) at another loopback address.
-    pub(crate) fn at(&self, last_octet: u8) -> Client {
+    pub fn at(&self, last_octet: u8) -> Client {
         Client {
             server: self.server,
             source: IpAddr::from([127, 0, 0, last_octet]),
@@ -73,20 +81,37 @@ impl Client {
     }
 
     /// Sends one request on a new connection and reads the whole response.
-    pub(crate) fn send(
+    pub fn send(
         &mut self,
         method: &str,
         path: &[u8],
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
+        self.send_timed(method, path, headers, body).0
+    }
+
+    /// A connection from this client's address.
+    fn connect(&self) -> TcpStream {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket
             .bind(&SocketAddr::new(self.source, 0).into())
             .unwrap();
         socket.connect(&self.server.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
+        socket.set_tcp_nodelay(true).unwrap();
+        socket.into()
+    }
+
+    /// [`Client::send`], and the time from sending to the response's first byte.
+    pub fn send_timed(
+        &mut self,
+        method: &str,
+        path: &[u8],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (Reply, Duration) {
+        let mut stream = self.connect();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -109,8 +134,12 @@ impl Client {
         request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         request.extend_from_slice(body);
         // The server may answer (and close) before reading a refused body whole.
+        let started = Instant::now();
         let _ = stream.write_all(&request);
-        let reply = read_reply(&mut BufReader::new(stream));
+        let mut reader = BufReader::new(stream);
+        let _ = reader.fill_buf();
+        let first_byte = started.elapsed();
+        let reply = read_reply(&mut reader);
         for (k, v) in &reply.headers {
             if k.eq_ignore_ascii_case("set-cookie") {
                 let pair = v.split(';').next().unwrap_or("");
@@ -123,17 +152,13 @@ impl Client {
                 }
             }
         }
-        reply
+        (reply, first_byte)
     }
 
     /// Opens a server-sent event stream: its status, and the reader positioned at the
     /// first event (read them with [`next_event`]).
-    pub(crate) fn events(
-        &mut self,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> (u16, BufReader<TcpStream>) {
-        let stream = TcpStream::connect(self.server).unwrap();
+    pub fn events(&mut self, path: &str, headers: &[(&str, &str)]) -> (u16, BufReader<TcpStream>) {
+        let stream = self.connect();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -170,12 +195,13 @@ impl Client {
         (status, reader)
     }
 
-    pub(crate) fn get(&mut self, path: &str) -> Reply {
+    /// A GET.
+    pub fn get(&mut self, path: &str) -> Reply {
         self.send("GET", path.as_bytes(), &[], b"")
     }
 
     /// A form post, carrying `csrf` as the page's forms do.
-    pub(crate) fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body = serde_urlencoded::to_string(fields).unwrap();
         self.send(
             "POST",
@@ -186,13 +212,7 @@ impl Client {
     }
 
     /// A JSON call with the CSRF header.
-    pub(crate) fn api(
-        &mut self,
-        method: &str,
-        path: &str,
-        csrf: &str,
-        body: &serde_json::Value,
-    ) -> Reply {
+    pub fn api(&mut self, method: &str, path: &str, csrf: &str, body: &serde_json::Value) -> Reply {
         let body = serde_json::to_vec(body).unwrap();
         self.send(
             method,
@@ -203,14 +223,14 @@ impl Client {
     }
 
     /// The pre-session token the sign-in form carries (from `GET /api/session`).
-    pub(crate) fn pre_token(&mut self) -> String {
+    pub fn pre_token(&mut self) -> String {
         let r = self.get("/api/session");
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["csrf"].as_str().unwrap().to_owned()
     }
 
     /// Signs in with the form; the session's CSRF token.
-    pub(crate) fn sign_in(&mut self, name: &str, password: &str) -> String {
+    pub fn sign_in(&mut self, name: &str, password: &str) -> String {
         let pre = self.pre_token();
         let r = self.form(
             "/login",
@@ -222,7 +242,7 @@ impl Client {
     }
 
     /// The signed-in session's CSRF token.
-    pub(crate) fn session_csrf(&mut self) -> String {
+    pub fn session_csrf(&mut self) -> String {
         let r = self.get("/api/session");
         r.json()["csrf"].as_str().unwrap().to_owned()
     }
@@ -278,7 +298,7 @@ fn read_reply(r: &mut impl BufRead) -> Reply {
 
 /// One server-sent event: its name, id (if any) and data. Comments (keep-alives) and the
 /// chunked encoding's size lines are skipped.
-pub(crate) fn next_event(r: &mut BufReader<TcpStream>) -> (String, Option<String>, String) {
+pub fn next_event(r: &mut BufReader<TcpStream>) -> (String, Option<String>, String) {
     let (mut event, mut id, mut data) = (String::new(), None, String::new());
     let mut line = String::new();
     loop {
