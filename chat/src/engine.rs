@@ -490,6 +490,59 @@ impl Chat {
         Ok(all)
     }
 
+    /// The last `limit` messages of `room` that `account` is shown (as
+    /// [`Chat::messages_for`] lists them) before `before`, or the latest ones, oldest first;
+    /// and whether earlier ones exist. What a screen shows first: it reads the room's keys
+    /// and only these messages' bodies and reactions, so its cost does not grow with the
+    /// room's text.
+    pub fn latest_messages_for(
+        &self,
+        account: &str,
+        room: &RoomId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), ChatError> {
+        let person = self.person(&self.existing(account)?.name);
+        let authority = self.authority(room)?;
+        let blocked = self.blocked_people()?;
+        let collection = self.messages_collection(room)?;
+        let limit = limit.max(1);
+        // Judged by their keys, as `shown` judges them (the body is read only to be shown).
+        let mut window = std::collections::VecDeque::with_capacity(limit + 1);
+        let mut earlier = false;
+        for item in collection.list(ViewPoint::Current, "m")? {
+            let item = item?;
+            let Some(ChatKey::Message(id)) = ChatKey::parse(&item.key) else {
+                continue;
+            };
+            if before.is_some_and(|b| &id >= b) {
+                break;
+            }
+            if authority.may_post(&id).is_err()
+                || blocked.contains_key(&id.author)
+                || !authority.may_read(&person, &id)
+            {
+                continue;
+            }
+            window.push_back((id, item));
+            if window.len() > limit {
+                window.pop_front();
+                earlier = true;
+            }
+        }
+        let mut out = Vec::with_capacity(window.len());
+        for (id, item) in window {
+            let prefix = format!("r/{}", id.key_suffix());
+            let reacted = reactions_under(&collection, &prefix, &authority)?
+                .remove(&id)
+                .unwrap_or_default();
+            if let Some(message) = self.shown(&authority, id, &item, reacted) {
+                out.push(message);
+            }
+        }
+        Ok((out, earlier))
+    }
+
     /// One message as the room shows it now; `None` if it is not shown (deleted, never
     /// here, or its author was not allowed to post it).
     pub fn message(&self, room: &RoomId, id: &MessageId) -> Result<Option<Message>, ChatError> {

@@ -97,3 +97,53 @@ fn a_kicked_member_writes_no_more() {
     // Nor do they read it any more.
     assert!(shown_to(&a, "bo", &room).is_empty());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// A screen's first page (`latest_messages_for`) is the end of the whole list a person
+    /// is shown (`messages_for`), before any message, with deletions, edits and reactions.
+    #[test]
+    fn the_latest_messages_are_the_end_of_the_whole_list(
+        ops in proptest::collection::vec((0u8..4, 0usize..1000), 1..40),
+        limit in 1usize..8,
+        cut in 0usize..1000,
+    ) {
+        let a = Server::new();
+        let room = a.chat.create_room("ana", crate::common::open_room("page", vec![])).unwrap();
+        let mut sent = Vec::new();
+        for (n, (op, pick)) in ops.into_iter().enumerate() {
+            let who = if n % 2 == 0 { "ana" } else { "bo" };
+            match op {
+                0 | 1 => sent.push(a.chat.send(&room, "ana", &text(&format!("m{n}"))).unwrap()),
+                2 if !sent.is_empty() => {
+                    let id = &sent[pick % sent.len()];
+                    let _ = a.chat.delete(&room, "ana", id);
+                }
+                3 if !sent.is_empty() => {
+                    let id = &sent[pick % sent.len()];
+                    let _ = a.chat.react(&room, who, id, "+", pick % 3 != 0);
+                }
+                _ => {}
+            }
+        }
+        let all = a.chat.messages_for("bo", &room).unwrap();
+        let befores: Vec<Option<chat::MessageId>> = vec![
+            None,
+            sent.get(cut % sent.len().max(1)).cloned(),
+        ];
+        for before in befores {
+            let end = match &before {
+                Some(b) => all.partition_point(|m| m.id < *b),
+                None => all.len(),
+            };
+            let start = end.saturating_sub(limit);
+            let (page, earlier) = a
+                .chat
+                .latest_messages_for("bo", &room, before.as_ref(), limit)
+                .unwrap();
+            proptest::prop_assert_eq!(&page[..], &all[start..end]);
+            proptest::prop_assert_eq!(earlier, start > 0);
+        }
+    }
+}

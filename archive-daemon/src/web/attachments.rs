@@ -11,6 +11,7 @@
 //! sandboxing Content-Security-Policy, so a file can never run as a page of this server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header::{
@@ -86,19 +87,40 @@ pub(crate) fn clean_name(given: &str) -> String {
     }
 }
 
+/// How long a message's files may take to arrive: 8 MB at 250 kbit/s. A client that sends
+/// slower (or not at all) gives its place back to the others.
+const UPLOAD_TIME: Duration = Duration::from_secs(300);
+/// How long a message with files waits for its turn before the server says it is busy.
+const UPLOAD_WAIT: Duration = Duration::from_secs(30);
+
 /// Receives the composer's multipart form (`text`, `reply_to`, files in `file`) and sends the
-/// message.
+/// message: at most [`CONCURRENT_UPLOADS`] at once, each within [`UPLOAD_TIME`].
 pub(crate) async fn send_with_files(
     app: &Arc<App>,
     member: Member,
     room: String,
     request: Request,
 ) -> Result<String, WebError> {
-    let _permit = app
-        .uploads
-        .acquire()
+    let _permit = tokio::time::timeout(UPLOAD_WAIT, app.uploads.acquire())
         .await
+        .map_err(|_| WebError::new(StatusCode::SERVICE_UNAVAILABLE, app.text.err_busy))?
         .map_err(|e| WebError::internal(app.text, e))?;
+    tokio::time::timeout(UPLOAD_TIME, receive(app, member, room, request))
+        .await
+        .map_err(|_| {
+            WebError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the files took too long to arrive; try again on a better connection",
+            )
+        })?
+}
+
+async fn receive(
+    app: &Arc<App>,
+    member: Member,
+    room: String,
+    request: Request,
+) -> Result<String, WebError> {
     let mut form = Multipart::from_request(request, app)
         .await
         .map_err(|e| WebError::bad_request(e.body_text()))?;

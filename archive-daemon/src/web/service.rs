@@ -299,24 +299,22 @@ impl App {
         let resume = self.chat.resume_now(&room).map_err(|e| self.chat_err(e))?;
         let direct = self.direct_partner(account, &room)?;
         let summary = self.summary(account, &room, &authority, direct.as_ref())?;
-        let all = self
+        let (shown, earlier) = self
             .chat
-            .messages_for(account, &room)
+            .latest_messages_for(account, &room, before.as_ref(), ROOM_PAGE_MESSAGES)
             .map_err(|e| self.chat_err(e))?;
-        let end = match &before {
-            Some(b) => all.partition_point(|m| m.id < *b),
-            None => all.len(),
-        };
-        let start = end.saturating_sub(ROOM_PAGE_MESSAGES);
         let mut names = Names::default();
-        let messages = all[start..end]
+        let messages = shown
             .iter()
             .map(|m| self.message_view(account, m, &mut names))
             .collect::<Result<_, _>>()?;
         Ok(RoomView {
             room: summary,
             messages,
-            earlier: (start > 0).then(|| message_ref(&all[start].id)),
+            earlier: shown
+                .first()
+                .filter(|_| earlier)
+                .map(|m| message_ref(&m.id)),
             resume: resume.to_string(),
         })
     }
