@@ -61,6 +61,7 @@ mod hash;
 mod identity;
 mod ingest;
 mod names;
+pub mod shares;
 mod store;
 pub mod sync;
 pub mod transfer;
@@ -88,11 +89,11 @@ pub use names::{
 pub use store::{
     AddProgress, AddReport, Arrivals, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
     ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, EntryRules, Expected,
-    ExportReport, FailedFile, FetchPlan, FileReader, GcReport, History, KeyConflict, KeyQueue,
-    Listing, MissingBlob, MissingPage, NewEntries, NoProgress, Outgoing, Page, PeerScope,
-    PeerUsage, PurgeReport, Received, Refusal, Refused, RuleBreach, SkippedKey, SnapshotInfo,
-    Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version, ViewItem,
-    ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
+    ExportReport, FailedFile, FetchPlan, FileReader, GcReport, History, KeepVersions, KeyConflict,
+    KeyQueue, Listing, MissingBlob, MissingPage, NewEntries, NoProgress, Outgoing, Page, PeerScope,
+    PeerUsage, PurgeReport, Received, Refusal, Refused, RemovedKey, RuleBreach, SkippedKey,
+    SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version,
+    ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

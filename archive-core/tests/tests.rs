@@ -14,5 +14,6 @@ mod reading;
 mod reconcile;
 mod roundtrip;
 mod rules;
+mod shares;
 mod sync_index;
 mod view_model;

@@ -149,3 +149,8 @@ pub(crate) type QuickCheckRow = (u64, u64, u64, i64, i64, [u8; 32], [u8; 32]);
 /// names the file. A peer may fetch a blob only through a collection it may read.
 pub(crate) const BLOB_REFS: TableDefinition<([u8; 32], &str), ()> =
     TableDefinition::new("blob-refs-v1");
+/// Which superseded versions keep their content through `gc`: collection-name prefix ->
+/// (versions per key, milliseconds after being superseded). Missing in stores made before it
+/// (read as empty; created by the first `keep_versions`).
+pub(crate) const KEEP_VERSIONS: TableDefinition<&str, (u32, u64)> =
+    TableDefinition::new("keep-versions-v1");

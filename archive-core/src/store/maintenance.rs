@@ -275,7 +275,7 @@ impl Store {
         guarded(|| self.collection_names_inner())
     }
 
-    fn collection_names_inner(&self) -> Result<Vec<String>, StorageError> {
+    pub(super) fn collection_names_inner(&self) -> Result<Vec<String>, StorageError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(COLLECTIONS)?;
         let mut names = Vec::new();
@@ -342,15 +342,15 @@ impl Store {
         {
             let tx = self.db.begin_read()?;
             let reader = BlobReader::open(&self.files, &tx)?;
-            self.each_view_file(|_, _, item| {
-                    live_files.insert(item.file.hash);
-                    match item.file.manifest {
-                        None => {
-                            live_blobs.insert(item.file.hash);
-                        }
-                        Some(m) => {
-                            if live_blobs.insert(m) {
-                                match self.manifest_chunks(&reader, &m) {
+            let mut keep = |key: &str, file: FileRef| -> Result<(), StorageError> {
+                live_files.insert(file.hash);
+                match file.manifest {
+                    None => {
+                        live_blobs.insert(file.hash);
+                    }
+                    Some(m) => {
+                        if live_blobs.insert(m) {
+                            match self.manifest_chunks(&reader, &m) {
                                     Ok(chunks) => live_blobs.extend(chunks),
                                     // Never here (a version taken without its content, shown
                                     // after newer ones were purged): no chunk of it is known.
@@ -358,16 +358,20 @@ impl Store {
                                     Err(e) => {
                                         return Err(StorageError::Damaged(format!(
                                             "gc stopped: cannot read the manifest of `{}` ({}); verify names the damage",
-                                            item.key,
+                                            key,
                                             crate::error::chain(&e)
                                         )))
                                     }
                                 }
-                            }
                         }
                     }
+                }
                 Ok(())
-            })?;
+            };
+            self.each_view_file(|_, _, item| keep(&item.key, item.file))?;
+            // Earlier versions that a `keep_versions` rule keeps (file shares' versions and
+            // trash).
+            self.each_kept_version(|collection, file| keep(collection, file))?;
         }
         let mut report = GcReport::default();
         let mut doomed_files = Vec::new();

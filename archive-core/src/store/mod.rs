@@ -14,6 +14,7 @@ mod rekey;
 mod rules;
 mod sync_index;
 mod transfer;
+mod versions;
 mod view;
 
 use std::fs;
@@ -39,6 +40,7 @@ pub use transfer::{
     ContentSnapshot, Expected, FetchPlan, KeyConflict, MissingBlob, MissingPage, Outgoing,
     PeerScope, Received, Refusal, Refused, Transfer, TransferGuard,
 };
+pub use versions::{KeepVersions, RemovedKey};
 pub use view::{
     Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
 };

@@ -125,7 +125,7 @@ enum Point {
 }
 
 /// True when `key` is `prefix` or lies under it as a path (`a` covers `a` and `a/b`, not `ab`).
-fn under_prefix(key: &str, prefix: &str) -> bool {
+pub(super) fn under_prefix(key: &str, prefix: &str) -> bool {
     prefix.is_empty()
         || key
             .strip_prefix(prefix)
