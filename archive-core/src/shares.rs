@@ -34,6 +34,8 @@ use crate::store::{KeepVersions, NoProgress, Store, ViewPoint};
 pub const COMMUNITY_SHARE: &str = "shares/community";
 /// Where people's own folders are: `local/shares/<person>`.
 pub const PERSON_SHARE_PREFIX: &str = "local/shares/";
+/// Uploads one person may have under way (each reserves its declared size of a quota).
+pub const MAX_UPLOADS_PER_PERSON: usize = 8;
 /// Most entries a folder listing shows (the rest are counted).
 pub const MAX_LISTED: usize = 2000;
 
@@ -133,6 +135,9 @@ pub enum ShareError {
         /// Bytes declared.
         size: u64,
     },
+    /// The person has [`MAX_UPLOADS_PER_PERSON`] uploads under way.
+    #[error("too many uploads under way; finish or cancel one first")]
+    TooManyUploads,
     /// No upload with that id for this person (never begun, finished, cancelled or expired).
     #[error("no such upload (it may have expired: start it again)")]
     NoSuchUpload,
@@ -384,18 +389,16 @@ impl Shares {
             .begin
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let pending: u64 = self
+        if self
             .pending_uploads()?
             .iter()
-            .filter(|(_, r)| r.collection == collection)
-            .map(|(_, r)| r.size)
-            .sum();
-        let quota = self.quota(share);
-        let used = self.used(share)?.saturating_add(pending);
-        let free = quota.saturating_sub(used);
-        if size > free {
-            return Err(ShareError::OverQuota { quota, free });
+            .filter(|(_, r)| r.owner == owner)
+            .count()
+            >= MAX_UPLOADS_PER_PERSON
+        {
+            return Err(ShareError::TooManyUploads);
         }
+        self.check_fits(share, &collection, size)?;
         let id = random_id();
         let record = UploadRecord {
             owner: owner.to_owned(),
@@ -415,6 +418,64 @@ impl Shares {
             size,
             received: 0,
         })
+    }
+
+    /// Adds a whole file received some other way (a browser's form) to `path`, after the
+    /// same checks as [`Shares::begin_upload`]. The caller keeps the file; it may be in
+    /// [`Shares::uploads_dir`] (where [`Shares::expire_uploads`] deletes it if left behind).
+    pub fn add_file(
+        &self,
+        share: &Share,
+        path: &str,
+        file: &std::path::Path,
+    ) -> Result<ShareFile, ShareError> {
+        validate_key(path)?;
+        let collection = self.collection(share)?;
+        let size = fs::metadata(file)
+            .map_err(|source| ShareError::Io {
+                path: file.to_owned(),
+                source,
+            })?
+            .len();
+        if size > self.limits.max_file {
+            return Err(ShareError::TooLarge {
+                size,
+                max: self.limits.max_file,
+            });
+        }
+        {
+            let _one_at_a_time = self
+                .begin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.check_fits(share, &collection, size)?;
+        }
+        let collection = self.store.collection(&collection)?;
+        collection.add_path(file, Some(path), &mut NoProgress)?;
+        self.get(share, path)?
+            .ok_or_else(|| ShareError::NotFound(path.to_owned()))
+    }
+
+    /// The folder that holds uploads under way.
+    pub fn uploads_dir(&self) -> &std::path::Path {
+        &self.uploads
+    }
+
+    /// Refuses `size` more bytes in `share` past its quota (uploads under way count).
+    fn check_fits(&self, share: &Share, collection: &str, size: u64) -> Result<(), ShareError> {
+        let pending: u64 = self
+            .pending_uploads()?
+            .iter()
+            .filter(|(_, r)| r.collection == collection)
+            .map(|(_, r)| r.size)
+            .sum();
+        let quota = self.quota(share);
+        let used = self.used(share)?.saturating_add(pending);
+        let free = quota.saturating_sub(used);
+        if size > free {
+            return Err(ShareError::OverQuota { quota, free });
+        }
+        Ok(())
     }
 
     /// Where `owner`'s upload `id` stands.

@@ -284,6 +284,46 @@ fn uploads_resume_and_refuse_what_does_not_fit() {
         shares.begin_upload("ana", &own, "other.bin", 700),
         Err(ShareError::OverQuota { free: 600, .. })
     ));
+    // A whole file from elsewhere meets the same checks.
+    let whole = dir.path().join("whole.bin");
+    std::fs::write(&whole, [3; 700]).unwrap();
+    assert!(matches!(
+        shares.add_file(&own, "whole.bin", &whole),
+        Err(ShareError::OverQuota { free: 600, .. })
+    ));
+    std::fs::write(&whole, [3; 600]).unwrap();
+    assert_eq!(
+        shares
+            .add_file(&own, "whole.bin", &whole)
+            .unwrap()
+            .file
+            .size,
+        600
+    );
+    assert!(matches!(
+        shares.add_file(&own, "../whole.bin", &whole),
+        Err(ShareError::Name(_))
+    ));
+    // One person cannot reserve the whole folder with uploads they never send.
+    let ids: Vec<String> = (0..archive_core::shares::MAX_UPLOADS_PER_PERSON)
+        .map(|i| {
+            shares
+                .begin_upload("ana", &Share::Community, &format!("n{i}"), 1)
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert!(matches!(
+        shares.begin_upload("ana", &Share::Community, "one-more", 1),
+        Err(ShareError::TooManyUploads)
+    ));
+    let bo = shares
+        .begin_upload("bo", &Share::Community, "bo", 1)
+        .unwrap();
+    for id in &ids {
+        shares.cancel_upload("ana", id).unwrap();
+    }
+    shares.cancel_upload("bo", &bo.id).unwrap();
     // Nothing is left in the uploads folder.
     assert_eq!(
         std::fs::read_dir(dir.path().join("uploads"))

@@ -95,7 +95,16 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
             }
         });
     }
-    runtime.spawn(collect_garbage(chat.clone(), search.clone()));
+    let shares = Arc::new(archive_core::shares::Shares::open(
+        store.clone(),
+        dir.join(UPLOADS_DIR),
+        archive_core::shares::ShareLimits::default(),
+    )?);
+    runtime.spawn(collect_garbage(
+        chat.clone(),
+        search.clone(),
+        shares.clone(),
+    ));
 
     let http = http.unwrap_or(settings.http);
     let listener = runtime
@@ -108,6 +117,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         Some(delivery.clone()),
         search,
         accounts.clone(),
+        shares,
     ));
     runtime.spawn(async move {
         if let Err(e) = web::serve(listener, app).await {
@@ -178,16 +188,26 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
 
 /// The messenger's search index, beside the store.
 const SEARCH_FILE: &str = "chat-search.sqlite";
+/// Uploads under way to the file shares, beside the store.
+const UPLOADS_DIR: &str = "uploads";
 /// How often deleted messages' text and files are collected, and the index rewritten.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
-/// Every [`GC_INTERVAL`]: the store's garbage (deleted messages' text and files), then the
-/// search index, so deleted words leave the disk.
-async fn collect_garbage(chat: chat::Chat, search: chat::Search) {
+/// Every [`GC_INTERVAL`]: abandoned uploads, the store's garbage (deleted messages' text and
+/// files, file versions and trash past their time), then the search index, so deleted words
+/// leave the disk.
+async fn collect_garbage(
+    chat: chat::Chat,
+    search: chat::Search,
+    shares: Arc<archive_core::shares::Shares>,
+) {
     loop {
         tokio::time::sleep(GC_INTERVAL).await;
-        let (chat, search) = (chat.clone(), search.clone());
+        let (chat, search, shares) = (chat.clone(), search.clone(), shares.clone());
         let done = tokio::task::spawn_blocking(move || {
+            if let Err(e) = shares.expire_uploads() {
+                tracing::error!("deleting abandoned uploads failed: {e}");
+            }
             chat.gc()?;
             search.gc()
         })

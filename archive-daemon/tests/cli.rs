@@ -11,4 +11,5 @@ mod network;
 mod quick_start;
 mod upgrade;
 mod web_browser;
+mod web_files;
 mod web_http;

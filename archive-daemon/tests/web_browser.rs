@@ -338,6 +338,57 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         wait_text(&cy, "ol.hits li", "Tomatoes need water").await;
         look(&cy, "09-search").await;
 
+        // Bo uploads a 20 MB film through the files page (the script sends it in parts);
+        // Cy finds it there and gets it byte-identical, and a byte range of it with 206.
+        let film = test_support::pseudo_random(20 * 1024 * 1024, 11);
+        let film_path = driver.profiles.path().join("harvest.mp4");
+        std::fs::write(&film_path, &film).unwrap();
+        bo.goto(&format!("{base}files")).await.unwrap();
+        wait_path(&bo, "/files/community").await;
+        look(&bo, "11-files-empty").await;
+        let input = bo.find(Locator::Css("#upload input[type=file]")).await.unwrap();
+        input.send_keys(&film_path.display().to_string()).await.unwrap();
+        click(&bo, "#upload button").await;
+        wait_text(&bo, "ul.entries li", "harvest.mp4").await;
+        look(&bo, "12-files").await;
+        cy.goto(&format!("{base}files/community")).await.unwrap();
+        wait_text(&cy, "ul.entries a.name", "harvest.mp4").await;
+        let fetched = cy
+            .execute(
+                "const a = [...document.querySelectorAll('ul.entries a.name')].find(a => a.textContent === 'harvest.mp4');\
+                 return fetch(a.href).then(r => r.arrayBuffer()).then(b => {\
+                   const v = new Uint8Array(b); let h = 0x811c9dc5;\
+                   for (let i = 0; i < v.length; i++) { h = Math.imul(h ^ v[i], 0x01000193) >>> 0; }\
+                   return [v.length, h];\
+                 });",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let fnv = film
+            .iter()
+            .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+        assert_eq!(fetched, json!([film.len(), fnv]), "Cy's download is Bo's file");
+        let ranged = cy
+            .execute(
+                "const a = [...document.querySelectorAll('ul.entries a.name')].find(a => a.textContent === 'harvest.mp4');\
+                 return fetch(a.href, { headers: { Range: 'bytes=1000-1999' } })\
+                   .then(r => r.arrayBuffer().then(b => [r.status, r.headers.get('Content-Range'), new Uint8Array(b)[0], b.byteLength]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            ranged,
+            json!([206, format!("bytes 1000-1999/{}", film.len()), film[1000], 1000])
+        );
+        look(&cy, "13-files-cy").await;
+        cy.find(Locator::LinkText("Versions")).await.unwrap().click().await.unwrap();
+        wait_text(&cy, "ol.entries li", "current").await;
+        look(&cy, "14-file-versions").await;
+        cy.goto(&format!("{base}files/mine")).await.unwrap();
+        look(&cy, "15-files-mine").await;
+
         // Signing out leads back to the sign-in page, and the rooms are closed to the browser.
         click(&cy, "nav details summary").await;
         click(&cy, "form[action='/logout'] button").await;

@@ -476,6 +476,29 @@ const EVERY_ROUTE: &[(&str, &str)] = &[
     ("DELETE", "/api/invites/{id}"),
     ("DELETE", "/api/people/{account}"),
     ("PUT", "/api/people/{account}/password"),
+    ("GET", "/files"),
+    ("GET", "/files/{share}"),
+    ("POST", "/files/{share}/upload"),
+    ("GET", "/files/{share}/get?path=a"),
+    ("POST", "/files/{share}/remove"),
+    ("POST", "/files/mine/share"),
+    ("GET", "/files/{share}/trash"),
+    ("POST", "/files/{share}/restore"),
+    ("GET", "/files/{share}/versions?path=a"),
+    ("POST", "/files/{share}/versions/restore"),
+    ("GET", "/api/files/{share}"),
+    ("POST", "/api/files/{share}/uploads"),
+    ("GET", "/api/files/uploads/{id}"),
+    ("PUT", "/api/files/uploads/{id}"),
+    ("DELETE", "/api/files/uploads/{id}"),
+    ("POST", "/api/files/uploads/{id}/finish"),
+    ("GET", "/api/files/{share}/content?path=a"),
+    ("DELETE", "/api/files/{share}/content?path=a"),
+    ("GET", "/api/files/{share}/trash"),
+    ("POST", "/api/files/{share}/trash/restore"),
+    ("GET", "/api/files/{share}/versions?path=a"),
+    ("POST", "/api/files/{share}/versions/restore"),
+    ("POST", "/api/files/mine/share"),
 ];
 
 /// Routes open without a session.
@@ -498,6 +521,7 @@ fn concrete(pattern: &str, room: &str, message: &str) -> String {
         .replace("{account}", "ana")
         .replace("{id}", "abcd")
         .replace("{index}", "0")
+        .replace("{share}", "community")
 }
 
 #[test]
@@ -894,7 +918,10 @@ fn a_flood_from_one_address_is_refused_while_others_are_served() {
 }
 
 /// A multipart body: text fields, then files as (field name, file name, bytes).
-fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> (String, Vec<u8>) {
     let boundary = "----archive-test-boundary-7d3f";
     let mut body = Vec::new();
     for (name, value) in fields {

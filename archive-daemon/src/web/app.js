@@ -1,6 +1,6 @@
 // The community server's one script: live updates of a room over server-sent events
-// (resumed after a dropped connection with Last-Event-ID), sending without a reload, and
-// local times. Every page works without it.
+// (resumed after a dropped connection with Last-Event-ID), sending without a reload,
+// uploads in resumable parts, and local times. Every page works without it.
 (function () {
   "use strict";
   function localTimes(root) {
@@ -13,6 +13,50 @@
     });
   }
   localTimes(document);
+  // Files: each file goes in 4 MiB parts; a part that fails is sent again from where the
+  // server says the upload stands, so a dropped connection costs one part, not the file.
+  var up = document.getElementById("upload");
+  if (up && window.fetch) up.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var files = Array.prototype.slice.call(up.elements.file.files), d = up.dataset;
+    var bar = up.querySelector("progress"), status = up.querySelector(".status");
+    var button = up.querySelector("button"), PART = 4 << 20;
+    var h = { "X-CSRF-Token": d.csrf };
+    function call(method, path, body, json) {
+      var headers = Object.assign({}, h);
+      if (json) headers["Content-Type"] = "application/json";
+      return fetch("/api/files/" + path, { method: method, credentials: "same-origin", headers: headers, body: body })
+        .then(function (r) {
+          return r.json().catch(function () { return {}; }).then(function (j) {
+            if (!r.ok) { var err = new Error(j.error || r.statusText); err.status = r.status; throw err; }
+            return j;
+          });
+        });
+    }
+    function send(file, u, tries) {
+      if (u.received >= u.size) return call("POST", "uploads/" + u.id + "/finish");
+      bar.value = u.received / Math.max(u.size, 1);
+      var part = file.slice(u.received, Math.min(u.received + PART, u.size));
+      return call("PUT", "uploads/" + u.id + "?offset=" + u.received, part)
+        .then(function (next) { return send(file, next, 0); }, function (err) {
+          if ((err.status && err.status !== 409) || tries >= 5) throw err;
+          return new Promise(function (ok) { setTimeout(ok, 1000 * (tries + 1)); })
+            .then(function () { return call("GET", "uploads/" + u.id); })
+            .then(function (now) { return send(file, now, tries + 1); });
+        });
+    }
+    button.disabled = true; bar.hidden = false;
+    files.reduce(function (done, file) {
+      return done.then(function () {
+        status.textContent = file.name;
+        var path = (d.folder ? d.folder + "/" : "") + file.name.replace(/[\\/]/g, "_");
+        return call("POST", d.share + "/uploads", JSON.stringify({ path: path, size: file.size }), true)
+          .then(function (u) { return send(file, u, 0); });
+      });
+    }, Promise.resolve()).then(function () { location.reload(); }, function (err) {
+      status.textContent = err.message; button.disabled = false;
+    });
+  });
   var room = document.querySelector("[data-room]");
   if (!room || !window.EventSource || !window.fetch) return;
   var id = room.dataset.room, csrf = room.dataset.csrf;

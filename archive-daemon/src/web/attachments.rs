@@ -51,7 +51,7 @@ impl Kind {
 }
 
 /// The types shown in the page; nothing that a browser would run.
-fn media_type(name: &str) -> Option<&'static str> {
+pub(crate) fn media_type(name: &str) -> Option<&'static str> {
     let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
     Some(match ext.as_str() {
         "jpg" | "jpeg" => "image/jpeg",

@@ -8,6 +8,7 @@
 
 mod api;
 mod attachments;
+mod files;
 mod guard;
 mod limits;
 mod live;
@@ -52,6 +53,8 @@ pub(crate) struct App {
     pub(crate) text: &'static Text,
     /// The data folder (`peers.json`: the servers a room may be shared with).
     pub(crate) dir: std::path::PathBuf,
+    /// The community's and each person's files.
+    pub(crate) shares: Arc<archive_core::shares::Shares>,
 }
 
 impl App {
@@ -61,6 +64,7 @@ impl App {
         delivery: Option<Arc<chat::Delivery>>,
         search: chat::Search,
         accounts: Arc<Accounts>,
+        shares: Arc<archive_core::shares::Shares>,
     ) -> App {
         App {
             chat,
@@ -73,6 +77,7 @@ impl App {
             streams: live::Streams::default(),
             text: &strings::EN,
             dir,
+            shares,
         }
     }
 }
@@ -128,6 +133,22 @@ fn router(app: Arc<App>) -> Router {
             "/admin/people/{account}/password",
             post(pages::reset_password),
         )
+        .route("/files", get(files::home))
+        .route("/files/{share}", get(files::folder_page))
+        .route(
+            "/files/{share}/upload",
+            post(files::upload_form).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/files/{share}/get", get(files::get_page))
+        .route("/files/{share}/remove", post(files::remove_page))
+        .route("/files/mine/share", post(files::share_page))
+        .route("/files/{share}/trash", get(files::trash_page))
+        .route("/files/{share}/restore", post(files::restore_page))
+        .route("/files/{share}/versions", get(files::versions_page))
+        .route(
+            "/files/{share}/versions/restore",
+            post(files::restore_version_page),
+        )
         .route("/app.js", get(pages::script))
         // The JSON API: the same operations.
         .route("/api/openapi.json", get(openapi))
@@ -163,6 +184,28 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/invites/{id}", delete(api::cancel_invite))
         .route("/api/people/{account}", delete(api::remove_person))
         .route("/api/people/{account}/password", put(api::reset_password))
+        .route("/api/files/{share}", get(files::api_folder))
+        .route("/api/files/{share}/uploads", post(files::begin_upload))
+        .route(
+            "/api/files/uploads/{id}",
+            get(files::upload_status)
+                .put(files::upload_part)
+                .delete(files::cancel_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(files::MAX_PART)),
+        )
+        .route("/api/files/uploads/{id}/finish", post(files::finish_upload))
+        .route(
+            "/api/files/{share}/content",
+            get(files::content).delete(files::api_remove),
+        )
+        .route("/api/files/{share}/trash", get(files::api_trash))
+        .route("/api/files/{share}/trash/restore", post(files::api_restore))
+        .route("/api/files/{share}/versions", get(files::api_versions))
+        .route(
+            "/api/files/{share}/versions/restore",
+            post(files::api_restore_version),
+        )
+        .route("/api/files/mine/share", post(files::api_share))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -302,6 +345,19 @@ impl IntoResponse for WebError {
         api::reset_password,
         live::events,
         attachments::download,
+        files::api_folder,
+        files::begin_upload,
+        files::upload_status,
+        files::upload_part,
+        files::cancel_upload,
+        files::finish_upload,
+        files::content,
+        files::api_remove,
+        files::api_trash,
+        files::api_restore,
+        files::api_versions,
+        files::api_restore_version,
+        files::api_share,
     )
 )]
 pub(crate) struct ApiDoc;

@@ -49,9 +49,9 @@ impl IntoResponse for PageError {
     }
 }
 
-type PageResult = Result<Response, PageError>;
+pub(super) type PageResult = Result<Response, PageError>;
 
-trait OrPage<T> {
+pub(super) trait OrPage<T> {
     fn or_page(self, app: &App) -> Result<T, PageError>;
 }
 
@@ -65,13 +65,13 @@ impl<T> OrPage<T> for Result<T, WebError> {
 }
 
 /// The top of every page for a signed-in person.
-struct Header<'a> {
-    account: &'a str,
-    csrf: &'a str,
-    admin: bool,
+pub(super) struct Header<'a> {
+    pub(super) account: &'a str,
+    pub(super) csrf: &'a str,
+    pub(super) admin: bool,
 }
 
-fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: Markup) -> Markup {
+pub(super) fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(t.lang) {
@@ -86,6 +86,7 @@ fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: Markup) -> M
                 @if let Some(h) = header {
                     nav {
                         a href="/rooms" { (t.nav_chat) }
+                        a href="/files/community" { (t.nav_files) }
                         a href="/search" { (t.nav_search) }
                         @if h.admin { a href="/admin" { (t.nav_admin) } }
                         details.me {
@@ -107,11 +108,11 @@ fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: Markup) -> M
     }
 }
 
-fn page(markup: Markup) -> Response {
+pub(super) fn page(markup: Markup) -> Response {
     ([(CACHE_CONTROL, "no-store")], markup).into_response()
 }
 
-async fn header_of(app: &Arc<App>, member: &Member) -> Result<bool, PageError> {
+pub(super) async fn header_of(app: &Arc<App>, member: &Member) -> Result<bool, PageError> {
     let account = member.account.clone();
     run(app, move |app| {
         Ok(app
@@ -648,7 +649,7 @@ fn excerpt(text: &str) -> String {
     out
 }
 
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     match bytes {
         b if b < 1024 => format!("{b} B"),
         b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
@@ -876,7 +877,7 @@ pub(crate) async fn search(
     )))
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("", s)])
         .map(|e| e.trim_start_matches('=').to_owned())
         .unwrap_or_default()
@@ -984,7 +985,7 @@ fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup
     )
 }
 
-fn ms_time(ms: u64) -> String {
+pub(super) fn ms_time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
 }
