@@ -89,11 +89,11 @@ pub use names::{
 pub use store::{
     AddProgress, AddReport, Arrivals, BlobProblem, Blobs, Changes, Collection, CollectionInfo,
     ContentSnapshot, DamagedKey, DatabaseCheck, DenyReason, DoctorReport, EntryRules, Expected,
-    ExportReport, FailedFile, FetchPlan, FileReader, GcReport, History, KeepVersions, KeyConflict,
-    KeyQueue, Listing, MissingBlob, MissingPage, NewEntries, NoProgress, Outgoing, Page, PeerScope,
-    PeerUsage, PurgeReport, Received, Refusal, Refused, RemovedKey, RuleBreach, SkippedKey,
-    SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport, Version,
-    ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
+    ExportReport, FailedFile, FetchPlan, FileReader, FolderPage, GcReport, History, KeepVersions,
+    KeyConflict, KeyQueue, Listing, MissingBlob, MissingPage, NewEntries, NoProgress, Outgoing,
+    Page, PeerScope, PeerUsage, PurgeReport, Received, Refusal, Refused, RemovedKey, RuleBreach,
+    SkippedKey, SnapshotInfo, Stats, Store, StoreSyncIndex, Transfer, TransferGuard, VerifyReport,
+    Version, ViewItem, ViewPoint, DEFAULT_COLLECTION, PAGE_SIZE,
 };
 pub use walk::Skipped;
 

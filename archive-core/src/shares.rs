@@ -287,51 +287,24 @@ impl Shares {
     /// The folders and files directly in `folder` (`""`: the top).
     pub fn list(&self, share: &Share, folder: &str) -> Result<FolderListing, ShareError> {
         let folder = clean_folder(folder)?;
-        let collection = self.collection(share)?;
-        let collection = self.store.collection(&collection)?;
-        let mut listing = FolderListing::default();
-        let mut after: Option<String> = None;
-        let depth = if folder.is_empty() {
-            0
-        } else {
-            folder.len() + 1
-        };
-        loop {
-            let page = collection
-                .list_page(ViewPoint::Current, &folder, after.as_deref(), 256)
-                .map_err(|e| ShareError::Storage(StorageError::Damaged(e.to_string())))?;
-            let mut next = page.next;
-            for item in page.items {
-                if listing.folders.len() + listing.files.len() >= MAX_LISTED {
-                    listing.more = true;
-                    return Ok(listing);
-                }
-                let rest = &item.key[depth..];
-                match rest.split_once('/') {
-                    Some((sub, _)) => {
-                        listing.folders.push(sub.to_owned());
-                        // Skip the rest of that folder: nothing below it is listed here.
-                        let skip = if depth == 0 {
-                            format!("{sub}/\u{10FFFF}")
-                        } else {
-                            format!("{folder}/{sub}/\u{10FFFF}")
-                        };
-                        next = Some(skip);
-                        break;
-                    }
-                    None => listing.files.push(ShareFile {
-                        path: item.key.clone(),
-                        file: item.file,
-                        time: item.time,
-                        author: item.author,
-                    }),
-                }
-            }
-            match next {
-                Some(n) => after = Some(n),
-                None => return Ok(listing),
-            }
-        }
+        let collection = self.store.collection(&self.collection(share)?)?;
+        let page = collection
+            .list_folder(ViewPoint::Current, &folder, MAX_LISTED)
+            .map_err(|e| ShareError::Storage(StorageError::Damaged(e.to_string())))?;
+        Ok(FolderListing {
+            folders: page.folders,
+            files: page
+                .files
+                .into_iter()
+                .map(|item| ShareFile {
+                    path: item.key,
+                    file: item.file,
+                    time: item.time,
+                    author: item.author,
+                })
+                .collect(),
+            more: page.more,
+        })
     }
 
     /// The file at `path`.

@@ -431,3 +431,61 @@ fn stale_uploads_expire() {
         Err(ShareError::NoSuchUpload)
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `list_folder` gives what the keys say, in the view now and in a snapshot, whatever
+    /// the limit: the folders directly in it (once each) and its own files, in order.
+    #[test]
+    fn one_level_of_a_folder_matches_the_keys(
+        keys in proptest::collection::btree_set("[ab]{1,2}(/[ab]{1,2}){0,3}", 1..40),
+        removed in proptest::collection::vec(any::<prop::sample::Index>(), 0..5),
+        folder in "|a|b|a/a|a/b|ab",
+        limit in 1usize..50,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path().join("store")).unwrap();
+        let c = store.collection("c").unwrap();
+        // A key that is also a folder of another key cannot exist: keep the shorter.
+        let keys: Vec<&String> = keys
+            .iter()
+            .filter(|k| !keys.iter().any(|o| k.starts_with(&format!("{o}/"))))
+            .collect();
+        for k in &keys {
+            c.add_bytes(k, k.as_bytes()).unwrap();
+        }
+        c.snapshot("before").unwrap();
+        let mut now: Vec<&String> = keys.clone();
+        for r in removed {
+            if now.is_empty() { break; }
+            let k = now.remove(r.index(now.len()));
+            c.remove(&[k.as_str()]).unwrap();
+        }
+        for (at, keys) in [
+            (archive_core::ViewPoint::Snapshot("before"), &keys),
+            (archive_core::ViewPoint::Current, &now),
+        ] {
+            let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
+            let mut expected: Vec<(bool, String)> = Vec::new();
+            for k in keys.iter() {
+                if let Some(rest) = k.strip_prefix(&prefix) {
+                    match rest.split_once('/') {
+                        Some((sub, _)) => expected.push((true, sub.to_owned())),
+                        None => expected.push((false, (*k).clone())),
+                    }
+                }
+            }
+            expected.dedup();
+            let page = c.list_folder(at, &folder, limit).unwrap();
+            let mut got: Vec<(bool, String)> = page.folders.iter().map(|f| (true, f.clone())).collect();
+            got.extend(page.files.iter().map(|f| (false, f.key.clone())));
+            // Entries come in key order (folders and files interleaved); compared as sets.
+            prop_assert_eq!(page.more, expected.len() > limit);
+            let mut want: Vec<(bool, String)> = expected.into_iter().take(limit).collect();
+            want.sort();
+            got.sort();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

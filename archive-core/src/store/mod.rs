@@ -42,7 +42,8 @@ pub use transfer::{
 };
 pub use versions::{KeepVersions, RemovedKey};
 pub use view::{
-    Changes, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint, PAGE_SIZE,
+    Changes, FolderPage, History, Listing, Page, SnapshotInfo, Version, ViewItem, ViewPoint,
+    PAGE_SIZE,
 };
 
 pub(crate) use guard::guarded;

@@ -106,6 +106,17 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
+/// One level of a folder ([`Collection::list_folder`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderPage {
+    /// The folders directly in it (names, not paths), in order.
+    pub folders: Vec<String>,
+    /// Its files, in key order.
+    pub files: Vec<ViewItem>,
+    /// More than the limit asked for.
+    pub more: bool,
+}
+
 /// One page of a listing, a diff or a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T, R = String> {
@@ -202,6 +213,54 @@ impl<'s> Collection<'s> {
         })?;
         let next = more.then(|| items.last().map(|i| i.key.clone())).flatten();
         Ok(Page { items, next })
+    }
+
+    /// One level of a folder of a view: the folders directly in `folder` (names) and its
+    /// files, at most `limit` of them together (then `more` is set). Skips past each subfolder's
+    /// keys instead of reading them, so a folder of a few entries over millions below reads
+    /// a few pages.
+    pub fn list_folder(
+        &self,
+        at: ViewPoint<'_>,
+        folder: &str,
+        limit: usize,
+    ) -> Result<FolderPage, SnapshotError> {
+        let folder = folder.trim_matches('/');
+        let point = self.resolve(at)?;
+        let depth = if folder.is_empty() {
+            0
+        } else {
+            folder.len() + 1
+        };
+        let mut out = FolderPage::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.read_page(point, folder, after.as_deref(), 256)?;
+            let mut next = page.next;
+            for item in page.items {
+                if out.folders.len() + out.files.len() >= limit {
+                    out.more = true;
+                    return Ok(out);
+                }
+                // The folder's own key, when it names a file rather than a folder.
+                let Some(rest) = item.key.get(depth..) else {
+                    continue;
+                };
+                match rest.split_once('/') {
+                    Some((sub, _)) => {
+                        // Nothing below the subfolder is listed here: go on after it.
+                        next = Some(format!("{}{sub}/\u{10FFFF}", &item.key[..depth]));
+                        out.folders.push(sub.to_owned());
+                        break;
+                    }
+                    None => out.files.push(item),
+                }
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// The folder entries of a view (empty folders, to export), in key order.
