@@ -10,6 +10,7 @@ mod netns;
 mod network;
 mod quick_start;
 mod upgrade;
+mod web_archive;
 mod web_browser;
 mod web_files;
 mod web_http;

@@ -389,6 +389,34 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         cy.goto(&format!("{base}files/mine")).await.unwrap();
         look(&cy, "15-files-mine").await;
 
+        // A collection added from the command line is on the archive page; comparing its two
+        // snapshots there shows what changed.
+        crate::web_archive::library(&community);
+        bo.goto(&format!("{base}archive")).await.unwrap();
+        wait_text(&bo, "ul.entries a.name", "library").await;
+        look(&bo, "16-archive").await;
+        bo.find(Locator::LinkText("library")).await.unwrap().click().await.unwrap();
+        wait_text(&bo, "ul.entries li.folder", "docs").await;
+        look(&bo, "17-archive-collection").await;
+        bo.find(Locator::Css("select[name=from] option[value=v1]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        bo.find(Locator::Css("select[name=to] option[value=v2]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        click(&bo, "form[action='/archive/diff'] button").await;
+        wait_text(&bo, "h1", "v1 → v2").await;
+        wait_text(&bo, "ul.changes li.removed", "docs/b.txt").await;
+        wait_text(&bo, "ul.changes li.added", "docs/c.txt").await;
+        wait_text(&bo, "ul.changes li.changed", "docs/a.txt").await;
+        look(&bo, "18-archive-diff").await;
+
         // Signing out leads back to the sign-in page, and the rooms are closed to the browser.
         click(&cy, "nav details summary").await;
         click(&cy, "form[action='/logout'] button").await;

@@ -418,7 +418,7 @@ fn stream_file(app: &Arc<App>, file: archive_core::FileRef, start: u64, end: u64
 }
 
 /// Answers with a file (its name decides how it is shown), or the range `headers` ask for.
-fn serve_file(
+pub(crate) fn serve_file(
     app: &Arc<App>,
     path: &str,
     file: archive_core::FileRef,

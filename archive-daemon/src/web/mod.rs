@@ -7,6 +7,7 @@
 //! `chat` and the sign-in file). [`live`] streams a room's changes (server-sent events).
 
 mod api;
+mod archive;
 mod attachments;
 mod files;
 mod guard;
@@ -149,6 +150,13 @@ fn router(app: Arc<App>) -> Router {
             "/files/{share}/versions/restore",
             post(files::restore_version_page),
         )
+        .route("/archive", get(archive::collections_page))
+        .route("/archive/c", get(archive::folder_page))
+        .route("/archive/diff", get(archive::diff_page))
+        .route("/archive/find", get(archive::find_page))
+        .route("/archive/get", get(archive::content))
+        .route("/archive/zip", get(archive::zip))
+        .route("/archive/snapshot", post(archive::snapshot_page))
         .route("/app.js", get(pages::script))
         // The JSON API: the same operations.
         .route("/api/openapi.json", get(openapi))
@@ -206,7 +214,15 @@ fn router(app: Arc<App>) -> Router {
             post(files::api_restore_version),
         )
         .route("/api/files/mine/share", post(files::api_share))
+        .route("/api/archive", get(archive::api_collections))
+        .route("/api/archive/folder", get(archive::api_folder))
+        .route("/api/archive/diff", get(archive::api_diff))
+        .route("/api/archive/find", get(archive::api_find))
+        .route("/api/archive/content", get(archive::content))
+        .route("/api/archive/zip", get(archive::zip))
+        .route("/api/archive/snapshots", post(archive::api_snapshot))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(json_rejections))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::guard,
@@ -235,6 +251,31 @@ fn router(app: Arc<App>) -> Router {
             ),
         ))
         .with_state(app)
+}
+
+/// The API answers every refusal as `{"error": "..."}`: axum's own refusals of a request it
+/// cannot read (a missing query field, a JSON body of the wrong shape) are plain text, and are
+/// rewritten here.
+async fn json_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(api && plain && response.status().is_client_error()) {
+        return response;
+    }
+    let status = response.status();
+    let text = match axum::body::to_bytes(response.into_body(), MAX_BODY).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    WebError::new(status, text).into_response()
 }
 
 async fn not_found(axum::extract::State(app): axum::extract::State<Arc<App>>) -> WebError {
@@ -358,6 +399,13 @@ impl IntoResponse for WebError {
         files::api_versions,
         files::api_restore_version,
         files::api_share,
+        archive::api_collections,
+        archive::api_folder,
+        archive::api_diff,
+        archive::api_find,
+        archive::content,
+        archive::zip,
+        archive::api_snapshot,
     )
 )]
 pub(crate) struct ApiDoc;

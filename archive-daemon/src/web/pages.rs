@@ -87,6 +87,7 @@ pub(super) fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: M
                     nav {
                         a href="/rooms" { (t.nav_chat) }
                         a href="/files/community" { (t.nav_files) }
+                        a href="/archive" { (t.nav_archive) }
                         a href="/search" { (t.nav_search) }
                         @if h.admin { a href="/admin" { (t.nav_admin) } }
                         details.me {
