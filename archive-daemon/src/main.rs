@@ -12,6 +12,7 @@ mod output;
 mod peers;
 mod progress;
 mod serve;
+mod syncs;
 mod user_commands;
 mod web;
 

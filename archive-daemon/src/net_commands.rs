@@ -1,16 +1,15 @@
 //! Commands that talk to other servers: `id`, `peer`, `diff --peer`, `sync`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use archive_net::{Counters, EndpointId, SyncOptions, Ticket};
 use serde_json::json;
 
 use crate::cli::PeerCommand;
-use crate::context::{Ctx, NetCtx};
+use crate::context::Ctx;
 use crate::output::{errln, human_size, outln, print_json, shown};
-use crate::peers::{check_name, Peer, Peers};
+use crate::peers::{NewPeer, Peers, Running};
 use crate::progress::SyncBar;
 
 pub(crate) fn id(ctx: &Ctx, json: bool) -> Result<u8> {
@@ -47,7 +46,7 @@ pub(crate) fn id(ctx: &Ctx, json: bool) -> Result<u8> {
 
 pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
     let _lock = ctx.peers_lock.lock().expect("peers lock");
-    let mut peers = Peers::load(&ctx.dir)?;
+    let peers = Peers::load(&ctx.dir)?;
     match command {
         PeerCommand::Add {
             target,
@@ -56,60 +55,25 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             read,
             write,
         } => {
-            let (id, mut addrs) = if target.starts_with("archive1") {
-                let t: Ticket = target.parse()?;
-                (t.id, t.addrs)
-            } else {
-                let id: EndpointId = target.trim().parse().map_err(|e| {
-                    anyhow::anyhow!(
-                        "`{target}` is neither a ticket (archive1...) nor an endpoint id: {e}"
-                    )
-                })?;
-                (id, Vec::new())
-            };
-            addrs.extend(addr);
-            addrs.dedup();
             let own = ctx.store()?.author();
-            if id.as_bytes() == own.as_bytes() {
-                bail!("that is this server's own id");
-            }
-            let name = name.unwrap_or_else(|| format!("peer-{}", &id.to_string()[..8]));
-            check_name(&name)?;
-            if peers.peers.iter().any(|p| p.name == name) {
-                bail!("a peer named `{name}` exists already (remove it first with `archive peer rm {name}`)");
-            }
-            if let Some(p) = peers.peers.iter().find(|p| p.id == id.to_string()) {
-                bail!(
-                    "this server is paired already as `{}` (remove it first to change it)",
-                    p.name
-                );
-            }
-            // `--write ""` (an empty list) means none.
-            let clean = |list: Option<Vec<String>>| -> Result<Option<Vec<String>>> {
-                let Some(list) = list else { return Ok(None) };
-                let list: Vec<String> = list.into_iter().filter(|c| !c.is_empty()).collect();
-                for c in &list {
-                    archive_core::validate_collection(c)?;
-                }
-                Ok(Some(list))
+            let trust = if ctx.is_served() {
+                Some(ctx.net()?.node.trust())
+            } else {
+                None
             };
-            let (read, write) = (clean(read)?, clean(write)?);
-            let peer = Peer {
-                name: name.clone(),
-                id: id.to_string(),
-                addrs,
+            let running = Running {
+                trust,
+                delivery: ctx.delivery(),
+            };
+            let new = NewPeer {
+                target,
+                addrs: addr,
+                name,
                 read,
                 write,
             };
-            peers.peers.push(peer.clone());
-            peers.save(&ctx.dir)?;
-            if ctx.is_served() {
-                peers.fill(ctx.net()?.node.trust())?;
-            }
-            // The messenger delivers to it from now on, not only after a restart.
-            if let Some(delivery) = ctx.delivery() {
-                delivery.add_peer(peer.endpoint_addr()?);
-            }
+            let peer = crate::peers::pair(&ctx.dir, &own, new, running)?;
+            let (name, id) = (peer.name.clone(), peer.id.clone());
             if json {
                 print_json(&peer)?;
             } else {
@@ -171,15 +135,17 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             }
         }
         PeerCommand::Rm { name } => {
-            let id = peers.find(&name)?.endpoint_id()?;
-            peers.peers.retain(|p| p.name != name);
-            peers.save(&ctx.dir)?;
-            if ctx.is_served() {
-                peers.fill(ctx.net()?.node.trust())?;
-            }
-            if let Some(delivery) = ctx.delivery() {
-                delivery.remove_peer(id);
-            }
+            let trust = if ctx.is_served() {
+                Some(ctx.net()?.node.trust())
+            } else {
+                None
+            };
+            let running = Running {
+                trust,
+                delivery: ctx.delivery(),
+            };
+            crate::peers::unpair(&ctx.dir, &name, running)?;
+            crate::syncs::forget(&ctx.dir, &name)?;
             if json {
                 print_json(&json!({ "removed": name }))?;
             } else {
@@ -190,24 +156,16 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn connect(net: &NetCtx, peer: &Peer) -> Result<archive_net::Connection> {
-    let addr = peer.endpoint_addr()?;
-    let timeout = Duration::from_secs(10);
-    net.block_on(archive_net::connect(&net.endpoint, addr, timeout))
-        .with_context(|| format!("peer `{}`", peer.name))
-}
-
 pub(crate) fn diff_peer(ctx: &Ctx, name: &str, collection: &str, json: bool) -> Result<u8> {
     archive_core::validate_collection(collection)?;
     let peer = Peers::load(&ctx.dir)?.find(name)?.clone();
     let net = ctx.net()?;
-    let conn = connect(net, &peer)?;
-    let report = net.block_on(async {
-        let r = net.node.diff(&conn, collection).await;
-        conn.close(0u32.into(), b"done");
-        r
-    });
-    let report = report.with_context(|| format!("diff with `{name}`"))?;
+    let report = net.block_on(crate::syncs::diff_with(
+        &net.endpoint,
+        &net.node,
+        &peer,
+        collection,
+    ))?;
     if json {
         let side = |s: &archive_net::wire::Summary| json!({ "entries": s.entries, "files": s.files, "bytes": s.file_bytes });
         print_json(&json!({
@@ -256,7 +214,6 @@ pub(crate) fn sync(
     archive_core::validate_collection(collection)?;
     let peer = Peers::load(&ctx.dir)?.find(name)?.clone();
     let net = ctx.net()?;
-    let conn = connect(net, &peer)?;
     let options = SyncOptions {
         collection: collection.to_owned(),
         pull: pull || !push,
@@ -264,13 +221,21 @@ pub(crate) fn sync(
     };
     let counters = Arc::new(Counters::default());
     let bar = SyncBar::start(counters.clone());
-    let report = net.block_on(async {
-        let r = net.node.sync(&conn, &options, counters.clone()).await;
-        conn.close(0u32.into(), b"done");
-        r
-    });
+    let report = net.block_on(crate::syncs::sync_with(
+        &net.endpoint,
+        &net.node,
+        &peer,
+        &options,
+        counters.clone(),
+    ));
     bar.finish();
-    let report = report.with_context(|| format!("sync with `{name}`"))?;
+    if let Err(e) = crate::syncs::record(
+        &ctx.dir,
+        crate::syncs::SyncRecord::of(name, collection, &report),
+    ) {
+        errln!("archive: note: {e:#}");
+    }
+    let report = report?;
     if let Some(why) = &report.pull_skipped {
         errln!("archive: not pulling: {why}");
     }

@@ -107,6 +107,110 @@ impl Peers {
     }
 }
 
+/// A pairing asked for (`archive peer add`, or the peers page).
+pub(crate) struct NewPeer {
+    /// A ticket (`archive1...`) or a bare endpoint id.
+    pub(crate) target: String,
+    /// More direct addresses.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Its name here [default: `peer-` and the id's first 8 characters].
+    pub(crate) name: Option<String>,
+    pub(crate) read: Option<Vec<String>>,
+    pub(crate) write: Option<Vec<String>>,
+}
+
+/// What else learns of a change of the peers: the running server's trust list (who may
+/// connect) and the messenger's live delivery. Both absent when no server runs.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Running<'a> {
+    pub(crate) trust: Option<&'a Trust>,
+    pub(crate) delivery: Option<&'a chat::Delivery>,
+}
+
+/// Pairs with a server: checks the ticket, the name and that it is not paired already, saves
+/// `peers.json`, and tells the running server. Callers hold the peers lock.
+pub(crate) fn pair(
+    dir: &Path,
+    own: &archive_core::PublicKey,
+    new: NewPeer,
+    running: Running<'_>,
+) -> Result<Peer> {
+    let mut peers = Peers::load(dir)?;
+    let target = new.target.trim();
+    let (id, mut addrs) = if target.starts_with("archive1") {
+        let t: archive_net::Ticket = target.parse()?;
+        (t.id, t.addrs)
+    } else {
+        let id: EndpointId = target.parse().map_err(|e| {
+            anyhow::anyhow!("`{target}` is neither a ticket (archive1...) nor an endpoint id: {e}")
+        })?;
+        (id, Vec::new())
+    };
+    addrs.extend(new.addrs);
+    addrs.dedup();
+    if id.as_bytes() == own.as_bytes() {
+        bail!("that is this server's own id");
+    }
+    let name = new
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|| format!("peer-{}", &id.to_string()[..8]));
+    check_name(&name)?;
+    if peers.peers.iter().any(|p| p.name == name) {
+        bail!(
+            "a peer named `{name}` exists already (remove it first with `archive peer rm {name}`)"
+        );
+    }
+    if let Some(p) = peers.peers.iter().find(|p| p.id == id.to_string()) {
+        bail!(
+            "this server is paired already as `{}` (remove it first to change it)",
+            p.name
+        );
+    }
+    // `--write ""` (an empty list) means none.
+    let clean = |list: Option<Vec<String>>| -> Result<Option<Vec<String>>> {
+        let Some(list) = list else { return Ok(None) };
+        let list: Vec<String> = list.into_iter().filter(|c| !c.is_empty()).collect();
+        for c in &list {
+            archive_core::validate_collection(c)?;
+        }
+        Ok(Some(list))
+    };
+    let peer = Peer {
+        name,
+        id: id.to_string(),
+        addrs,
+        read: clean(new.read)?,
+        write: clean(new.write)?,
+    };
+    peers.peers.push(peer.clone());
+    peers.save(dir)?;
+    if let Some(trust) = running.trust {
+        peers.fill(trust)?;
+    }
+    // The messenger delivers to it from now on, not only after a restart.
+    if let Some(delivery) = running.delivery {
+        delivery.add_peer(peer.endpoint_addr()?);
+    }
+    Ok(peer)
+}
+
+/// Unpairs `name`. Callers hold the peers lock.
+pub(crate) fn unpair(dir: &Path, name: &str, running: Running<'_>) -> Result<()> {
+    let mut peers = Peers::load(dir)?;
+    let id = peers.find(name)?.endpoint_id()?;
+    peers.peers.retain(|p| p.name != name);
+    peers.save(dir)?;
+    if let Some(trust) = running.trust {
+        peers.fill(trust)?;
+    }
+    if let Some(delivery) = running.delivery {
+        delivery.remove_peer(id);
+    }
+    Ok(())
+}
+
 /// Peer names: what people type; kept simple so they need no quoting.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty()
@@ -121,7 +225,7 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 }
 
 /// Temp name, fsync, rename, fsync the folder: a crash leaves the old file or the new one.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");

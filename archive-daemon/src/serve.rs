@@ -111,6 +111,12 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         .block_on(tokio::net::TcpListener::bind(http))
         .with_context(|| format!("cannot serve the web UI on {http} (--http IP:PORT)"))?;
     let http = listener.local_addr().unwrap_or(http);
+    let peers_lock = Arc::new(Mutex::new(()));
+    let web_net = web::peers::WebNet {
+        endpoint: endpoint.clone(),
+        node: node.clone(),
+        peers_lock: peers_lock.clone(),
+    };
     let app = Arc::new(web::App::new(
         dir.to_owned(),
         chat.clone(),
@@ -118,6 +124,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         search,
         accounts.clone(),
         shares,
+        Some(web_net),
     ));
     runtime.spawn(async move {
         if let Err(e) = web::serve(listener, app).await {
@@ -136,7 +143,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         dir: dir.to_owned(),
         chat: chat.clone(),
         accounts,
-        peers_lock: Arc::new(Mutex::new(())),
+        peers_lock,
         delivery: delivery.clone(),
     });
     {

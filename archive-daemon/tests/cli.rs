@@ -14,3 +14,4 @@ mod web_archive;
 mod web_browser;
 mod web_files;
 mod web_http;
+mod web_peers;

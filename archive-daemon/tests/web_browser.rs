@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::web_http::{Community, ANA_PASSWORD};
+use crate::web_http::{password_of, Community, ANA_PASSWORD};
 
 /// A 48 x 32 green PNG.
 const GREEN_PNG: &[u8] = &[
@@ -427,6 +427,78 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         admin.goto(&format!("{base}admin")).await.unwrap();
         look(&admin, "10-admin").await;
         for c in [admin, bo, cy] {
+            c.close().await.unwrap();
+        }
+    });
+}
+
+/// Two community servers' admins pair them from the peers pages (each pastes the other's
+/// ticket, shown there as text and QR code), one starts a sync of a collection there, and the
+/// page shows it completed; the collection is then on the archive page of the other server.
+#[test]
+fn two_servers_are_paired_from_their_pages_and_a_sync_started_there_completes() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let hill = Community::start_with("ana");
+    crate::web_archive::library(&hill);
+    let river = Community::start_with("bo");
+    let (hill_base, river_base) = (
+        format!("http://{}/", hill.addr),
+        format!("http://{}/", river.addr),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ana = driver.browser("ana-hill").await;
+        sign_in(&ana, &hill_base, "ana", &password_of("ana")).await;
+        let bo = driver.browser("bo-river").await;
+        sign_in(&bo, &river_base, "bo", &password_of("bo")).await;
+        let ticket_of = |c: &Client, base: String| {
+            let c = c.clone();
+            async move {
+                c.goto(&format!("{base}peers")).await.unwrap();
+                c.find(Locator::Css("#ticket"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        let hill_ticket = ticket_of(&ana, hill_base.clone()).await;
+        look(&ana, "19-peers").await;
+        let river_ticket = ticket_of(&bo, river_base.clone()).await;
+        for (c, ticket, name) in [
+            (&ana, &river_ticket, "riverside"),
+            (&bo, &hill_ticket, "hillside"),
+        ] {
+            fill(c, "textarea[name=ticket]", ticket).await;
+            fill(c, "input[name=name]", name).await;
+            click(c, "form[action='/peers'] button").await;
+            wait_text(c, "li.peer strong", name).await;
+        }
+        look(&bo, "20-peers-paired").await;
+        // What a sync would move, then "sync now" from that page.
+        fill(
+            &bo,
+            "form[action='/peers/hillside/diff'] input[name=collection]",
+            "library",
+        )
+        .await;
+        click(&bo, "form[action='/peers/hillside/diff'] button").await;
+        wait_text(&bo, "main", "A sync would bring here").await;
+        look(&bo, "21-peers-would-move").await;
+        click(&bo, "form[action='/peers/hillside/sync'] button").await;
+        wait_path(&bo, "/peers").await;
+        // The page reloads itself while the sync runs, and then shows its outcome.
+        wait_text(&bo, "ul.syncs li span.ok", "synced").await;
+        wait_text(&bo, "ul.syncs li", "library").await;
+        look(&bo, "22-peers-synced").await;
+        bo.goto(&format!("{river_base}archive/c?c=library&folder=docs"))
+            .await
+            .unwrap();
+        wait_text(&bo, "ul.entries a.name", "c.txt").await;
+        for c in [ana, bo] {
             c.close().await.unwrap();
         }
     });

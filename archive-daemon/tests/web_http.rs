@@ -513,6 +513,16 @@ const EVERY_ROUTE: &[(&str, &str)] = &[
     ("GET", "/api/archive/content?c=library&path=a"),
     ("GET", "/api/archive/zip?c=library"),
     ("POST", "/api/archive/snapshots"),
+    ("GET", "/peers"),
+    ("POST", "/peers"),
+    ("POST", "/peers/{name}/sync"),
+    ("GET", "/peers/{name}/diff?collection=library"),
+    ("POST", "/peers/{name}/remove"),
+    ("GET", "/api/peers"),
+    ("POST", "/api/peers"),
+    ("DELETE", "/api/peers/{name}"),
+    ("POST", "/api/peers/{name}/sync"),
+    ("GET", "/api/peers/{name}/diff?collection=library"),
 ];
 
 /// Routes open without a session.
@@ -536,6 +546,7 @@ fn concrete(pattern: &str, room: &str, message: &str) -> String {
         .replace("{id}", "abcd")
         .replace("{index}", "0")
         .replace("{share}", "community")
+        .replace("{name}", "nosuch")
 }
 
 #[test]

@@ -36,7 +36,7 @@ const MAX_SCANNED: usize = 1_000_000;
 pub(crate) const MAX_ZIP_FILES: usize = 20_000;
 
 /// Whether a collection belongs on the archive page.
-fn shown(name: &str) -> bool {
+pub(crate) fn shown(name: &str) -> bool {
     !name.starts_with(archive_net::LOCAL_PREFIX) && !name.starts_with(chat::COLLECTION_PREFIX)
 }
 

@@ -14,6 +14,7 @@ mod guard;
 mod limits;
 mod live;
 mod pages;
+pub(crate) mod peers;
 mod service;
 pub(crate) mod strings;
 
@@ -56,6 +57,10 @@ pub(crate) struct App {
     pub(crate) dir: std::path::PathBuf,
     /// The community's and each person's files.
     pub(crate) shares: Arc<archive_core::shares::Shares>,
+    /// The server's endpoint, for the peers page (none in a server without a network).
+    pub(crate) net: Option<peers::WebNet>,
+    /// Syncs started from the peers page and not finished: (peer, collection).
+    pub(crate) running_syncs: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl App {
@@ -66,6 +71,7 @@ impl App {
         search: chat::Search,
         accounts: Arc<Accounts>,
         shares: Arc<archive_core::shares::Shares>,
+        net: Option<peers::WebNet>,
     ) -> App {
         App {
             chat,
@@ -79,6 +85,8 @@ impl App {
             text: &strings::EN,
             dir,
             shares,
+            net,
+            running_syncs: std::sync::Mutex::default(),
         }
     }
 }
@@ -157,6 +165,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/archive/get", get(archive::content))
         .route("/archive/zip", get(archive::zip))
         .route("/archive/snapshot", post(archive::snapshot_page))
+        .route("/peers", get(peers::peers_page).post(peers::pair_page))
+        .route("/peers/{name}/sync", post(peers::sync_page))
+        .route("/peers/{name}/diff", get(peers::diff_page))
+        .route("/peers/{name}/remove", post(peers::unpair_page))
         .route("/app.js", get(pages::script))
         // The JSON API: the same operations.
         .route("/api/openapi.json", get(openapi))
@@ -221,6 +233,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/archive/content", get(archive::content))
         .route("/api/archive/zip", get(archive::zip))
         .route("/api/archive/snapshots", post(archive::api_snapshot))
+        .route("/api/peers", get(peers::api_peers).post(peers::api_pair))
+        .route("/api/peers/{name}", delete(peers::api_unpair))
+        .route("/api/peers/{name}/sync", post(peers::api_sync))
+        .route("/api/peers/{name}/diff", get(peers::api_diff))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_rejections))
         .layer(axum::middleware::from_fn_with_state(
@@ -406,6 +422,11 @@ impl IntoResponse for WebError {
         archive::content,
         archive::zip,
         archive::api_snapshot,
+        peers::api_peers,
+        peers::api_pair,
+        peers::api_unpair,
+        peers::api_sync,
+        peers::api_diff,
     )
 )]
 pub(crate) struct ApiDoc;

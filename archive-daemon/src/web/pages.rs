@@ -89,7 +89,7 @@ pub(super) fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: M
                         a href="/files/community" { (t.nav_files) }
                         a href="/archive" { (t.nav_archive) }
                         a href="/search" { (t.nav_search) }
-                        @if h.admin { a href="/admin" { (t.nav_admin) } }
+                        @if h.admin { a href="/peers" { (t.nav_peers) } a href="/admin" { (t.nav_admin) } }
                         details.me {
                             summary { (h.account) }
                             form method="post" action="/logout" {
