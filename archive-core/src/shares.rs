@@ -34,6 +34,8 @@ use crate::store::{KeepVersions, NoProgress, Store, ViewPoint};
 pub const COMMUNITY_SHARE: &str = "shares/community";
 /// Where people's own folders are: `local/shares/<person>`.
 pub const PERSON_SHARE_PREFIX: &str = "local/shares/";
+/// Disk space an upload leaves free, for the store's own writes.
+pub const DISK_RESERVE: u64 = 256 << 20;
 /// Uploads one person may have under way (each reserves its declared size of a quota).
 pub const MAX_UPLOADS_PER_PERSON: usize = 8;
 /// Most entries a folder listing shows (the rest are counted).
@@ -113,6 +115,15 @@ pub enum ShareError {
         /// The quota.
         quota: u64,
         /// What is left of it.
+        free: u64,
+    },
+    /// The disk has too little room left for the file (while it arrives it takes its size
+    /// twice: the upload and the store's copy), keeping [`DISK_RESERVE`] free.
+    #[error("the server's disk has {free} bytes free; this file needs {needed}")]
+    DiskFull {
+        /// Bytes the upload needs.
+        needed: u64,
+        /// Bytes free on the disk.
         free: u64,
     },
     /// A part did not start where the upload stands (the client resumes from `expected`).
@@ -447,6 +458,11 @@ impl Shares {
         let free = quota.saturating_sub(used);
         if size > free {
             return Err(ShareError::OverQuota { quota, free });
+        }
+        let disk = self.store.transfer().available_space()?;
+        let needed = size.saturating_mul(2).saturating_add(pending);
+        if needed.saturating_add(DISK_RESERVE) > disk {
+            return Err(ShareError::DiskFull { needed, free: disk });
         }
         Ok(())
     }

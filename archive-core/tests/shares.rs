@@ -489,3 +489,29 @@ proptest! {
         }
     }
 }
+
+/// An upload larger than the disk can take (twice: while it arrives and in the store) is
+/// refused before a byte is stored, whatever the quotas allow.
+#[test]
+fn an_upload_the_disk_cannot_hold_is_refused() {
+    let limits = ShareLimits {
+        max_file: u64::MAX,
+        person_quota: u64::MAX,
+        community_quota: u64::MAX,
+        ..ShareLimits::default()
+    };
+    let (dir, shares) = open(limits);
+    match shares.begin_upload("ana", &Share::Community, "huge.iso", 1 << 60) {
+        Err(ShareError::DiskFull { needed, free }) => {
+            assert_eq!(needed, 2 << 60);
+            assert!(free < 1 << 60);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

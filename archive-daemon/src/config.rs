@@ -50,6 +50,13 @@ pub(crate) struct NetSettings {
     pub(crate) idle_secs: u64,
     /// Connection attempts one source address may make per minute.
     pub(crate) handshakes_per_minute: u32,
+    /// The largest file the files page takes [default: 4 GiB].
+    pub(crate) files_max_bytes: Option<u64>,
+    /// Bytes a person's own folder may hold [default: 5 GiB].
+    pub(crate) files_person_quota_bytes: Option<u64>,
+    /// Bytes the community's shared folder may hold [default: 100 GiB; the disk's free
+    /// space limits it too].
+    pub(crate) files_community_quota_bytes: Option<u64>,
 }
 
 /// The port servers listen on unless told otherwise.
@@ -72,6 +79,9 @@ impl Default for NetSettings {
             timeout_secs: 30,
             idle_secs: archive_net::Caps::default().idle.as_secs(),
             handshakes_per_minute: archive_net::Caps::default().handshakes_per_minute,
+            files_max_bytes: None,
+            files_person_quota_bytes: None,
+            files_community_quota_bytes: None,
         }
     }
 }
@@ -127,6 +137,19 @@ impl NetSettings {
             bind,
             mdns: self.mdns,
         })
+    }
+
+    /// The files page's limits.
+    pub(crate) fn share_limits(&self) -> archive_core::shares::ShareLimits {
+        let d = archive_core::shares::ShareLimits::default();
+        archive_core::shares::ShareLimits {
+            max_file: self.files_max_bytes.unwrap_or(d.max_file),
+            person_quota: self.files_person_quota_bytes.unwrap_or(d.person_quota),
+            community_quota: self
+                .files_community_quota_bytes
+                .unwrap_or(d.community_quota),
+            ..d
+        }
     }
 
     pub(crate) fn limits(&self) -> archive_net::Limits {

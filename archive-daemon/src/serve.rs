@@ -98,7 +98,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
     let shares = Arc::new(archive_core::shares::Shares::open(
         store.clone(),
         dir.join(UPLOADS_DIR),
-        archive_core::shares::ShareLimits::default(),
+        settings.share_limits(),
     )?);
     runtime.spawn(collect_garbage(
         chat.clone(),

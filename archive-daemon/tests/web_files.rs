@@ -350,7 +350,10 @@ fn the_plain_form_uploads_without_the_script_and_cleans_names() {
 
 #[test]
 fn hostile_names_sizes_ids_and_parts_get_a_clear_4xx_and_store_nothing() {
-    let community = Community::start();
+    let community = Community::start_with_settings(
+        "ana",
+        r#""files_max_bytes": 4194304, "files_person_quota_bytes": 6291456"#,
+    );
     let (mut ana, ana_csrf, _bo, _) = community.with_member("bo");
     upload(&mut ana, &ana_csrf, "community", "keep.txt", b"keep");
     let before = listing(&mut ana, "community", "");
@@ -397,19 +400,20 @@ fn hostile_names_sizes_ids_and_parts_get_a_clear_4xx_and_store_nothing() {
     assert_eq!(ana.get("/api/files/bo").status, 404);
     assert_eq!(ana.get("/api/files/..%2F..").status, 404);
 
-    // Over the file limit, and over the quota (uploads under way count).
+    // Over the file limit, and over the quota (uploads under way count): net.json sets
+    // 4 MiB files and a 6 MiB folder for a person.
     let r = ana.api(
         "POST",
         "/api/files/mine/uploads",
         &ana_csrf,
-        &json!({"path": "huge.iso", "size": 5u64 << 30}),
+        &json!({"path": "huge.iso", "size": (4u64 << 20) + 1}),
     );
     assert_eq!(r.status, 413, "{}", r.text());
     let r = ana.api(
         "POST",
         "/api/files/mine/uploads",
         &ana_csrf,
-        &json!({"path": "big-1.iso", "size": 4u64 << 30}),
+        &json!({"path": "big-1.iso", "size": 4u64 << 20}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let big = r.json()["id"].as_str().unwrap().to_owned();
@@ -417,7 +421,7 @@ fn hostile_names_sizes_ids_and_parts_get_a_clear_4xx_and_store_nothing() {
         "POST",
         "/api/files/mine/uploads",
         &ana_csrf,
-        &json!({"path": "big-2.iso", "size": 4u64 << 30}),
+        &json!({"path": "big-2.iso", "size": 4u64 << 20}),
     );
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("quota"));
@@ -428,6 +432,17 @@ fn hostile_names_sizes_ids_and_parts_get_a_clear_4xx_and_store_nothing() {
         b"",
     );
     assert_eq!(r.status, 204);
+
+    // The plain form: a file over the limit is cut off at the limit, nothing kept.
+    let big = vec![7u8; 5 << 20];
+    let (content_type, body) = multipart(&[], &[("file", "big.bin", &big)]);
+    let r = ana.send(
+        "POST",
+        format!("/files/mine/upload?csrf={ana_csrf}").as_bytes(),
+        &[("Content-Type", &content_type)],
+        &body,
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
 
     // Parts: larger than a part may be, past the declared size, at the wrong place, to ids
     // that are not ids.

@@ -37,8 +37,18 @@ impl Community {
 
     /// A community server whose first admin is `admin` (password: [`password_of`]).
     pub(crate) fn start_with(admin: &str) -> Community {
+        Community::start_with_settings(admin, "")
+    }
+
+    /// [`Community::start_with`], with more `net.json` fields (`"name": value, ...`).
+    pub(crate) fn start_with_settings(admin: &str, more: &str) -> Community {
         let archive = Archive::initialised();
-        std::fs::write(archive.data_dir().join("net.json"), NET_JSON).unwrap();
+        let settings = if more.is_empty() {
+            NET_JSON.to_owned()
+        } else {
+            format!("{}, {more}}}", NET_JSON.trim_end_matches('}'))
+        };
+        std::fs::write(archive.data_dir().join("net.json"), settings).unwrap();
         let server = Serving::spawn(archive.command(&[
             "serve",
             "--bind",

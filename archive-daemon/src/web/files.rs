@@ -55,6 +55,7 @@ impl WebError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             E::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
+            E::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             E::WrongOffset { .. } | E::Incomplete { .. } => StatusCode::CONFLICT,
             E::Gone(_) => StatusCode::GONE,
             _ => return WebError::internal(text, e),
@@ -766,6 +767,14 @@ pub(crate) async fn folder_page(
                 progress hidden max="1" value="0" {}
                 small.status {}
                 button.primary { (t.files_upload_button) }
+            }
+            details {
+                summary { (t.files_new_folder) }
+                // A folder exists while it holds files: this opens it, and uploads there make it.
+                form.row method="get" action={ "/files/" (which) } {
+                    input name="folder" required value=(if folder.is_empty() { String::new() } else { format!("{folder}/") });
+                    button { (t.files_open_folder) }
+                }
             }
             @if view.folders.is_empty() && view.files.is_empty() { p.hint { (t.files_empty) } }
             ul.entries {
