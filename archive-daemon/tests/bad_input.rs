@@ -255,3 +255,56 @@ fn bad_pairing_input_and_damaged_network_files_are_named() {
     }
     still_intact(&a, &data);
 }
+
+/// `archive user ...` with the password on stdin: its stderr and whether it succeeded.
+fn user(a: &Archive, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut all = vec!["user"];
+    all.extend_from_slice(args);
+    let mut child = a
+        .command(&all)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    crate::harness::assert_no_panic(&out);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_user_commands_get_clear_errors_and_change_nothing() {
+    let a = Archive::initialised();
+    assert!(user(&a, &["add", "ana", "--admin"], b"a good long password\n").0);
+    let cases: &[(&[&str], &[u8], &str)] = &[
+        (&["add", "bo"], b"short\n", "8 to 256 bytes"),
+        (&["add", "bo"], b"", "8 to 256 bytes"),
+        (&["add", "bo"], &[b'x'; 300], "bytes"),
+        (&["add", "../bo"], b"a good long password\n", "name"),
+        (&["add", "b o"], b"a good long password\n", "name"),
+        (&["add", ""], b"a good long password\n", "name"),
+        (&["add", "ana"], b"a good long password\n", "ana"),
+        (&["passwd", "nosuch"], b"a good long password\n", "nosuch"),
+        (&["passwd", "ana"], b"short\n", "8 to 256 bytes"),
+        (&["rm", "nosuch"], b"", "nosuch"),
+        (&["rm", "ana"], b"", "admin"),
+    ];
+    for (args, stdin, says) in cases {
+        let (ok, err) = user(&a, args, stdin);
+        assert!(!ok, "user {args:?} succeeded");
+        assert!(
+            err.lines().any(|l| l.starts_with("archive: error:")),
+            "user {args:?}: {err}"
+        );
+        assert!(err.contains(says), "user {args:?}: {err}");
+    }
+    // Ana is still the one person, and her password still works.
+    let people = a.json(&["user", "ls"]);
+    assert_eq!(people.as_array().unwrap().len(), 1, "{people}");
+    assert_eq!(people[0]["name"], "ana");
+}

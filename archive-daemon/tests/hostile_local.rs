@@ -235,13 +235,7 @@ fn arguments_that_are_not_utf8_do_not_panic() {
         r#"{"mdns": false, "client_bind": "127.0.0.1:0"}"#,
     )
     .unwrap();
-    let _server = crate::network::Serving::spawn(a.command(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]));
+    let _server = crate::network::Serving::start(&a);
     check(&a);
 }
 
@@ -402,13 +396,7 @@ fn the_server_refuses_other_users_on_its_control_socket() {
         r#"{"mdns": false, "client_bind": "127.0.0.1:0"}"#,
     )
     .unwrap();
-    let _server = crate::network::Serving::spawn(a.command(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]));
+    let _server = crate::network::Serving::start(&a);
     // A misconfiguration lets others reach the socket.
     fs::set_permissions(a.data_dir(), fs::Permissions::from_mode(0o711)).unwrap();
     let socket = a.data_dir().join("control.sock");

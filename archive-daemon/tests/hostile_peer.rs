@@ -42,8 +42,7 @@ impl Victim {
             format!("{{{base}, {settings}}}")
         };
         std::fs::write(a.data_dir().join("net.json"), json).unwrap();
-        let server =
-            Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"]));
+        let server = Serving::start(&a);
         Victim { a, server }
     }
 

@@ -35,7 +35,8 @@ impl Drop for Serving {
 }
 
 impl Serving {
-    fn start(a: &Archive) -> Serving {
+    /// `archive serve` on loopback ports the system picks (peers and the web UI).
+    pub(crate) fn start(a: &Archive) -> Serving {
         Serving::spawn(a.command(&["serve", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"]))
     }
 

@@ -49,13 +49,7 @@ impl Community {
             format!("{}, {more}}}", NET_JSON.trim_end_matches('}'))
         };
         std::fs::write(archive.data_dir().join("net.json"), settings).unwrap();
-        let server = Serving::spawn(archive.command(&[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ]));
+        let server = Serving::start(&archive);
         let addr = server_addr(server.web());
         let community = Community {
             archive,
@@ -1371,4 +1365,36 @@ fn the_api_description_covers_every_api_route_and_method() {
     ] {
         assert!(schemas.contains_key(name), "no schema {name}");
     }
+}
+
+#[test]
+fn a_client_that_sends_its_headers_too_slowly_is_cut_off_while_others_are_served() {
+    use std::io::Read;
+    let community = Community::start();
+    // Twenty connections that send part of a request line, then nothing.
+    let slow: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(community.addr).unwrap();
+            s.write_all(b"GET /login HTTP/1.1\r\nHo").unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            s
+        })
+        .collect();
+    // Others are served meanwhile.
+    let started = std::time::Instant::now();
+    assert_eq!(community.client().get("/login").status, 200);
+    // Each slow one is closed after the header timeout (10 s), well before the test's 30.
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9) && waited < std::time::Duration::from_secs(25),
+        "closed after {waited:?}"
+    );
+    assert_eq!(community.client().get("/login").status, 200);
 }

@@ -18,7 +18,6 @@ pub(crate) mod peers;
 mod service;
 pub(crate) mod strings;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -91,14 +90,53 @@ impl App {
     }
 }
 
-/// Serves the UI on `listener` until the task is dropped.
+/// How long a client has to send a request's headers (from the connection, or the end of
+/// the previous request): a client that opens connections and sends nothing, or a byte at
+/// a time, gives its socket back after this.
+pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections served at once (live feeds are capped lower, in `live.rs`); more wait in the
+/// kernel's queue.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+/// Serves the UI on `listener` until the task is dropped: HTTP/1.1 (what browsers speak to a
+/// plain-HTTP LAN address), with [`HEADER_READ_TIMEOUT`] and at most [`MAX_CONNECTIONS`].
+/// `axum::serve` has neither, hence this loop.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> std::io::Result<()> {
     let router = router(app);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was taken.
+                tracing::warn!("web: accepting a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        // What the guard reads the client's address from (as `into_make_service_with_connect_info`).
+        let service = hyper_util::service::TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(remote))),
+        );
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection = http
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                tracing::debug!("web: connection from {remote}: {e}");
+            }
+            drop(permit);
+        });
+    }
 }
 
 fn router(app: Arc<App>) -> Router {

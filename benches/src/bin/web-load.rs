@@ -2,7 +2,9 @@
 //! (server-sent events) while `RATE` messages a second are sent to the room through the
 //! JSON API. Reports the delivery latency (send call started -> event read by each client;
 //! it includes the durable write), the daemon's memory (VmRSS of the real `archive serve`
-//! process) and, afterwards, each page's weight and time to first byte.
+//! process) and, afterwards, each page's weight and time to first byte; then the files and
+//! archive pages: an archive folder as a zip stream, and a large file up in parts and down
+//! again beside a plain static file server (`python3 -m http.server`) and the disk.
 //!
 //! ```text
 //! cargo build --release -p archive-daemon
@@ -37,6 +39,12 @@ struct Args {
     /// How long messages are sent.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
+    /// Size of the file uploaded and downloaded through the files page, in MiB.
+    #[arg(long, default_value_t = 256)]
+    file_mib: usize,
+    /// Files in the archive collection whose pages, diff and zip are measured.
+    #[arg(long, default_value_t = 2000)]
+    archive_files: usize,
     /// The `archive` binary (build it with `cargo build --release -p archive-daemon`).
     #[arg(long, default_value = "target/release/archive")]
     archive: PathBuf,
@@ -289,6 +297,34 @@ fn main() {
     done.store(true, Ordering::Relaxed);
     sampling.join().unwrap();
 
+    // The archive: a collection of small files added through the running server, two
+    // snapshots with 5% of the files changed between them.
+    let library = tmp.path().join("library");
+    for i in 0..args.archive_files {
+        let path = library.join(format!("docs/{:02}/{i:05}.txt", i % 20));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("document {i}\n").repeat(100 + i % 50)).unwrap();
+    }
+    let cli = |args_: &[&str]| {
+        let status = Command::new(&args.archive)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args_)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args_:?}");
+    };
+    let lib = library.to_str().unwrap();
+    cli(&["add", "-c", "library", "--as", "", lib]);
+    cli(&["snapshot", "-c", "library", "v1"]);
+    for i in (0..args.archive_files).step_by(20) {
+        let path = library.join(format!("docs/{:02}/{i:05}.txt", i % 20));
+        std::fs::write(&path, format!("changed {i}\n")).unwrap();
+    }
+    cli(&["add", "-c", "library", "--as", "", lib]);
+    cli(&["snapshot", "-c", "library", "v2"]);
+
     // Pages: weight and time to first byte (median of 20), as Ana, after the load.
     let mut pages = Vec::new();
     for (name, path) in [
@@ -297,6 +333,18 @@ fn main() {
         ("room (its 50 latest messages)", format!("/rooms/{room}")),
         ("search", "/search?q=ordinary".to_owned()),
         ("admin", "/admin".to_owned()),
+        ("files (community)", "/files/community".to_owned()),
+        ("archive", "/archive".to_owned()),
+        (
+            "archive folder (100 files)",
+            "/archive/c?c=library&folder=docs/07".to_owned(),
+        ),
+        (
+            "archive diff v1 -> v2",
+            "/archive/diff?c=library&from=v1&to=v2".to_owned(),
+        ),
+        ("archive find", "/archive/find?c=library&q=00042".to_owned()),
+        ("peers", "/peers".to_owned()),
         ("script", "/app.js".to_owned()),
     ] {
         let mut ttfbs = Vec::new();
@@ -314,6 +362,76 @@ fn main() {
         ttfbs.sort_by(f64::total_cmp);
         pages.push((name, bytes, percentile(&ttfbs, 0.5)));
     }
+    // A folder of the archive as a zip stream.
+    let zip_started = Instant::now();
+    let mut c = client(addr, 250);
+    c.cookies = ana.cookies.clone();
+    let zipped = c.get("/archive/zip?c=library&folder=docs");
+    assert_eq!(zipped.status, 200);
+    let zip_secs = zip_started.elapsed().as_secs_f64();
+    let zip_bytes = zipped.body.len();
+
+    // A large file up in 4 MiB parts, as the page's script sends it, and down again; the
+    // same bytes from a plain static file server (Python's) and from the disk, side by side.
+    let big = test_support::pseudo_random(args.file_mib << 20, 3);
+    let begun = call(
+        &mut ana,
+        &ana_csrf,
+        "POST",
+        "/api/files/community/uploads",
+        serde_json::json!({"path": "films/big.mp4", "size": big.len()}),
+    );
+    let id = begun["id"].as_str().unwrap().to_owned();
+    let up_started = Instant::now();
+    let mut at = 0;
+    for part in big.chunks(4 << 20) {
+        let r = ana.send(
+            "PUT",
+            format!("/api/files/uploads/{id}?offset={at}").as_bytes(),
+            &[("X-CSRF-Token", &ana_csrf)],
+            part,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        at += part.len();
+    }
+    call(
+        &mut ana,
+        &ana_csrf,
+        "POST",
+        &format!("/api/files/uploads/{id}/finish"),
+        serde_json::json!({}),
+    );
+    let up_secs = up_started.elapsed().as_secs_f64();
+    let down_started = Instant::now();
+    let mut c = client(addr, 250);
+    c.cookies = ana.cookies.clone();
+    let down = c.get("/files/community/get?path=films/big.mp4");
+    let down_secs = down_started.elapsed().as_secs_f64();
+    assert!(down.body == big, "the download differs");
+    let mut range_ms = Vec::new();
+    for i in 0..20u64 {
+        let start = (i * 7_919_993) % (big.len() as u64 - (1 << 20));
+        let range = format!("bytes={start}-{}", start + (1 << 20) - 1);
+        let (r, ttfb) = c.send_timed(
+            "GET",
+            b"/files/community/get?path=films/big.mp4",
+            &[("Range", &range)],
+            b"",
+        );
+        assert_eq!(r.status, 206);
+        range_ms.push(ttfb.as_secs_f64() * 1000.0);
+    }
+    range_ms.sort_by(f64::total_cmp);
+    let plain_dir = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    std::fs::write(plain_dir.join("big.mp4"), &big).unwrap();
+    let disk_started = Instant::now();
+    let from_disk = std::fs::read(plain_dir.join("big.mp4")).unwrap();
+    let disk_secs = disk_started.elapsed().as_secs_f64();
+    assert_eq!(from_disk.len(), big.len());
+    let python = python_download(&plain_dir, big.len());
+    let mib = args.file_mib as f64;
+
     drop(server);
     for r in readers {
         let _ = r.join();
@@ -346,8 +464,74 @@ fn main() {
         peak.load(Ordering::Relaxed) as f64 / 1024.0,
         rss_end as f64 / 1024.0
     );
-    println!("{:<28} {:>9} {:>10}", "page", "bytes", "TTFB p50");
+    println!("{:<32} {:>9} {:>10}", "page", "bytes", "TTFB p50");
     for (name, bytes, ttfb) in pages {
-        println!("{name:<28} {bytes:>9} {ttfb:>8.2} ms");
+        println!("{name:<32} {bytes:>9} {ttfb:>8.2} ms");
     }
+    println!(
+        "archive: {} files; zip of docs/ ({:.1} MB) streamed in {:.2} s ({:.0} MB/s)",
+        args.archive_files,
+        zip_bytes as f64 / 1e6,
+        zip_secs,
+        zip_bytes as f64 / 1e6 / zip_secs
+    );
+    println!(
+        "files: {mib} MiB uploaded in 4 MiB parts in {up_secs:.2} s ({:.0} MiB/s); downloaded in {down_secs:.2} s ({:.0} MiB/s)",
+        mib / up_secs,
+        mib / down_secs
+    );
+    match python {
+        Some(secs) => println!(
+            "  the same file from python3 -m http.server: {secs:.2} s ({:.0} MiB/s); daemon / python = {:.2}",
+            mib / secs,
+            down_secs / secs
+        ),
+        None => println!("  (python3 not found: no static-server comparison)"),
+    }
+    println!(
+        "  read from the disk (page cache): {disk_secs:.3} s ({:.0} MiB/s)",
+        mib / disk_secs
+    );
+    println!(
+        "  a 1 MiB range (a video seek): TTFB p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&range_ms, 0.5),
+        percentile(&range_ms, 0.99)
+    );
+}
+
+/// Seconds to download `len` bytes of `big.mp4` from `python3 -m http.server` serving
+/// `dir` on loopback; `None` without python3.
+fn python_download(dir: &std::path::Path, len: usize) -> Option<f64> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let _server = Server(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = client(addr, 1);
+    let started = Instant::now();
+    let r = c.get("/big.mp4");
+    let secs = started.elapsed().as_secs_f64();
+    (r.status == 200 && r.body.len() == len).then_some(secs)
 }
