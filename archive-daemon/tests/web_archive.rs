@@ -242,6 +242,8 @@ fn the_archive_refuses_what_it_does_not_show_and_bad_names() {
         ("/api/archive/zip?c=library&folder=nosuch", 404),
         ("/api/archive/zip?c=library&folder=..", 400),
         ("/api/archive/folder", 400),
+        ("/api/archive/folder?c=%FF", 400),
+        ("/api/archive/content?c=library&path=docs%2F%FF", 400),
     ];
     for (path, status) in checks {
         let r = ana.get(path);

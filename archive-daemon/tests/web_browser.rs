@@ -388,6 +388,11 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         look(&cy, "14-file-versions").await;
         cy.goto(&format!("{base}files/mine")).await.unwrap();
         look(&cy, "15-files-mine").await;
+        cy.goto(&format!("{base}files/community/trash"))
+            .await
+            .unwrap();
+        wait_text(&cy, "h1", "Trash").await;
+        look(&cy, "15b-files-trash").await;
 
         // A collection added from the command line is on the archive page; comparing its two
         // snapshots there shows what changed.
@@ -416,6 +421,11 @@ fn two_people_join_by_invite_and_chat_live_in_two_browsers() {
         wait_text(&bo, "ul.changes li.added", "docs/c.txt").await;
         wait_text(&bo, "ul.changes li.changed", "docs/a.txt").await;
         look(&bo, "18-archive-diff").await;
+        bo.goto(&format!("{base}archive/find?c=library&q=TXT"))
+            .await
+            .unwrap();
+        wait_text(&bo, "ul.entries a.name", "docs/c.txt").await;
+        look(&bo, "18b-archive-find").await;
 
         // Signing out leads back to the sign-in page, and the rooms are closed to the browser.
         click(&cy, "nav details summary").await;

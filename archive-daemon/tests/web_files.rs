@@ -396,6 +396,14 @@ fn hostile_names_sizes_ids_and_parts_get_a_clear_4xx_and_store_nothing() {
         &body,
     );
     assert_eq!(r.status, 400, "{}", r.text());
+    // Names that are not UTF-8.
+    for path in [
+        "/api/files/community/content?path=%FF%FE",
+        "/api/files/community?folder=%C0%AF",
+        "/files/community/get?path=a%FFb",
+    ] {
+        assert_eq!(ana.get(path).status, 400, "{path}");
+    }
     // A share that is not one.
     assert_eq!(ana.get("/api/files/bo").status, 404);
     assert_eq!(ana.get("/api/files/..%2F..").status, 404);

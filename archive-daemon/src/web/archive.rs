@@ -489,9 +489,7 @@ pub(crate) async fn zip(
             if n > MAX_ZIP_FILES {
                 return Err(WebError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "this folder has more than {MAX_ZIP_FILES} files; download a folder inside it"
-                    ),
+                    app.text.err_zip_too_many,
                 ));
             }
         }

@@ -432,7 +432,7 @@ pub(crate) fn serve_file(
             Err(()) => {
                 let mut response = WebError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
-                    format!("the file has {size} bytes"),
+                    app.text.err_range,
                 )
                 .into_response();
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
@@ -1025,7 +1025,7 @@ async fn receive_form(
     let idle = || {
         WebError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "the file stopped arriving; try again",
+            app.text.err_upload_stalled,
         )
     };
     let bad =

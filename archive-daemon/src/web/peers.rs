@@ -31,7 +31,7 @@ fn net(app: &App) -> Result<&WebNet, WebError> {
     app.net.as_ref().ok_or_else(|| {
         WebError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this server runs without a network",
+            app.text.err_no_network,
         )
     })
 }

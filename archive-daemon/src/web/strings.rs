@@ -165,6 +165,10 @@ pub(crate) struct Text {
     pub(crate) err_admins_only: &'static str,
     pub(crate) err_bad_request: &'static str,
     pub(crate) err_server: &'static str,
+    pub(crate) err_range: &'static str,
+    pub(crate) err_upload_stalled: &'static str,
+    pub(crate) err_zip_too_many: &'static str,
+    pub(crate) err_no_network: &'static str,
 }
 
 /// English.
@@ -323,4 +327,8 @@ pub(crate) const EN: Text = Text {
     err_admins_only: "Only an admin of this server may do this.",
     err_bad_request: "The request could not be read.",
     err_server: "The server failed to do this; its log says why.",
+    err_range: "The range asked for lies outside the file.",
+    err_upload_stalled: "The file stopped arriving; try again.",
+    err_zip_too_many: "This folder has too many files for one download; download a folder inside it.",
+    err_no_network: "This server runs without a network.",
 };

@@ -327,7 +327,7 @@ fn main() {
 
     // Pages: weight and time to first byte (median of 20), as Ana, after the load.
     let mut pages = Vec::new();
-    for (name, path) in [
+    for (page_index, (name, path)) in [
         ("sign-in", "/login".to_owned()),
         ("rooms", "/rooms".to_owned()),
         ("room (its 50 latest messages)", format!("/rooms/{room}")),
@@ -346,11 +346,15 @@ fn main() {
         ("archive find", "/archive/find?c=library&q=00042".to_owned()),
         ("peers", "/peers".to_owned()),
         ("script", "/app.js".to_owned()),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut ttfbs = Vec::new();
         let mut bytes = 0;
         for _ in 0..20 {
-            let mut c = client(addr, 250);
+            // Each page from its own address: 20 requests each stay under the rate limit.
+            let mut c = client(addr, 240 + page_index as u8);
             if name != "sign-in" {
                 c.cookies = ana.cookies.clone();
             }
@@ -364,7 +368,7 @@ fn main() {
     }
     // A folder of the archive as a zip stream.
     let zip_started = Instant::now();
-    let mut c = client(addr, 250);
+    let mut c = client(addr, 253);
     c.cookies = ana.cookies.clone();
     let zipped = c.get("/archive/zip?c=library&folder=docs");
     assert_eq!(zipped.status, 200);
@@ -403,7 +407,7 @@ fn main() {
     );
     let up_secs = up_started.elapsed().as_secs_f64();
     let down_started = Instant::now();
-    let mut c = client(addr, 250);
+    let mut c = client(addr, 254);
     c.cookies = ana.cookies.clone();
     let down = c.get("/files/community/get?path=films/big.mp4");
     let down_secs = down_started.elapsed().as_secs_f64();
