@@ -483,7 +483,10 @@ pub(crate) async fn zip(
             archive_core::validate_key(&f).map_err(|e| WebError::bad_request(e.to_string()))?;
         }
         let mut n = 0;
-        for item in coll.list(point(&at), &f).map_err(|e| snapshot_error(app, e))? {
+        for item in coll
+            .list(point(&at), &f)
+            .map_err(|e| snapshot_error(app, e))?
+        {
             item.map_err(|e| storage(app, e))?;
             n += 1;
             if n > MAX_ZIP_FILES {

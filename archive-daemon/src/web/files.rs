@@ -430,11 +430,9 @@ pub(crate) fn serve_file(
         Some(h) => match parse_range(h, size) {
             Ok(r) => r,
             Err(()) => {
-                let mut response = WebError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    app.text.err_range,
-                )
-                .into_response();
+                let mut response =
+                    WebError::new(StatusCode::RANGE_NOT_SATISFIABLE, app.text.err_range)
+                        .into_response();
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     response.headers_mut().insert(CONTENT_RANGE, v);
                 }
@@ -1022,12 +1020,7 @@ async fn receive_form(
     let mut form = Multipart::from_request(request, app)
         .await
         .map_err(|e| WebError::bad_request(e.body_text()))?;
-    let idle = || {
-        WebError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            app.text.err_upload_stalled,
-        )
-    };
+    let idle = || WebError::new(StatusCode::REQUEST_TIMEOUT, app.text.err_upload_stalled);
     let bad =
         |e: axum::extract::multipart::MultipartError| WebError::new(e.status(), e.body_text());
     while let Some(mut field) = tokio::time::timeout(FORM_IDLE, form.next_field())

@@ -61,6 +61,15 @@ pub(crate) async fn guard(
     if !app.limits.requests.take(&client, Instant::now()) {
         return WebError::new(StatusCode::TOO_MANY_REQUESTS, app.text.err_too_many).into_response();
     }
+    // A query whose values are not UTF-8 would be decoded with replacement characters, and
+    // a file or folder could get a name nobody typed: refused instead.
+    if request
+        .uri()
+        .query()
+        .is_some_and(|q| !form_is_utf8(q.as_bytes()))
+    {
+        return WebError::bad_request(app.text.err_bad_request).into_response();
+    }
     let session_cookie = cookie(request.headers(), SESSION_COOKIE);
     let pre_cookie = cookie(request.headers(), PRE_COOKIE);
     let signed = match session_cookie {

@@ -122,12 +122,14 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> s
         // does). The router is shared, not copied per connection: a layered copy of every
         // route for each of 200 live feeds cost 33 MB (BENCHMARKS.md).
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(remote));
-            tower::ServiceExt::oneshot(router.clone(), request)
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            },
+        );
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())

@@ -28,12 +28,9 @@ pub(crate) struct WebNet {
 }
 
 fn net(app: &App) -> Result<&WebNet, WebError> {
-    app.net.as_ref().ok_or_else(|| {
-        WebError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            app.text.err_no_network,
-        )
-    })
+    app.net
+        .as_ref()
+        .ok_or_else(|| WebError::new(StatusCode::SERVICE_UNAVAILABLE, app.text.err_no_network))
 }
 
 /// A request that could not be carried out, in the words of the pairing or sync code.
