@@ -363,12 +363,6 @@ impl Shares {
         validate_key(path)?;
         validate_person(owner)?;
         let collection = self.collection(share)?;
-        if size > self.limits.max_file {
-            return Err(ShareError::TooLarge {
-                size,
-                max: self.limits.max_file,
-            });
-        }
         let _one_at_a_time = self
             .begin
             .lock()
@@ -421,12 +415,6 @@ impl Shares {
                 source,
             })?
             .len();
-        if size > self.limits.max_file {
-            return Err(ShareError::TooLarge {
-                size,
-                max: self.limits.max_file,
-            });
-        }
         {
             let _one_at_a_time = self
                 .begin
@@ -445,8 +433,15 @@ impl Shares {
         &self.uploads
     }
 
-    /// Refuses `size` more bytes in `share` past its quota (uploads under way count).
+    /// Refuses a file of `size` bytes over the file limit, past `share`'s quota (uploads
+    /// under way count) or the disk's free space.
     fn check_fits(&self, share: &Share, collection: &str, size: u64) -> Result<(), ShareError> {
+        if size > self.limits.max_file {
+            return Err(ShareError::TooLarge {
+                size,
+                max: self.limits.max_file,
+            });
+        }
         let pending: u64 = self
             .pending_uploads()?
             .iter()

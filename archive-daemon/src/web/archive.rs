@@ -612,11 +612,7 @@ pub(crate) async fn collections_page(State(app): State<Arc<App>>, member: Member
     let admin = header_of(&app, &member).await?;
     let list = run(&app, collections).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.nav_archive,
@@ -647,11 +643,7 @@ pub(crate) async fn folder_page(
     let admin = header_of(&app, &member).await?;
     let view = run(&app, move |app| folder(app, &q)).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     let (c, at, folder) = (&view.collection, &view.at, &view.folder);
     let mut crumbs = vec![(String::new(), c.clone())];
     let mut path = String::new();
@@ -760,11 +752,7 @@ pub(crate) async fn diff_page(
     let admin = header_of(&app, &member).await?;
     let view = run(&app, move |app| diff(app, &q)).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     let name = |s: &str| {
         if s.is_empty() {
             t.archive_now.to_owned()
@@ -812,11 +800,7 @@ pub(crate) async fn find_page(
     let (c, at, needle) = (q.c.clone(), q.at.clone(), q.q.clone());
     let found = run(&app, move |app| find(app, &q)).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.archive_find,

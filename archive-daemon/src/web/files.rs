@@ -716,11 +716,7 @@ pub(crate) async fn folder_page(
         .await
         .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     let folder = &view.folder;
     let mut crumbs = vec![(
         String::new(),
@@ -868,11 +864,7 @@ pub(crate) async fn trash_page(
     let share = share_of(&app, &which, &member).or_page(&app)?;
     let trash = trash_of(&app, share).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.files_trash,
@@ -926,11 +918,7 @@ pub(crate) async fn versions_page(
         .await
         .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.files_versions,

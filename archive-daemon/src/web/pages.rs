@@ -71,6 +71,17 @@ pub(super) struct Header<'a> {
     pub(super) admin: bool,
 }
 
+impl Header<'_> {
+    /// The header for `member`; `admin` from [`header_of`].
+    pub(super) fn of(member: &Member, admin: bool) -> Header<'_> {
+        Header {
+            account: &member.account,
+            csrf: &member.csrf,
+            admin,
+        }
+    }
+}
+
 pub(super) fn layout(t: &Text, title: &str, header: Option<&Header<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -367,11 +378,7 @@ pub(crate) async fn rooms(State(app): State<Arc<App>>, member: Member) -> PageRe
     .await
     .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.rooms,
@@ -537,11 +544,7 @@ pub(crate) async fn message_page(
         .await
         .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     let room = &summary.id;
     let csrf = &member.csrf;
     Ok(page(layout(
@@ -596,11 +599,7 @@ pub(crate) async fn room(
     .await
     .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     let title = view
         .room
         .with
@@ -845,11 +844,7 @@ pub(crate) async fn search(
         )
     };
     let t = app.text;
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin,
-    };
+    let header = Header::of(&member, admin);
     Ok(page(layout(
         t,
         t.search,
@@ -887,11 +882,7 @@ pub(super) fn urlencode(s: &str) -> String {
 // Admin.
 
 fn admin_page(t: &Text, member: &Member, view: &AdminView, notice: Option<Markup>) -> Markup {
-    let header = Header {
-        account: &member.account,
-        csrf: &member.csrf,
-        admin: true,
-    };
+    let header = Header::of(member, true);
     let csrf = &member.csrf;
     layout(
         t,

@@ -382,11 +382,7 @@ pub(crate) async fn peers_page(State(app): State<Arc<App>>, Admin(admin): Admin)
     let is_admin = header_of(&app, &admin).await?;
     let view = run(&app, view).await.or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &admin.account,
-        csrf: &admin.csrf,
-        admin: is_admin,
-    };
+    let header = Header::of(&admin, is_admin);
     Ok(page(layout(
         t,
         t.nav_peers,
@@ -516,11 +512,7 @@ pub(crate) async fn diff_page(
         .await
         .or_page(&app)?;
     let t = app.text;
-    let header = Header {
-        account: &admin.account,
-        csrf: &admin.csrf,
-        admin: is_admin,
-    };
+    let header = Header::of(&admin, is_admin);
     Ok(page(layout(
         t,
         t.peers_would_move,
