@@ -245,4 +245,17 @@ fn bad_tickets_names_and_members_are_refused_and_nothing_is_paired() {
             .len(),
         1
     );
+    // A sync with a server that is down fails, and the page says why.
+    drop(b);
+    let r = ana.api(
+        "POST",
+        "/api/peers/riverside/sync",
+        &ana_csrf,
+        &json!({"collection": "library"}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let failed = wait_for_sync(&mut ana, "riverside", "library");
+    let why = failed["error"].as_str().expect("an error");
+    assert!(why.contains("riverside"), "{why}");
+    assert!(ana.get("/peers").text().contains("failed"));
 }
