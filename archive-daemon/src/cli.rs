@@ -145,6 +145,11 @@ pub(crate) enum Command {
     Collections,
     /// Print this server's endpoint id and a ticket other servers pair with
     Id,
+    /// Move this server's identity to a new disk: its secret key sealed with a passphrase
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Pair with other servers, list and remove them
     Peer {
         #[command(subcommand)]
@@ -218,6 +223,23 @@ pub(crate) enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Write this server's secret key, sealed with a passphrase (read from stdin), to FILE
+    /// (a new file, readable by you only). Keep it off the server: with it and the passphrase,
+    /// anyone can act as this server.
+    Export {
+        /// The file to write
+        file: PathBuf,
+    },
+    /// Create the store in an empty data folder with the key in FILE (passphrase from stdin):
+    /// the new disk is the same server to its peers. Then sync from them, or restore a backup
+    Import {
+        /// A file `archive key export` wrote
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum PeerCommand {
     /// Pair with a server: by ticket (from its `archive id`), or by endpoint id and address
     Add {
@@ -268,6 +290,9 @@ impl Command {
             }
             | Command::Diff { dir: Some(p), .. } => fix(p),
             Command::Export { dest, .. } => fix(dest),
+            Command::Key {
+                command: KeyCommand::Export { file } | KeyCommand::Import { file },
+            } => fix(file),
             _ => {}
         }
     }

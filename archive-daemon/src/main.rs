@@ -7,6 +7,8 @@ mod config;
 mod context;
 mod control;
 mod hints;
+mod key_commands;
+mod key_file;
 mod net_commands;
 mod output;
 mod peers;
@@ -87,7 +89,14 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     // A password is read here, before the command may be forwarded to a running server.
     let input = user_commands::password_input(&cli.command)?;
     // Commands that need the store to themselves are never forwarded.
-    if !matches!(cli.command, cli::Command::Init | cli::Command::Doctor) {
+    if !matches!(
+        cli.command,
+        cli::Command::Init
+            | cli::Command::Doctor
+            | cli::Command::Key {
+                command: cli::KeyCommand::Import { .. }
+            }
+    ) {
         // As given, byte for byte: names that are not UTF-8 are valid paths.
         let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         if let Some(code) = control::forward(&dir, args, input.clone())? {

@@ -18,6 +18,7 @@ pub(crate) fn password_input(command: &Command) -> Result<Option<String>> {
         Command::User {
             command: UserCommand::Add { name, .. } | UserCommand::Passwd { name },
         } => name,
+        Command::Key { command } => return crate::key_commands::passphrase_input(command),
         _ => return Ok(None),
     };
     let stdin = std::io::stdin();
@@ -43,7 +44,7 @@ pub(crate) fn password_input(command: &Command) -> Result<Option<String>> {
 }
 
 /// Asks on the terminal with echo off.
-fn ask_hidden(prompt: &str) -> Result<String> {
+pub(crate) fn ask_hidden(prompt: &str) -> Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let stdin = std::io::stdin();
     let mut stderr = std::io::stderr();

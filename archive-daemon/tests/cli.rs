@@ -6,6 +6,7 @@ mod crash;
 mod harness;
 mod hostile_local;
 mod hostile_peer;
+mod key_move;
 mod netns;
 mod network;
 mod quick_start;

@@ -99,7 +99,18 @@ impl Store {
     /// signing key. The folder is made private (0700, files 0600): the database holds the
     /// secret key. Fails with [`OpenError::AlreadyInitialized`] if a store is there already.
     pub fn init(dir: impl AsRef<Path>) -> Result<Store, OpenError> {
-        let dir = dir.as_ref().to_owned();
+        Store::init_inner(dir.as_ref(), None)
+    }
+
+    /// [`Store::init`] with a given signing key instead of a new one: a server moved to a new
+    /// disk keeps its identity (its peers know it by this key; its entries are signed with
+    /// it). Content comes back by sync from its peers, or from a backup.
+    pub fn init_with_key(dir: impl AsRef<Path>, key: &SecretKey) -> Result<Store, OpenError> {
+        Store::init_inner(dir.as_ref(), Some(key))
+    }
+
+    fn init_inner(dir: &Path, given: Option<&SecretKey>) -> Result<Store, OpenError> {
+        let dir = dir.to_owned();
         let format_path = dir.join(FORMAT_FILE);
         if format_path.exists() {
             check_format(&dir)?;
@@ -114,13 +125,17 @@ impl Store {
             let tx = db.begin_write().map_err(StorageError::from)?;
             {
                 let mut meta = tx.open_table(META).map_err(StorageError::from)?;
-                // A crashed earlier `init` may have left a key: keep it.
-                if meta
-                    .get(META_SECRET_KEY)
-                    .map_err(StorageError::from)?
-                    .is_none()
+                // A crashed earlier `init` may have left a key: keep it (unless one is given).
+                if given.is_some()
+                    || meta
+                        .get(META_SECRET_KEY)
+                        .map_err(StorageError::from)?
+                        .is_none()
                 {
-                    let key = SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?;
+                    let key = match given {
+                        Some(k) => SecretKey::from_bytes(k.to_bytes()),
+                        None => SecretKey::generate().map_err(|e| StorageError::io(&dir, e))?,
+                    };
                     meta.insert(META_SECRET_KEY, key.to_bytes().as_slice())
                         .map_err(StorageError::from)?;
                     meta.insert(META_CLOCK, 0u64.to_le_bytes().as_slice())
