@@ -258,19 +258,9 @@ fn bad_pairing_input_and_damaged_network_files_are_named() {
 
 /// `archive user ...` with the password on stdin: its stderr and whether it succeeded.
 fn user(a: &Archive, args: &[&str], stdin: &[u8]) -> (bool, String) {
-    use std::io::Write;
     let mut all = vec!["user"];
     all.extend_from_slice(args);
-    let mut child = a
-        .command(&all)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    crate::harness::assert_no_panic(&out);
+    let out = a.run_with_input(&all, stdin);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -65,6 +65,22 @@ impl Archive {
         out
     }
 
+    /// Runs with `input` on its standard input (a password, a passphrase).
+    pub(crate) fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_no_panic(&out);
+        out
+    }
+
     /// Runs and expects success; returns stdout.
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

@@ -14,16 +14,7 @@ const PASSPHRASE: &str = "a long passphrase for the key";
 fn key(a: &Archive, args: &[&str], passphrase: &str) -> (bool, String) {
     let mut all = vec!["key"];
     all.extend_from_slice(args);
-    let mut child = a
-        .command(&all)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{passphrase}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    crate::harness::assert_no_panic(&out);
+    let out = a.run_with_input(&all, format!("{passphrase}\n").as_bytes());
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
 
 use serde_json::json;
 
@@ -73,16 +72,9 @@ impl Community {
         if admin {
             args.push("--admin");
         }
-        let mut child = self
+        let out = self
             .archive
-            .command(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        let out = child.wait_with_output().unwrap();
+            .run_with_input(&args, format!("{password}\n").as_bytes());
         assert!(
             out.status.success(),
             "user add {name}: {}",
