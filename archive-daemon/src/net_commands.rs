@@ -84,8 +84,21 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             }
         }
         PeerCommand::Ls => {
+            // The last sync of each peer and collection (`archive sync`, the peers page).
+            let syncs = crate::syncs::load(&ctx.dir)?;
+            let of = |name: &str| -> Vec<&crate::syncs::SyncRecord> {
+                let mut mine: Vec<_> = syncs.iter().filter(|r| r.peer == name).collect();
+                mine.sort_by(|a, b| a.collection.cmp(&b.collection));
+                mine
+            };
             if json {
-                print_json(&peers.peers)?;
+                let mut rows = Vec::new();
+                for p in &peers.peers {
+                    let mut row = serde_json::to_value(p)?;
+                    row["syncs"] = serde_json::to_value(of(&p.name))?;
+                    rows.push(row);
+                }
+                print_json(&rows)?;
             } else if peers.peers.is_empty() {
                 outln!("no paired peers (pair with `archive peer add TICKET`)");
             } else {
@@ -108,6 +121,25 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
                         list(&p.read),
                         list(&p.write)
                     );
+                    let at = |ms: u64| {
+                        crate::output::human_time(archive_core::Timestamp::from_unix_millis(ms))
+                    };
+                    for r in of(&p.name) {
+                        match &r.error {
+                            None => outln!(
+                                "  {}: synced {}, received {} entries ({}), sent {} entries ({})",
+                                r.collection,
+                                at(r.at),
+                                r.entries_received,
+                                human_size(r.bytes_received),
+                                r.entries_sent,
+                                human_size(r.bytes_sent)
+                            ),
+                            Some(why) => {
+                                outln!("  {}: failed {}: {why}", r.collection, at(r.at))
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -122,10 +122,16 @@ fn two_servers_pair_by_ticket_and_a_sync_started_from_the_page_completes() {
     );
     assert!(bo.get("/peers").text().contains("synced"));
 
-    // The CLI's syncs are recorded in the same place.
+    // The CLI's syncs are recorded in the same place, and `archive peer ls` shows them.
     b.archive.ok(&["sync", "hillside", "-c", "library"]);
     let view = bo.get("/api/peers").json();
     assert_eq!(view["peers"][0]["syncs"][0]["collection"], "library");
+    let listed = b.archive.json(&["peer", "ls"]);
+    assert_eq!(listed[0]["name"], "hillside");
+    assert_eq!(listed[0]["syncs"][0]["collection"], "library");
+    assert_eq!(listed[0]["syncs"][0]["error"], serde_json::Value::Null);
+    let text = b.archive.ok(&["peer", "ls"]);
+    assert!(text.contains("  library: synced "), "{text}");
 
     // Unpairing forgets the peer and its record.
     let r = ana.send(
@@ -257,5 +263,7 @@ fn bad_tickets_names_and_members_are_refused_and_nothing_is_paired() {
     let failed = wait_for_sync(&mut ana, "riverside", "library");
     let why = failed["error"].as_str().expect("an error");
     assert!(why.contains("riverside"), "{why}");
+    let text = a.archive.ok(&["peer", "ls"]);
+    assert!(text.contains("  library: failed "), "{text}");
     assert!(ana.get("/peers").text().contains("failed"));
 }
