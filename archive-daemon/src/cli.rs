@@ -145,6 +145,9 @@ pub(crate) enum Command {
     Collections,
     /// Print this server's endpoint id and a ticket other servers pair with
     Id,
+    /// Whether the server runs, its disk, and each peer's last sync of each collection (when,
+    /// how much, or why it failed)
+    Status,
     /// Move this server's identity to a new disk: its secret key sealed with a passphrase
     Key {
         #[command(subcommand)]

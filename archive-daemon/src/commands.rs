@@ -105,6 +105,7 @@ pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
         Command::Stats => stats(ctx.store()?, json),
         Command::Collections => collections(ctx.store()?, json),
         Command::Id => net_commands::id(ctx, json),
+        Command::Status => net_commands::status(ctx, json),
         Command::Key { command } => crate::key_commands::key(ctx, command, json),
         Command::Peer { command } => net_commands::peer(ctx, command, json),
         Command::Sync {

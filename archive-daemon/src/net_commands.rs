@@ -86,19 +86,9 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
         PeerCommand::Ls => {
             // The last sync of each peer and collection (`archive sync`, the peers page).
             let syncs = crate::syncs::load(&ctx.dir)?;
-            let of = |name: &str| -> Vec<&crate::syncs::SyncRecord> {
-                let mut mine: Vec<_> = syncs.iter().filter(|r| r.peer == name).collect();
-                mine.sort_by(|a, b| a.collection.cmp(&b.collection));
-                mine
-            };
+            let of = |name: &str| syncs_of(&syncs, name);
             if json {
-                let mut rows = Vec::new();
-                for p in &peers.peers {
-                    let mut row = serde_json::to_value(p)?;
-                    row["syncs"] = serde_json::to_value(of(&p.name))?;
-                    rows.push(row);
-                }
-                print_json(&rows)?;
+                print_json(&peers_json(&peers, &syncs)?)?;
             } else if peers.peers.is_empty() {
                 outln!("no paired peers (pair with `archive peer add TICKET`)");
             } else {
@@ -121,25 +111,7 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
                         list(&p.read),
                         list(&p.write)
                     );
-                    let at = |ms: u64| {
-                        crate::output::human_time(archive_core::Timestamp::from_unix_millis(ms))
-                    };
-                    for r in of(&p.name) {
-                        match &r.error {
-                            None => outln!(
-                                "  {}: synced {}, received {} entries ({}), sent {} entries ({})",
-                                r.collection,
-                                at(r.at),
-                                r.entries_received,
-                                human_size(r.bytes_received),
-                                r.entries_sent,
-                                human_size(r.bytes_sent)
-                            ),
-                            Some(why) => {
-                                outln!("  {}: failed {}: {why}", r.collection, at(r.at))
-                            }
-                        }
-                    }
+                    print_syncs(&of(&p.name))?;
                 }
             }
         }
@@ -335,4 +307,99 @@ pub(crate) fn sync(
 
 fn round_trips(n: u32) -> String {
     format!("{n} round trip{}", if n == 1 { "" } else { "s" })
+}
+
+/// `peer`'s records, by collection.
+fn syncs_of<'a>(
+    syncs: &'a [crate::syncs::SyncRecord],
+    peer: &str,
+) -> Vec<&'a crate::syncs::SyncRecord> {
+    let mut mine: Vec<_> = syncs.iter().filter(|r| r.peer == peer).collect();
+    mine.sort_by(|a, b| a.collection.cmp(&b.collection));
+    mine
+}
+
+/// The peers as `peer ls --json` shows them: each with its `syncs`.
+fn peers_json(peers: &Peers, syncs: &[crate::syncs::SyncRecord]) -> Result<Vec<serde_json::Value>> {
+    let mut rows = Vec::new();
+    for p in &peers.peers {
+        let mut row = serde_json::to_value(p)?;
+        row["syncs"] = serde_json::to_value(syncs_of(syncs, &p.name))?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// One line per collection: when it last synced and how much moved, or why it failed.
+fn print_syncs(records: &[&crate::syncs::SyncRecord]) -> Result<()> {
+    let at = |ms: u64| crate::output::human_time(archive_core::Timestamp::from_unix_millis(ms));
+    for r in records {
+        match &r.error {
+            None => outln!(
+                "  {}: synced {}, received {} entries ({}), sent {} entries ({})",
+                r.collection,
+                at(r.at),
+                r.entries_received,
+                human_size(r.bytes_received),
+                r.entries_sent,
+                human_size(r.bytes_sent)
+            ),
+            Some(why) => outln!("  {}: failed {}: {why}", r.collection, at(r.at)),
+        }
+    }
+    Ok(())
+}
+
+/// `archive status`: whether a server runs on this data folder, its key, free space, and each
+/// peer's last sync of each collection.
+pub(crate) fn status(ctx: &Ctx, json: bool) -> Result<u8> {
+    let store = ctx.store()?;
+    let serving = ctx.is_served();
+    let free = store.transfer().available_space()?;
+    let used = store.quota_used()?;
+    let peers = Peers::load(&ctx.dir)?;
+    let syncs = crate::syncs::load(&ctx.dir)?;
+    if json {
+        print_json(&json!({
+            "serving": serving,
+            "id": store.author().to_string(),
+            "data_dir": ctx.dir,
+            "bytes_used": used,
+            "bytes_free": free,
+            "peers": peers_json(&peers, &syncs)?,
+        }))?;
+        return Ok(0);
+    }
+    outln!(
+        "server:      {}",
+        if serving {
+            "running (archive serve)"
+        } else {
+            "not running (start it with `archive serve`)"
+        }
+    );
+    outln!("id:          {}", store.author());
+    outln!("data folder: {}", ctx.dir.display());
+    outln!(
+        "disk:        {} used by the store, {} free",
+        human_size(used),
+        human_size(free)
+    );
+    if peers.peers.is_empty() {
+        outln!("peers:       none (pair with `archive peer add TICKET`)");
+    }
+    for p in &peers.peers {
+        let records = syncs_of(&syncs, &p.name);
+        outln!(
+            "peer {}:{}",
+            p.name,
+            if records.is_empty() {
+                " never synced from here"
+            } else {
+                ""
+            }
+        );
+        print_syncs(&records)?;
+    }
+    Ok(0)
 }

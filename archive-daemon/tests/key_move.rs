@@ -25,6 +25,12 @@ fn key(a: &Archive, args: &[&str], passphrase: &str) -> (bool, String) {
 fn a_servers_key_moves_to_a_new_data_folder_with_its_passphrase_only() {
     let a = Archive::initialised();
     let id = a.json(&["id"])["id"].as_str().unwrap().to_owned();
+    let status = a.json(&["status"]);
+    assert_eq!(
+        (status["serving"].clone(), status["id"].clone()),
+        (serde_json::json!(false), serde_json::json!(id))
+    );
+    assert!(a.ok(&["status"]).contains("not running"));
     let file = a.path("server.key");
     let file_str = file.to_str().unwrap();
 

@@ -132,6 +132,18 @@ fn two_servers_pair_by_ticket_and_a_sync_started_from_the_page_completes() {
     assert_eq!(listed[0]["syncs"][0]["error"], serde_json::Value::Null);
     let text = b.archive.ok(&["peer", "ls"]);
     assert!(text.contains("  library: synced "), "{text}");
+    // `archive status`, through the running server.
+    let status = b.archive.json(&["status"]);
+    assert_eq!(status["serving"], true, "{status}");
+    assert_eq!(status["peers"][0]["syncs"][0]["collection"], "library");
+    assert!(status["bytes_free"].as_u64().unwrap() > 0);
+    let text = b.archive.ok(&["status"]);
+    assert!(
+        text.contains("running")
+            && text.contains("peer hillside:")
+            && text.contains("library: synced"),
+        "{text}"
+    );
 
     // Unpairing forgets the peer and its record.
     let r = ana.send(
