@@ -56,15 +56,7 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             write,
         } => {
             let own = ctx.store()?.author();
-            let trust = if ctx.is_served() {
-                Some(ctx.net()?.node.trust())
-            } else {
-                None
-            };
-            let running = Running {
-                trust,
-                delivery: ctx.delivery(),
-            };
+            let running = running(ctx)?;
             let new = NewPeer {
                 target,
                 addrs: addr,
@@ -139,15 +131,7 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
             }
         }
         PeerCommand::Rm { name } => {
-            let trust = if ctx.is_served() {
-                Some(ctx.net()?.node.trust())
-            } else {
-                None
-            };
-            let running = Running {
-                trust,
-                delivery: ctx.delivery(),
-            };
+            let running = running(ctx)?;
             crate::peers::unpair(&ctx.dir, &name, running)?;
             crate::syncs::forget(&ctx.dir, &name)?;
             if json {
@@ -402,4 +386,18 @@ pub(crate) fn status(ctx: &Ctx, json: bool) -> Result<u8> {
         print_syncs(&records)?;
     }
     Ok(0)
+}
+
+/// What else learns of a pairing change: the running server's trust list and live delivery
+/// (none when this process runs the command alone).
+fn running(ctx: &Ctx) -> Result<Running<'_>> {
+    let trust = if ctx.is_served() {
+        Some(ctx.net()?.node.trust())
+    } else {
+        None
+    };
+    Ok(Running {
+        trust,
+        delivery: ctx.delivery(),
+    })
 }

@@ -14,7 +14,7 @@ use super::{decode_stored_entry, guarded, Collection, Page, Store, Version};
 use crate::clock::Timestamp;
 use crate::entry::{EntryValue, FileRef};
 use crate::error::StorageError;
-use crate::format::layout::{ENTRIES, HISTORY, KEEP_VERSIONS, VIEWS};
+use crate::format::layout::{ENTRIES, HISTORY, KEEP_VERSIONS};
 
 /// How long superseded versions of a collection's keys keep their content (see
 /// [`Store::keep_versions`]).
@@ -163,36 +163,19 @@ impl Collection<'_> {
     ) -> Result<Page<RemovedKey>, StorageError> {
         let limit = limit.max(1);
         let prefix = prefix.trim_matches('/');
-        let c = self.name();
         let mut removed: Vec<(String, Timestamp)> = Vec::new();
         let mut more = false;
-        guarded(|| {
-            let tx = self.store.db.begin_read()?;
-            let views = tx.open_table(VIEWS)?;
-            let entries = tx.open_table(ENTRIES)?;
-            let start = match after.filter(|a| *a >= prefix) {
-                Some(a) => Bound::Excluded((c, a)),
-                None => Bound::Included((c, prefix)),
-            };
-            for row in views.range::<(&str, &str)>((start, Bound::Unbounded))? {
-                let (k, v) = row?;
-                let (rc, key) = k.value();
-                if rc != c || !key.starts_with(prefix) {
-                    break;
-                }
-                if !super::view::under_prefix(key, prefix) {
-                    continue;
-                }
-                let signed = decode_stored_entry(&entries, v.value())?;
-                if signed.entry().value == EntryValue::Tombstone {
-                    if removed.len() == limit {
-                        more = true;
-                        break;
-                    }
-                    removed.push((key.to_owned(), signed.entry().time));
-                }
+        // The current view keeps tombstones: the removed keys are the ones it ends with one.
+        self.visit_view(super::view::Point::Current, prefix, after, |key, signed| {
+            if signed.entry().value != EntryValue::Tombstone {
+                return true;
             }
-            Ok::<_, StorageError>(())
+            if removed.len() == limit {
+                more = true;
+                return false;
+            }
+            removed.push((key.to_owned(), signed.entry().time));
+            true
         })?;
         let mut items = Vec::with_capacity(removed.len());
         for (key, time) in removed {

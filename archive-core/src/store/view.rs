@@ -129,7 +129,7 @@ pub struct Page<T, R = String> {
 
 /// A view point with its snapshot looked up: every page of a listing reads the same point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Point {
+pub(super) enum Point {
     Current,
     /// Entries inserted before this insertion number.
     Before(u64),
@@ -282,7 +282,7 @@ impl<'s> Collection<'s> {
     /// Calls `visit` with the latest entry (tombstones included) of each key under `prefix`
     /// after `after` at `point`, in key order, until it returns false. Returns whether it was
     /// stopped before the end.
-    fn visit_view(
+    pub(super) fn visit_view(
         &self,
         point: Point,
         prefix: &str,
