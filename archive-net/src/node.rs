@@ -96,11 +96,64 @@ pub struct Counters {
     pub entries_sent: AtomicU64,
     /// Blob and entry bytes served to the peer.
     pub bytes_sent: AtomicU64,
+    /// The rate cap of [`Counters::paced`], shared by the counters of one transfer.
+    pace: Option<Arc<Pace>>,
 }
 
+/// A token bucket on a virtual clock: each byte moved pushes `free_at` on by `1/rate` s.
+#[derive(Debug)]
+struct Pace {
+    bytes_per_sec: u64,
+    free_at: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// Bytes a paced transfer may move at once after a pause (a quarter of a second's worth).
+const PACE_BURST: Duration = Duration::from_millis(250);
+
 impl Counters {
+    /// Counters of a transfer whose blob and entry bytes, both ways together, move at most
+    /// `bytes_per_sec` (at least 1): reading slower lets QUIC's flow control slow the
+    /// sender, and what we serve waits before each write.
+    pub fn paced(bytes_per_sec: u64) -> Counters {
+        Counters {
+            pace: Some(Arc::new(Pace {
+                bytes_per_sec: bytes_per_sec.max(1),
+                free_at: std::sync::Mutex::new(tokio::time::Instant::now()),
+            })),
+            ..Counters::default()
+        }
+    }
+
+    /// New counters under the same rate cap as `other` (for a part of its transfer).
+    pub(crate) fn sharing_pace(other: &Counters) -> Counters {
+        Counters {
+            pace: other.pace.clone(),
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` bytes moved to `counter` (one of these counters), then waits as long as the
+    /// rate cap needs.
+    pub(crate) async fn add_paced(&self, counter: &AtomicU64, n: u64) {
+        Counters::add(counter, n);
+        let Some(pace) = &self.pace else { return };
+        let now = tokio::time::Instant::now();
+        let free_at = {
+            let mut free_at = pace
+                .free_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cost = Duration::from_secs_f64(n as f64 / pace.bytes_per_sec as f64);
+            *free_at = (*free_at).max(now) + cost;
+            *free_at
+        };
+        if free_at > now + PACE_BURST {
+            tokio::time::sleep_until(free_at - PACE_BURST).await;
+        }
     }
 
     /// A counter's current value.
@@ -126,6 +179,8 @@ pub struct Node {
     pub(crate) fetch_memory: crate::pull::FetchMemory,
     /// One pull per collection at a time.
     pub(crate) pulls: Arc<CollectionLocks>,
+    /// Told of each paired peer whose connection this node accepts.
+    pub(crate) arrivals: tokio::sync::broadcast::Sender<iroh::EndpointId>,
 }
 
 /// A lock per collection name, made on first use and dropped when no one holds or waits
@@ -288,6 +343,7 @@ impl Node {
             ledger: Arc::default(),
             fetch_memory: crate::pull::FetchMemory::new(limits.fetch_memory),
             pulls: Arc::default(),
+            arrivals: tokio::sync::broadcast::channel(16).0,
             limits,
         }
     }
@@ -307,6 +363,13 @@ impl Node {
     /// through its blocking pool).
     pub fn store(&self) -> &Arc<Store> {
         &self.reads.store
+    }
+
+    /// The id of each paired peer whose connection this node accepts, as it arrives: a
+    /// scheduler can sync at once with a peer that was unreachable and is back. A receiver
+    /// that falls behind misses the oldest (`RecvError::Lagged`).
+    pub fn arrivals(&self) -> tokio::sync::broadcast::Receiver<iroh::EndpointId> {
+        self.arrivals.subscribe()
     }
 
     /// The paired peers.

@@ -716,7 +716,9 @@ async fn fetch_entry_batch<C: PeerStreams>(
         report.entries_received += got.len() as u64;
         report.bytes_received += wire_bytes;
         Counters::add(&p.counters.entries_received, got.len() as u64);
-        Counters::add(&p.counters.bytes_received, wire_bytes);
+        p.counters
+            .add_paced(&p.counters.bytes_received, wire_bytes)
+            .await;
         entries.extend(got);
     }
     Ok((entries, held, keys))
@@ -860,7 +862,7 @@ async fn fetch_blobs<C: PeerStreams>(
         }
     }
     // Progress of the requests in flight, moved into `counters` and `report` as they finish.
-    let shared = Counters::default();
+    let shared = Counters::sharing_pace(counters);
     let memory = node.fetch_memory.clone();
     let mut fetched = Fetched::default();
     let to = Into {
@@ -1069,7 +1071,9 @@ async fn fetch_request<C: PeerStreams>(
         let mut encoded = vec![0u8; encoded_len(size) as usize];
         for piece in encoded.chunks_mut(READ_PIECE) {
             read_exact(&mut recv, piece, t).await?;
-            Counters::add(&counters.bytes_received, piece.len() as u64);
+            counters
+                .add_paced(&counters.bytes_received, piece.len() as u64)
+                .await;
         }
         // Verify on a worker while the next blob arrives.
         if decoding.len() >= DECODE_AHEAD {

@@ -90,6 +90,8 @@ impl ProtocolHandler for ArchiveProtocol {
             );
             return Ok(());
         };
+        // No one listening is fine.
+        let _ = self.node.arrivals.send(peer);
         let idle = Some(self.node.slots.caps().idle);
         let counters = Arc::new(Counters::default());
         let serving = serve_connection(self.node.clone(), conn, counters, slot, idle);
@@ -220,7 +222,9 @@ async fn serve_stream(
                 for reply in replies {
                     if let EntryReply::Entry(bytes) = &reply {
                         Counters::add(&counters.entries_sent, 1);
-                        Counters::add(&counters.bytes_sent, bytes.len() as u64);
+                        counters
+                            .add_paced(&counters.bytes_sent, bytes.len() as u64)
+                            .await;
                     }
                     write_frame_within(&mut send, &reply, t).await?;
                 }
@@ -341,8 +345,10 @@ async fn send_blobs(
                     None => write_frame_within(send, &BlobHeader::Missing, t).await?,
                     Some((size, bytes)) => {
                         write_frame_within(send, &BlobHeader::Found { size }, t).await?;
+                        counters
+                            .add_paced(&counters.bytes_sent, bytes.len() as u64)
+                            .await;
                         write_within(send, &bytes, t).await?;
-                        Counters::add(&counters.bytes_sent, bytes.len() as u64);
                     }
                 }
             }

@@ -783,3 +783,69 @@ async fn local_collections_never_leave_the_server() {
         assert_eq!(history.len(), 1, "each keeps only its own");
     }
 }
+
+/// A sync with a rate cap moves no faster than it, in either direction (what it pulls and
+/// what the peer fetches from it), and still completes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_sync_keeps_to_its_rate_both_ways() {
+    const RATE: u64 = 512 * 1024;
+    let a = Server::start().await;
+    let b = Server::start().await;
+    a.pair(&b, "b", true);
+    b.pair(&a, "a", true);
+    let on_a = data(1, 2 * 1024 * 1024);
+    let on_b = data(2, 1024 * 1024);
+    a.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_bytes("a.bin", &on_a)
+        .unwrap();
+    b.node
+        .store()
+        .collection("default")
+        .unwrap()
+        .add_bytes("b.bin", &on_b)
+        .unwrap();
+    let conn = connect(b.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let options = SyncOptions {
+        collection: "default".into(),
+        pull: true,
+        push: true,
+    };
+    let started = std::time::Instant::now();
+    let report = b
+        .node
+        .sync(&conn, &options, Arc::new(Counters::paced(RATE)))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(a.listing(), b.listing());
+    let moved = report.bytes_received + report.bytes_sent;
+    assert!(moved >= 3 * 1024 * 1024, "{report:?}");
+    // A quarter of a second's burst is allowed; the rest waits for its turn.
+    let least = Duration::from_secs_f64(moved as f64 / RATE as f64) - Duration::from_millis(300);
+    assert!(
+        took >= least,
+        "{moved} bytes in {took:?}: faster than {RATE} bytes/s (at least {least:?})"
+    );
+    // Without a cap the same amount moves far faster (the cap, not the link, was the limit).
+    let c = Server::start().await;
+    c.pair(&a, "a", true);
+    a.pair(&c, "c", true);
+    let conn = connect(c.endpoint(), a.endpoint().addr(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    c.node
+        .sync(&conn, &options, Arc::new(Counters::default()))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < least,
+        "unpaced took {:?}",
+        started.elapsed()
+    );
+}
