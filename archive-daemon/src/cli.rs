@@ -12,6 +12,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "ARCHIVE_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
+    /// Settings file [default: /etc/archive/archive.toml when it exists and no data folder
+    /// is named, else archive.toml in the data folder]
+    #[arg(long, global = true, env = "ARCHIVE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// Print machine-readable JSON instead of text (listings and summaries)
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -148,6 +153,8 @@ pub(crate) enum Command {
     /// Whether the server runs, its disk, and each peer's last sync of each collection (when,
     /// how much, or why it failed)
     Status,
+    /// Print the settings in effect, as archive.toml says them, and which file they come from
+    Config,
     /// Move this server's identity to a new disk: its secret key sealed with a passphrase
     Key {
         #[command(subcommand)]
@@ -160,16 +167,16 @@ pub(crate) enum Command {
     },
     /// Run the community server in the foreground: the web UI (chat) for people on the local
     /// network, paired peers, and the other commands on this data folder through a local
-    /// control socket. Creates the store on first start.
+    /// control socket, and the scheduled syncs of archive.toml. Creates the store on first start.
     Serve {
-        /// Listen address for peers [default: 0.0.0.0:7740, or `bind` in net.json]
+        /// Listen address for peers [default: 0.0.0.0:7740, or `bind` under [network] in archive.toml]
         #[arg(long, value_name = "IP:PORT")]
         bind: Option<std::net::SocketAddr>,
-        /// Address of the web UI [default: 0.0.0.0:8080, or `http` in net.json]
+        /// Address of the web UI [default: 0.0.0.0:8080, or `http` under [web] in archive.toml]
         #[arg(long, value_name = "IP:PORT")]
         http: Option<std::net::SocketAddr>,
         /// Neither announce this server nor look for others on the local network (mDNS),
-        /// whatever net.json says
+        /// whatever archive.toml says
         #[arg(long)]
         no_mdns: bool,
         /// Members of this group may also run commands through the server's control socket

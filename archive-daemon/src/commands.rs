@@ -106,6 +106,16 @@ pub(crate) fn execute(ctx: &Ctx, command: Command, json: bool) -> Result<u8> {
         Command::Collections => collections(ctx.store()?, json),
         Command::Id => net_commands::id(ctx, json),
         Command::Status => net_commands::status(ctx, json),
+        Command::Config => {
+            let settings = ctx.settings()?;
+            if json {
+                print_json(&settings)?;
+            } else {
+                outln!("# from {}", ctx.settings_source());
+                write!(crate::output::stdout(), "{}", settings.to_toml())?;
+            }
+            Ok(0)
+        }
         Command::Key { command } => crate::key_commands::key(ctx, command, json),
         Command::Peer { command } => net_commands::peer(ctx, command, json),
         Command::Sync {

@@ -9,7 +9,7 @@ use archive_core::Store;
 use archive_net::{Endpoint, Node};
 
 use crate::accounts::Accounts;
-use crate::config::NetSettings;
+use crate::config::{Location, Settings};
 use crate::peers::Peers;
 
 /// The network side a command can use.
@@ -61,6 +61,8 @@ impl Drop for NetCtx {
 /// What the running server lends the commands it runs for clients.
 pub(crate) struct Served {
     pub(crate) dir: PathBuf,
+    /// The settings file the server was started with (`None`: the data folder's).
+    pub(crate) config: Option<PathBuf>,
     pub(crate) chat: chat::Chat,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) peers_lock: Arc<Mutex<()>>,
@@ -71,6 +73,8 @@ pub(crate) struct Served {
 /// The data folder, its store, and (when needed) a network endpoint.
 pub(crate) struct Ctx {
     pub(crate) dir: PathBuf,
+    /// The settings file named for it (`None`: the data folder's).
+    config: Option<PathBuf>,
     store: OnceLock<Arc<Store>>,
     net: OnceLock<NetCtx>,
     /// Serialises changes to `peers.json`.
@@ -87,9 +91,10 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// A command run by this process on its own.
-    pub(crate) fn local(dir: PathBuf) -> Ctx {
+    pub(crate) fn local(location: Location) -> Ctx {
         Ctx {
-            dir,
+            dir: location.dir,
+            config: location.config,
             store: OnceLock::new(),
             net: OnceLock::new(),
             peers_lock: Arc::default(),
@@ -104,6 +109,7 @@ impl Ctx {
     pub(crate) fn served(served: &Served, net: NetCtx, input: Option<String>) -> Ctx {
         Ctx {
             dir: served.dir.clone(),
+            config: served.config.clone(),
             store: OnceLock::from(served.chat.store().clone()),
             net: OnceLock::from(net),
             peers_lock: served.peers_lock.clone(),
@@ -112,6 +118,34 @@ impl Ctx {
             input,
             delivery: Some(served.delivery.clone()),
         }
+    }
+
+    /// The settings in effect for this data folder.
+    pub(crate) fn settings(&self) -> Result<Settings> {
+        Settings::load(&Location {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+        })
+    }
+
+    /// Which file [`Ctx::settings`] reads, in words.
+    pub(crate) fn settings_source(&self) -> String {
+        if let Some(c) = &self.config {
+            return c.display().to_string();
+        }
+        let toml = self.dir.join(crate::config::FILE);
+        if toml.exists() {
+            return toml.display().to_string();
+        }
+        let json = self.dir.join(crate::config::LEGACY_FILE);
+        if json.exists() {
+            return format!(
+                "{} (of an earlier version: save this as {} and remove it)",
+                json.display(),
+                toml.display()
+            );
+        }
+        format!("the defaults (no {})", toml.display())
     }
 
     /// The running server's live delivery (none when this process runs the command alone).
@@ -162,13 +196,13 @@ impl Ctx {
             return Ok(n);
         }
         let store = self.store_arc()?.clone();
-        let settings = NetSettings::load(&self.dir)?;
+        let settings = self.settings()?;
         let trust = Peers::load(&self.dir)?.trust()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let config = settings.config(settings.client_bind)?;
+        let config = settings.config(settings.network.client_bind)?;
         let endpoint = runtime.block_on(archive_net::bind_endpoint(
             store.secret_key(),
             &config,

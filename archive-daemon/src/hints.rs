@@ -67,7 +67,7 @@ fn net(e: &NetError) -> Option<String> {
                 .into(),
         ),
         NetError::TooManyEntries { .. } => Some(
-            "remove what it brought with `archive peer purge NAME`, or raise peer_max_entries in net.json"
+            "remove what it brought with `archive peer purge NAME`, or raise `peer_entries` under [quotas] in archive.toml"
                 .into(),
         ),
         NetError::Connect { .. } => Some(

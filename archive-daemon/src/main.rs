@@ -13,6 +13,7 @@ mod net_commands;
 mod output;
 mod peers;
 mod progress;
+mod schedule;
 mod serve;
 mod syncs;
 mod user_commands;
@@ -68,7 +69,8 @@ fn quiet_storage_panics() {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
-    let dir = config::data_dir(cli.data_dir)?;
+    let location = config::locate(cli.config, cli.data_dir)?;
+    let dir = location.dir.clone();
     if let cli::Command::Serve {
         bind,
         http,
@@ -84,7 +86,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
             http,
             no_mdns,
         };
-        return serve::serve(&dir, listen, admin_group.as_deref());
+        return serve::serve(&location, listen, admin_group.as_deref());
     }
     // A password is read here, before the command may be forwarded to a running server.
     let input = user_commands::password_input(&cli.command)?;
@@ -103,7 +105,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
             return Ok(code);
         }
     }
-    let mut ctx = context::Ctx::local(dir);
+    let mut ctx = context::Ctx::local(location);
     ctx.input = input;
     commands::execute(&ctx, cli.command, cli.json)
 }

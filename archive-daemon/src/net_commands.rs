@@ -7,10 +7,12 @@ use archive_net::{Counters, EndpointId, SyncOptions, Ticket};
 use serde_json::json;
 
 use crate::cli::PeerCommand;
+use crate::config::SyncSchedule;
 use crate::context::Ctx;
 use crate::output::{errln, human_size, outln, print_json, shown};
 use crate::peers::{NewPeer, Peers, Running};
 use crate::progress::SyncBar;
+use crate::schedule;
 
 pub(crate) fn id(ctx: &Ctx, json: bool) -> Result<u8> {
     let store = ctx.store()?;
@@ -78,9 +80,10 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
         PeerCommand::Ls => {
             // The last sync of each peer and collection (`archive sync`, the peers page).
             let syncs = crate::syncs::load(&ctx.dir)?;
+            let schedules = ctx.settings()?.schedules;
             let of = |name: &str| syncs_of(&syncs, name);
             if json {
-                print_json(&peers_json(&peers, &syncs)?)?;
+                print_json(&peers_json(&peers, &syncs, &schedules)?)?;
             } else if peers.peers.is_empty() {
                 outln!("no paired peers (pair with `archive peer add TICKET`)");
             } else {
@@ -104,6 +107,7 @@ pub(crate) fn peer(ctx: &Ctx, command: PeerCommand, json: bool) -> Result<u8> {
                         list(&p.write)
                     );
                     print_syncs(&of(&p.name))?;
+                    print_schedules(&p.name, &schedules, &syncs, ctx.is_served())?;
                 }
             }
         }
@@ -303,15 +307,63 @@ fn syncs_of<'a>(
     mine
 }
 
-/// The peers as `peer ls --json` shows them: each with its `syncs`.
-fn peers_json(peers: &Peers, syncs: &[crate::syncs::SyncRecord]) -> Result<Vec<serde_json::Value>> {
+/// The peers as `peer ls --json` shows them: each with its `syncs` and `schedules` (with
+/// when each runs next, Unix ms).
+fn peers_json(
+    peers: &Peers,
+    syncs: &[crate::syncs::SyncRecord],
+    schedules: &[SyncSchedule],
+) -> Result<Vec<serde_json::Value>> {
     let mut rows = Vec::new();
     for p in &peers.peers {
         let mut row = serde_json::to_value(p)?;
         row["syncs"] = serde_json::to_value(syncs_of(syncs, &p.name))?;
+        row["schedules"] = schedules
+            .iter()
+            .filter(|s| s.peer == p.name)
+            .map(|s| {
+                let mut v = serde_json::to_value(s)?;
+                v["next_at"] = next_sync(s, syncs).into();
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into();
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// When `schedule` syncs next (Unix ms), by its records.
+fn next_sync(schedule: &SyncSchedule, syncs: &[crate::syncs::SyncRecord]) -> u64 {
+    let history = schedule::History::of(syncs, &schedule.peer, &schedule.collections);
+    let now = schedule::now_ms();
+    schedule::Plan::of(schedule).next(&history, now, schedule::local_offset_ms(now))
+}
+
+/// One line per schedule of `peer`: what, how often, and when next.
+fn print_schedules(
+    peer: &str,
+    schedules: &[SyncSchedule],
+    syncs: &[crate::syncs::SyncRecord],
+    serving: bool,
+) -> Result<()> {
+    for s in schedules.iter().filter(|s| s.peer == peer) {
+        let next = next_sync(s, syncs);
+        let wait = std::time::Duration::from_secs(next.saturating_sub(schedule::now_ms()) / 1000);
+        let when = if !serving {
+            "runs while `archive serve` runs".to_owned()
+        } else if wait.is_zero() {
+            "next: now".to_owned()
+        } else {
+            format!(
+                "next: {} (in {})",
+                crate::output::human_time(archive_core::Timestamp::from_unix_millis(next)),
+                humantime::format_duration(wait)
+            )
+        };
+        outln!("  schedule: {}; {when}", schedule::describe(s));
+    }
+    Ok(())
 }
 
 /// One line per collection: when it last synced and how much moved, or why it failed.
@@ -328,7 +380,22 @@ fn print_syncs(records: &[&crate::syncs::SyncRecord]) -> Result<()> {
                 r.entries_sent,
                 human_size(r.bytes_sent)
             ),
-            Some(why) => outln!("  {}: failed {}: {why}", r.collection, at(r.at)),
+            Some(why) => {
+                let last = match r.last_success_at {
+                    Some(ok) => format!("last completed {}", at(ok)),
+                    None => "never completed".to_owned(),
+                };
+                let times = if r.failures > 1 {
+                    format!(" ({} times in a row)", r.failures)
+                } else {
+                    String::new()
+                };
+                outln!(
+                    "  {}: failed {}{times}: {why}; {last}",
+                    r.collection,
+                    at(r.at)
+                )
+            }
         }
     }
     Ok(())
@@ -343,6 +410,7 @@ pub(crate) fn status(ctx: &Ctx, json: bool) -> Result<u8> {
     let used = store.quota_used()?;
     let peers = Peers::load(&ctx.dir)?;
     let syncs = crate::syncs::load(&ctx.dir)?;
+    let schedules = ctx.settings()?.schedules;
     if json {
         print_json(&json!({
             "serving": serving,
@@ -350,7 +418,7 @@ pub(crate) fn status(ctx: &Ctx, json: bool) -> Result<u8> {
             "data_dir": ctx.dir,
             "bytes_used": used,
             "bytes_free": free,
-            "peers": peers_json(&peers, &syncs)?,
+            "peers": peers_json(&peers, &syncs, &schedules)?,
         }))?;
         return Ok(0);
     }
@@ -384,6 +452,13 @@ pub(crate) fn status(ctx: &Ctx, json: bool) -> Result<u8> {
             }
         );
         print_syncs(&records)?;
+        print_schedules(&p.name, &schedules, &syncs, serving)?;
+    }
+    for s in schedules.iter().filter(|s| peers.find(&s.peer).is_err()) {
+        outln!(
+            "schedule with `{}`: not paired, so it cannot run (archive.toml)",
+            s.peer
+        );
     }
     Ok(0)
 }

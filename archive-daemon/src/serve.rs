@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -14,22 +13,33 @@ use clap::Parser;
 
 use crate::accounts::Accounts;
 use crate::cli::Cli;
-use crate::config::NetSettings;
+use crate::config::{Location, LogLevel, Settings};
 use crate::context::{Ctx, NetCtx, Served};
 use crate::control::{self, SocketSink, SOCKET};
 use crate::output::with_sink;
 use crate::peers::Peers;
+use crate::schedule;
 use crate::web;
 
-/// Where and how `serve` listens, from its flags (each overrides net.json).
+/// Where and how `serve` listens, from its flags (each overrides archive.toml).
 pub(crate) struct Listen {
     pub(crate) bind: Option<std::net::SocketAddr>,
     pub(crate) http: Option<std::net::SocketAddr>,
     pub(crate) no_mdns: bool,
 }
 
-pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Result<u8> {
-    init_logging();
+pub(crate) fn serve(location: &Location, listen: Listen, admin_group: Option<&str>) -> Result<u8> {
+    let dir = location.dir.as_path();
+    let mut settings = Settings::load(location)?;
+    init_logging(settings.log_level);
+    if dir.join(crate::config::LEGACY_FILE).exists()
+        && (location.config.is_some() || dir.join(crate::config::FILE).exists())
+    {
+        tracing::warn!(
+            "{} is not read: the settings come from archive.toml (see `archive config`)",
+            dir.join(crate::config::LEGACY_FILE).display()
+        );
+    }
     let admins = control::Admins::new(admin_group)?;
     let created = match Store::init(dir) {
         Ok(_) => true,
@@ -37,9 +47,8 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         Err(e) => return Err(e.into()),
     };
     let store = Arc::new(Store::open(dir)?);
-    let mut settings = NetSettings::load(dir)?;
     if listen.no_mdns {
-        settings.mdns = false;
+        settings.network.mdns = false;
     }
     let (bind, http) = (listen.bind, listen.http);
     let peers = Peers::load(dir)?;
@@ -48,7 +57,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let bind = bind.unwrap_or(settings.bind);
+    let bind = bind.unwrap_or(settings.network.bind);
     let config = settings.config(Some(bind))?;
     let endpoint = runtime
         .block_on(archive_net::bind_endpoint(
@@ -106,7 +115,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         shares.clone(),
     ));
 
-    let http = http.unwrap_or(settings.http);
+    let http = http.unwrap_or(settings.web.http);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(http))
         .with_context(|| format!("cannot serve the web UI on {http} (--http IP:PORT)"))?;
@@ -141,6 +150,7 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
         .with_context(|| format!("cannot restrict {}", socket_path.display()))?;
     let served = Arc::new(Served {
         dir: dir.to_owned(),
+        config: location.config.clone(),
         chat: chat.clone(),
         accounts,
         peers_lock,
@@ -155,6 +165,16 @@ pub(crate) fn serve(dir: &Path, listen: Listen, admin_group: Option<&str>) -> Re
                 std::thread::spawn(move || run_forwarded(&served, net, stream, admins));
             }
         });
+    }
+
+    {
+        let _guard = runtime.enter();
+        let runner = schedule::Runner {
+            dir: dir.to_owned(),
+            endpoint: endpoint.clone(),
+            node: node.clone(),
+        };
+        schedule::start(&runner, &settings.schedules);
     }
 
     let ticket = Ticket {
@@ -294,14 +314,22 @@ fn run_forwarded(
     let _ = sink.exit(code);
 }
 
-/// Server events (refused peers, failed sessions) on stderr: ours at info, the libraries'
-/// at warn.
-fn init_logging() {
+/// Server events (refused peers, failed sessions, scheduled syncs) on stderr: ours at
+/// `log_level`, the libraries' at warn (or less, when `log_level` asks for less).
+fn init_logging(level: LogLevel) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
+    let ours = match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+    };
     let filter = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_target("archive_net", LevelFilter::INFO);
+        .with_default(LevelFilter::WARN.min(ours))
+        .with_target("archive_net", ours)
+        .with_target("archive", ours)
+        .with_target("chat", ours);
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

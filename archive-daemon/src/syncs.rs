@@ -29,6 +29,13 @@ pub(crate) struct SyncRecord {
     pub(crate) entries_sent: u64,
     pub(crate) bytes_received: u64,
     pub(crate) bytes_sent: u64,
+    /// When a sync of this collection with this peer last completed, Unix milliseconds
+    /// (carried over by failures; set by [`record`]).
+    #[serde(default)]
+    pub(crate) last_success_at: Option<u64>,
+    /// Failures since then (set by [`record`]).
+    #[serde(default)]
+    pub(crate) failures: u32,
 }
 
 impl SyncRecord {
@@ -46,6 +53,8 @@ impl SyncRecord {
             entries_sent: 0,
             bytes_received: 0,
             bytes_sent: 0,
+            last_success_at: None,
+            failures: 0,
         };
         match outcome {
             Ok(r) => {
@@ -77,13 +86,24 @@ pub(crate) fn load(dir: &Path) -> Result<Vec<SyncRecord>> {
     }
 }
 
-/// Keeps `record` as the last sync of its peer and collection.
-pub(crate) fn record(dir: &Path, record: SyncRecord) -> Result<()> {
+/// Keeps `record` as the last sync of its peer and collection, with when it last completed
+/// and how many times it failed since (from the record it replaces).
+pub(crate) fn record(dir: &Path, mut record: SyncRecord) -> Result<()> {
     let _lock = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut all = load(dir)?;
-    all.retain(|r| !(r.peer == record.peer && r.collection == record.collection));
+    let before = all
+        .iter()
+        .position(|r| r.peer == record.peer && r.collection == record.collection)
+        .map(|i| all.remove(i));
+    if record.error.is_none() {
+        record.last_success_at = Some(record.at);
+        record.failures = 0;
+    } else {
+        record.last_success_at = before.as_ref().and_then(|b| b.last_success_at);
+        record.failures = before.map_or(0, |b| b.failures).saturating_add(1);
+    }
     all.push(record);
     let path = dir.join(FILE);
     let bytes = serde_json::to_vec_pretty(&all).expect("records serialise");

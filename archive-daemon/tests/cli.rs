@@ -10,6 +10,7 @@ mod key_move;
 mod netns;
 mod network;
 mod quick_start;
+mod schedule;
 mod upgrade;
 mod web_archive;
 mod web_browser;

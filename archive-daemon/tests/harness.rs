@@ -55,7 +55,9 @@ impl Archive {
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--data-dir").arg(self.data_dir()).args(args);
-        c.env_remove("ARCHIVE_DIR").env("RUST_BACKTRACE", "1");
+        c.env_remove("ARCHIVE_DIR")
+            .env_remove("ARCHIVE_CONFIG")
+            .env("RUST_BACKTRACE", "1");
         c
     }
 

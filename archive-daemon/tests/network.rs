@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use crate::harness::{pseudo_random, read_tree, write_file, Archive};
 
 /// Loopback only, no mDNS: tests must not talk to the host's network.
-const NET_JSON: &str = r#"{"mdns": false, "client_bind": "127.0.0.1:0", "timeout_secs": 10}"#;
+const SETTINGS: &str =
+    "[network]\nmdns = false\nclient_bind = \"127.0.0.1:0\"\ntimeout = \"10s\"\n";
 
 fn server_store() -> Archive {
     let a = Archive::initialised();
-    std::fs::write(a.data_dir().join("net.json"), NET_JSON).unwrap();
+    std::fs::write(a.data_dir().join("archive.toml"), SETTINGS).unwrap();
     a
 }
 
