@@ -234,6 +234,9 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Local time's offset from UTC at `unix_ms`, in ms (the system's time zone).
+// libc marks `time_t` deprecated on musl (its width changed in musl 1.2); it is what
+// localtime_r takes on every target.
+#[allow(deprecated)]
 pub(crate) fn local_offset_ms(unix_ms: u64) -> i64 {
     let t = (unix_ms / 1000) as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which lives for the call.

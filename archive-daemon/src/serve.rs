@@ -197,6 +197,15 @@ pub(crate) fn serve(location: &Location, listen: Listen, admin_group: Option<&st
         println!("  archive user add NAME --admin");
     }
     println!("(stop with Ctrl-C)");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // Under systemd (Type=notify): ready now, and alive while the store answers.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the server is ready: {e}");
+    }
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        runtime.spawn(keep_watchdog_fed(store.clone(), timeout));
+    }
 
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -205,6 +214,7 @@ pub(crate) fn serve(location: &Location, listen: Listen, admin_group: Option<&st
             _ = term.recv() => {}
         }
         eprintln!("archive: stopping");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         drop(delivery);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), router.shutdown()).await;
         Ok::<_, anyhow::Error>(())
@@ -244,6 +254,25 @@ async fn collect_garbage(
             Ok(Err(e)) => tracing::error!("collecting deleted messages failed: {e}"),
             Err(e) => tracing::error!("collecting deleted messages failed: {e}"),
         }
+    }
+}
+
+/// Tells systemd's watchdog the server is alive, twice per `timeout`, as long as its store
+/// answers a read within half of it: a server whose disk or database hangs is restarted.
+async fn keep_watchdog_fed(store: Arc<Store>, timeout: std::time::Duration) {
+    let every = timeout / 2;
+    loop {
+        let store = store.clone();
+        let check = tokio::task::spawn_blocking(move || store.quota_used());
+        match tokio::time::timeout(every, check).await {
+            Ok(Ok(Ok(_))) => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            Ok(Ok(Err(e))) => tracing::error!("the store does not answer: {e}"),
+            Ok(Err(e)) => tracing::error!("the store check failed: {e}"),
+            Err(_) => tracing::error!("the store did not answer within {every:?}"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -11,6 +11,7 @@ mod netns;
 mod network;
 mod quick_start;
 mod schedule;
+mod service;
 mod upgrade;
 mod web_archive;
 mod web_browser;

@@ -138,7 +138,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Arc<App>) -> s
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = connection.await {
-                tracing::debug!("web: connection from {remote}: {e}");
+                // Members' addresses are not logged (ARCHITECTURE.md, "Threat model").
+                tracing::debug!("web: a connection ended with an error: {e}");
             }
             drop(permit);
         });
