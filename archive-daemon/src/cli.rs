@@ -169,10 +169,10 @@ pub(crate) enum Command {
     /// network, paired peers, and the other commands on this data folder through a local
     /// control socket, and the scheduled syncs of archive.toml. Creates the store on first start.
     Serve {
-        /// Listen address for peers [default: 0.0.0.0:7740, or `bind` under [network] in archive.toml]
+        /// Listen address for peers [default: 0.0.0.0:7740, or `network.bind` in archive.toml]
         #[arg(long, value_name = "IP:PORT")]
         bind: Option<std::net::SocketAddr>,
-        /// Address of the web UI [default: 0.0.0.0:8080, or `http` under [web] in archive.toml]
+        /// Address of the web UI [default: 0.0.0.0:8080, or `web.http` in archive.toml]
         #[arg(long, value_name = "IP:PORT")]
         http: Option<std::net::SocketAddr>,
         /// Neither announce this server nor look for others on the local network (mDNS),
